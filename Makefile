@@ -1,0 +1,82 @@
+# Reelsmith — `make run` serves the app, `make test` runs every test. Both install what is missing.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+CARGO_LEPTOS_VERSION := 0.3.10
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3; exit}' Cargo.lock)
+PG_BIN := $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+PG_PORT ?= 55432
+# npm's wasm-opt (binaryen 132) first: Debian's makes a bundle that does not hydrate.
+export PATH := $(CURDIR)/end2end/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+
+.PHONY: setup-apt run test dev build setup bench check clippy test-unit test-postgres test-e2e clean-data
+
+run: setup build
+	./target/release/reelsmith
+
+dev: setup
+	cargo leptos watch
+
+build:
+	cargo leptos build --release
+
+## setup: idempotent; each step is skipped when already satisfied.
+setup: setup-apt
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@if ! cargo leptos --version 2>/dev/null | grep -q "$(CARGO_LEPTOS_VERSION)"; then
+	  echo "installing cargo-leptos $(CARGO_LEPTOS_VERSION) (about 11 minutes on 2 cores)"
+	  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+	    cargo install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked --features no_downloads
+	fi
+	@if ! wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)"; then
+	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"
+	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force
+	fi
+	@if [ ! -x end2end/node_modules/.bin/playwright ] || [ ! -x end2end/node_modules/.bin/wasm-opt ] \
+	    || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
+	  (cd end2end && npm ci --no-audit --no-fund)
+	fi
+
+# Debian packages: Chromium for the browser tests, nasm for a faster H.264 encoder, PostgreSQL for
+# the storage tests on the scale-out backend.
+setup-apt:
+	@if ! command -v chromium >/dev/null || ! command -v nasm >/dev/null || [ -z "$(PG_BIN)" ]; then
+	  echo "installing Debian packages: chromium nasm postgresql"
+	  apt-get update -qq
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nasm postgresql >/dev/null
+	fi
+
+test: setup
+	$(MAKE) --no-print-directory test-unit
+	$(MAKE) --no-print-directory test-postgres
+	$(MAKE) --no-print-directory build
+	$(MAKE) --no-print-directory test-e2e
+
+## Unit tests of every layer, and the storage/pipeline suites on SQLite.
+test-unit:
+	cargo test --release --features ssr
+
+## The storage/pipeline suites again on a throw-away PostgreSQL cluster (PostgreSQL refuses root,
+## so the cluster belongs to the postgres user, in a temp dir it owns).
+test-postgres:
+	PG_BIN=$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+	T=$$(mktemp -d /tmp/reelsmith-pg.XXXXXX); chown postgres "$$T"
+	su postgres -c "$$PG_BIN/initdb -D $$T/db -A trust -U postgres >/dev/null && $$PG_BIN/pg_ctl -D $$T/db -o '-p $(PG_PORT) -k $$T -c fsync=off' -l $$T/log -w start >/dev/null"
+	trap 'su postgres -c "$$PG_BIN/pg_ctl -D $$T/db -m immediate stop" >/dev/null; rm -rf "$$T"' EXIT
+	REELSMITH_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$(PG_PORT)/postgres \
+	  cargo test --release --features ssr --test storage --test pipeline
+
+## What a person does, in Chromium, against the release binary (it starts its own server).
+test-e2e:
+	cd end2end && npx playwright test
+
+bench: setup build
+	./target/release/reelsmith bench
+	@wasm=$$(ls target/site/pkg/*.wasm); echo "wasm_bundle_kb: $$(( $$(stat -c %s $$wasm) / 1024 )) KB"; \
+	  echo "wasm_bundle_gzip_kb: $$(( $$(gzip -9 -c $$wasm | wc -c) / 1024 )) KB"
+
+check:
+	cargo clippy --features ssr --all-targets -- -D warnings
+	cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings

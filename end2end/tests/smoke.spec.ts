@@ -1,0 +1,29 @@
+import { expect, test } from "@playwright/test";
+import { base, createVideo, expectStatus, hydrated, watchConsole } from "./helpers";
+
+test("a prompt becomes a playable video, live, without reloading", async ({ page }) => {
+  const errors = watchConsole(page);
+  await page.goto(base() + "/");
+  await expect(page.getByRole("heading", { name: "Make a video" })).toBeVisible();
+  await hydrated(page);
+  const id = await createVideo(page, { prompt: "A lighthouse keeper teaches a gull to read the tides", beats: 2, auto: true });
+  expect(id).toMatch(/^[0-9a-f-]{36}$/);
+  await expectStatus(page, "completed", 90_000);
+  const video = page.locator("video[controls][poster]");
+  await expect(video).toHaveCount(1);
+  const duration = await video.evaluate(async (v: HTMLVideoElement) => {
+    if (v.readyState < 1) await new Promise((r) => v.addEventListener("loadedmetadata", r, { once: true }));
+    return v.duration;
+  });
+  expect(duration).toBeGreaterThan(3);
+  await expect(page.getByRole("table", { name: "Attempts" }).locator("tbody tr")).toHaveCount(4);
+  expect(errors).toEqual([]);
+});
+
+test("unknown and malformed video ids get the 404 page", async ({ page }) => {
+  for (const id of ["00000000-0000-0000-0000-000000000000", "not-a-uuid"]) {
+    const response = await page.goto(`${base()}/videos/${id}`);
+    expect(response?.status()).toBe(404);
+    await expect(page.getByRole("heading", { name: "Video not found" })).toBeVisible();
+  }
+});

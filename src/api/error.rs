@@ -1,0 +1,103 @@
+//! The one error that crosses to the browser: typed, with a sentence and a next step, no internals.
+use serde::{Deserialize, Serialize};
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+
+use crate::domain::Refusal;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("{what} not found")]
+    NotFound { what: String, id: String },
+    #[error("{message}")]
+    InvalidInput { field: String, message: String },
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error("Something went wrong on the server")]
+    Internal,
+    #[error("The server could not be reached: {0}")]
+    Transport(String),
+}
+
+impl AppError {
+    /// The sentence a person reads.
+    pub fn sentence(&self) -> String {
+        match self {
+            AppError::NotFound { what, .. } => {
+                let mut s = what.clone();
+                if let Some(first) = s.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                format!("{s} not found.")
+            }
+            AppError::InvalidInput { message, .. } => {
+                let mut s = message.clone();
+                if let Some(first) = s.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                if !s.ends_with('.') {
+                    s.push('.');
+                }
+                s
+            }
+            AppError::Refused(r) => format!("{r}."),
+            AppError::Internal => "Something went wrong on the server.".into(),
+            AppError::Transport(_) => "The server could not be reached.".into(),
+        }
+    }
+
+    /// What to do next.
+    pub fn next_step(&self) -> String {
+        match self {
+            AppError::NotFound { .. } => "Go back to the list of videos and pick one that exists.".into(),
+            AppError::InvalidInput { .. } => "Correct the field and try again.".into(),
+            AppError::Refused(r) => r.next_step().into(),
+            AppError::Internal => "Try again in a moment; the details are in the server log.".into(),
+            AppError::Transport(_) => "Check that the server is running, then try again.".into(),
+        }
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            AppError::InvalidInput { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            ServerFnErrorErr::Args(m) | ServerFnErrorErr::MissingArg(m) => {
+                AppError::InvalidInput { field: "request".into(), message: format!("the request was malformed: {m}") }
+            }
+            other => AppError::Transport(other.to_string()),
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<crate::pipeline::CoreError> for AppError {
+    fn from(e: crate::pipeline::CoreError) -> Self {
+        use crate::pipeline::CoreError;
+        match e {
+            CoreError::NotFound { what, id } => AppError::NotFound { what: what.into(), id },
+            CoreError::Invalid(i) => AppError::InvalidInput { field: i.field, message: i.message },
+            CoreError::Refused(r) => AppError::Refused(r),
+            other => {
+                // Logged once here, never sent: the browser gets a generic sentence.
+                tracing::error!(error = %other, "internal error in a server function");
+                AppError::Internal
+            }
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<crate::domain::InvalidInput> for AppError {
+    fn from(i: crate::domain::InvalidInput) -> Self {
+        AppError::InvalidInput { field: i.field, message: i.message }
+    }
+}

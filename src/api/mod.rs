@@ -1,0 +1,175 @@
+//! Server functions: the browser's only way in. Each takes the engine from context, parses its
+//! input, calls one command, and maps the result to wire types.
+use leptos::prelude::*;
+#[cfg(feature = "ssr")]
+use leptos::server_fn::BoxedStream;
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::{BoxedStream as Stream, Websocket};
+use serde::{Deserialize, Serialize};
+
+pub mod error;
+pub mod types;
+#[cfg(feature = "ssr")]
+pub mod convert;
+
+pub use error::AppError;
+pub use types::*;
+
+#[cfg(feature = "ssr")]
+use crate::domain::{CheckpointId, NewVideo, VideoId};
+#[cfg(feature = "ssr")]
+use crate::pipeline::Engine;
+
+#[cfg(feature = "ssr")]
+fn engine() -> Result<Engine, AppError> {
+    use_context::<Engine>().ok_or(AppError::Internal)
+}
+
+#[cfg(feature = "ssr")]
+fn video_id(raw: &str) -> Result<VideoId, AppError> {
+    Ok(VideoId::parse("video_id", raw)?)
+}
+
+#[cfg(feature = "ssr")]
+fn checkpoint_id(raw: &str) -> Result<CheckpointId, AppError> {
+    Ok(CheckpointId::parse("checkpoint_id", raw)?)
+}
+
+#[server]
+pub async fn server_info() -> Result<ServerSettings, AppError> {
+    let engine = engine()?;
+    Ok(ServerSettings { fault_injection: engine.config.fault_injection, retry_limit: engine.config.retry_limit, version: env!("CARGO_PKG_VERSION").into() })
+}
+
+#[server]
+pub async fn list_videos() -> Result<Vec<VideoSummary>, AppError> {
+    let engine = engine()?;
+    Ok(engine.list_videos(200).await?.iter().map(convert::summary).collect())
+}
+
+#[server]
+pub async fn create_video(prompt: String, beats: u32, auto_continue: Option<String>, fault_plan: Option<String>) -> Result<String, AppError> {
+    let engine = engine()?;
+    let on = auto_continue.is_some_and(|v| !v.is_empty() && v != "false" && v != "off");
+    let new = NewVideo::parse(&prompt, beats, on, fault_plan.as_deref(), engine.config.fault_injection)?;
+    Ok(engine.create_video(new, None).await?.to_string())
+}
+
+#[server]
+pub async fn get_status(video_id: String, branch: Option<String>) -> Result<VideoStatusWire, AppError> {
+    let engine = engine()?;
+    let id = self::video_id(&video_id)?;
+    let state = engine.video_state(id).await?;
+    let tries = engine.unit_tries(id).await?;
+    convert::status(&state, branch.as_deref(), &tries, &engine.config)
+}
+
+#[server]
+pub async fn continue_video(video_id: String, checkpoint_id: Option<String>, branch: Option<String>, force_retry: bool) -> Result<ContinueResult, AppError> {
+    let engine = engine()?;
+    let checkpoint = checkpoint_id.as_deref().filter(|s| !s.is_empty()).map(self::checkpoint_id).transpose()?;
+    let outcome = engine.continue_video(self::video_id(&video_id)?, checkpoint, branch.as_deref(), force_retry).await?;
+    Ok(convert::continue_result(outcome))
+}
+
+#[server]
+pub async fn edit_script(video_id: String, branch: Option<String>, checkpoint_id: String, script_json: String) -> Result<String, AppError> {
+    let engine = engine()?;
+    let id = engine.edit_script(self::video_id(&video_id)?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, &script_json).await?;
+    Ok(id.to_string())
+}
+
+#[server]
+pub async fn create_branch(video_id: String, checkpoint_id: String, name: String) -> Result<String, AppError> {
+    let engine = engine()?;
+    engine.create_branch(self::video_id(&video_id)?, self::checkpoint_id(&checkpoint_id)?, name.trim()).await?;
+    Ok(name.trim().to_string())
+}
+
+#[server]
+pub async fn cancel_run(video_id: String, branch: Option<String>) -> Result<String, AppError> {
+    let engine = engine()?;
+    Ok(engine.cancel(self::video_id(&video_id)?, branch.as_deref()).await?.to_string())
+}
+
+#[server]
+pub async fn set_auto_continue(video_id: String, on: bool) -> Result<(), AppError> {
+    let engine = engine()?;
+    Ok(engine.set_auto_continue(self::video_id(&video_id)?, on).await?)
+}
+
+#[server]
+pub async fn set_budget(video_id: String, dollars: Option<String>) -> Result<(), AppError> {
+    let engine = engine()?;
+    let budget = match dollars.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => {
+            let value: f64 = raw.trim_start_matches('$').parse().map_err(|_| AppError::InvalidInput {
+                field: "budget".into(),
+                message: format!("\"{raw}\" is not an amount of dollars"),
+            })?;
+            if !value.is_finite() {
+                return Err(AppError::InvalidInput { field: "budget".into(), message: "the budget must be a number".into() });
+            }
+            Some((value * 1e6).round() as i64)
+        }
+    };
+    Ok(engine.set_budget(self::video_id(&video_id)?, budget).await?)
+}
+
+#[server]
+pub async fn regenerate_beat(video_id: String, branch: Option<String>, checkpoint_id: String, beat: u32) -> Result<String, AppError> {
+    let engine = engine()?;
+    let run = engine.regenerate_beat(self::video_id(&video_id)?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, beat).await?;
+    Ok(run.to_string())
+}
+
+/// The browser's first message on the live channel: which video to watch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WatchRequest {
+    pub video_id: String,
+}
+
+/// "Something changed": the page refetches its snapshot. `seq` 0 is the hello sent on connect.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    pub seq: u64,
+}
+
+#[server(protocol = Websocket<JsonEncoding, JsonEncoding>)]
+pub async fn watch_video(input: Stream<WatchRequest, ServerFnError>) -> Result<Stream<WatchEvent, ServerFnError>, ServerFnError> {
+    use futures::{SinkExt, StreamExt};
+    let engine = use_context::<Engine>().ok_or_else(|| ServerFnError::new("no engine"))?;
+    let mut events = engine.events.subscribe();
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<WatchEvent, ServerFnError>>(16);
+    let mut input = input;
+    tokio::spawn(async move {
+        let Some(Ok(first)) = input.next().await else { return };
+        let Ok(video) = VideoId::parse("video_id", &first.video_id) else { return };
+        let mut seq = 0;
+        if tx.send(Ok(WatchEvent { seq })).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(changed) if changed.video != video => continue,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Coalesce bursts (a unit finishing is several commits) into one refetch.
+                        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+                        while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) = events.try_recv() {}
+                        seq += 1;
+                        if tx.send(Ok(WatchEvent { seq })).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                message = input.next() => if message.is_none() {
+                    return;
+                },
+            }
+        }
+    });
+    Ok(BoxedStream::from(rx))
+}

@@ -1,0 +1,168 @@
+//! Wire types: what the server functions send to the browser. Separate from records and domain types.
+use serde::{Deserialize, Serialize};
+
+use crate::domain::rules::AllowedActions;
+use crate::domain::{BranchStatus, Phase, Script};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerSettings {
+    pub fault_injection: bool,
+    pub retry_limit: u32,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VideoSummary {
+    pub video_id: String,
+    pub title: String,
+    pub status: BranchStatus,
+    pub current_phase: Option<Phase>,
+    pub poster_url: Option<String>,
+    pub created_at: i64,
+    pub total_cost_micros: i64,
+    pub beats: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointWire {
+    pub id: String,
+    pub phase: Phase,
+    pub phase_number: u8,
+    pub version: u32,
+    pub status: String,
+    pub origin: String,
+    pub parent_id: Option<String>,
+    /// The branch the checkpoint was made on.
+    pub branch: String,
+    /// Branches whose newest checkpoint this is.
+    pub head_of: Vec<String>,
+    pub created_at: i64,
+    pub approved_at: Option<i64>,
+    pub run_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TreeNode {
+    pub checkpoint: CheckpointWire,
+    pub children: Vec<TreeNode>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BranchWire {
+    pub branch_name: String,
+    pub latest_checkpoint_id: Option<String>,
+    pub phase_number: Option<u8>,
+    pub status: Option<String>,
+    pub branch_status: BranchStatus,
+    pub can_continue: bool,
+    pub forked_from: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunWire {
+    pub id: String,
+    pub branch: String,
+    pub phase: Phase,
+    pub attempt: u32,
+    pub kind: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub failed_beat: Option<u32>,
+    pub from_checkpoint: Option<String>,
+    pub cost_micros: i64,
+    pub units_total: u32,
+    pub units_done: u32,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// Provider calls, memo hits and failed tries of this run.
+    pub calls: u32,
+    pub memo_hits: u32,
+    pub failed_tries: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorWire {
+    pub message: String,
+    pub phase: Phase,
+    pub beat: Option<u32>,
+    pub run_id: String,
+    pub attempt: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitState {
+    Waiting,
+    Running,
+    Retrying,
+    Done,
+    Reused,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgressWire {
+    pub run_id: String,
+    pub phase: Phase,
+    pub units: Vec<UnitState>,
+    pub units_done: u32,
+    pub units_total: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClipWire {
+    pub preview_url: String,
+    pub frames: u32,
+}
+
+/// The artifacts along the selected branch, newest version of each phase on its line.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactsWire {
+    pub script: Option<Script>,
+    pub script_checkpoint: Option<CheckpointWire>,
+    pub storyboard: Vec<String>,
+    pub storyboard_checkpoint: Option<CheckpointWire>,
+    pub clips: Vec<ClipWire>,
+    pub clips_checkpoint: Option<CheckpointWire>,
+    pub video_url: Option<String>,
+    pub poster_url: Option<String>,
+    pub video_duration_ms: Option<u32>,
+    pub video_bytes: Option<u64>,
+}
+
+/// The seed document's status response, for one branch, plus what the page needs to draw it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VideoStatusWire {
+    pub video_id: String,
+    pub title: String,
+    pub prompt: String,
+    pub beats: u32,
+    pub auto_continue: bool,
+    pub budget_micros: Option<i64>,
+    pub branch: String,
+    pub status: BranchStatus,
+    pub current_phase: Option<Phase>,
+    pub error: Option<ErrorWire>,
+    pub current_checkpoint: Option<CheckpointWire>,
+    pub checkpoint_tree: Vec<TreeNode>,
+    pub active_branches: Vec<BranchWire>,
+    pub runs: Vec<RunWire>,
+    pub allowed: AllowedActions,
+    pub progress: Option<ProgressWire>,
+    pub artifacts: ArtifactsWire,
+    pub total_cost_micros: i64,
+    pub fault_injection: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ContinueResult {
+    Started { run_id: String, kind: String, attempt: u32 },
+    AlreadyRunning { run_id: String },
+    Completed,
+}
+
+/// Dollars for people: "$0.12".
+pub fn dollars(micros: i64) -> String {
+    format!("${:.3}", micros as f64 / 1e6)
+}

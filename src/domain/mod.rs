@@ -1,0 +1,22 @@
+//! The pure core: ids, phases, checkpoints, branches, runs, artifacts, fault plans and the rule table.
+//!
+//! Nothing in here touches a database, a clock, a random source or the web: time and new ids
+//! are passed in, so every rule can be tested exhaustively.
+
+pub mod fault;
+pub mod ids;
+pub mod manifest;
+pub mod model;
+pub mod rules;
+pub mod script;
+pub mod validate;
+
+pub use fault::{FaultAction, FaultPlan, FaultRule};
+pub use ids::{BranchId, CheckpointId, RunId, VideoId};
+pub use manifest::{BlobRef, ClipRef, Manifest};
+pub use model::{
+    BranchStatus, CheckpointStatus, Origin, Phase, RunKind, RunStatus, Timestamp,
+};
+pub use rules::{BranchView, Decision, HeadView, Refusal, RunView, decide};
+pub use script::{Beat, Script};
+pub use validate::{BranchName, InvalidInput, NewVideo};

@@ -1,0 +1,175 @@
+//! The vocabulary of the model: phases, statuses, kinds and origins, with their wire names.
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch; passed in by the caller so the domain stays pure.
+pub type Timestamp = i64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Phase {
+    #[serde(rename = "phase1_script")]
+    Script,
+    #[serde(rename = "phase2_storyboard")]
+    Storyboard,
+    #[serde(rename = "phase3_clips")]
+    Clips,
+    #[serde(rename = "phase4_render")]
+    Render,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [Phase::Script, Phase::Storyboard, Phase::Clips, Phase::Render];
+
+    pub fn number(self) -> u8 {
+        match self {
+            Phase::Script => 1,
+            Phase::Storyboard => 2,
+            Phase::Clips => 3,
+            Phase::Render => 4,
+        }
+    }
+
+    pub fn from_number(n: i64) -> Option<Phase> {
+        match n {
+            1 => Some(Phase::Script),
+            2 => Some(Phase::Storyboard),
+            3 => Some(Phase::Clips),
+            4 => Some(Phase::Render),
+            _ => None,
+        }
+    }
+
+    pub fn wire(self) -> &'static str {
+        match self {
+            Phase::Script => "phase1_script",
+            Phase::Storyboard => "phase2_storyboard",
+            Phase::Clips => "phase3_clips",
+            Phase::Render => "phase4_render",
+        }
+    }
+
+    /// The word a person reads: "Script", "Storyboard", "Clips", "Render".
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Script => "Script",
+            Phase::Storyboard => "Storyboard",
+            Phase::Clips => "Clips",
+            Phase::Render => "Render",
+        }
+    }
+
+    pub fn next(self) -> Option<Phase> {
+        Phase::from_number(i64::from(self.number()) + 1)
+    }
+
+    pub fn previous(self) -> Option<Phase> {
+        Phase::from_number(i64::from(self.number()) - 1)
+    }
+}
+
+macro_rules! wire_enum {
+    ($name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn wire(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            pub fn from_wire(s: &str) -> Option<Self> {
+                match s { $($wire => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+wire_enum!(CheckpointStatus { Pending => "pending", Approved => "approved" });
+wire_enum!(Origin { Generated => "generated", Edited => "edited" });
+wire_enum!(RunKind {
+    Initial => "initial",
+    Continue => "continue",
+    Auto => "auto",
+    Retry => "retry",
+    Regenerate => "regenerate",
+});
+wire_enum!(RunStatus {
+    Queued => "queued",
+    Running => "running",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Cancelled => "cancelled",
+});
+
+impl RunStatus {
+    pub fn is_active(self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(self, RunStatus::Failed | RunStatus::Cancelled)
+    }
+}
+
+/// What the status page shows for a branch (the video's status is its `main` branch's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BranchStatus {
+    Processing,
+    AwaitingApproval,
+    Failed,
+    Completed,
+}
+
+impl BranchStatus {
+    pub fn wire(self) -> &'static str {
+        match self {
+            BranchStatus::Processing => "processing",
+            BranchStatus::AwaitingApproval => "awaiting_approval",
+            BranchStatus::Failed => "failed",
+            BranchStatus::Completed => "completed",
+        }
+    }
+
+    /// The words on the badge: "awaiting approval" rather than the wire's underscore.
+    pub fn words(self) -> &'static str {
+        match self {
+            BranchStatus::Processing => "processing",
+            BranchStatus::AwaitingApproval => "awaiting approval",
+            BranchStatus::Failed => "failed",
+            BranchStatus::Completed => "completed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_walk_forward_and_back() {
+        assert_eq!(Phase::Script.next(), Some(Phase::Storyboard));
+        assert_eq!(Phase::Render.next(), None);
+        assert_eq!(Phase::Script.previous(), None);
+        for p in Phase::ALL {
+            assert_eq!(Phase::from_number(i64::from(p.number())), Some(p));
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.wire()));
+        }
+        assert_eq!(Phase::from_number(0), None);
+        assert_eq!(Phase::from_number(5), None);
+    }
+
+    #[test]
+    fn wire_names_round_trip() {
+        for s in RunStatus::ALL {
+            assert_eq!(RunStatus::from_wire(s.wire()), Some(*s));
+        }
+        for k in RunKind::ALL {
+            assert_eq!(RunKind::from_wire(k.wire()), Some(*k));
+        }
+        assert_eq!(RunStatus::from_wire("done"), None);
+    }
+}

@@ -1,0 +1,95 @@
+//! Content-addressed files under `<data-dir>/blobs/ab/<sha256>`: identical bytes are stored once.
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::domain::BlobRef;
+
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    pub fn new(data_dir: &Path) -> BlobStore {
+        BlobStore { root: data_dir.join("blobs") }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path_of(&self, sha256: &str) -> PathBuf {
+        self.root.join(&sha256[..2]).join(sha256)
+    }
+
+    pub fn hash(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    /// Writes the bytes unless a file with their hash already exists; atomic via rename.
+    pub fn put(&self, bytes: &[u8], media_type: &str) -> std::io::Result<BlobRef> {
+        let sha256 = Self::hash(bytes);
+        let path = self.path_of(&sha256);
+        if !path.exists() {
+            let dir = path.parent().expect("blob paths have a parent");
+            std::fs::create_dir_all(dir)?;
+            let tmp = dir.join(format!(".{sha256}.{}.tmp", uuid::Uuid::new_v4()));
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        Ok(BlobRef { sha256, bytes: bytes.len() as u64, media_type: media_type.to_string() })
+    }
+
+    pub fn read(&self, blob: &BlobRef) -> std::io::Result<Vec<u8>> {
+        self.read_hash(&blob.sha256)
+    }
+
+    pub fn read_hash(&self, sha256: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.path_of(sha256))
+    }
+
+    /// Every stored file's hash and size (for garbage collection).
+    pub fn list(&self) -> std::io::Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        let Ok(dirs) = std::fs::read_dir(&self.root) else { return Ok(out) };
+        for dir in dirs {
+            let dir = dir?;
+            if !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(dir.path())? {
+                let file = file?;
+                let name = file.file_name().to_string_lossy().to_string();
+                if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    out.push((name, file.metadata()?.len()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn remove(&self, sha256: &str) -> std::io::Result<()> {
+        std::fs::remove_file(self.path_of(sha256))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_bytes_are_stored_once() {
+        let dir = std::env::temp_dir().join(format!("reelsmith-blobs-{}", uuid::Uuid::new_v4()));
+        let store = BlobStore::new(&dir);
+        let a = store.put(b"hello", "text/plain").unwrap();
+        let b = store.put(b"hello", "text/plain").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.sha256, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(store.list().unwrap().len(), 1);
+        assert_eq!(store.read(&a).unwrap(), b"hello");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

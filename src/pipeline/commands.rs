@@ -1,0 +1,394 @@
+//! The commands a person (through a server function) or a test can give. Each is one transaction
+//! that validates with the rule table; a constraint violation from a concurrent caller becomes an
+//! expected outcome ("already running — here is the run"), never a 500.
+use uuid::Uuid;
+
+use super::{CoreError, Engine, now_ms};
+use crate::domain::rules::{self, ContinueRequest, Decision, GivenCheckpoint};
+use crate::domain::{
+    BranchId, BranchName, CheckpointId, CheckpointStatus, InvalidInput, Manifest, NewVideo, Origin, Phase, Refusal, RunId,
+    RunKind, RunStatus, Script, Timestamp, VideoId,
+};
+use crate::storage::{self, BranchRecord, CheckpointRecord, Regenerate, RunRecord, StorageError, Tx, VideoRecord, VideoState};
+
+/// What a continue did. Expected outcomes are data, not errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContinueOutcome {
+    Started { run: RunId, kind: RunKind, attempt: u32 },
+    AlreadyRunning { run: RunId },
+    Completed { checkpoint: CheckpointId },
+}
+
+impl ContinueOutcome {
+    pub fn run(&self) -> Option<RunId> {
+        match self {
+            ContinueOutcome::Started { run, .. } | ContinueOutcome::AlreadyRunning { run } => Some(*run),
+            ContinueOutcome::Completed { .. } => None,
+        }
+    }
+}
+
+/// How many times a command is re-run after losing a race on a unique index.
+const RACE_RETRIES: usize = 8;
+
+async fn load(tx: &mut Tx, video: VideoId) -> Result<VideoState, CoreError> {
+    storage::load_video_state(tx, video).await?.ok_or_else(|| CoreError::not_found("video", video))
+}
+
+fn branch_of<'a>(state: &'a VideoState, name: Option<&str>) -> Result<&'a BranchRecord, CoreError> {
+    let name = name.filter(|n| !n.is_empty()).unwrap_or(BranchName::MAIN);
+    state.branch_named(name).ok_or_else(|| CoreError::not_found("branch", name))
+}
+
+fn checkpoint_of(state: &VideoState, id: CheckpointId) -> Result<&CheckpointRecord, CoreError> {
+    // A checkpoint of another video is "not found" here: ids never cross videos.
+    state.checkpoint(id).ok_or_else(|| CoreError::not_found("checkpoint", id))
+}
+
+/// Carries out a rule-table decision inside the caller's transaction.
+pub(crate) async fn apply_decision(
+    tx: &mut Tx,
+    state: &VideoState,
+    branch: &BranchRecord,
+    decision: Decision,
+    now: Timestamp,
+) -> Result<ContinueOutcome, CoreError> {
+    match decision {
+        Decision::Start { kind, phase, from, attempt, approve } => {
+            if approve {
+                let from = from.expect("approval needs a checkpoint");
+                if !storage::approve_checkpoint(tx, from, now).await? {
+                    // Someone approved it between our read and write: re-run the command.
+                    return Err(StorageError::Database(sqlx::Error::Protocol("checkpoint approved concurrently".into())).into());
+                }
+            }
+            let run = new_run(state, branch, phase, from, attempt, kind, None, now);
+            storage::insert_run(tx, &run).await?;
+            Ok(ContinueOutcome::Started { run: run.id, kind, attempt })
+        }
+        Decision::ApproveFinal { checkpoint } => {
+            storage::approve_checkpoint(tx, checkpoint, now).await?;
+            Ok(ContinueOutcome::Completed { checkpoint })
+        }
+        Decision::AlreadyRunning { run } => Ok(ContinueOutcome::AlreadyRunning { run }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_run(
+    state: &VideoState,
+    branch: &BranchRecord,
+    phase: Phase,
+    from: Option<CheckpointId>,
+    attempt: u32,
+    kind: RunKind,
+    regenerate: Option<Regenerate>,
+    now: Timestamp,
+) -> RunRecord {
+    RunRecord {
+        id: RunId(Uuid::new_v4()),
+        video_id: state.video.id,
+        branch_id: branch.id,
+        from_checkpoint: from,
+        phase,
+        attempt,
+        kind,
+        status: RunStatus::Queued,
+        regenerate,
+        error: None,
+        failed_unit: None,
+        units_total: 0,
+        units_done: 0,
+        cost_micros: 0,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        lease_owner: None,
+        lease_expires_at: None,
+    }
+}
+
+fn lost_race(e: &CoreError) -> bool {
+    match e {
+        CoreError::Storage(s) => s.is_unique_violation() || s.is_busy() || matches!(s, StorageError::Database(sqlx::Error::Protocol(m)) if m.contains("concurrently")),
+        _ => false,
+    }
+}
+
+impl Engine {
+    /// Runs `body` in a write transaction, again after losing a race to a concurrent caller; the
+    /// second time round the rule table sees the winner's write (e.g. the run it queued).
+    async fn write_tx<T, F>(&self, video: VideoId, body: F) -> Result<T, CoreError>
+    where
+        F: for<'t> Fn(&'t mut Tx) -> futures::future::BoxFuture<'t, Result<T, CoreError>>,
+    {
+        let mut last = None;
+        for _ in 0..RACE_RETRIES {
+            let mut tx = self.store.write().await?;
+            match body(&mut tx).await {
+                Ok(value) => match tx.commit().await {
+                    Ok(()) => {
+                        self.events.changed(video);
+                        self.wake.notify_waiters();
+                        return Ok(value);
+                    }
+                    Err(e) => last = Some(CoreError::from(e)),
+                },
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    if !lost_race(&e) {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+            }
+            if !last.as_ref().is_some_and(lost_race) {
+                break;
+            }
+        }
+        Err(last.unwrap_or_else(|| CoreError::Internal("write failed".into())))
+    }
+
+    /// A new video with its `main` branch and the first run of phase 1.
+    pub async fn create_video(&self, new: NewVideo, seed: Option<u64>) -> Result<VideoId, CoreError> {
+        let now = now_ms();
+        let video = VideoRecord {
+            id: VideoId(Uuid::new_v4()),
+            title: new.prompt.chars().take(80).collect(),
+            prompt: new.prompt,
+            beats: new.beats,
+            seed: seed.unwrap_or_else(|| Uuid::new_v4().as_u64_pair().0 >> 1),
+            auto_continue: new.auto_continue,
+            fault_plan: new.fault_plan,
+            budget_micros: new.budget_micros,
+            created_at: now,
+        };
+        let id = video.id;
+        self.write_tx(id, move |tx| {
+            let video = video.clone();
+            Box::pin(async move {
+                storage::insert_video(tx, &video).await?;
+                let main = BranchRecord { id: BranchId(Uuid::new_v4()), video_id: video.id, name: BranchName::MAIN.into(), head_id: None, forked_from: None, created_at: now };
+                storage::insert_branch(tx, &main).await?;
+                let state = VideoState { video: video.clone(), branches: vec![main.clone()], checkpoints: vec![], runs: vec![] };
+                let run = new_run(&state, &main, Phase::Script, None, 1, RunKind::Initial, None, now);
+                storage::insert_run(tx, &run).await?;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// The seed document's continue: approve a pending checkpoint and start the next phase, retry
+    /// a failed phase (`force_retry`), or return the run already going.
+    pub async fn continue_video(
+        &self,
+        video: VideoId,
+        checkpoint: Option<CheckpointId>,
+        branch: Option<&str>,
+        force_retry: bool,
+    ) -> Result<ContinueOutcome, CoreError> {
+        let limits = self.config.limits();
+        let branch = branch.map(str::to_string);
+        self.write_tx(video, move |tx| {
+            let branch = branch.clone();
+            Box::pin(async move {
+                let now = now_ms();
+                let state = load(tx, video).await?;
+                let branch = branch_of(&state, branch.as_deref())?;
+                let given = checkpoint
+                    .map(|id| checkpoint_of(&state, id).map(|c| GivenCheckpoint { id: c.id, status: c.status }))
+                    .transpose()?;
+                let decision = rules::decide(&state.branch_view(branch), ContinueRequest { checkpoint: given, force_retry }, limits)?;
+                apply_decision(tx, &state, branch, decision, now).await
+            })
+        })
+        .await
+    }
+
+    /// Approve & Continue: the same as continue on a pending head.
+    pub async fn approve(&self, video: VideoId, checkpoint: CheckpointId, branch: Option<&str>) -> Result<ContinueOutcome, CoreError> {
+        self.continue_video(video, Some(checkpoint), branch, false).await
+    }
+
+    /// Saves an edited script as a new version (same parent, version + 1, pending) at the branch head.
+    pub async fn edit_script(&self, video: VideoId, branch: Option<&str>, checkpoint: CheckpointId, script_json: &str) -> Result<CheckpointId, CoreError> {
+        let script = Script::parse_edit(script_json)?;
+        let branch = branch.map(str::to_string);
+        self.write_tx(video, move |tx| {
+            let (script, branch) = (script.clone(), branch.clone());
+            Box::pin(async move {
+                let now = now_ms();
+                let state = load(tx, video).await?;
+                let branch = branch_of(&state, branch.as_deref())?;
+                let target = checkpoint_of(&state, checkpoint)?;
+                rules::decide_edit(&state.branch_view(branch), target.phase, state.on_line(branch, checkpoint))?;
+                let Manifest::Script { script: old, seed } = &target.manifest else {
+                    return Err(Refusal::OnlyScriptsAreEditable { phase: target.phase }.into());
+                };
+                if *old == script {
+                    return Err(InvalidInput::new("script", "nothing changed; edit a field before saving").into());
+                }
+                let edited = CheckpointRecord {
+                    id: CheckpointId(Uuid::new_v4()),
+                    video_id: video,
+                    branch_id: branch.id,
+                    parent_id: target.parent_id,
+                    phase: target.phase,
+                    version: state.next_version(target.parent_id, target.phase),
+                    status: CheckpointStatus::Pending,
+                    origin: Origin::Edited,
+                    manifest: Manifest::Script { script: script.clone(), seed: *seed },
+                    run_id: None,
+                    created_at: now,
+                    approved_at: None,
+                };
+                storage::insert_checkpoint(tx, &edited).await?;
+                storage::set_branch_head(tx, branch.id, edited.id).await?;
+                if branch.name == BranchName::MAIN {
+                    storage::set_video_title(tx, video, &script.title).await?;
+                }
+                Ok(edited.id)
+            })
+        })
+        .await
+    }
+
+    /// A new branch whose head is `from`; names are unique per video (a schema constraint).
+    pub async fn create_branch(&self, video: VideoId, from: CheckpointId, name: &str) -> Result<BranchId, CoreError> {
+        let name = BranchName::parse(name)?;
+        let result = self
+            .write_tx(video, move |tx| {
+                let name = name.clone();
+                Box::pin(async move {
+                    let state = load(tx, video).await?;
+                    checkpoint_of(&state, from)?;
+                    if state.branch_named(name.as_str()).is_some() {
+                        return Err(Refusal::BranchNameTaken { name: name.to_string() }.into());
+                    }
+                    let branch = BranchRecord {
+                        id: BranchId(Uuid::new_v4()),
+                        video_id: video,
+                        name: name.to_string(),
+                        head_id: Some(from),
+                        forked_from: Some(from),
+                        created_at: now_ms(),
+                    };
+                    storage::insert_branch(tx, &branch).await?;
+                    Ok(branch.id)
+                })
+            })
+            .await;
+        match result {
+            // Two people picked the same name at once: the constraint decided.
+            Err(CoreError::Storage(e)) if e.is_unique_violation() => Err(Refusal::BranchNameTaken { name: "that name".into() }.into()),
+            other => other,
+        }
+    }
+
+    /// Cancels the branch's active run; the worker notices at its next heartbeat.
+    pub async fn cancel(&self, video: VideoId, branch: Option<&str>) -> Result<RunId, CoreError> {
+        let branch = branch.map(str::to_string);
+        let run = self
+            .write_tx(video, move |tx| {
+                let branch = branch.clone();
+                Box::pin(async move {
+                    let state = load(tx, video).await?;
+                    let branch = branch_of(&state, branch.as_deref())?;
+                    let run = rules::decide_cancel(&state.branch_view(branch))?;
+                    storage::finish_run(tx, run, RunStatus::Cancelled, Some("Cancelled by user"), None, now_ms()).await?;
+                    storage::clear_staged(tx, run).await?;
+                    Ok(run)
+                })
+            })
+            .await?;
+        self.cancelled.send_modify(|set| {
+            set.insert(run);
+        });
+        Ok(run)
+    }
+
+    pub async fn set_auto_continue(&self, video: VideoId, on: bool) -> Result<(), CoreError> {
+        self.write_tx(video, move |tx| {
+            Box::pin(async move {
+                load(tx, video).await?;
+                storage::set_auto_continue(tx, video, on).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Sets the cost budget in micro-dollars (`None`: unlimited).
+    pub async fn set_budget(&self, video: VideoId, budget_micros: Option<i64>) -> Result<(), CoreError> {
+        if budget_micros.is_some_and(|b| !(0..=1_000_000_000_000).contains(&b)) {
+            return Err(InvalidInput::new("budget", "the budget must be between $0 and $1,000,000").into());
+        }
+        self.write_tx(video, move |tx| {
+            Box::pin(async move {
+                load(tx, video).await?;
+                storage::set_budget(tx, video, budget_micros).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Queues a run that makes a new version of a storyboard or clips checkpoint in which only
+    /// `beat` is made again, with a new seed; every other beat comes from the memo.
+    pub async fn regenerate_beat(&self, video: VideoId, branch: Option<&str>, checkpoint: CheckpointId, beat: u32) -> Result<RunId, CoreError> {
+        let branch = branch.map(str::to_string);
+        self.write_tx(video, move |tx| {
+            let branch = branch.clone();
+            Box::pin(async move {
+                let now = now_ms();
+                let state = load(tx, video).await?;
+                let branch = branch_of(&state, branch.as_deref())?;
+                let target = checkpoint_of(&state, checkpoint)?;
+                let beats = target.manifest.seeds().map(|s| s.len() as u32).unwrap_or(0);
+                rules::decide_regenerate(&state.branch_view(branch), target.phase, state.on_line(branch, checkpoint), beat, beats)?;
+                let old_seed = target.manifest.seeds().and_then(|s| s.get(beat as usize)).copied().unwrap_or(0);
+                let attempt = state
+                    .runs
+                    .iter()
+                    .filter(|r| r.branch_id == branch.id && r.regenerate.as_ref().is_some_and(|g| g.of == checkpoint))
+                    .count() as u32
+                    + 1;
+                let regenerate = Regenerate { beat, seed: super::mix_seed(old_seed, now as u64, u64::from(attempt)), of: checkpoint };
+                let run = new_run(&state, branch, target.phase, target.parent_id, attempt, RunKind::Regenerate, Some(regenerate), now);
+                storage::insert_run(tx, &run).await?;
+                Ok(run.id)
+            })
+        })
+        .await
+    }
+
+    /// One video's whole state, read in one snapshot.
+    pub async fn video_state(&self, video: VideoId) -> Result<VideoState, CoreError> {
+        let mut tx = self.store.read().await?;
+        let state = load(&mut tx, video).await;
+        let _ = tx.rollback().await;
+        state
+    }
+
+    pub async fn list_videos(&self, limit: i64) -> Result<Vec<VideoState>, CoreError> {
+        let mut tx = self.store.read().await?;
+        let videos = storage::list_videos(&mut tx, limit).await?;
+        let mut out = Vec::with_capacity(videos.len());
+        for v in videos {
+            if let Some(state) = storage::load_video_state(&mut tx, v.id).await? {
+                out.push(state);
+            }
+        }
+        let _ = tx.rollback().await;
+        Ok(out)
+    }
+
+    pub async fn unit_tries(&self, video: VideoId) -> Result<Vec<storage::UnitTryRecord>, CoreError> {
+        let mut tx = self.store.read().await?;
+        let tries = storage::unit_tries_of_video(&mut tx, video).await?;
+        let _ = tx.rollback().await;
+        Ok(tries)
+    }
+}

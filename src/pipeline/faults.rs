@@ -1,0 +1,62 @@
+//! Applies a video's fault plan to one unit of one run (only when the server enables fault injection).
+use crate::domain::{FaultAction, FaultPlan, Phase, RunId, VideoId};
+use crate::storage::{self, StorageError, Store};
+
+/// What the plan does to this unit in this run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub delay_ms: u64,
+    pub hang: bool,
+    /// Every try of the unit fails with this message (a transient-looking error, so the
+    /// automatic retries are exercised and fail too).
+    pub fail: Option<String>,
+    pub crash: bool,
+}
+
+pub fn unit_key(phase: Phase, unit: u32) -> String {
+    format!("p{}:u{unit}", phase.number())
+}
+
+/// Decides the effects and records which runs `fail` and `crash` rules affected, so `times`
+/// counts runs across retries and restarts. A crash is recorded as spent before it fires.
+pub async fn effects(
+    store: &Store,
+    video: VideoId,
+    plan: &FaultPlan,
+    phase: Phase,
+    unit: u32,
+    beat: Option<u32>,
+    run: RunId,
+) -> Result<Effects, StorageError> {
+    let mut effects = Effects::default();
+    let key = unit_key(phase, unit);
+    for (index, rule) in plan.rules.iter().enumerate() {
+        if !rule.matches(phase, beat) {
+            continue;
+        }
+        match rule.action {
+            FaultAction::Delay => effects.delay_ms += rule.ms.unwrap_or(0),
+            FaultAction::Hang => effects.hang = true,
+            FaultAction::Fail | FaultAction::Crash => {
+                let mut tx = store.write().await?;
+                let hits = storage::fault_hits(&mut tx, video, index, &key).await?;
+                let affected = if rule.action == FaultAction::Crash {
+                    (hits.len() as u32) < rule.times()
+                } else {
+                    hits.contains(&run) || (hits.len() as u32) < rule.times()
+                };
+                if affected {
+                    storage::record_fault_hit(&mut tx, video, index, &key, run).await?;
+                }
+                tx.commit().await?;
+                if affected {
+                    match rule.action {
+                        FaultAction::Crash => effects.crash = true,
+                        _ => effects.fail = Some(rule.message().to_string()),
+                    }
+                }
+            }
+        }
+    }
+    Ok(effects)
+}

@@ -1,0 +1,125 @@
+//! The engine: commands that change a video, the worker that runs phases, the blob store and providers.
+//!
+//! Data flows one way: a command validates with the rule table (`domain::rules`) and writes through
+//! `storage` in one transaction; the worker claims queued runs, calls providers per unit, memoizes
+//! each unit's output by content, and commits the checkpoint when the whole phase succeeded.
+
+pub mod blobs;
+pub mod commands;
+pub mod events;
+pub mod faults;
+pub mod gc;
+pub mod providers;
+pub mod units;
+pub mod worker;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::domain::rules::Limits;
+use crate::domain::{InvalidInput, Refusal, RunId, Timestamp};
+use crate::storage::{StorageError, Store};
+use blobs::BlobStore;
+use events::Events;
+use providers::Providers;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub retry_limit: u32,
+    pub fault_injection: bool,
+    /// Units of one phase that run at once.
+    pub unit_concurrency: usize,
+    /// Automatic tries after a transient provider error, per unit.
+    pub extra_tries: u32,
+    pub backoff_base_ms: u64,
+    pub lease_ms: i64,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            retry_limit: 5,
+            fault_injection: false,
+            unit_concurrency: 2,
+            extra_tries: 2,
+            backoff_base_ms: 200,
+            lease_ms: 10_000,
+            width: 1280,
+            height: 720,
+            fps: 24,
+        }
+    }
+}
+
+impl EngineConfig {
+    pub fn limits(&self) -> Limits {
+        Limits { retry_limit: self.retry_limit }
+    }
+}
+
+/// Everything a command or a worker needs, cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub store: Store,
+    /// Signalled when a run is queued, so idle workers claim it at once.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// Runs cancelled by this process, so their workers stop without waiting for a heartbeat.
+    pub cancelled: Arc<tokio::sync::watch::Sender<HashSet<RunId>>>,
+    pub blobs: BlobStore,
+    pub providers: Arc<Providers>,
+    pub events: Events,
+    pub config: Arc<EngineConfig>,
+}
+
+impl Engine {
+    pub fn new(store: Store, blobs: BlobStore, providers: Providers, config: EngineConfig) -> Engine {
+        Engine {
+            store,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            cancelled: Arc::new(tokio::sync::watch::Sender::new(HashSet::new())),
+            blobs, providers: Arc::new(providers), events: Events::new(), config: Arc::new(config) }
+    }
+}
+
+/// The pipeline layer's error: what went wrong, typed, for the API layer to turn into words.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("{what} not found: {id}")]
+    NotFound { what: &'static str, id: String },
+    #[error("invalid input: {0}")]
+    Invalid(#[from] InvalidInput),
+    #[error("refused: {0}")]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for CoreError {
+    fn from(e: sqlx::Error) -> Self {
+        CoreError::Storage(StorageError::Database(e))
+    }
+}
+
+impl CoreError {
+    pub fn not_found(what: &'static str, id: impl ToString) -> CoreError {
+        CoreError::NotFound { what, id: id.to_string() }
+    }
+}
+
+pub fn now_ms() -> Timestamp {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A deterministic 64-bit mix (splitmix64) for deriving per-unit seeds from a video's seed.
+pub fn mix_seed(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

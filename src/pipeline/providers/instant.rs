@@ -1,0 +1,52 @@
+//! Providers that do no media work: deterministic placeholder bytes, for measuring orchestration.
+use super::*;
+use crate::domain::Beat;
+
+pub struct Instant;
+
+fn ready<T: Send + 'static>(value: T, cost_micros: i64) -> Answer<T> {
+    Box::pin(std::future::ready(Ok(Costed { value, cost_micros })))
+}
+
+impl ScriptWriter for Instant {
+    fn id(&self) -> String {
+        "instant/1".into()
+    }
+    fn write(&self, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
+        let title: String = prompt.chars().take(60).collect();
+        let beats = (0..beats)
+            .map(|i| Beat { narration: format!("Beat {} of {title} ({seed})", i + 1), visual: "A plain frame".into(), duration_ms: 2000 })
+            .collect();
+        ready(Script { title, beats }, 1)
+    }
+}
+
+impl StoryboardArtist for Instant {
+    fn id(&self) -> String {
+        "instant/1".into()
+    }
+    fn draw(&self, script: Script, index: usize, seed: u64, _: u32, _: u32) -> Answer<Vec<u8>> {
+        ready(format!("frame:{}:{index}:{}:{seed}", script.title, script.beats[index].narration).into_bytes(), 1)
+    }
+}
+
+impl ClipAnimator for Instant {
+    fn id(&self) -> String {
+        "instant/1".into()
+    }
+    fn animate(&self, still_png: Vec<u8>, caption: String, duration_ms: u32, _: u32, seed: u64) -> Answer<ClipBytes> {
+        let mut stream = still_png;
+        stream.extend(format!(":{caption}:{duration_ms}:{seed}").bytes());
+        ready(ClipBytes { preview_mp4: [b"preview:".as_slice(), &stream].concat(), stream, frames: 1 }, 1)
+    }
+}
+
+impl Renderer for Instant {
+    fn id(&self) -> String {
+        "instant/1".into()
+    }
+    fn render(&self, clip_streams: Vec<Vec<u8>>, _: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
+        let frames = clip_streams.len() as u32;
+        ready(RenderBytes { mp4: clip_streams.concat(), poster_png: [title.as_bytes(), &poster_still_png].concat(), duration_ms: frames * 2000, frames }, 1)
+    }
+}

@@ -1,0 +1,487 @@
+//! The statements, as functions over one connection (usually a transaction's).
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use uuid::Uuid;
+
+use super::StorageError;
+use super::records::*;
+use crate::domain::{BranchId, CheckpointId, Phase, RunId, RunStatus, Timestamp, VideoId};
+
+type Result<T> = std::result::Result<T, StorageError>;
+
+const VIDEO_COLS: &str = "id, prompt, title, beats, seed, auto_continue, fault_plan, budget_micros, created_at";
+const BRANCH_COLS: &str = "id, video_id, name, head_id, forked_from, created_at";
+const CHECKPOINT_COLS: &str =
+    "id, video_id, branch_id, parent_id, phase, version, status, origin, manifest, run_id, created_at, approved_at";
+const RUN_COLS: &str = "id, video_id, branch_id, from_checkpoint, phase, attempt, kind, status, regenerate_beat, \
+    regenerate_seed, regenerate_of, error, failed_unit, units_total, units_done, cost_micros, created_at, started_at, \
+    finished_at, lease_owner, lease_expires_at";
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("records serialize")
+}
+
+// ---- videos -------------------------------------------------------------------------------
+
+pub async fn insert_video(conn: &mut AnyConnection, v: &VideoRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO videos (id, prompt, title, beats, seed, auto_continue, fault_plan, budget_micros, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(v.id.to_string())
+    .bind(&v.prompt)
+    .bind(&v.title)
+    .bind(i64::from(v.beats))
+    .bind(v.seed as i64)
+    .bind(i64::from(v.auto_continue))
+    .bind(json(&v.fault_plan))
+    .bind(v.budget_micros)
+    .bind(v.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_video(conn: &mut AnyConnection, id: VideoId) -> Result<Option<VideoRecord>> {
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {VIDEO_COLS} FROM videos WHERE id = $1")))
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(VideoRecord::decode).transpose()
+}
+
+pub async fn list_videos(conn: &mut AnyConnection, limit: i64) -> Result<Vec<VideoRecord>> {
+    let rows = sqlx::query(AssertSqlSafe(format!("SELECT {VIDEO_COLS} FROM videos ORDER BY created_at DESC, id LIMIT $1")))
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(VideoRecord::decode).collect()
+}
+
+pub async fn set_video_title(conn: &mut AnyConnection, id: VideoId, title: &str) -> Result<()> {
+    sqlx::query("UPDATE videos SET title = $1 WHERE id = $2").bind(title).bind(id.to_string()).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn set_auto_continue(conn: &mut AnyConnection, id: VideoId, on: bool) -> Result<()> {
+    sqlx::query("UPDATE videos SET auto_continue = $1 WHERE id = $2")
+        .bind(i64::from(on))
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_budget(conn: &mut AnyConnection, id: VideoId, budget_micros: Option<i64>) -> Result<()> {
+    sqlx::query("UPDATE videos SET budget_micros = $1 WHERE id = $2")
+        .bind(budget_micros)
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+// ---- branches -----------------------------------------------------------------------------
+
+pub async fn insert_branch(conn: &mut AnyConnection, b: &BranchRecord) -> Result<()> {
+    sqlx::query("INSERT INTO branches (id, video_id, name, head_id, forked_from, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(b.id.to_string())
+        .bind(b.video_id.to_string())
+        .bind(&b.name)
+        .bind(b.head_id.map(|c| c.to_string()))
+        .bind(b.forked_from.map(|c| c.to_string()))
+        .bind(b.created_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_branch_head(conn: &mut AnyConnection, branch: BranchId, head: CheckpointId) -> Result<()> {
+    sqlx::query("UPDATE branches SET head_id = $1 WHERE id = $2")
+        .bind(head.to_string())
+        .bind(branch.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+// ---- checkpoints --------------------------------------------------------------------------
+
+pub async fn insert_checkpoint(conn: &mut AnyConnection, c: &CheckpointRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO checkpoints (id, video_id, branch_id, parent_id, parent_key, phase, version, status, origin, \
+         manifest, run_id, created_at, approved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(c.id.to_string())
+    .bind(c.video_id.to_string())
+    .bind(c.branch_id.to_string())
+    .bind(c.parent_id.map(|p| p.to_string()))
+    .bind(key_of(c.parent_id))
+    .bind(i64::from(c.phase.number()))
+    .bind(i64::from(c.version))
+    .bind(c.status.wire())
+    .bind(c.origin.wire())
+    .bind(json(&c.manifest))
+    .bind(c.run_id.map(|r| r.to_string()))
+    .bind(c.created_at)
+    .bind(c.approved_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// `pending → approved`, the only change a checkpoint ever sees. Returns whether it changed.
+pub async fn approve_checkpoint(conn: &mut AnyConnection, id: CheckpointId, now: Timestamp) -> Result<bool> {
+    let done = sqlx::query("UPDATE checkpoints SET status = 'approved', approved_at = $1 WHERE id = $2 AND status = 'pending'")
+        .bind(now)
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn get_checkpoint(conn: &mut AnyConnection, id: CheckpointId) -> Result<Option<CheckpointRecord>> {
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE id = $1")))
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(CheckpointRecord::decode).transpose()
+}
+
+// ---- runs ---------------------------------------------------------------------------------
+
+pub async fn insert_run(conn: &mut AnyConnection, r: &RunRecord) -> Result<()> {
+    let from_key = match &r.regenerate {
+        Some(regen) => format!("regenerate:{}", regen.of),
+        None => key_of(r.from_checkpoint),
+    };
+    sqlx::query(
+        "INSERT INTO runs (id, video_id, branch_id, from_checkpoint, from_key, phase, attempt, kind, status, \
+         regenerate_beat, regenerate_seed, regenerate_of, units_total, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(r.id.to_string())
+    .bind(r.video_id.to_string())
+    .bind(r.branch_id.to_string())
+    .bind(r.from_checkpoint.map(|c| c.to_string()))
+    .bind(from_key)
+    .bind(i64::from(r.phase.number()))
+    .bind(i64::from(r.attempt))
+    .bind(r.kind.wire())
+    .bind(r.status.wire())
+    .bind(r.regenerate.as_ref().map(|g| i64::from(g.beat)))
+    .bind(r.regenerate.as_ref().map(|g| g.seed as i64))
+    .bind(r.regenerate.as_ref().map(|g| g.of.to_string()))
+    .bind(i64::from(r.units_total))
+    .bind(r.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_run(conn: &mut AnyConnection, id: RunId) -> Result<Option<RunRecord>> {
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLS} FROM runs WHERE id = $1"))).bind(id.to_string()).fetch_optional(conn).await?;
+    row.as_ref().map(RunRecord::decode).transpose()
+}
+
+pub async fn active_run_of_branch(conn: &mut AnyConnection, branch: BranchId) -> Result<Option<RunRecord>> {
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLS} FROM runs WHERE branch_id = $1 AND status IN ('queued', 'running')")))
+        .bind(branch.to_string())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(RunRecord::decode).transpose()
+}
+
+/// Claims the oldest queued run, or a running one whose lease expired (its worker died).
+pub async fn claim_run(conn: &mut AnyConnection, owner: &str, now: Timestamp, lease_ms: i64) -> Result<Option<RunRecord>> {
+    let candidate: Option<String> = sqlx::query(
+        "SELECT id FROM runs WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < $1) \
+         ORDER BY created_at, id LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|row| row.try_get::<String, _>(0))
+    .transpose()?;
+    let Some(id) = candidate else { return Ok(None) };
+    // The WHERE repeats the claim condition so two claimers on PostgreSQL cannot both win.
+    let claimed = sqlx::query(
+        "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3) \
+         WHERE id = $4 AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3))",
+    )
+    .bind(owner)
+    .bind(now + lease_ms)
+    .bind(now)
+    .bind(&id)
+    .execute(&mut *conn)
+    .await?;
+    if claimed.rows_affected() != 1 {
+        return Ok(None);
+    }
+    get_run(conn, RunId(Uuid::parse_str(&id).map_err(|_| StorageError::Corrupt(format!("run id {id}")))?)).await
+}
+
+/// Extends the lease; false when the run is no longer ours (cancelled, or taken over).
+pub async fn renew_lease(conn: &mut AnyConnection, run: RunId, owner: &str, expires: Timestamp) -> Result<bool> {
+    let done = sqlx::query("UPDATE runs SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'running'")
+        .bind(expires)
+        .bind(run.to_string())
+        .bind(owner)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn set_run_progress(conn: &mut AnyConnection, run: RunId, units_total: u32, units_done: u32, cost_micros: i64) -> Result<()> {
+    sqlx::query("UPDATE runs SET units_total = $1, units_done = $2, cost_micros = $3 WHERE id = $4")
+        .bind(i64::from(units_total))
+        .bind(i64::from(units_done))
+        .bind(cost_micros)
+        .bind(run.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Ends an active run. Returns false when it was not active any more (e.g. cancelled meanwhile).
+pub async fn finish_run(
+    conn: &mut AnyConnection,
+    run: RunId,
+    status: RunStatus,
+    error: Option<&str>,
+    failed_unit: Option<u32>,
+    now: Timestamp,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE runs SET status = $1, error = $2, failed_unit = $3, finished_at = $4, lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = $5 AND status IN ('queued', 'running')",
+    )
+    .bind(status.wire())
+    .bind(error)
+    .bind(failed_unit.map(i64::from))
+    .bind(now)
+    .bind(run.to_string())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn run_status(conn: &mut AnyConnection, run: RunId) -> Result<Option<RunStatus>> {
+    let row = sqlx::query("SELECT status FROM runs WHERE id = $1").bind(run.to_string()).fetch_optional(conn).await?;
+    Ok(row.and_then(|r| r.try_get::<String, _>(0).ok()).and_then(|s| RunStatus::from_wire(&s)))
+}
+
+// ---- one video's whole state ----------------------------------------------------------------
+
+pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<Option<VideoState>> {
+    let Some(video) = get_video(&mut *conn, id).await? else { return Ok(None) };
+    let key = id.to_string();
+    let branches = sqlx::query(AssertSqlSafe(format!("SELECT {BRANCH_COLS} FROM branches WHERE video_id = $1 ORDER BY created_at, name")))
+        .bind(&key)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(BranchRecord::decode)
+        .collect::<Result<Vec<_>>>()?;
+    let checkpoints = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE video_id = $1 ORDER BY created_at, id")))
+        .bind(&key)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(CheckpointRecord::decode)
+        .collect::<Result<Vec<_>>>()?;
+    let runs = sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLS} FROM runs WHERE video_id = $1 ORDER BY created_at, id")))
+        .bind(&key)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(RunRecord::decode)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(VideoState { video, branches, checkpoints, runs }))
+}
+
+// ---- unit tries, memo, blobs, staging -----------------------------------------------------
+
+pub async fn insert_unit_try(conn: &mut AnyConnection, t: &UnitTryRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO unit_tries (id, run_id, unit, try_no, outcome, message, provider, cost_micros, started_at, finished_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .bind(t.run_id.to_string())
+    .bind(i64::from(t.unit))
+    .bind(i64::from(t.try_no))
+    .bind(&t.outcome)
+    .bind(&t.message)
+    .bind(&t.provider)
+    .bind(t.cost_micros)
+    .bind(t.started_at)
+    .bind(t.finished_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn unit_tries_of_video(conn: &mut AnyConnection, video: VideoId) -> Result<Vec<UnitTryRecord>> {
+    let rows = sqlx::query(
+        "SELECT t.run_id, t.unit, t.try_no, t.outcome, t.message, t.provider, t.cost_micros, t.started_at, t.finished_at \
+         FROM unit_tries t JOIN runs r ON r.id = t.run_id WHERE r.video_id = $1 ORDER BY t.started_at, t.unit, t.try_no",
+    )
+    .bind(video.to_string())
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(UnitTryRecord::decode).collect()
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoEntry {
+    pub key: String,
+    pub phase: Phase,
+    pub provider: String,
+    pub output: String,
+    pub cost_micros: i64,
+}
+
+pub async fn memo_get(conn: &mut AnyConnection, key: &str) -> Result<Option<MemoEntry>> {
+    let row = sqlx::query("SELECT key, phase, provider, output, cost_micros FROM memo WHERE key = $1")
+        .bind(key)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|row| {
+        Ok(MemoEntry {
+            key: row.try_get("key")?,
+            phase: Phase::from_number(row.try_get("phase")?).ok_or_else(|| StorageError::Corrupt("memo phase".into()))?,
+            provider: row.try_get("provider")?,
+            output: row.try_get("output")?,
+            cost_micros: row.try_get("cost_micros")?,
+        })
+    })
+    .transpose()
+}
+
+/// Records a unit's output under its input key; a concurrent writer of the same key wins harmlessly.
+pub async fn memo_put(conn: &mut AnyConnection, m: &MemoEntry, now: Timestamp) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO memo (key, phase, provider, output, cost_micros, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(&m.key)
+    .bind(i64::from(m.phase.number()))
+    .bind(&m.provider)
+    .bind(&m.output)
+    .bind(m.cost_micros)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn blob_put(conn: &mut AnyConnection, sha256: &str, bytes: u64, media_type: &str, now: Timestamp) -> Result<()> {
+    sqlx::query("INSERT INTO blobs (sha256, bytes, media_type, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING")
+        .bind(sha256)
+        .bind(bytes as i64)
+        .bind(media_type)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn blob_count(conn: &mut AnyConnection) -> Result<i64> {
+    Ok(sqlx::query("SELECT COUNT(*) FROM blobs").fetch_one(conn).await?.try_get(0)?)
+}
+
+pub async fn stage_unit(conn: &mut AnyConnection, run: RunId, unit: u32, memo_key: &str) -> Result<()> {
+    sqlx::query("INSERT INTO staged_units (run_id, unit, memo_key) VALUES ($1, $2, $3) ON CONFLICT (run_id, unit) DO NOTHING")
+        .bind(run.to_string())
+        .bind(i64::from(unit))
+        .bind(memo_key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn clear_staged(conn: &mut AnyConnection, run: RunId) -> Result<()> {
+    sqlx::query("DELETE FROM staged_units WHERE run_id = $1").bind(run.to_string()).execute(conn).await?;
+    Ok(())
+}
+
+/// Every blob hash something still needs: checkpoints' manifests, memo outputs, and staged units.
+pub async fn referenced_manifests(conn: &mut AnyConnection) -> Result<Vec<String>> {
+    let mut docs: Vec<String> = sqlx::query("SELECT manifest FROM checkpoints")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    let memo: Vec<String> =
+        sqlx::query("SELECT output FROM memo").fetch_all(&mut *conn).await?.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?;
+    docs.extend(memo);
+    Ok(docs)
+}
+
+pub async fn all_blobs(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT sha256, bytes FROM blobs").fetch_all(conn).await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}
+
+pub async fn delete_blob_row(conn: &mut AnyConnection, sha256: &str) -> Result<()> {
+    sqlx::query("DELETE FROM blobs WHERE sha256 = $1").bind(sha256).execute(conn).await?;
+    Ok(())
+}
+
+// ---- fault bookkeeping --------------------------------------------------------------------
+
+/// How many distinct runs a fault rule has affected for one unit.
+pub async fn fault_hits(conn: &mut AnyConnection, video: VideoId, rule: usize, unit_key: &str) -> Result<Vec<RunId>> {
+    let rows = sqlx::query("SELECT run_id FROM fault_hits WHERE video_id = $1 AND rule_index = $2 AND unit_key = $3")
+        .bind(video.to_string())
+        .bind(rule as i64)
+        .bind(unit_key)
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let s: String = r.try_get(0)?;
+            Uuid::parse_str(&s).map(RunId).map_err(|_| StorageError::Corrupt(format!("fault hit run {s}")))
+        })
+        .collect()
+}
+
+pub async fn record_fault_hit(conn: &mut AnyConnection, video: VideoId, rule: usize, unit_key: &str, run: RunId) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO fault_hits (video_id, rule_index, unit_key, run_id) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (video_id, rule_index, unit_key, run_id) DO NOTHING",
+    )
+    .bind(video.to_string())
+    .bind(rule as i64)
+    .bind(unit_key)
+    .bind(run.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+
+/// Counts one finished unit (and what it cost) on the run, for live progress and the ledger.
+pub async fn add_run_progress(conn: &mut AnyConnection, run: RunId, units_total: u32, cost_micros: i64) -> Result<()> {
+    sqlx::query("UPDATE runs SET units_done = units_done + 1, units_total = $1, cost_micros = cost_micros + $2 WHERE id = $3")
+        .bind(i64::from(units_total))
+        .bind(cost_micros)
+        .bind(run.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Hands a run back to the queue (graceful shutdown): the next worker resumes it from the memo.
+pub async fn release_run(conn: &mut AnyConnection, run: RunId, owner: &str) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+    )
+    .bind(run.to_string())
+    .bind(owner)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,100 @@
+//! What the branch has made so far: the script, storyboard, clips and the final video.
+use leptos::prelude::*;
+
+use crate::api::{VideoStatusWire, regenerate_beat};
+use crate::ui::pages::status::StatusCtx;
+
+#[component]
+pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
+    let ctx = expect_context::<StatusCtx>();
+    let a = s.artifacts.clone();
+    let idle = s.allowed.can_edit;
+    let regenerate = ctx.action(move |(checkpoint, beat): (String, u32)| async move {
+        regenerate_beat(ctx.video_id.get_untracked(), ctx.branch_param(), checkpoint, beat).await.map(|_| ())
+    });
+    let video = a.video_url.clone().map(|url| {
+        let size = a.video_bytes.map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_default();
+        let secs = a.video_duration_ms.map(|d| format!("{:.1} s", f64::from(d) / 1000.0)).unwrap_or_default();
+        view! {
+            <section class="card final-video" aria-labelledby="video-heading">
+                <h2 id="video-heading">"Your video"</h2>
+                <video controls preload="metadata" src=url.clone() poster=a.poster_url.clone() width="1280" height="720"></video>
+                <p class="muted">{format!("{secs} · {size} · H.264 MP4 · ")}<a href=url download="reelsmith.mp4">"Download"</a></p>
+            </section>
+        }
+    });
+    let script = a.script.clone().map(|script| {
+        view! {
+            <section class="card script" aria-labelledby="script-heading">
+                <div class="section-head">
+                    <h2 id="script-heading">{format!("Script: {}", script.title)}</h2>
+                    {a.script_checkpoint.as_ref().map(|c| view! { <span class="muted small">{format!("v{} · {}", c.version, c.status)}</span> })}
+                    {idle.then(|| view! { <button class="small" on:click=move |_| ctx.editing.set(true)>"Edit script"</button> })}
+                </div>
+                <ol class="beats">
+                    {script.beats.iter().map(|b| view! {
+                        <li>
+                            <p>{b.narration.clone()}</p>
+                            <p class="muted small">{format!("{} · {:.2} s", b.visual, f64::from(b.duration_ms) / 1000.0)}</p>
+                        </li>
+                    }).collect_view()}
+                </ol>
+            </section>
+        }
+    });
+    let storyboard = a.storyboard_checkpoint.clone().map(|c| {
+        let frames = a.storyboard.clone();
+        view! {
+            <section class="card storyboard" aria-labelledby="storyboard-heading">
+                <div class="section-head">
+                    <h2 id="storyboard-heading">"Storyboard"</h2>
+                    <span class="muted small">{format!("v{} · {}", c.version, c.status)}</span>
+                </div>
+                <ul class="frames">
+                    {frames.into_iter().enumerate().map(|(i, url)| {
+                        let id = c.id.clone();
+                        view! {
+                            <li>
+                                <img src=url alt=format!("Storyboard beat {}", i + 1) loading="lazy" width="320" height="180"/>
+                                {idle.then(|| view! {
+                                    <button class="small" disabled=move || regenerate.pending().get()
+                                        on:click=move |_| { regenerate.dispatch((id.clone(), i as u32)); }>
+                                        {format!("Regenerate beat {}", i + 1)}
+                                    </button>
+                                })}
+                            </li>
+                        }
+                    }).collect_view()}
+                </ul>
+            </section>
+        }
+    });
+    let clips = a.clips_checkpoint.clone().map(|c| {
+        view! {
+            <section class="card clips" aria-labelledby="clips-heading">
+                <div class="section-head">
+                    <h2 id="clips-heading">"Clips"</h2>
+                    <span class="muted small">{format!("v{} · {}", c.version, c.status)}</span>
+                </div>
+                <ul class="frames">
+                    {a.clips.iter().enumerate().map(|(i, clip)| {
+                        let id = c.id.clone();
+                        view! {
+                            <li>
+                                <video src=clip.preview_url.clone() muted controls preload="metadata" width="320" height="180"
+                                    aria-label=format!("Clip for beat {}", i + 1)></video>
+                                {idle.then(|| view! {
+                                    <button class="small" disabled=move || regenerate.pending().get()
+                                        on:click=move |_| { regenerate.dispatch((id.clone(), i as u32)); }>
+                                        {format!("Regenerate clip {}", i + 1)}
+                                    </button>
+                                })}
+                            </li>
+                        }
+                    }).collect_view()}
+                </ul>
+            </section>
+        }
+    });
+    view! { {video} {script} {storyboard} {clips} }
+}

@@ -1,0 +1,71 @@
+//! "Edit Previous Phase": the script editor. Saving makes a new version at the branch head.
+use leptos::prelude::*;
+
+use crate::api::{VideoStatusWire, edit_script};
+use crate::domain::Script;
+use crate::ui::pages::status::StatusCtx;
+
+#[component]
+pub fn ScriptEditor(s: VideoStatusWire) -> impl IntoView {
+    let ctx = expect_context::<StatusCtx>();
+    let (Some(script), Some(checkpoint)) = (s.artifacts.script.clone(), s.artifacts.script_checkpoint.clone()) else {
+        return view! { <p class="muted">"There is no script to edit yet."</p> }.into_any();
+    };
+    let draft = RwSignal::new(script.clone());
+    let checkpoint_id = checkpoint.id.clone();
+    let save = ctx.action(move |(checkpoint, script): (String, Script)| async move {
+        let json = serde_json::to_string(&script).unwrap_or_default();
+        let saved = edit_script(ctx.video_id.get_untracked(), ctx.branch_param(), checkpoint, json).await.map(|_| ());
+        if saved.is_ok() {
+            ctx.editing.set(false);
+        }
+        saved
+    });
+    let beats = (0..script.beats.len())
+        .map(|i| {
+            let n = i + 1;
+            view! {
+                <fieldset class="beat-edit">
+                    <legend>{format!("Beat {n}")}</legend>
+                    <label for=format!("beat-{i}-narration")>{format!("Beat {n} narration")}</label>
+                    <textarea id=format!("beat-{i}-narration") rows="2" maxlength="400"
+                        prop:value=move || draft.with(|d| d.beats[i].narration.clone())
+                        on:input=move |ev| draft.update(|d| d.beats[i].narration = event_target_value(&ev))></textarea>
+                    <label for=format!("beat-{i}-visual")>{format!("Beat {n} visual")}</label>
+                    <textarea id=format!("beat-{i}-visual") rows="2" maxlength="400"
+                        prop:value=move || draft.with(|d| d.beats[i].visual.clone())
+                        on:input=move |ev| draft.update(|d| d.beats[i].visual = event_target_value(&ev))></textarea>
+                    <label for=format!("beat-{i}-duration")>{format!("Beat {n} duration (ms)")}</label>
+                    <input id=format!("beat-{i}-duration") type="number" min="500" max="10000" step="250"
+                        prop:value=move || draft.with(|d| d.beats[i].duration_ms.to_string())
+                        on:input=move |ev| {
+                            let value = event_target_value(&ev).parse().unwrap_or(0);
+                            draft.update(|d| d.beats[i].duration_ms = value)
+                        }/>
+                </fieldset>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card editor" aria-labelledby="editor-heading">
+            <h2 id="editor-heading">{format!("Edit Script v{} — saves Script v{}", checkpoint.version, "next")}</h2>
+            <form on:submit=move |ev| {
+                ev.prevent_default();
+                save.dispatch((checkpoint_id.clone(), draft.get_untracked()));
+            }>
+                <label for="script-title">"Title"</label>
+                <input id="script-title" maxlength="120"
+                    prop:value=move || draft.with(|d| d.title.clone())
+                    on:input=move |ev| draft.update(|d| d.title = event_target_value(&ev))/>
+                {beats}
+                <div class="actions">
+                    <button type="submit" class="primary" disabled=move || save.pending().get()>
+                        {move || if save.pending().get() { "Saving…" } else { "Save new version" }}
+                    </button>
+                    <button type="button" on:click=move |_| ctx.editing.set(false)>"Close editor"</button>
+                </div>
+            </form>
+        </section>
+    }
+    .into_any()
+}

@@ -1,0 +1,62 @@
+//! The error card of a failed branch: what failed, in words, and the one-click retry.
+use leptos::prelude::*;
+
+use crate::api::{ErrorWire, VideoStatusWire, continue_video};
+use crate::domain::BranchStatus;
+use crate::ui::pages::status::StatusCtx;
+
+#[component]
+pub fn ErrorCard(s: VideoStatusWire, e: ErrorWire) -> impl IntoView {
+    let ctx = expect_context::<StatusCtx>();
+    let allowed = s.allowed.clone();
+    let head = s.active_branches.iter().find(|b| b.branch_name == s.branch).and_then(|b| b.latest_checkpoint_id.clone());
+    let failed = s.status == BranchStatus::Failed;
+    // After an edit the branch waits on the new version; the card then continues from it.
+    let (force_retry, enabled) = if failed { (true, allowed.can_retry) } else { (false, allowed.can_continue) };
+    let retry = ctx.action(move |(checkpoint, force_retry): (Option<String>, bool)| async move {
+        continue_video(ctx.video_id.get_untracked(), checkpoint, ctx.branch_param(), force_retry).await.map(|_| ())
+    });
+    let label = if failed {
+        format!("Retry from Last Checkpoint (Retry #{} of {})", allowed.next_retry_number, allowed.retry_limit)
+    } else {
+        let version = s.current_checkpoint.as_ref().map(|c| format!(" ({} v{})", c.phase.label(), c.version)).unwrap_or_default();
+        format!("Retry from Last Checkpoint{version}")
+    };
+    let where_ = match e.beat {
+        Some(b) => format!("Phase {} · {} · beat {} · attempt {}", e.phase.number(), e.phase.label(), b + 1, e.attempt),
+        None => format!("Phase {} · {} · attempt {}", e.phase.number(), e.phase.label(), e.attempt),
+    };
+    let can_edit = allowed.can_edit && s.artifacts.script_checkpoint.is_some();
+    let refused = allowed.retry_refused.clone().filter(|_| failed);
+    let heading = if failed { format!("The {} phase failed", e.phase.label().to_lowercase()) } else { "The last attempt failed".to_string() };
+    view! {
+        <section class="card error-card" role="alert" aria-labelledby="error-heading">
+            <h2 id="error-heading">{heading}</h2>
+            <p class="error-text">{e.message.clone()}</p>
+            <p class="muted">{where_}</p>
+            {(!failed).then(|| view! {
+                <p>"You saved a new version; retrying continues from it."</p>
+            })}
+            {refused.map(|r| view! {
+                <p class="refusal"><strong>{format!("{r}.")}</strong> " " {r.next_step()}</p>
+            })}
+            {(failed && enabled).then(|| view! {
+                <p class="muted">"Only the units that failed run again; finished ones are reused at no cost."</p>
+            })}
+            <div class="actions">
+                <button class="primary"
+                    disabled=move || !enabled || retry.pending().get()
+                    aria-busy=move || retry.pending().get().to_string()
+                    on:click={
+                        let head = head.clone();
+                        move |_| { retry.dispatch((head.clone(), force_retry)); }
+                    }>
+                    {move || if retry.pending().get() { "Retrying…".to_string() } else { label.clone() }}
+                </button>
+                {can_edit.then(|| view! {
+                    <button on:click=move |_| ctx.editing.set(true)>"Edit Previous Phase"</button>
+                })}
+            </div>
+        </section>
+    }
+}

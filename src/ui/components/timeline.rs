@@ -1,0 +1,114 @@
+//! The phase timeline with per-unit progress bars, and the controls for the branch's next step.
+use leptos::prelude::*;
+
+use crate::api::{UnitState, VideoStatusWire, cancel_run, continue_video, set_auto_continue};
+use crate::domain::{BranchStatus, Phase};
+use crate::ui::pages::status::StatusCtx;
+
+fn phase_state(s: &VideoStatusWire, phase: Phase) -> &'static str {
+    let made = match phase {
+        Phase::Script => s.artifacts.script_checkpoint.is_some(),
+        Phase::Storyboard => s.artifacts.storyboard_checkpoint.is_some(),
+        Phase::Clips => s.artifacts.clips_checkpoint.is_some(),
+        Phase::Render => s.artifacts.video_url.is_some(),
+    };
+    let running = s.status == BranchStatus::Processing && s.current_phase == Some(phase);
+    let failed = s.status == BranchStatus::Failed && s.current_phase == Some(phase);
+    if running {
+        "running"
+    } else if failed {
+        "failed"
+    } else if made {
+        "done"
+    } else {
+        "waiting"
+    }
+}
+
+#[component]
+pub fn Timeline(s: VideoStatusWire) -> impl IntoView {
+    let steps = Phase::ALL
+        .into_iter()
+        .map(|phase| {
+            let state = phase_state(&s, phase);
+            let progress = s.progress.clone().filter(|p| p.phase == phase && state != "done");
+            let bars = progress.map(|p| {
+                let done = p.units.iter().filter(|u| matches!(u, UnitState::Done | UnitState::Reused)).count();
+                let total = p.units.len();
+                view! {
+                    <div class="units" role="progressbar" aria-label=format!("{} units", phase.label())
+                        aria-valuemin="0" aria-valuemax=total.to_string() aria-valuenow=done.to_string()>
+                        {p.units.iter().enumerate().map(|(i, u)| {
+                            let word = format!("{:?}", u).to_lowercase();
+                            view! { <span class=format!("unit unit-{word}") title=format!("unit {}: {word}", i + 1)></span> }
+                        }).collect_view()}
+                    </div>
+                    <span class="muted small">{format!("{done} / {total}")}</span>
+                }
+            });
+            view! {
+                <li class=format!("step step-{state}")>
+                    <span class="step-num">{phase.number()}</span>
+                    <span class="step-name">{phase.label()}</span>
+                    <span class="step-state muted small">{state}</span>
+                    {bars}
+                </li>
+            }
+        })
+        .collect_view();
+    view! { <ol class="timeline card" aria-label="Phases">{steps}</ol> }
+}
+
+#[component]
+pub fn Controls(s: VideoStatusWire) -> impl IntoView {
+    let ctx = expect_context::<StatusCtx>();
+    let advance = ctx.action(move |checkpoint: Option<String>| async move {
+        continue_video(ctx.video_id.get_untracked(), checkpoint, ctx.branch_param(), false).await.map(|_| ())
+    });
+    let cancel = ctx.action(move |_: ()| async move { cancel_run(ctx.video_id.get_untracked(), ctx.branch_param()).await.map(|_| ()) });
+    let auto = ctx.action(move |on: bool| async move { set_auto_continue(ctx.video_id.get_untracked(), on).await });
+    let head = s.active_branches.iter().find(|b| b.branch_name == s.branch).cloned();
+    let pending = s.current_checkpoint.clone();
+    let fresh = s.allowed.can_continue && pending.is_none();
+    let next_label = head.as_ref().and_then(|h| h.phase_number).and_then(|n| Phase::from_number(i64::from(n))).and_then(Phase::next).map(|p| p.label());
+    let head_id = head.and_then(|h| h.latest_checkpoint_id);
+    let auto_on = s.auto_continue;
+    view! {
+        <section class="card controls" aria-label="Next step">
+            {pending.map(|c| {
+                let id = c.id.clone();
+                let what = format!("{} v{} is ready for review.", c.phase.label(), c.version);
+                let label = if c.phase == Phase::Render { "Approve & Continue (finish the video)".to_string() } else {
+                    format!("Approve & Continue to {}", c.phase.next().map(|p| p.label()).unwrap_or(""))
+                };
+                view! {
+                    <p>{what}</p>
+                    <button class="primary" disabled=move || advance.pending().get() || !s.allowed.can_continue
+                        on:click=move |_| { advance.dispatch(Some(id.clone())); }>
+                        {move || if advance.pending().get() { "Starting…".to_string() } else { label.clone() }}
+                    </button>
+                }
+            })}
+            {fresh.then(|| view! {
+                <p>"This branch is ready to go on from its newest checkpoint."</p>
+                <button class="primary" disabled=move || advance.pending().get()
+                    on:click={ let head_id = head_id.clone(); move |_| { advance.dispatch(head_id.clone()); } }>
+                    {format!("Continue to {}", next_label.unwrap_or("the next phase"))}
+                </button>
+            })}
+            {s.allowed.can_cancel.then(|| view! {
+                <p class="muted">{format!("{} is running.", s.current_phase.map(|p| p.label()).unwrap_or("A phase"))}</p>
+                <button class="danger" disabled=move || cancel.pending().get() on:click=move |_| { cancel.dispatch(()); }>
+                    {move || if cancel.pending().get() { "Cancelling…" } else { "Cancel run" }}
+                </button>
+            })}
+            {(s.status == BranchStatus::Completed).then(|| view! { <p>"The video is complete."</p> })}
+            <div class="checkbox">
+                <input id="auto-toggle" type="checkbox" prop:checked=auto_on disabled=move || auto.pending().get()
+                    on:change=move |ev| { auto.dispatch(event_target_checked(&ev)); }/>
+                <label for="auto-toggle">"Auto-continue"</label>
+                <span class="muted small">"approve each checkpoint at once and start the next phase"</span>
+            </div>
+        </section>
+    }
+}

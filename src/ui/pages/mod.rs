@@ -1,0 +1,4 @@
+//! One module per page.
+pub mod not_found;
+pub mod status;
+pub mod videos;

@@ -1,0 +1,115 @@
+//! `/`: the list of videos and the form that makes a new one.
+use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
+
+use crate::api::{AppError, CreateVideo, VideoSummary, dollars, list_videos, server_info};
+use crate::ui::components::badge::StatusBadge;
+use crate::ui::timestamp;
+
+#[component]
+pub fn VideosPage() -> impl IntoView {
+    let info = Resource::new(|| (), |_| server_info());
+    let videos = Resource::new(|| (), |_| list_videos());
+    view! {
+        <div class="videos-page">
+            <section class="card new-video">
+                <h1>"Make a video"</h1>
+                <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                    {move || Suspend::new(async move {
+                        let fault_injection = info.await.map(|i| i.fault_injection).unwrap_or(false);
+                        view! { <NewVideoForm fault_injection/> }
+                    })}
+                </Transition>
+            </section>
+            <section class="video-list" aria-labelledby="videos-heading">
+                <h2 id="videos-heading">"Your videos"</h2>
+                <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                    {move || Suspend::new(async move {
+                        match videos.await {
+                            Ok(list) if list.is_empty() => view! { <p class="muted">"No videos yet. Describe one above."</p> }.into_any(),
+                            Ok(list) => view! { <ul class="cards">{list.into_iter().map(|v| view! { <VideoCard v/> }).collect_view()}</ul> }.into_any(),
+                            Err(e) => view! { <p class="error-text" role="alert">{e.sentence()}</p> }.into_any(),
+                        }
+                    })}
+                </Transition>
+            </section>
+        </div>
+    }
+}
+
+#[component]
+fn VideoCard(v: VideoSummary) -> impl IntoView {
+    let href = format!("/videos/{}", v.video_id);
+    view! {
+        <li class="video-card">
+            <a href=href class="video-link">
+                {match v.poster_url {
+                    Some(url) => view! { <img class="thumb" src=url alt="" loading="lazy" width="320" height="180"/> }.into_any(),
+                    None => view! { <div class="thumb placeholder" aria-hidden="true">"▶"</div> }.into_any(),
+                }}
+                <span class="video-title">{v.title}</span>
+            </a>
+            <div class="video-meta">
+                <StatusBadge status=v.status/>
+                {v.current_phase.map(|p| view! { <span class="muted">{p.label()}</span> })}
+                <span class="muted">{format!("{} beats", v.beats)}</span>
+                <span class="muted">{timestamp(v.created_at)}</span>
+                <span class="cost">{dollars(v.total_cost_micros)}</span>
+            </div>
+        </li>
+    }
+}
+
+#[component]
+fn NewVideoForm(fault_injection: bool) -> impl IntoView {
+    let create = ServerAction::<CreateVideo>::new();
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(id)) = create.value().get() {
+            navigate(&format!("/videos/{id}"), Default::default());
+        }
+    });
+    let error = move || create.value().get().and_then(Result::err);
+    let field_error = move |field: &'static str| {
+        move || {
+            error().filter(|e: &AppError| e.field().is_some_and(|f| f == field || f.starts_with(&format!("{field}[")))).map(|e| {
+                view! { <p class="field-error" id=format!("{field}-error")>{e.sentence()}</p> }
+            })
+        }
+    };
+    let other_error = move || {
+        error()
+            .filter(|e| !matches!(e.field(), Some(f) if ["prompt", "beats", "fault_plan"].iter().any(|k| f.starts_with(k))))
+            .map(|e| view! { <p class="error-text" role="alert">{e.sentence()} " " {e.next_step()}</p> })
+    };
+    view! {
+        <ActionForm action=create attr:class="form">
+            <label for="prompt">"Prompt"</label>
+            <textarea id="prompt" name="prompt" rows="3" required maxlength="2000"
+                placeholder="A lighthouse keeper teaches a gull to read the tides"></textarea>
+            {field_error("prompt")}
+            <div class="row">
+                <div>
+                    <label for="beats">"Beats"</label>
+                    <input id="beats" name="beats" type="number" min="1" max="12" value="4" required/>
+                    {field_error("beats")}
+                </div>
+                <div class="checkbox">
+                    <input id="auto_continue" name="auto_continue" type="checkbox" value="on"/>
+                    <label for="auto_continue">"Auto-continue"</label>
+                </div>
+            </div>
+            <Show when=move || fault_injection>
+                <label for="fault_plan">"Fault plan"</label>
+                <textarea id="fault_plan" name="fault_plan" rows="2" class="mono"
+                    placeholder=r#"[{"phase":2,"beat":0,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"}]"#></textarea>
+                <p class="hint">"Fault injection is on: a JSON array of rules that make phases fail on purpose."</p>
+                {field_error("fault_plan")}
+            </Show>
+            {other_error}
+            <button type="submit" class="primary" disabled=move || create.pending().get()>
+                {move || if create.pending().get() { "Creating…" } else { "Create video" }}
+            </button>
+        </ActionForm>
+    }
+}

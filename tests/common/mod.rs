@@ -1,0 +1,114 @@
+//! A fresh database (SQLite file, or a new PostgreSQL database when REELSMITH_TEST_DATABASE_URL is
+//! set) and data directory per test, and helpers to step the worker by hand.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use tokio::sync::watch;
+
+use reelsmith::domain::{NewVideo, VideoId};
+use reelsmith::pipeline::providers::Providers;
+use reelsmith::pipeline::worker::WorkOutcome;
+use reelsmith::pipeline::{Engine, EngineConfig, blobs::BlobStore};
+use reelsmith::storage::{Backend, Store};
+
+pub struct TestEnv {
+    pub engine: Engine,
+    pub dir: PathBuf,
+    pub url: String,
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn fast_config() -> EngineConfig {
+    EngineConfig { fault_injection: true, backoff_base_ms: 1, lease_ms: 2_000, width: 320, height: 180, fps: 12, ..EngineConfig::default() }
+}
+
+async fn fresh_url(dir: &std::path::Path) -> String {
+    match std::env::var("REELSMITH_TEST_DATABASE_URL") {
+        Ok(admin) if admin.starts_with("postgres") => {
+            sqlx::any::install_default_drivers();
+            let name = format!("reelsmith_t_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.expect("admin connection");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}/reelsmith.db", dir.display()),
+    }
+}
+
+pub async fn env_with(providers: Providers, config: EngineConfig) -> TestEnv {
+    let dir = std::env::temp_dir().join(format!("reelsmith-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = fresh_url(&dir).await;
+    let store = Store::open(&url, 16).await.expect("open store");
+    let engine = Engine::new(store, BlobStore::new(&dir), providers, config);
+    TestEnv { engine, dir, url }
+}
+
+pub async fn env() -> TestEnv {
+    env_with(Providers::instant(), fast_config()).await
+}
+
+pub fn is_postgres(env: &TestEnv) -> bool {
+    env.engine.store.backend() == Backend::Postgres
+}
+
+/// One worker step: claim a run and run it to its end.
+pub async fn step(engine: &Engine) -> WorkOutcome {
+    let (_tx, rx) = watch::channel(false);
+    engine.work_once("test-worker", &rx).await.expect("worker step")
+}
+
+/// Steps until no run is queued; returns what each step did.
+pub async fn drain(engine: &Engine) -> Vec<WorkOutcome> {
+    let mut outcomes = Vec::new();
+    loop {
+        match step(engine).await {
+            WorkOutcome::Idle => return outcomes,
+            other => outcomes.push(other),
+        }
+        assert!(outcomes.len() < 100, "runaway worker");
+    }
+}
+
+pub async fn new_video(engine: &Engine, prompt: &str, beats: u32, auto: bool, fault_plan: Option<&str>) -> VideoId {
+    let new = NewVideo::parse(prompt, beats, auto, fault_plan, true).expect("valid video");
+    engine.create_video(new, Some(42)).await.expect("create video")
+}
+
+/// Every row of every table, as text: "nothing changed" compares two of these.
+pub async fn snapshot(engine: &Engine) -> Vec<String> {
+    use sqlx::Row;
+    let mut out = Vec::new();
+    for (table, order) in [
+        ("videos", "id"),
+        ("branches", "id"),
+        ("checkpoints", "id"),
+        ("runs", "id"),
+        ("unit_tries", "id"),
+        ("memo", "key"),
+        ("blobs", "sha256"),
+        ("staged_units", "run_id, unit"),
+        ("fault_hits", "video_id, rule_index, unit_key, run_id"),
+    ] {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY {order}"))).fetch_all(engine.store.pool()).await.unwrap();
+        for row in rows {
+            let mut cols = vec![table.to_string()];
+            for i in 0..row.len() {
+                let text = row
+                    .try_get::<Option<String>, _>(i)
+                    .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                    .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| v.map(|n| n.to_string()).unwrap_or_else(|| "NULL".into())))
+                    .unwrap_or_else(|_| "?".into());
+                cols.push(text);
+            }
+            out.push(cols.join("|"));
+        }
+    }
+    out
+}

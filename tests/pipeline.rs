@@ -1,0 +1,228 @@
+//! The pipeline with the real local providers: memoization, retries that redo only what failed,
+//! takeover of a dead worker's run, determinism, regeneration and garbage collection.
+mod common;
+
+use common::*;
+use reelsmith::domain::{CheckpointId, Manifest, Phase, VideoId};
+use reelsmith::pipeline::Engine;
+use reelsmith::pipeline::providers::Providers;
+use reelsmith::pipeline::worker::WorkOutcome;
+use reelsmith::storage::VideoState;
+use std::time::{Duration, Instant};
+
+async fn local_env() -> TestEnv {
+    env_with(Providers::local(), fast_config()).await
+}
+
+fn head(state: &VideoState, branch: &str) -> CheckpointId {
+    state.branch_named(branch).unwrap().head_id.unwrap()
+}
+
+fn final_video(env: &TestEnv, state: &VideoState) -> Vec<u8> {
+    let render = state.checkpoints.iter().rev().find(|c| c.phase == Phase::Render).expect("a render checkpoint");
+    let Manifest::Render { video, .. } = &render.manifest else { unreachable!() };
+    env.engine.blobs.read(video).unwrap()
+}
+
+fn calls(e: &Engine) -> [u64; 4] {
+    Phase::ALL.map(|p| e.providers.calls_of(p))
+}
+
+async fn approve_head(e: &Engine, video: VideoId) {
+    let state = e.video_state(video).await.unwrap();
+    e.approve(video, head(&state, "main"), None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retry_redoes_only_the_failed_unit_and_the_video_is_identical() {
+    let clean = local_env().await;
+    let v = new_video(&clean.engine, "Eight beats of a rainy city", 8, true, None).await;
+    drain(&clean.engine).await;
+    let expected = final_video(&clean, &clean.engine.video_state(v).await.unwrap());
+
+    let env = local_env().await;
+    let e = &env.engine;
+    let plan = r#"[{"phase":2,"beat":0,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"}]"#;
+    let video = new_video(e, "Eight beats of a rainy city", 8, true, Some(plan)).await;
+    drain(e).await;
+    let state = e.video_state(video).await.unwrap();
+    let failed = state.runs.last().unwrap();
+    assert_eq!((failed.phase, failed.failed_unit), (Phase::Storyboard, Some(0)));
+    assert_eq!(calls(e)[1], 7, "the other 7 beats were made and kept");
+    let script = head(&state, "main");
+    e.continue_video(video, Some(script), None, true).await.unwrap();
+    let before = calls(e);
+    let retry = step(e).await;
+    assert!(matches!(retry, WorkOutcome::Succeeded { .. }), "{retry:?}");
+    assert_eq!(calls(e)[1] - before[1], 1, "the retry made exactly one storyboard call, not 8");
+    drain(e).await;
+    let state = e.video_state(video).await.unwrap();
+    let got = final_video(&env, &state);
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "the finished video is byte-identical to one made without the failure");
+    assert_eq!(calls(e), [1, 8, 8, 1]);
+}
+
+#[tokio::test]
+async fn editing_one_beat_rerenders_only_that_beat_downstream() {
+    let env = local_env().await;
+    let e = &env.engine;
+    let video = new_video(e, "A lighthouse keeper and a gull", 5, true, None).await;
+    drain(e).await;
+    assert_eq!(calls(e), [1, 5, 5, 1]);
+    let state = e.video_state(video).await.unwrap();
+    let script_cp = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
+    let mut script = script_cp.manifest.script().unwrap().clone();
+    script.beats[3].narration = "The gull reads the tide table aloud, badly.".into();
+    let v2 = e.edit_script(video, None, script_cp.id, &serde_json::to_string(&script).unwrap()).await.unwrap();
+    e.continue_video(video, Some(v2), None, false).await.unwrap();
+    drain(e).await;
+    assert_eq!(calls(e), [1, 6, 6, 2], "only beat 4 (index 3) was drawn and animated again, then one render");
+    let state = e.video_state(video).await.unwrap();
+    let boards: Vec<_> = state.checkpoints.iter().filter(|c| c.phase == Phase::Storyboard).collect();
+    let (Manifest::Storyboard { frames: a, .. }, Manifest::Storyboard { frames: b, .. }) = (&boards[0].manifest, &boards[1].manifest) else { unreachable!() };
+    for i in 0..5 {
+        assert_eq!(a[i] == b[i], i != 3, "frame {i}");
+    }
+}
+
+#[tokio::test]
+async fn a_dead_workers_run_is_taken_over_and_only_unfinished_units_rerun() {
+    let mut config = fast_config();
+    config.lease_ms = 400;
+    let env = env_with(Providers::local(), config).await;
+    let e = &env.engine;
+    // Beats 4..7 are slow, so the first worker dies with half the phase done.
+    let plan = r#"[{"phase":2,"beat":4,"action":"delay","ms":3000},{"phase":2,"beat":5,"action":"delay","ms":3000},
+                   {"phase":2,"beat":6,"action":"delay","ms":3000},{"phase":2,"beat":7,"action":"delay","ms":3000}]"#;
+    let video = new_video(e, "Half done when the worker dies", 8, false, Some(plan)).await;
+    step(e).await;
+    approve_head(e, video).await;
+    let doomed = {
+        let e = e.clone();
+        tokio::spawn(async move { step(&e).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = e.video_state(video).await.unwrap();
+        if state.runs.last().unwrap().units_done >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first worker never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    doomed.abort();
+    let _ = doomed.await;
+    let done_by_first = e.video_state(video).await.unwrap().runs.last().unwrap().units_done;
+    let calls_before = calls(e)[1];
+    // Not claimable while the lease runs; then another worker takes it over.
+    assert_eq!(step(e).await, WorkOutcome::Idle);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let taken = step(e).await;
+    assert!(matches!(taken, WorkOutcome::Succeeded { .. }), "{taken:?}");
+    let state = e.video_state(video).await.unwrap();
+    let run = state.runs.last().unwrap();
+    assert_eq!(run.attempt, 1, "the same run resumed, not a new attempt");
+    let tries = e.unit_tries(video).await.unwrap();
+    let reused = tries.iter().filter(|t| t.run_id == run.id && t.outcome == "memo").count() as u32;
+    assert!(reused >= done_by_first, "finished units came from the memo ({reused} < {done_by_first})");
+    assert_eq!(calls(e)[1] - calls_before, u64::from(8 - reused), "only unfinished units were made again");
+    let pngs: Vec<_> = e.blobs.list().unwrap();
+    assert_eq!(pngs.len(), 8, "every beat's image is stored exactly once");
+}
+
+#[tokio::test]
+async fn the_same_prompt_and_seed_give_the_same_script_and_video() {
+    let (a, b) = (local_env().await, local_env().await);
+    let va = new_video(&a.engine, "Determinism, in three beats", 3, true, None).await;
+    let vb = new_video(&b.engine, "Determinism, in three beats", 3, true, None).await;
+    drain(&a.engine).await;
+    drain(&b.engine).await;
+    let (sa, sb) = (a.engine.video_state(va).await.unwrap(), b.engine.video_state(vb).await.unwrap());
+    assert_eq!(sa.checkpoints[0].manifest, sb.checkpoints[0].manifest, "same script");
+    assert!(final_video(&a, &sa) == final_video(&b, &sb), "same video bytes");
+}
+
+#[tokio::test]
+async fn an_eight_beat_720p_video_is_made_locally() {
+    let mut config = fast_config();
+    (config.width, config.height, config.fps) = (1280, 720, 24);
+    let env = env_with(Providers::local(), config).await;
+    let e = &env.engine;
+    let started = Instant::now();
+    let video = new_video(e, "A paper boat crosses a city in the rain", 8, true, None).await;
+    drain(e).await;
+    let wall = started.elapsed();
+    let state = e.video_state(video).await.unwrap();
+    let render = state.checkpoints.iter().find(|c| c.phase == Phase::Render).unwrap();
+    let Manifest::Render { video: mp4, poster, duration_ms, frames } = &render.manifest else { unreachable!() };
+    let bytes = e.blobs.read(mp4).unwrap();
+    assert_eq!(&bytes[4..8], b"ftyp");
+    assert!(*duration_ms >= 16_000 && *frames >= 384, "{duration_ms} ms, {frames} frames");
+    assert_eq!(&e.blobs.read(poster).unwrap()[1..4], b"PNG");
+    println!("local_video: 8 beats 1280x720 in {:.2} s; {:.2} s of video, {} bytes", wall.as_secs_f64(), f64::from(*duration_ms) / 1000.0, bytes.len());
+}
+
+#[tokio::test]
+async fn regenerating_one_beat_makes_only_that_beat_with_a_new_seed() {
+    let env = local_env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Regenerate the third frame", 4, false, None).await;
+    step(e).await;
+    approve_head(e, video).await;
+    step(e).await;
+    let state = e.video_state(video).await.unwrap();
+    let board = head(&state, "main");
+    let before = calls(e);
+    let snapshot_before = snapshot(e).await;
+    let err = e.regenerate_beat(video, None, board, 9).await.unwrap_err();
+    assert!(err.to_string().contains("Beat 10 does not exist"), "{err}");
+    assert_eq!(snapshot(e).await, snapshot_before);
+    e.regenerate_beat(video, None, board, 2).await.unwrap();
+    assert!(matches!(step(e).await, WorkOutcome::Succeeded { .. }));
+    assert_eq!(calls(e)[1] - before[1], 1);
+    let state = e.video_state(video).await.unwrap();
+    let new = state.checkpoint(head(&state, "main")).unwrap();
+    let old = state.checkpoint(board).unwrap();
+    assert_eq!((new.phase, new.version, new.parent_id), (Phase::Storyboard, 2, old.parent_id));
+    let (Manifest::Storyboard { frames: a, seeds: sa }, Manifest::Storyboard { frames: b, seeds: sb }) = (&old.manifest, &new.manifest) else { unreachable!() };
+    for i in 0..4 {
+        assert_eq!(a[i] == b[i], i != 2, "frame {i}");
+        assert_eq!(sa[i] == sb[i], i != 2, "seed {i}");
+    }
+}
+
+#[tokio::test]
+async fn permanent_errors_fail_at_once_and_transient_ones_are_retried() {
+    let env = env().await;
+    let e = &env.engine;
+    // An injected failure looks transient: 1 try + 2 automatic retries, all recorded.
+    let video = new_video(e, "Transient", 2, true, Some(r#"[{"phase":3,"beat":1,"action":"fail","message":"429 Too Many Requests"}]"#)).await;
+    drain(e).await;
+    let tries = e.unit_tries(video).await.unwrap();
+    let failed: Vec<_> = tries.iter().filter(|t| t.outcome == "transient").collect();
+    assert_eq!(failed.len(), 3);
+    assert!(failed.iter().all(|t| t.message.as_deref() == Some("429 Too Many Requests")));
+    let state = e.video_state(video).await.unwrap();
+    assert!(state.runs.last().unwrap().error.as_deref().unwrap().contains("clip for beat 2: 429 Too Many Requests"));
+}
+
+#[tokio::test]
+async fn gc_removes_only_unreferenced_blobs() {
+    let env = env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Garbage", 2, true, None).await;
+    drain(e).await;
+    let kept = e.blobs.list().unwrap().len();
+    let orphan = e.blobs.put(b"nobody needs me", "image/png").unwrap();
+    let report = e.gc(Some(Duration::ZERO)).await.unwrap();
+    assert_eq!(report.removed, 1);
+    assert_eq!(report.freed_bytes, orphan.bytes);
+    assert_eq!(report.kept, kept);
+    assert_eq!(e.blobs.list().unwrap().len(), kept);
+    let state = e.video_state(video).await.unwrap();
+    assert!(final_video(&env, &state).starts_with(b"frame:") || !final_video(&env, &state).is_empty());
+    let young = e.blobs.put(b"just written", "image/png").unwrap();
+    assert_eq!(e.gc(None).await.unwrap().removed, 0, "a blob younger than the grace period may be in flight");
+    assert!(e.blobs.path_of(&young.sha256).exists());
+}

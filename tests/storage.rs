@@ -339,3 +339,10 @@ async fn costs_are_recorded_per_run_and_memo_hits_are_free() {
     assert_eq!(retry_tries.iter().filter(|t| t.outcome == "memo").count(), 3);
     assert!(retry_tries.iter().filter(|t| t.outcome == "memo").all(|t| t.cost_micros == 0));
 }
+
+#[tokio::test]
+async fn the_suite_runs_on_the_backend_it_was_asked_for() {
+    let env = env().await;
+    let wanted_postgres = std::env::var("REELSMITH_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"));
+    assert_eq!(is_postgres(&env), wanted_postgres, "{}", env.url);
+}

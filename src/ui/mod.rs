@@ -34,7 +34,7 @@ mod tests {
     #[test]
     fn timestamps_are_utc_dates() {
         assert_eq!(super::timestamp(0), "1970-01-01 00:00 UTC");
-        assert_eq!(super::timestamp(1_795_000_000_000), "2026-11-18 09:46 UTC");
+        assert_eq!(super::timestamp(1_795_000_000_000), "2026-11-18 11:06 UTC");
         assert_eq!(super::duration(Some(1000), Some(2500)), "1.5 s");
     }
 }

@@ -28,7 +28,7 @@ use CheckpointStatus::{Approved, Pending};
 fn failed_in_phase2(retries: u32) -> BranchView {
     BranchView {
         head: head(1, Phase::Script, Approved),
-        latest_from_head: Some(run(retries + 1, Some(cp(1)), Phase::Storyboard, RunStatus::Failed, retries + 1)),
+        latest_from_head: Some(run(u128::from(retries) + 1, Some(cp(1)), Phase::Storyboard, RunStatus::Failed, retries + 1)),
         attempts_from_head: retries + 1,
         retries_from_head: retries,
         ..BranchView::default()
@@ -409,7 +409,7 @@ mod model {
             assert_eq!(allowed.can_continue, accepted, "can_continue on branch {b} must match continue: {view:?}");
             let mut probe = video.clone();
             let retried = probe.apply(&Step::Continue { branch: b, target: Target::Head, force: true });
-            let was_retry = retried && probe.runs.last().unwrap().kind == RunKind::Retry;
+            let was_retry = retried && probe.runs.len() > video.runs.len() && probe.runs.last().unwrap().kind == RunKind::Retry;
             assert_eq!(allowed.can_retry, was_retry, "can_retry on branch {b} must match continue(force_retry): {view:?}");
         }
     }

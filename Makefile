@@ -49,6 +49,7 @@ setup-apt:
 	fi
 
 test: setup
+	$(MAKE) --no-print-directory check
 	$(MAKE) --no-print-directory test-unit
 	$(MAKE) --no-print-directory test-postgres
 	$(MAKE) --no-print-directory build
@@ -77,6 +78,7 @@ bench: setup build
 	@wasm=$$(ls target/site/pkg/*.wasm); echo "wasm_bundle_kb: $$(( $$(stat -c %s $$wasm) / 1024 )) KB"; \
 	  echo "wasm_bundle_gzip_kb: $$(( $$(gzip -9 -c $$wasm | wc -c) / 1024 )) KB"
 
+## Both builds, warnings as errors (release profile: shares build scripts and macros with the tests).
 check:
-	cargo clippy --features ssr --all-targets -- -D warnings
-	cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --release --features ssr --all-targets -- -D warnings
+	cargo clippy --release --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings

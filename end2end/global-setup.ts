@@ -41,7 +41,7 @@ export default async function globalSetup() {
   const server = spawn(bin, ["--addr", `127.0.0.1:${port}`, "--data-dir", dataDir, "--fault-injection"], {
     cwd: root,
     stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, REELSMITH_BACKOFF_MS: "20", RUST_LOG: process.env.RUST_LOG ?? "warn" },
+    env: { ...process.env, REELSMITH_BACKOFF_MS: "20", RUST_LOG: process.env.RUST_LOG ?? "error" },
   });
   await waitUntilUp(url + "/", 60_000);
   process.env.REELSMITH_URL = url;

@@ -80,7 +80,10 @@ async fn editing_one_beat_rerenders_only_that_beat_downstream() {
     assert_eq!(calls(e), [1, 6, 6, 2], "only beat 4 (index 3) was drawn and animated again, then one render");
     let state = e.video_state(video).await.unwrap();
     let boards: Vec<_> = state.checkpoints.iter().filter(|c| c.phase == Phase::Storyboard).collect();
-    let (Manifest::Storyboard { frames: a, .. }, Manifest::Storyboard { frames: b, .. }) = (&boards[0].manifest, &boards[1].manifest) else { unreachable!() };
+    let (Manifest::Storyboard { frames: a, .. }, Manifest::Storyboard { frames: b, .. }) = (&boards[0].manifest, &boards[1].manifest)
+    else {
+        unreachable!()
+    };
     for i in 0..5 {
         assert_eq!(a[i] == b[i], i != 3, "frame {i}");
     }
@@ -160,7 +163,12 @@ async fn an_eight_beat_720p_video_is_made_locally() {
     assert_eq!(&bytes[4..8], b"ftyp");
     assert!(*duration_ms >= 16_000 && *frames >= 384, "{duration_ms} ms, {frames} frames");
     assert_eq!(&e.blobs.read(poster).unwrap()[1..4], b"PNG");
-    println!("local_video: 8 beats 1280x720 in {:.2} s; {:.2} s of video, {} bytes", wall.as_secs_f64(), f64::from(*duration_ms) / 1000.0, bytes.len());
+    println!(
+        "local_video: 8 beats 1280x720 in {:.2} s; {:.2} s of video, {} bytes",
+        wall.as_secs_f64(),
+        f64::from(*duration_ms) / 1000.0,
+        bytes.len()
+    );
 }
 
 #[tokio::test]
@@ -185,7 +193,10 @@ async fn regenerating_one_beat_makes_only_that_beat_with_a_new_seed() {
     let new = state.checkpoint(head(&state, "main")).unwrap();
     let old = state.checkpoint(board).unwrap();
     assert_eq!((new.phase, new.version, new.parent_id), (Phase::Storyboard, 2, old.parent_id));
-    let (Manifest::Storyboard { frames: a, seeds: sa }, Manifest::Storyboard { frames: b, seeds: sb }) = (&old.manifest, &new.manifest) else { unreachable!() };
+    let (Manifest::Storyboard { frames: a, seeds: sa }, Manifest::Storyboard { frames: b, seeds: sb }) = (&old.manifest, &new.manifest)
+    else {
+        unreachable!()
+    };
     for i in 0..4 {
         assert_eq!(a[i] == b[i], i != 2, "frame {i}");
         assert_eq!(sa[i] == sb[i], i != 2, "seed {i}");
@@ -197,7 +208,8 @@ async fn permanent_errors_fail_at_once_and_transient_ones_are_retried() {
     let env = env().await;
     let e = &env.engine;
     // An injected failure looks transient: 1 try + 2 automatic retries, all recorded.
-    let video = new_video(e, "Transient", 2, true, Some(r#"[{"phase":3,"beat":1,"action":"fail","message":"429 Too Many Requests"}]"#)).await;
+    let video =
+        new_video(e, "Transient", 2, true, Some(r#"[{"phase":3,"beat":1,"action":"fail","message":"429 Too Many Requests"}]"#)).await;
     drain(e).await;
     let tries = e.unit_tries(video).await.unwrap();
     let failed: Vec<_> = tries.iter().filter(|t| t.outcome == "transient").collect();

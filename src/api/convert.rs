@@ -31,7 +31,11 @@ fn tree(state: &VideoState) -> Vec<TreeNode> {
     for c in &state.checkpoints {
         children.entry(c.parent_id).or_default().push(c);
     }
-    fn build(state: &VideoState, map: &HashMap<Option<CheckpointId>, Vec<&CheckpointRecord>>, parent: Option<CheckpointId>) -> Vec<TreeNode> {
+    fn build(
+        state: &VideoState,
+        map: &HashMap<Option<CheckpointId>, Vec<&CheckpointRecord>>,
+        parent: Option<CheckpointId>,
+    ) -> Vec<TreeNode> {
         map.get(&parent)
             .map(|list| {
                 let mut list = list.clone();
@@ -138,9 +142,7 @@ pub fn summary(state: &VideoState) -> VideoSummary {
             _ => None,
         })
     });
-    let current_phase = main
-        .and_then(|b| state.runs.iter().rev().find(|r| r.branch_id == b.id).map(|r| r.phase))
-        .or(head.map(|h| h.phase));
+    let current_phase = main.and_then(|b| state.runs.iter().rev().find(|r| r.branch_id == b.id).map(|r| r.phase)).or(head.map(|h| h.phase));
     VideoSummary {
         video_id: state.video.id.to_string(),
         title: state.video.title.clone(),
@@ -153,7 +155,12 @@ pub fn summary(state: &VideoState) -> VideoSummary {
     }
 }
 
-pub fn status(state: &VideoState, branch: Option<&str>, tries: &[UnitTryRecord], config: &EngineConfig) -> Result<VideoStatusWire, AppError> {
+pub fn status(
+    state: &VideoState,
+    branch: Option<&str>,
+    tries: &[UnitTryRecord],
+    config: &EngineConfig,
+) -> Result<VideoStatusWire, AppError> {
     let name = branch.filter(|b| !b.is_empty()).unwrap_or(BranchName::MAIN);
     let branch = state.branch_named(name).ok_or_else(|| AppError::NotFound { what: "branch".into(), id: name.into() })?;
     let view = state.branch_view(branch);
@@ -235,7 +242,9 @@ pub fn status(state: &VideoState, branch: Option<&str>, tries: &[UnitTryRecord],
 
 pub fn continue_result(outcome: ContinueOutcome) -> ContinueResult {
     match outcome {
-        ContinueOutcome::Started { run, kind, attempt } => ContinueResult::Started { run_id: run.to_string(), kind: kind.wire().into(), attempt },
+        ContinueOutcome::Started { run, kind, attempt } => {
+            ContinueResult::Started { run_id: run.to_string(), kind: kind.wire().into(), attempt }
+        }
         ContinueOutcome::AlreadyRunning { run } => ContinueResult::AlreadyRunning { run_id: run.to_string() },
         ContinueOutcome::Completed { .. } => ContinueResult::Completed,
     }

@@ -1,7 +1,7 @@
 //! The one error that crosses to the browser: typed, with a sentence and a next step, no internals.
-use serde::{Deserialize, Serialize};
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::Refusal;
 

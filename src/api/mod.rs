@@ -7,10 +7,10 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::{BoxedStream as Stream, Websocket};
 use serde::{Deserialize, Serialize};
 
-pub mod error;
-pub mod types;
 #[cfg(feature = "ssr")]
 pub mod convert;
+pub mod error;
+pub mod types;
 
 pub use error::AppError;
 pub use types::*;
@@ -38,7 +38,11 @@ fn checkpoint_id(raw: &str) -> Result<CheckpointId, AppError> {
 #[server]
 pub async fn server_info() -> Result<ServerSettings, AppError> {
     let engine = engine()?;
-    Ok(ServerSettings { fault_injection: engine.config.fault_injection, retry_limit: engine.config.retry_limit, version: env!("CARGO_PKG_VERSION").into() })
+    Ok(ServerSettings {
+        fault_injection: engine.config.fault_injection,
+        retry_limit: engine.config.retry_limit,
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 #[server]
@@ -48,7 +52,12 @@ pub async fn list_videos() -> Result<Vec<VideoSummary>, AppError> {
 }
 
 #[server]
-pub async fn create_video(prompt: String, beats: u32, auto_continue: Option<String>, fault_plan: Option<String>) -> Result<String, AppError> {
+pub async fn create_video(
+    prompt: String,
+    beats: u32,
+    auto_continue: Option<String>,
+    fault_plan: Option<String>,
+) -> Result<String, AppError> {
     let engine = engine()?;
     let on = auto_continue.is_some_and(|v| !v.is_empty() && v != "false" && v != "off");
     let new = NewVideo::parse(&prompt, beats, on, fault_plan.as_deref(), engine.config.fault_injection)?;
@@ -65,7 +74,12 @@ pub async fn get_status(video_id: String, branch: Option<String>) -> Result<Vide
 }
 
 #[server]
-pub async fn continue_video(video_id: String, checkpoint_id: Option<String>, branch: Option<String>, force_retry: bool) -> Result<ContinueResult, AppError> {
+pub async fn continue_video(
+    video_id: String,
+    checkpoint_id: Option<String>,
+    branch: Option<String>,
+    force_retry: bool,
+) -> Result<ContinueResult, AppError> {
     let engine = engine()?;
     let checkpoint = checkpoint_id.as_deref().filter(|s| !s.is_empty()).map(self::checkpoint_id).transpose()?;
     let outcome = engine.continue_video(self::video_id(&video_id)?, checkpoint, branch.as_deref(), force_retry).await?;

@@ -63,20 +63,16 @@ impl FaultPlan {
         if json.len() > 16 * 1024 {
             return Err(InvalidInput::new("fault_plan", "the fault plan is larger than 16 KB"));
         }
-        let value: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| InvalidInput::new("fault_plan", format!("the fault plan is not valid JSON: {e}")))?;
-        let items = value
-            .as_array()
-            .ok_or_else(|| InvalidInput::new("fault_plan", "the fault plan must be a JSON array of rules"))?;
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| InvalidInput::new("fault_plan", format!("the fault plan is not valid JSON: {e}")))?;
+        let items = value.as_array().ok_or_else(|| InvalidInput::new("fault_plan", "the fault plan must be a JSON array of rules"))?;
         if items.len() > 32 {
             return Err(InvalidInput::new("fault_plan", "a fault plan has at most 32 rules"));
         }
         let mut rules = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let field = |name: &str| format!("fault_plan[{i}].{name}");
-            let obj = item
-                .as_object()
-                .ok_or_else(|| InvalidInput::new(format!("fault_plan[{i}]"), "each rule must be a JSON object"))?;
+            let obj = item.as_object().ok_or_else(|| InvalidInput::new(format!("fault_plan[{i}]"), "each rule must be a JSON object"))?;
             if let Some(unknown) = obj.keys().find(|k| !["phase", "beat", "action", "times", "message", "ms"].contains(&k.as_str())) {
                 return Err(InvalidInput::new(field(unknown), format!("unknown field \"{unknown}\"")));
             }
@@ -91,9 +87,8 @@ impl FaultPlan {
                 beat: optional_u64(obj, "beat", &field)?.map(|b| u32::try_from(b).unwrap_or(u32::MAX)),
                 action: match obj.get("action") {
                     None => return Err(InvalidInput::new(field("action"), "every rule needs an action: fail, hang, delay or crash")),
-                    Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
-                        InvalidInput::new(field("action"), format!("action must be fail, hang, delay or crash, not {v}"))
-                    })?,
+                    Some(v) => serde_json::from_value(v.clone())
+                        .map_err(|_| InvalidInput::new(field("action"), format!("action must be fail, hang, delay or crash, not {v}")))?,
                 },
                 times: optional_u64(obj, "times", &field)?.map(|t| u32::try_from(t).unwrap_or(u32::MAX)),
                 message: match obj.get("message") {
@@ -148,10 +143,7 @@ fn optional_u64(
 ) -> Result<Option<u64>, InvalidInput> {
     match obj.get(name) {
         None => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| InvalidInput::new(field(name), format!("{name} must be a whole number, not {v}"))),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| InvalidInput::new(field(name), format!("{name} must be a whole number, not {v}"))),
     }
 }
 
@@ -161,11 +153,9 @@ mod tests {
 
     #[test]
     fn the_spec_example_parses() {
-        let plan = FaultPlan::parse(
-            r#"[{"phase":2,"beat":0,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"}]"#,
-            8,
-        )
-        .unwrap();
+        let plan =
+            FaultPlan::parse(r#"[{"phase":2,"beat":0,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"}]"#, 8)
+                .unwrap();
         let rule = &plan.rules[0];
         assert_eq!(rule.phase(), Phase::Storyboard);
         assert!(rule.matches(Phase::Storyboard, Some(0)));

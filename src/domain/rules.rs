@@ -115,17 +115,12 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::AlreadyApproved => f.write_str("Checkpoint already approved"),
-            Refusal::AlreadyApprovedUseForceRetry => {
-                f.write_str("Checkpoint already approved. To retry, use force_retry=true")
-            }
+            Refusal::AlreadyApprovedUseForceRetry => f.write_str("Checkpoint already approved. To retry, use force_retry=true"),
             Refusal::RetryNeedsForce => f.write_str("The last attempt failed. To retry, use force_retry=true"),
             Refusal::RetryLimitReached { limit } => write!(f, "Retry limit reached ({limit})"),
-            Refusal::BudgetExhausted { spent_micros, budget_micros } => write!(
-                f,
-                "The budget is spent: ${:.2} of ${:.2}",
-                *spent_micros as f64 / 1e6,
-                *budget_micros as f64 / 1e6
-            ),
+            Refusal::BudgetExhausted { spent_micros, budget_micros } => {
+                write!(f, "The budget is spent: ${:.2} of ${:.2}", *spent_micros as f64 / 1e6, *budget_micros as f64 / 1e6)
+            }
             Refusal::Busy { .. } => f.write_str("A run is already active on this branch"),
             Refusal::NotBranchHead => f.write_str("That checkpoint is not the newest one on this branch"),
             Refusal::NotOnBranch => f.write_str("That checkpoint is not on this branch"),
@@ -150,9 +145,7 @@ impl Refusal {
             Refusal::AlreadyApprovedUseForceRetry | Refusal::RetryNeedsForce => {
                 "Use \"Retry from Last Checkpoint\" to run the failed phase again."
             }
-            Refusal::RetryLimitReached { .. } => {
-                "Edit the previous phase or create a branch from an earlier checkpoint instead."
-            }
+            Refusal::RetryLimitReached { .. } => "Edit the previous phase or create a branch from an earlier checkpoint instead.",
             Refusal::BudgetExhausted { .. } => "Raise the video's budget to run more phases.",
             Refusal::Busy { .. } => "Wait for the running phase to finish, or cancel it.",
             Refusal::NotBranchHead | Refusal::NotOnBranch => "Reload the page to see the branch's newest checkpoint.",
@@ -323,10 +316,8 @@ pub struct AllowedActions {
 }
 
 pub fn allowed_actions(view: &BranchView, limits: Limits) -> AllowedActions {
-    let head_request = |force_retry| ContinueRequest {
-        checkpoint: view.head.map(|h| GivenCheckpoint { id: h.id, status: h.status }),
-        force_retry,
-    };
+    let head_request =
+        |force_retry| ContinueRequest { checkpoint: view.head.map(|h| GivenCheckpoint { id: h.id, status: h.status }), force_retry };
     let can_continue = matches!(decide(view, head_request(false), limits), Ok(d) if d.starts_or_approves());
     let retry = decide(view, head_request(true), limits);
     let can_retry = matches!(retry, Ok(Decision::Start { kind: RunKind::Retry, .. }));

@@ -29,9 +29,8 @@ impl Script {
         if json.len() > 64 * 1024 {
             return Err(InvalidInput::new("script", "the script is larger than 64 KB"));
         }
-        let script: Script = serde_json::from_str(json).map_err(|e| {
-            InvalidInput::new("script", format!("the script is not valid JSON of the expected shape: {e}"))
-        })?;
+        let script: Script = serde_json::from_str(json)
+            .map_err(|e| InvalidInput::new("script", format!("the script is not valid JSON of the expected shape: {e}")))?;
         script.validate()?;
         Ok(script)
     }
@@ -87,10 +86,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Script {
-        Script {
-            title: "A walk".into(),
-            beats: vec![Beat { narration: "We walk.".into(), visual: "A road.".into(), duration_ms: 2000 }],
-        }
+        Script { title: "A walk".into(), beats: vec![Beat { narration: "We walk.".into(), visual: "A road.".into(), duration_ms: 2000 }] }
     }
 
     #[test]

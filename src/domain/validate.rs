@@ -34,7 +34,9 @@ impl BranchName {
     pub const MAIN: &'static str = "main";
 
     pub fn parse(raw: &str) -> Result<BranchName, InvalidInput> {
-        let bad = |why: &str| InvalidInput::new("branch_name", format!("{why}; use 1–40 of a-z, 0-9, '-' and '_', starting with a letter or digit"));
+        let bad = |why: &str| {
+            InvalidInput::new("branch_name", format!("{why}; use 1–40 of a-z, 0-9, '-' and '_', starting with a letter or digit"))
+        };
         let mut chars = raw.chars();
         match chars.next() {
             None => return Err(bad("the branch name is empty")),
@@ -107,10 +109,7 @@ impl NewVideo {
         let fault_plan = match fault_plan_json.map(str::trim).filter(|s| !s.is_empty()) {
             None => FaultPlan::default(),
             Some(_) if !fault_injection_enabled => {
-                return Err(InvalidInput::new(
-                    "fault_plan",
-                    "fault plans are only accepted when the server runs with --fault-injection",
-                ));
+                return Err(InvalidInput::new("fault_plan", "fault plans are only accepted when the server runs with --fault-injection"));
             }
             Some(json) => FaultPlan::parse(json, beats)?,
         };

@@ -3,9 +3,7 @@
 
 use openh264::OpenH264API;
 use openh264::Timestamp;
-use openh264::encoder::{
-    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, UsageType, VuiConfig,
-};
+use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, FrameType, UsageType, VuiConfig};
 use openh264::formats::YUVSlices;
 
 use crate::media::MediaError;
@@ -35,17 +33,9 @@ const MAX_DURATION_MS: u32 = 120_000;
 /// The motion (zoom in/out, pan left/right) comes from `seed`. The caption is drawn after the
 /// motion, so it is complete in every frame. If the still is a storyboard, its own caption band
 /// is kept out of frame. The first frame is an IDR carrying SPS/PPS.
-pub fn make_clip(
-    still_png: &[u8],
-    caption: &str,
-    duration_ms: u32,
-    fps: u32,
-    seed: u64,
-) -> Result<Clip, MediaError> {
+pub fn make_clip(still_png: &[u8], caption: &str, duration_ms: u32, fps: u32, seed: u64) -> Result<Clip, MediaError> {
     if !(1..=MAX_FPS).contains(&fps) {
-        return Err(MediaError::InvalidInput(format!(
-            "frame rate {fps} is out of range; use 1..={MAX_FPS} fps"
-        )));
+        return Err(MediaError::InvalidInput(format!("frame rate {fps} is out of range; use 1..={MAX_FPS} fps")));
     }
     if duration_ms > MAX_DURATION_MS {
         return Err(MediaError::InvalidInput(format!(
@@ -63,14 +53,10 @@ pub fn make_clip(
     let still = decode_png(still_png)?;
     let (w, h) = still.dimensions();
     if w % 2 != 0 || h % 2 != 0 || w < 16 || h < 16 {
-        return Err(MediaError::InvalidInput(format!(
-            "the still is {w}x{h}; H.264 needs even width and height of at least 16"
-        )));
+        return Err(MediaError::InvalidInput(format!("the still is {w}x{h}; H.264 needs even width and height of at least 16")));
     }
     if w.max(h) > 3840 || w.min(h) > 2160 {
-        return Err(MediaError::InvalidInput(format!(
-            "the still is {w}x{h}; the encoder supports at most 3840x2160"
-        )));
+        return Err(MediaError::InvalidInput(format!("the still is {w}x{h}; the encoder supports at most 3840x2160")));
     }
 
     let art_rows = read_art_rows(still_png).unwrap_or(h);
@@ -91,43 +77,27 @@ pub fn make_clip(
         let t = i as f32 / (frames - 1) as f32;
         source.sample_into(motion.view_at(t), &mut frame);
         overlay.apply(&mut frame.y, &mut frame.u, &mut frame.v);
-        let yuv = YUVSlices::new(
-            (&frame.y, &frame.u, &frame.v),
-            (w as usize, h as usize),
-            (w as usize, w as usize / 2, w as usize / 2),
-        );
+        let yuv = YUVSlices::new((&frame.y, &frame.u, &frame.v), (w as usize, h as usize), (w as usize, w as usize / 2, w as usize / 2));
         let ms = u64::from(i) * 1000 / u64::from(fps);
-        let bits = encoder
-            .encode_at(&yuv, Timestamp::from_millis(ms))
-            .map_err(|e| MediaError::Encoder(format!("frame {i}: {e}")))?;
+        let bits = encoder.encode_at(&yuv, Timestamp::from_millis(ms)).map_err(|e| MediaError::Encoder(format!("frame {i}: {e}")))?;
         if i == 0 && bits.frame_type() != FrameType::IDR {
-            return Err(MediaError::Encoder(format!(
-                "the first frame came out as {:?}, not an IDR",
-                bits.frame_type()
-            )));
+            return Err(MediaError::Encoder(format!("the first frame came out as {:?}, not an IDR", bits.frame_type())));
         }
         access_unit.clear();
         bits.write_vec(&mut access_unit);
         if access_unit.is_empty() {
-            return Err(MediaError::Encoder(format!(
-                "frame {i} was skipped by the encoder"
-            )));
+            return Err(MediaError::Encoder(format!("frame {i} was skipped by the encoder")));
         }
         stream.extend_from_slice(&(access_unit.len() as u32).to_le_bytes());
         stream.extend_from_slice(&access_unit);
     }
 
-    let parsed = parse_stream(&stream)
-        .map_err(|e| MediaError::Encoder(format!("produced an unreadable stream: {e}")))?;
+    let parsed = parse_stream(&stream).map_err(|e| MediaError::Encoder(format!("produced an unreadable stream: {e}")))?;
     if !has_parameter_sets(parsed.frames[0]) {
         return Err(MediaError::Encoder("the first frame lacks SPS/PPS".into()));
     }
     let preview_mp4 = mux_h264(&[parsed], fps, None)?;
-    Ok(Clip {
-        stream,
-        preview_mp4,
-        frames,
-    })
+    Ok(Clip { stream, preview_mp4, frames })
 }
 
 /// Settings are fixed so every clip of a video has identical SPS/PPS and can be concatenated.
@@ -140,8 +110,7 @@ fn new_encoder(fps: u32) -> Result<Encoder, MediaError> {
         // One thread: openh264's multi-threaded slicing is not guaranteed to be byte-stable.
         .num_threads(1)
         .vui(VuiConfig::bt709());
-    Encoder::with_api_config(OpenH264API::from_source(), config)
-        .map_err(|e| MediaError::Encoder(e.to_string()))
+    Encoder::with_api_config(OpenH264API::from_source(), config).map_err(|e| MediaError::Encoder(e.to_string()))
 }
 
 /// A clip stream, borrowed: `MAGIC`, then width, height, fps and frame count (u32 LE), then per
@@ -157,8 +126,7 @@ pub(crate) fn parse_stream(bytes: &[u8]) -> Result<ClipStream<'_>, String> {
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         return Err("it does not start with the clip stream header".into());
     }
-    let word =
-        |i: usize| u32::from_le_bytes(bytes[8 + 4 * i..12 + 4 * i].try_into().expect("4 bytes"));
+    let word = |i: usize| u32::from_le_bytes(bytes[8 + 4 * i..12 + 4 * i].try_into().expect("4 bytes"));
     let (width, height, fps, count) = (word(0), word(1), word(2), word(3));
     if count == 0 {
         return Err("it has no frames".into());
@@ -170,9 +138,7 @@ pub(crate) fn parse_stream(bytes: &[u8]) -> Result<ClipStream<'_>, String> {
             .get(pos..pos + 4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
             .ok_or_else(|| format!("it ends before frame {i} of {count}"))?;
-        let frame = bytes
-            .get(pos + 4..pos + 4 + len)
-            .ok_or_else(|| format!("frame {i} is cut short"))?;
+        let frame = bytes.get(pos + 4..pos + 4 + len).ok_or_else(|| format!("frame {i} is cut short"))?;
         if len == 0 {
             return Err(format!("frame {i} is empty"));
         }
@@ -180,20 +146,12 @@ pub(crate) fn parse_stream(bytes: &[u8]) -> Result<ClipStream<'_>, String> {
         pos += 4 + len;
     }
     if pos != bytes.len() {
-        return Err(format!(
-            "{} stray bytes follow the last frame",
-            bytes.len() - pos
-        ));
+        return Err(format!("{} stray bytes follow the last frame", bytes.len() - pos));
     }
     if !is_idr(frames[0]) {
         return Err("its first frame is not an IDR keyframe".into());
     }
-    Ok(ClipStream {
-        width,
-        height,
-        fps,
-        frames,
-    })
+    Ok(ClipStream { width, height, fps, frames })
 }
 
 /// NAL units of an Annex-B access unit (start codes removed).
@@ -221,10 +179,7 @@ pub(crate) fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
         })
         .chain(std::iter::once(data.len()))
         .collect();
-    starts
-        .into_iter()
-        .zip(ends)
-        .map(move |(s, e)| &data[s..e.max(s)])
+    starts.into_iter().zip(ends).map(move |(s, e)| &data[s..e.max(s)])
 }
 
 fn nal_type(nal: &[u8]) -> u8 {
@@ -236,15 +191,12 @@ pub(crate) fn is_idr(access_unit: &[u8]) -> bool {
 }
 
 fn has_parameter_sets(access_unit: &[u8]) -> bool {
-    nal_units(access_unit).any(|n| nal_type(n) == 7)
-        && nal_units(access_unit).any(|n| nal_type(n) == 8)
+    nal_units(access_unit).any(|n| nal_type(n) == 7) && nal_units(access_unit).any(|n| nal_type(n) == 8)
 }
 
 /// The SPS and PPS bytes of an access unit, for checking that clips agree.
 pub(crate) fn parameter_sets(access_unit: &[u8]) -> Vec<&[u8]> {
-    nal_units(access_unit)
-        .filter(|n| matches!(nal_type(n), 7 | 8))
-        .collect()
+    nal_units(access_unit).filter(|n| matches!(nal_type(n), 7 | 8)).collect()
 }
 
 #[cfg(test)]
@@ -321,18 +273,9 @@ pub(crate) mod tests {
     #[test]
     fn bad_inputs_are_reported() {
         let png = still(64, 64, 2);
-        assert!(matches!(
-            make_clip(b"not a png", "x", 2000, 24, 0),
-            Err(MediaError::InvalidPng(_))
-        ));
-        assert!(matches!(
-            make_clip(&png, "x", 2000, 0, 0),
-            Err(MediaError::InvalidInput(_))
-        ));
-        assert!(matches!(
-            make_clip(&png, "x", 10, 24, 0),
-            Err(MediaError::InvalidInput(_))
-        ));
+        assert!(matches!(make_clip(b"not a png", "x", 2000, 24, 0), Err(MediaError::InvalidPng(_))));
+        assert!(matches!(make_clip(&png, "x", 2000, 0, 0), Err(MediaError::InvalidInput(_))));
+        assert!(matches!(make_clip(&png, "x", 10, 24, 0), Err(MediaError::InvalidInput(_))));
         let odd = crate::media::picture::encode_png(&image::RgbImage::new(33, 32), None).unwrap();
         let e = make_clip(&odd, "x", 2000, 24, 0).unwrap_err();
         assert!(e.to_string().contains("even"), "{e}");
@@ -340,14 +283,9 @@ pub(crate) mod tests {
 
     #[test]
     fn nal_splitting_handles_both_start_codes() {
-        let au = [
-            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 9, 9,
-        ];
+        let au = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 9, 9];
         let nals: Vec<&[u8]> = nal_units(&au).collect();
-        assert_eq!(
-            nals,
-            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 9, 9][..]]
-        );
+        assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 9, 9][..]]);
         assert!(is_idr(&au));
     }
 }

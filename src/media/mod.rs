@@ -57,25 +57,15 @@ mod tests {
         let start = Instant::now();
         let script = write_script("A lighthouse keeper who befriends a storm", 8, 2026);
         let t_script = start.elapsed();
-        let stills: Vec<Vec<u8>> = (0..script.beats.len())
-            .map(|i| draw_storyboard(&script, i, 7, DEFAULT_WIDTH, DEFAULT_HEIGHT).unwrap())
-            .collect();
+        let stills: Vec<Vec<u8>> =
+            (0..script.beats.len()).map(|i| draw_storyboard(&script, i, 7, DEFAULT_WIDTH, DEFAULT_HEIGHT).unwrap()).collect();
         let t_stills = start.elapsed();
         let clips: Vec<Clip> = script
             .beats
             .iter()
             .zip(&stills)
             .enumerate()
-            .map(|(i, (beat, png))| {
-                make_clip(
-                    png,
-                    &beat.narration,
-                    beat.duration_ms,
-                    DEFAULT_FPS,
-                    7 + i as u64,
-                )
-                .unwrap()
-            })
+            .map(|(i, (beat, png))| make_clip(png, &beat.narration, beat.duration_ms, DEFAULT_FPS, 7 + i as u64).unwrap())
             .collect();
         let t_clips = start.elapsed();
         let streams: Vec<&[u8]> = clips.iter().map(|c| c.stream.as_slice()).collect();
@@ -109,11 +99,7 @@ mod tests {
             stills.iter().map(Vec::len).sum::<usize>() / stills.len(),
             streams.iter().map(|s| s.len()).sum::<usize>()
         );
-        let expected: u32 = script
-            .beats
-            .iter()
-            .map(|b| (b.duration_ms * DEFAULT_FPS + 500) / 1000)
-            .sum();
+        let expected: u32 = script.beats.iter().map(|b| (b.duration_ms * DEFAULT_FPS + 500) / 1000).sum();
         assert_eq!(rendered.frames, expected);
     }
 }

@@ -8,8 +8,7 @@ use crate::media::MediaError;
 use crate::media::seed::Rng;
 
 pub(crate) fn decode_png(bytes: &[u8]) -> Result<RgbImage, MediaError> {
-    let img = image::load_from_memory_with_format(bytes, ImageFormat::Png)
-        .map_err(|e| MediaError::InvalidPng(e.to_string()))?;
+    let img = image::load_from_memory_with_format(bytes, ImageFormat::Png).map_err(|e| MediaError::InvalidPng(e.to_string()))?;
     Ok(img.to_rgb8())
 }
 
@@ -21,12 +20,7 @@ const ART_ROWS_KEY: &str = "reelsmith:art-rows";
 pub(crate) fn encode_png(img: &RgbImage, art_rows: Option<u32>) -> Result<Vec<u8>, MediaError> {
     let mut out = Vec::with_capacity(img.as_raw().len() / 4);
     PngEncoder::new(&mut out)
-        .write_image(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            ExtendedColorType::Rgb8,
-        )
+        .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8)
         .map_err(|e| MediaError::PngEncode(e.to_string()))?;
     if let Some(rows) = art_rows {
         insert_text_chunk(&mut out, ART_ROWS_KEY, &rows.to_string());
@@ -59,9 +53,7 @@ pub(crate) fn read_art_rows(png: &[u8]) -> Option<u32> {
             return None;
         }
         if kind == b"tEXt"
-            && let Some(value) = data
-                .strip_prefix(ART_ROWS_KEY.as_bytes())
-                .and_then(|d| d.strip_prefix(&[0]))
+            && let Some(value) = data.strip_prefix(ART_ROWS_KEY.as_bytes()).and_then(|d| d.strip_prefix(&[0]))
         {
             return std::str::from_utf8(value).ok()?.parse().ok();
         }
@@ -75,11 +67,7 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
         }
     }
     !crc
@@ -169,17 +157,7 @@ fn axis_table(src_len: usize, dst_len: usize, origin: f32, step: f32) -> Vec<(u3
 }
 
 #[allow(clippy::too_many_arguments)]
-fn sample_plane(
-    src: &[u8],
-    sw: usize,
-    sh: usize,
-    dst: &mut [u8],
-    dw: usize,
-    dh: usize,
-    x0: f32,
-    y0: f32,
-    step: f32,
-) {
+fn sample_plane(src: &[u8], sw: usize, sh: usize, dst: &mut [u8], dw: usize, dh: usize, x0: f32, y0: f32, step: f32) {
     let cols = axis_table(sw, dw, x0, step);
     let rows = axis_table(sh, dh, y0, step);
     for (dy, &(r0, r1, fy)) in rows.iter().enumerate() {
@@ -245,11 +223,7 @@ impl Motion {
         let art_rows = art_rows.clamp(height / 2, height) as f32;
         let z = height as f32 / art_rows;
         let vw = width as f32 / z;
-        View {
-            x0: (width as f32 - vw) / 2.0,
-            y0: 0.0,
-            step: 1.0 / z,
-        }
+        View { x0: (width as f32 - vw) / 2.0, y0: 0.0, step: 1.0 / z }
     }
 
     /// `t` runs 0..=1 over the clip.
@@ -280,11 +254,7 @@ impl Motion {
             None => lerp(ww / 2.0, self.width - ww / 2.0, self.anchor.0),
         };
         let cy = lerp(wh / 2.0, self.art_rows - wh / 2.0, self.anchor.1);
-        View {
-            x0: cx - vw / 2.0,
-            y0: cy - vh / 2.0,
-            step: 1.0 / z,
-        }
+        View { x0: cx - vw / 2.0, y0: cy - vh / 2.0, step: 1.0 / z }
     }
 }
 
@@ -316,11 +286,7 @@ mod tests {
                     let v = m.view_at(i as f32 / 20.0);
                     let (x1, y1) = (v.x0 + 1280.0 * v.step, v.y0 + 720.0 * v.step);
                     assert!(v.x0 >= -0.01 && v.y0 >= -0.01, "{v:?}");
-                    assert!(
-                        x1 <= 1280.01 && y1 <= art.max(360) as f32 + 0.01,
-                        "{v:?} {:?}",
-                        m.kind()
-                    );
+                    assert!(x1 <= 1280.01 && y1 <= art.max(360) as f32 + 0.01, "{v:?} {:?}", m.kind());
                 }
             }
         }

@@ -20,26 +20,17 @@ pub struct Rendered {
 /// first, and draws `title` onto `poster_still_png` for the poster.
 ///
 /// All clips must share size, frame rate (= `fps`) and encoder parameters.
-pub fn render_video(
-    clips: &[&[u8]],
-    fps: u32,
-    poster_still_png: &[u8],
-    title: &str,
-) -> Result<Rendered, MediaError> {
+pub fn render_video(clips: &[&[u8]], fps: u32, poster_still_png: &[u8], title: &str) -> Result<Rendered, MediaError> {
     if clips.is_empty() {
         return Err(MediaError::NoClips);
     }
     if !(1..=MAX_FPS).contains(&fps) {
-        return Err(MediaError::InvalidInput(format!(
-            "frame rate {fps} is out of range; use 1..={MAX_FPS} fps"
-        )));
+        return Err(MediaError::InvalidInput(format!("frame rate {fps} is out of range; use 1..={MAX_FPS} fps")));
     }
     let streams = clips
         .iter()
         .enumerate()
-        .map(|(index, bytes)| {
-            parse_stream(bytes).map_err(|reason| MediaError::InvalidClip { index, reason })
-        })
+        .map(|(index, bytes)| parse_stream(bytes).map_err(|reason| MediaError::InvalidClip { index, reason }))
         .collect::<Result<Vec<_>, _>>()?;
     check_compatible(&streams, fps)?;
 
@@ -48,12 +39,7 @@ pub fn render_video(
     let mp4 = mux_h264(&streams, fps, (!title.is_empty()).then_some(title))?;
     let duration_ms = ((u64::from(frames) * 1000 + u64::from(fps) / 2) / u64::from(fps)) as u32;
     let poster_png = poster(poster_still_png, title)?;
-    Ok(Rendered {
-        mp4,
-        poster_png,
-        duration_ms,
-        frames,
-    })
+    Ok(Rendered { mp4, poster_png, duration_ms, frames })
 }
 
 fn check_compatible(streams: &[ClipStream<'_>], fps: u32) -> Result<(), MediaError> {
@@ -63,67 +49,43 @@ fn check_compatible(streams: &[ClipStream<'_>], fps: u32) -> Result<(), MediaErr
         if s.fps != fps {
             return Err(MediaError::ClipMismatch {
                 index,
-                reason: format!(
-                    "it was made at {} fps but the video is rendered at {fps} fps",
-                    s.fps
-                ),
+                reason: format!("it was made at {} fps but the video is rendered at {fps} fps", s.fps),
             });
         }
         if (s.width, s.height) != (first.width, first.height) {
             return Err(MediaError::ClipMismatch {
                 index,
-                reason: format!(
-                    "it is {}x{} but clip 0 is {}x{}",
-                    s.width, s.height, first.width, first.height
-                ),
+                reason: format!("it is {}x{} but clip 0 is {}x{}", s.width, s.height, first.width, first.height),
             });
         }
         // The MP4 carries one SPS/PPS for the whole track; a clip with other parameters
         // would decode as garbage after the cut.
         if parameter_sets(s.frames[0]) != first_params {
-            return Err(MediaError::ClipMismatch {
-                index,
-                reason: "it was encoded with different settings (its SPS/PPS differ)".into(),
-            });
+            return Err(MediaError::ClipMismatch { index, reason: "it was encoded with different settings (its SPS/PPS differ)".into() });
         }
     }
     Ok(())
 }
 
 /// Muxes the clips back to back; frame `n` of the whole video is shown at `n / fps` seconds.
-pub(crate) fn mux_h264(
-    streams: &[ClipStream<'_>],
-    fps: u32,
-    title: Option<&str>,
-) -> Result<Vec<u8>, MediaError> {
+pub(crate) fn mux_h264(streams: &[ClipStream<'_>], fps: u32, title: Option<&str>) -> Result<Vec<u8>, MediaError> {
     let first = streams.first().ok_or(MediaError::NoClips)?;
-    let total: usize = streams
-        .iter()
-        .map(|s| s.frames.iter().map(|f| f.len()).sum::<usize>())
-        .sum();
+    let total: usize = streams.iter().map(|s| s.frames.iter().map(|f| f.len()).sum::<usize>()).sum();
     let mut out = Vec::with_capacity(total + 64 * 1024);
-    let mut builder = MuxerBuilder::new(&mut out)
-        .video(VideoCodec::H264, first.width, first.height, f64::from(fps))
-        .with_fast_start(true);
+    let mut builder = MuxerBuilder::new(&mut out).video(VideoCodec::H264, first.width, first.height, f64::from(fps)).with_fast_start(true);
     if let Some(t) = title {
         builder = builder.with_metadata(Metadata::new().with_title(t));
     }
-    let mut muxer = builder
-        .build()
-        .map_err(|e| MediaError::Muxer(e.to_string()))?;
+    let mut muxer = builder.build().map_err(|e| MediaError::Muxer(e.to_string()))?;
     let mut n: u64 = 0;
     for s in streams {
         for frame in &s.frames {
             let pts = n as f64 / f64::from(fps);
-            muxer
-                .write_video(pts, frame, is_idr(frame))
-                .map_err(|e| MediaError::Muxer(format!("frame {n}: {e}")))?;
+            muxer.write_video(pts, frame, is_idr(frame)).map_err(|e| MediaError::Muxer(format!("frame {n}: {e}")))?;
             n += 1;
         }
     }
-    muxer
-        .finish()
-        .map_err(|e| MediaError::Muxer(e.to_string()))?;
+    muxer.finish().map_err(|e| MediaError::Muxer(e.to_string()))?;
     Ok(out)
 }
 
@@ -191,21 +153,12 @@ mod tests {
         let big = make_clip(&still(640, 360, 5), "a", 1000, 24, 1).unwrap();
         let png = still(320, 180, 5);
         let e = render_video(&[&small.stream, &big.stream], 24, &png, "t").unwrap_err();
-        assert!(
-            matches!(e, MediaError::ClipMismatch { index: 1, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, MediaError::ClipMismatch { index: 1, .. }), "{e}");
         assert!(e.to_string().contains("640x360"), "{e}");
 
-        assert!(matches!(
-            render_video(&[], 24, &png, "t"),
-            Err(MediaError::NoClips)
-        ));
+        assert!(matches!(render_video(&[], 24, &png, "t"), Err(MediaError::NoClips)));
         let e = render_video(&[&small.stream], 30, &png, "t").unwrap_err();
-        assert!(
-            matches!(e, MediaError::ClipMismatch { index: 0, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, MediaError::ClipMismatch { index: 0, .. }), "{e}");
         let e = render_video(&[&small.stream, b"garbage"], 24, &png, "t").unwrap_err();
         assert!(matches!(e, MediaError::InvalidClip { index: 1, .. }), "{e}");
         let e = render_video(&[&small.stream], 24, b"nope", "t").unwrap_err();

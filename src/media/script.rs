@@ -14,26 +14,19 @@ const KEYWORD_MAX_CHARS: usize = 18;
 const FALLBACK_KEYWORDS: [&str; 3] = ["a quiet moment", "light", "change"];
 
 const STOPWORDS: &[&str] = &[
-    "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as",
-    "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by",
-    "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from",
-    "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how",
-    "i", "if", "in", "into", "is", "it", "its", "itself", "just", "like", "make", "me", "more",
-    "most", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other",
-    "our", "out", "over", "own", "please", "same", "she", "should", "show", "so", "some", "such",
-    "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those",
-    "through", "to", "too", "under", "until", "up", "very", "video", "was", "we", "were", "what",
-    "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you",
-    "your", "short", "clip", "film", "movie", "reel", "story", "near", "across", "around",
-    "behind", "beyond", "inside", "outside", "toward", "towards", "within", "without", "along",
-    "among", "upon", "onto", "amid", "against", "there's", "it's",
+    "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before",
+    "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for",
+    "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is",
+    "it", "its", "itself", "just", "like", "make", "me", "more", "most", "my", "no", "nor", "not", "now", "of", "off", "on", "once",
+    "only", "or", "other", "our", "out", "over", "own", "please", "same", "she", "should", "show", "so", "some", "such", "than", "that",
+    "the", "their", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very",
+    "video", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your",
+    "short", "clip", "film", "movie", "reel", "story", "near", "across", "around", "behind", "beyond", "inside", "outside", "toward",
+    "towards", "within", "without", "along", "among", "upon", "onto", "amid", "against", "there's", "it's",
 ];
 
 /// Minor words stay lower-case inside a title, as English title case expects.
-const MINOR_WORDS: &[&str] = &[
-    "a", "an", "and", "as", "at", "but", "by", "for", "in", "nor", "of", "on", "or", "the", "to",
-    "with",
-];
+const MINOR_WORDS: &[&str] = &["a", "an", "and", "as", "at", "but", "by", "for", "in", "nor", "of", "on", "or", "the", "to", "with"];
 
 /// (setting, motif) — the motif word is what the storyboard keys its shapes on.
 pub(crate) const SETTINGS: &[&str] = &[
@@ -65,14 +58,8 @@ pub(crate) const PALETTES: &[&str] = &[
     "midnight indigo",
 ];
 
-const CAMERA_MOVES: &[&str] = &[
-    "slow push-in",
-    "gentle pull-back",
-    "drift to the left",
-    "drift to the right",
-    "slow rise",
-    "steady wide shot",
-];
+const CAMERA_MOVES: &[&str] =
+    &["slow push-in", "gentle pull-back", "drift to the left", "drift to the right", "slow rise", "steady wide shot"];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Role {
@@ -141,18 +128,11 @@ pub fn write_script(prompt: &str, beats: u32, seed: u64) -> Script {
             let narration = narration(template, i, &focus, &keywords, &mut rng);
             let visual = visual(&keywords, i, &mut rng);
             let duration_ms = duration_for(&narration, &mut rng);
-            Beat {
-                narration,
-                visual,
-                duration_ms,
-            }
+            Beat { narration, visual, duration_ms }
         })
         .collect();
 
-    Script {
-        title: title(&cleaned),
-        beats,
-    }
+    Script { title: title(&cleaned), beats }
 }
 
 /// Collapses whitespace and drops control characters, which would otherwise end up
@@ -214,45 +194,21 @@ struct Keyword {
 
 impl Keyword {
     fn phrase(&self) -> String {
-        if self.proper {
-            self.text.clone()
-        } else {
-            format!("the {}", self.text)
-        }
+        if self.proper { self.text.clone() } else { format!("the {}", self.text) }
     }
 }
 
 /// Words after these are usually verbs ("who befriends", "to sail"), which read badly
 /// as the subject of a sentence.
 const VERB_MARKERS: &[&str] = &[
-    "who", "that", "which", "to", "will", "can", "must", "should", "would", "could", "does", "did",
-    "cannot", "won't", "don't", "doesn't", "never", "always",
+    "who", "that", "which", "to", "will", "can", "must", "should", "would", "could", "does", "did", "cannot", "won't", "don't", "doesn't",
+    "never", "always",
 ];
-const LY_NOUNS: &[&str] = &[
-    "family",
-    "butterfly",
-    "italy",
-    "july",
-    "lily",
-    "ally",
-    "belly",
-    "jelly",
-    "rally",
-    "valley",
-];
+const LY_NOUNS: &[&str] = &["family", "butterfly", "italy", "july", "lily", "ally", "belly", "jelly", "rally", "valley"];
 
 fn keywords(cleaned: &str) -> Vec<Keyword> {
     let mut out: Vec<Keyword> = Vec::new();
-    let normalised: String = cleaned
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '\'' || c == '-' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect();
+    let normalised: String = cleaned.chars().map(|c| if c.is_alphanumeric() || c == '\'' || c == '-' { c } else { ' ' }).collect();
     let mut prev = String::new();
     for (i, raw) in normalised.split_whitespace().enumerate() {
         let raw = raw.trim_matches(|c| c == '\'' || c == '-');
@@ -263,10 +219,7 @@ fn keywords(cleaned: &str) -> Vec<Keyword> {
         if lower.chars().count() < 3 && lower.is_ascii() {
             continue;
         }
-        if STOPWORDS.contains(&lower.as_str())
-            || lower.chars().all(|c| c.is_numeric())
-            || after_marker
-        {
+        if STOPWORDS.contains(&lower.as_str()) || lower.chars().all(|c| c.is_numeric()) || after_marker {
             continue;
         }
         if lower.ends_with("ly") && lower.len() > 4 && !LY_NOUNS.contains(&lower.as_str()) {
@@ -275,10 +228,7 @@ fn keywords(cleaned: &str) -> Vec<Keyword> {
         // A capital letter mid-sentence marks a name; the first word is capitalised anyway.
         let proper = i > 0 && raw.chars().next().is_some_and(char::is_uppercase);
         let text = truncate_chars(if proper { raw } else { &lower }, KEYWORD_MAX_CHARS).to_string();
-        if !out
-            .iter()
-            .any(|k| k.text.to_lowercase() == text.to_lowercase())
-        {
+        if !out.iter().any(|k| k.text.to_lowercase() == text.to_lowercase()) {
             out.push(Keyword { text, proper });
         }
         if out.len() == 6 {
@@ -322,21 +272,14 @@ fn capitalise(s: &str) -> String {
 
 fn narration(template: &str, i: usize, focus: &str, keywords: &[Keyword], rng: &mut Rng) -> String {
     let pool: Vec<String> = if keywords.is_empty() {
-        FALLBACK_KEYWORDS[1..]
-            .iter()
-            .map(|k| format!("the {k}"))
-            .collect()
+        FALLBACK_KEYWORDS[1..].iter().map(|k| format!("the {k}")).collect()
     } else {
         keywords.iter().map(Keyword::phrase).collect()
     };
     // Rotate through the keywords so successive beats talk about different things.
     let offset = i + rng.below(pool.len());
     let a = pool[offset % pool.len()].clone();
-    let b = if pool.len() > 1 {
-        pool[(offset + 1) % pool.len()].clone()
-    } else {
-        format!("the {}", FALLBACK_KEYWORDS[2])
-    };
+    let b = if pool.len() > 1 { pool[(offset + 1) % pool.len()].clone() } else { format!("the {}", FALLBACK_KEYWORDS[2]) };
 
     let mut text = template
         .replace("{f}", focus)
@@ -350,8 +293,7 @@ fn narration(template: &str, i: usize, focus: &str, keywords: &[Keyword], rng: &
 
     let coda = rng.pick(CODAS);
     let wants_coda = rng.below(3) == 0;
-    if (wants_coda || text.chars().count() < NARRATION_MIN_CHARS)
-        && text.chars().count() + 1 + coda.chars().count() <= NARRATION_MAX_CHARS
+    if (wants_coda || text.chars().count() < NARRATION_MIN_CHARS) && text.chars().count() + 1 + coda.chars().count() <= NARRATION_MAX_CHARS
     {
         text.push(' ');
         text.push_str(coda);
@@ -405,10 +347,7 @@ fn visual(keywords: &[Keyword], i: usize, rng: &mut Rng) -> String {
     } else {
         keywords[(i + rng.below(keywords.len())) % keywords.len()].phrase()
     };
-    format!(
-        "{}, framed around {subject}; {palette} palette; {camera}.",
-        capitalise(setting)
-    )
+    format!("{}, framed around {subject}; {palette} palette; {camera}.", capitalise(setting))
 }
 
 /// Longer narrations stay on screen longer; the seed nudges the rhythm by one step.
@@ -497,12 +436,7 @@ mod tests {
 
     #[test]
     fn skips_verbs_and_keeps_names() {
-        let k: Vec<String> = keywords(&clean(
-            "A lighthouse keeper who befriends a storm near Oslo",
-        ))
-        .iter()
-        .map(Keyword::phrase)
-        .collect();
+        let k: Vec<String> = keywords(&clean("A lighthouse keeper who befriends a storm near Oslo")).iter().map(Keyword::phrase).collect();
         assert_eq!(k, ["the lighthouse", "the keeper", "the storm", "Oslo"]);
     }
 

@@ -22,96 +22,16 @@ struct Palette {
 
 /// Indexed like `script::PALETTES`, so the words in a visual description are the colours drawn.
 const PALETTE_COLOURS: [Palette; 10] = [
-    Palette {
-        sky_top: 0x0f3d4c,
-        sky_bottom: 0xf2a65a,
-        glow: 0xffd89a,
-        far: 0x3f7c85,
-        near: 0x12323a,
-        accent: 0xffc971,
-        night: false,
-    },
-    Palette {
-        sky_top: 0x2a1a4a,
-        sky_bottom: 0xc77dab,
-        glow: 0xffd1e8,
-        far: 0x6a4c93,
-        near: 0x241a3a,
-        accent: 0xf6a5c0,
-        night: true,
-    },
-    Palette {
-        sky_top: 0x5fa8d3,
-        sky_bottom: 0xffc6a8,
-        glow: 0xfff1c1,
-        far: 0xf28c7a,
-        near: 0x7b3f4f,
-        accent: 0xffe0c2,
-        night: false,
-    },
-    Palette {
-        sky_top: 0x1f3b2d,
-        sky_bottom: 0xa8c686,
-        glow: 0xf4f1bb,
-        far: 0x4f7d4a,
-        near: 0x173022,
-        accent: 0xe9f5b8,
-        night: false,
-    },
-    Palette {
-        sky_top: 0x0b2545,
-        sky_bottom: 0x8da9c4,
-        glow: 0xeef4ed,
-        far: 0x5b7fa6,
-        near: 0x13315c,
-        accent: 0xdbe9f6,
-        night: false,
-    },
-    Palette {
-        sky_top: 0x4a3b6b,
-        sky_bottom: 0xffb347,
-        glow: 0xfff0b3,
-        far: 0xc0704a,
-        near: 0x3b2430,
-        accent: 0xffd27f,
-        night: false,
-    },
-    Palette {
-        sky_top: 0x120c2c,
-        sky_bottom: 0xff2e88,
-        glow: 0xffd0f0,
-        far: 0x5a1a7a,
-        near: 0x0d0820,
-        accent: 0x36e2ff,
-        night: true,
-    },
-    Palette {
-        sky_top: 0x6b8fb3,
-        sky_bottom: 0xf3d9b1,
-        glow: 0xfff4dc,
-        far: 0xd4a373,
-        near: 0x7f5539,
-        accent: 0xfaedcd,
-        night: false,
-    },
-    Palette {
-        sky_top: 0x3a4a5c,
-        sky_bottom: 0xf1b5b9,
-        glow: 0xffe6e8,
-        far: 0x8b7d92,
-        near: 0x2f3a47,
-        accent: 0xffd6d9,
-        night: false,
-    },
-    Palette {
-        sky_top: 0x050a30,
-        sky_bottom: 0x2e3a87,
-        glow: 0xc9d6ff,
-        far: 0x1f2a6b,
-        near: 0x060818,
-        accent: 0x9fb4ff,
-        night: true,
-    },
+    Palette { sky_top: 0x0f3d4c, sky_bottom: 0xf2a65a, glow: 0xffd89a, far: 0x3f7c85, near: 0x12323a, accent: 0xffc971, night: false },
+    Palette { sky_top: 0x2a1a4a, sky_bottom: 0xc77dab, glow: 0xffd1e8, far: 0x6a4c93, near: 0x241a3a, accent: 0xf6a5c0, night: true },
+    Palette { sky_top: 0x5fa8d3, sky_bottom: 0xffc6a8, glow: 0xfff1c1, far: 0xf28c7a, near: 0x7b3f4f, accent: 0xffe0c2, night: false },
+    Palette { sky_top: 0x1f3b2d, sky_bottom: 0xa8c686, glow: 0xf4f1bb, far: 0x4f7d4a, near: 0x173022, accent: 0xe9f5b8, night: false },
+    Palette { sky_top: 0x0b2545, sky_bottom: 0x8da9c4, glow: 0xeef4ed, far: 0x5b7fa6, near: 0x13315c, accent: 0xdbe9f6, night: false },
+    Palette { sky_top: 0x4a3b6b, sky_bottom: 0xffb347, glow: 0xfff0b3, far: 0xc0704a, near: 0x3b2430, accent: 0xffd27f, night: false },
+    Palette { sky_top: 0x120c2c, sky_bottom: 0xff2e88, glow: 0xffd0f0, far: 0x5a1a7a, near: 0x0d0820, accent: 0x36e2ff, night: true },
+    Palette { sky_top: 0x6b8fb3, sky_bottom: 0xf3d9b1, glow: 0xfff4dc, far: 0xd4a373, near: 0x7f5539, accent: 0xfaedcd, night: false },
+    Palette { sky_top: 0x3a4a5c, sky_bottom: 0xf1b5b9, glow: 0xffe6e8, far: 0x8b7d92, near: 0x2f3a47, accent: 0xffd6d9, night: false },
+    Palette { sky_top: 0x050a30, sky_bottom: 0x2e3a87, glow: 0xc9d6ff, far: 0x1f2a6b, near: 0x060818, accent: 0x9fb4ff, night: true },
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -124,19 +44,11 @@ enum Motif {
 type Rgb = [f32; 3];
 
 fn rgb(hex: u32) -> Rgb {
-    [
-        ((hex >> 16) & 0xff) as f32 / 255.0,
-        ((hex >> 8) & 0xff) as f32 / 255.0,
-        (hex & 0xff) as f32 / 255.0,
-    ]
+    [((hex >> 16) & 0xff) as f32 / 255.0, ((hex >> 8) & 0xff) as f32 / 255.0, (hex & 0xff) as f32 / 255.0]
 }
 
 fn mix_rgb(a: Rgb, b: Rgb, t: f32) -> Rgb {
-    [
-        a[0] + (b[0] - a[0]) * t,
-        a[1] + (b[1] - a[1]) * t,
-        a[2] + (b[2] - a[2]) * t,
-    ]
+    [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
 }
 
 fn smoothstep(t: f32) -> f32 {
@@ -148,20 +60,12 @@ fn smoothstep(t: f32) -> f32 {
 ///
 /// The picture depends only on the beat's text, its position and `seed`, so it is
 /// byte-for-byte reproducible.
-pub fn draw_storyboard(
-    script: &Script,
-    index: usize,
-    seed: u64,
-    width: u32,
-    height: u32,
-) -> Result<Vec<u8>, MediaError> {
+pub fn draw_storyboard(script: &Script, index: usize, seed: u64, width: u32, height: u32) -> Result<Vec<u8>, MediaError> {
     let total = script.beats.len();
-    let beat = script.beats.get(index).ok_or_else(|| {
-        MediaError::InvalidInput(format!(
-            "beat {} does not exist; the script has {total} beat(s)",
-            index + 1
-        ))
-    })?;
+    let beat = script
+        .beats
+        .get(index)
+        .ok_or_else(|| MediaError::InvalidInput(format!("beat {} does not exist; the script has {total} beat(s)", index + 1)))?;
     if !(16..=8192).contains(&width) || !(16..=8192).contains(&height) {
         return Err(MediaError::InvalidInput(format!(
             "storyboard size {width}x{height} is out of range; each side must be 16..=8192 pixels"
@@ -174,35 +78,17 @@ pub fn draw_storyboard(
         .position(|name| visual.contains(name))
         .unwrap_or((fnv1a(visual.as_bytes()) % PALETTE_COLOURS.len() as u64) as usize);
     let palette = &PALETTE_COLOURS[palette_index];
-    let motif = if [
-        "dune", "hill", "mountain", "ridge", "valley", "meadow", "desert", "forest", "field",
-    ]
-    .iter()
-    .any(|w| visual.contains(w))
+    let motif = if ["dune", "hill", "mountain", "ridge", "valley", "meadow", "desert", "forest", "field"].iter().any(|w| visual.contains(w))
     {
         Motif::Hills
-    } else if [
-        "coast", "harbor", "sea", "lake", "ocean", "river", "beach", "wave",
-    ]
-    .iter()
-    .any(|w| visual.contains(w))
-    {
+    } else if ["coast", "harbor", "sea", "lake", "ocean", "river", "beach", "wave"].iter().any(|w| visual.contains(w)) {
         Motif::Waves
-    } else if ["city", "downtown", "skyline", "rooftop", "street", "town"]
-        .iter()
-        .any(|w| visual.contains(w))
-    {
+    } else if ["city", "downtown", "skyline", "rooftop", "street", "town"].iter().any(|w| visual.contains(w)) {
         Motif::Skyline
     } else {
         [Motif::Hills, Motif::Waves, Motif::Skyline][(fnv1a(visual.as_bytes()) >> 8) as usize % 3]
     };
-    let mut rng = Rng::new(mix(
-        mix(
-            fnv1a(beat.visual.as_bytes()),
-            fnv1a(beat.narration.as_bytes()),
-        ),
-        seed ^ index as u64,
-    ));
+    let mut rng = Rng::new(mix(mix(fnv1a(beat.visual.as_bytes()), fnv1a(beat.narration.as_bytes())), seed ^ index as u64));
 
     let mut canvas = Canvas::new(width as usize, height as usize);
     canvas.sky(palette, &mut rng);
@@ -241,12 +127,7 @@ struct Canvas {
 
 impl Canvas {
     fn new(w: usize, h: usize) -> Self {
-        Canvas {
-            w,
-            h,
-            px: vec![[0.0; 3]; w * h],
-            horizon: [0.0; 3],
-        }
+        Canvas { w, h, px: vec![[0.0; 3]; w * h], horizon: [0.0; 3] }
     }
 
     fn blend(&mut self, x: usize, y: usize, c: Rgb, a: f32) {
@@ -347,30 +228,16 @@ impl Canvas {
     fn hills(&mut self, pal: &Palette, rng: &mut Rng, layers: usize, start: f32) {
         let (w, h) = (self.w as f32, self.h as f32);
         for j in 0..layers {
-            let depth = if layers == 1 {
-                0.0
-            } else {
-                j as f32 / (layers - 1) as f32
-            };
+            let depth = if layers == 1 { 0.0 } else { j as f32 / (layers - 1) as f32 };
             let base = h * (start + 0.1 * j as f32 + rng.range(-0.02, 0.02));
-            let waves: Vec<(f32, f32, f32)> =
-                [(0.07, 1.0, 2.2), (0.03, 3.0, 6.0), (0.01, 8.0, 14.0)]
-                    .iter()
-                    .map(|&(amp, f0, f1)| {
-                        (
-                            amp * h * rng.range(0.6, 1.2),
-                            rng.range(f0, f1),
-                            rng.range(0.0, std::f32::consts::TAU),
-                        )
-                    })
-                    .collect();
+            let waves: Vec<(f32, f32, f32)> = [(0.07, 1.0, 2.2), (0.03, 3.0, 6.0), (0.01, 8.0, 14.0)]
+                .iter()
+                .map(|&(amp, f0, f1)| (amp * h * rng.range(0.6, 1.2), rng.range(f0, f1), rng.range(0.0, std::f32::consts::TAU)))
+                .collect();
             let ridge: Vec<f32> = (0..self.w)
                 .map(|x| {
                     let u = x as f32 / w * std::f32::consts::TAU;
-                    base - waves
-                        .iter()
-                        .map(|&(a, f, p)| a * (u * f + p).sin())
-                        .sum::<f32>()
+                    base - waves.iter().map(|&(a, f, p)| a * (u * f + p).sin()).sum::<f32>()
                 })
                 .collect();
             let c = self.layer_colour(pal, depth * 0.8);
@@ -385,16 +252,12 @@ impl Canvas {
         for j in 0..5 {
             let depth = j as f32 / 4.0;
             let base = water_top + (h - water_top) * 0.22 * j as f32;
-            let (amp, freq, phase) = (
-                h * (0.004 + 0.006 * depth),
-                rng.range(6.0, 12.0) * (1.0 + depth),
-                rng.range(0.0, std::f32::consts::TAU),
-            );
+            let (amp, freq, phase) =
+                (h * (0.004 + 0.006 * depth), rng.range(6.0, 12.0) * (1.0 + depth), rng.range(0.0, std::f32::consts::TAU));
             let ridge: Vec<f32> = (0..self.w)
                 .map(|x| {
                     let u = x as f32 / w * std::f32::consts::TAU;
-                    base - amp
-                        * ((u * freq + phase).sin() + 0.4 * (u * freq * 2.3 + phase * 1.7).sin())
+                    base - amp * ((u * freq + phase).sin() + 0.4 * (u * freq * 2.3 + phase * 1.7).sin())
                 })
                 .collect();
             // Water mirrors the sky near the horizon and darkens towards the viewer.
@@ -427,12 +290,7 @@ impl Canvas {
                 ridge[x..end].fill(top);
                 buildings.push((x, end, top));
                 // Either buildings touch or leave a real gap; 1-2 px slivers read as glitches.
-                x = end
-                    + if rng.below(3) == 0 {
-                        (self.w / 80).max(2)
-                    } else {
-                        0
-                    };
+                x = end + if rng.below(3) == 0 { (self.w / 80).max(2) } else { 0 };
             }
             let c = self.layer_colour(pal, depth);
             self.fill_below(&ridge, c, 1.0);
@@ -473,11 +331,7 @@ impl Canvas {
 
     fn into_image(self) -> RgbImage {
         // No dithering: it hid little banding but made every PNG 2.5x larger.
-        let raw = self
-            .px
-            .iter()
-            .flat_map(|p| p.map(|c| (c * 255.0 + 0.5).clamp(0.0, 255.0) as u8))
-            .collect();
+        let raw = self.px.iter().flat_map(|p| p.map(|c| (c * 255.0 + 0.5).clamp(0.0, 255.0) as u8)).collect();
         RgbImage::from_raw(self.w as u32, self.h as u32, raw).expect("buffer matches dimensions")
     }
 }
@@ -512,16 +366,9 @@ mod tests {
 
     #[test]
     fn long_caption_wraps_without_panic() {
-        let narration = "An extraordinarily long caption that keeps going ".repeat(30)
-            + &"unbreakableword".repeat(40);
-        let s = Script {
-            title: "t".into(),
-            beats: vec![Beat {
-                narration,
-                visual: "whatever; sandstone palette".into(),
-                duration_ms: 2000,
-            }],
-        };
+        let narration = "An extraordinarily long caption that keeps going ".repeat(30) + &"unbreakableword".repeat(40);
+        let s =
+            Script { title: "t".into(), beats: vec![Beat { narration, visual: "whatever; sandstone palette".into(), duration_ms: 2000 }] };
         let png = draw_storyboard(&s, 0, 0, 1280, 720).unwrap();
         assert_eq!(decode_png(&png).unwrap().dimensions(), (1280, 720));
         assert!(read_art_rows(&png).unwrap() > 360);
@@ -532,13 +379,7 @@ mod tests {
     #[test]
     fn rejects_bad_index_and_size() {
         let s = write_script("x", 2, 0);
-        assert!(matches!(
-            draw_storyboard(&s, 2, 0, 1280, 720),
-            Err(MediaError::InvalidInput(_))
-        ));
-        assert!(matches!(
-            draw_storyboard(&s, 0, 0, 0, 720),
-            Err(MediaError::InvalidInput(_))
-        ));
+        assert!(matches!(draw_storyboard(&s, 2, 0, 1280, 720), Err(MediaError::InvalidInput(_))));
+        assert!(matches!(draw_storyboard(&s, 0, 0, 0, 720), Err(MediaError::InvalidInput(_))));
     }
 }

@@ -4,13 +4,11 @@
 use ab_glyph::{Font, FontRef, GlyphId, PxScale, ScaleFont, point};
 
 pub(crate) fn regular() -> FontRef<'static> {
-    FontRef::try_from_slice(dejavu::sans::regular())
-        .expect("the embedded DejaVu Sans is a valid font")
+    FontRef::try_from_slice(dejavu::sans::regular()).expect("the embedded DejaVu Sans is a valid font")
 }
 
 pub(crate) fn bold() -> FontRef<'static> {
-    FontRef::try_from_slice(dejavu::sans::bold())
-        .expect("the embedded DejaVu Sans Bold is a valid font")
+    FontRef::try_from_slice(dejavu::sans::bold()).expect("the embedded DejaVu Sans Bold is a valid font")
 }
 
 /// Width in pixels of one line, laid out exactly as `raster_line` draws it.
@@ -35,11 +33,7 @@ pub(crate) fn wrap(font: &FontRef<'_>, px: f32, text: &str, max_width: f32) -> V
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
-        let candidate = if line.is_empty() {
-            word.to_string()
-        } else {
-            format!("{line} {word}")
-        };
+        let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
         if measure(font, px, &candidate) <= max_width {
             line = candidate;
             continue;
@@ -69,13 +63,7 @@ pub(crate) fn wrap(font: &FontRef<'_>, px: f32, text: &str, max_width: f32) -> V
 }
 
 /// Shortens the last kept line until it ends in an ellipsis that fits.
-fn truncate_lines(
-    font: &FontRef<'_>,
-    px: f32,
-    mut lines: Vec<String>,
-    max_lines: usize,
-    max_width: f32,
-) -> Vec<String> {
+fn truncate_lines(font: &FontRef<'_>, px: f32, mut lines: Vec<String>, max_lines: usize, max_width: f32) -> Vec<String> {
     if lines.len() <= max_lines {
         return lines;
     }
@@ -95,16 +83,7 @@ fn truncate_lines(
 /// Draws one line of coverage into `mask` (row-major, `mw` wide), keeping the maximum where
 /// glyph edges overlap so antialiasing never sums above full coverage.
 #[allow(clippy::too_many_arguments)]
-fn raster_line(
-    mask: &mut [f32],
-    mw: usize,
-    font: &FontRef<'_>,
-    px: f32,
-    text: &str,
-    x0: f32,
-    baseline: f32,
-    opacity: f32,
-) {
+fn raster_line(mask: &mut [f32], mw: usize, font: &FontRef<'_>, px: f32, text: &str, x0: f32, baseline: f32, opacity: f32) {
     let mh = mask.len() / mw.max(1);
     let scale = PxScale::from(px);
     let scaled = font.as_scaled(scale);
@@ -156,12 +135,7 @@ struct Layers {
 
 impl Layers {
     fn new(width: usize, height: usize) -> Self {
-        Layers {
-            width,
-            height,
-            keep: vec![1.0; width * height],
-            white: vec![0.0; width * height],
-        }
+        Layers { width, height, keep: vec![1.0; width * height], white: vec![0.0; width * height] }
     }
 
     fn black(&mut self, alpha: &[f32]) {
@@ -197,19 +171,8 @@ impl Layers {
     fn finish(self, top: u32) -> Overlay {
         let q = |v: f32| (v * 256.0).round().clamp(0.0, 256.0) as u16;
         let keep: Vec<u16> = self.keep.iter().map(|&k| q(k)).collect();
-        let white: Vec<u16> = self
-            .white
-            .iter()
-            .zip(&keep)
-            .map(|(&w, &k)| q(w).min(256 - k))
-            .collect();
-        Overlay {
-            width: self.width as u32,
-            top,
-            height: self.height as u32,
-            keep,
-            white,
-        }
+        let white: Vec<u16> = self.white.iter().zip(&keep).map(|(&w, &k)| q(w).min(256 - k)).collect();
+        Overlay { width: self.width as u32, top, height: self.height as u32, keep, white }
     }
 }
 
@@ -227,12 +190,7 @@ const BAND_ALPHA: f32 = 0.64;
 
 /// The caption lower-third: a translucent dark band at the bottom with the wrapped text
 /// left-aligned, and an optional small marker ("3 / 8") on the right.
-pub(crate) fn caption_overlay(
-    width: u32,
-    height: u32,
-    text: &str,
-    marker: Option<&str>,
-) -> Overlay {
+pub(crate) fn caption_overlay(width: u32, height: u32, text: &str, marker: Option<&str>) -> Overlay {
     let font = regular();
     let u = unit(width, height);
     let base = (34.0 * u).max(9.0);
@@ -241,11 +199,7 @@ pub(crate) fn caption_overlay(
 
     let marker_px = base * 0.62;
     let marker_w = marker.map_or(0.0, |m| measure(&font, marker_px, m));
-    let marker_col = if marker.is_some() {
-        marker_w + base
-    } else {
-        0.0
-    };
+    let marker_col = if marker.is_some() { marker_w + base } else { 0.0 };
     let max_w = (width as f32 - 2.0 * margin - marker_col).max(base);
 
     // Shrink before truncating: a long narration should stay whole where that is readable.
@@ -281,11 +235,7 @@ pub(crate) fn caption_overlay(
 
     let mut band_alpha = vec![0.0f32; w * h];
     for y in 0..h {
-        let a = if (y as f32) < band_start {
-            BAND_ALPHA * smoothstep((y as f32 + 0.5) / band_start)
-        } else {
-            BAND_ALPHA
-        };
+        let a = if (y as f32) < band_start { BAND_ALPHA * smoothstep((y as f32 + 0.5) / band_start) } else { BAND_ALPHA };
         band_alpha[y * w..(y + 1) * w].fill(a);
     }
     layers.black(&band_alpha);
@@ -299,16 +249,7 @@ pub(crate) fn caption_overlay(
     if let Some(m) = marker {
         let ms = font.as_scaled(PxScale::from(marker_px));
         let baseline = band_start + band / 2.0 + (ms.ascent() + ms.descent()) / 2.0;
-        raster_line(
-            &mut mask,
-            w,
-            &font,
-            marker_px,
-            m,
-            width as f32 - margin - marker_w,
-            baseline.round(),
-            0.8,
-        );
+        raster_line(&mut mask, w, &font, marker_px, m, width as f32 - margin - marker_w, baseline.round(), 0.8);
     }
     let off = (2.0 * u).round().max(1.0) as usize;
     let shadow = layers.shadow_of(&mask, off, off, 0.85);
@@ -353,11 +294,7 @@ pub(crate) fn title_overlay(width: u32, height: u32, title: &str) -> Overlay {
     for y in 0..h {
         // Solid behind the text, then a long fade so the art is not cut by a hard edge.
         let yf = y as f32 + 0.5;
-        let a = if yf <= text_bottom {
-            0.62
-        } else {
-            0.62 * (1.0 - smoothstep((yf - text_bottom) / (h as f32 - text_bottom)))
-        };
+        let a = if yf <= text_bottom { 0.62 } else { 0.62 * (1.0 - smoothstep((yf - text_bottom) / (h as f32 - text_bottom))) };
         scrim[y * w..(y + 1) * w].fill(a);
     }
     layers.black(&scrim);
@@ -368,16 +305,7 @@ pub(crate) fn title_overlay(width: u32, height: u32, title: &str) -> Overlay {
         let x = ((width as f32 - lw) / 2.0).max(margin);
         let line_top = text_top + i as f32 * line_h;
         let baseline = line_top + (line_h - (ascent - descent)) / 2.0 + ascent;
-        raster_line(
-            &mut mask,
-            w,
-            &font,
-            px,
-            line,
-            x.round(),
-            baseline.round(),
-            1.0,
-        );
+        raster_line(&mut mask, w, &font, px, line, x.round(), baseline.round(), 1.0);
     }
     let off = (3.0 * u).round().max(1.0) as usize;
     let shadow = layers.shadow_of(&mask, off, off, 0.9);
@@ -433,8 +361,7 @@ impl Overlay {
         for cy in c_top..c_bottom {
             for cx in 0..cw {
                 let (x, y) = (cx * 2, cy * 2);
-                let s =
-                    keep_at(x, y) + keep_at(x + 1, y) + keep_at(x, y + 1) + keep_at(x + 1, y + 1);
+                let s = keep_at(x, y) + keep_at(x + 1, y) + keep_at(x, y + 1) + keep_at(x + 1, y + 1);
                 chroma_keep.push(((s + 2) / 4) as u16);
             }
         }
@@ -518,11 +445,7 @@ mod tests {
     fn caption_overlay_fits_the_frame() {
         let text = "word ".repeat(400);
         let o = caption_overlay(1280, 720, &text, Some("12 / 12"));
-        assert!(
-            o.top > 720 / 2,
-            "band should stay in the lower part, top={}",
-            o.top
-        );
+        assert!(o.top > 720 / 2, "band should stay in the lower part, top={}", o.top);
         let o = caption_overlay(64, 36, &text, Some("1 / 1"));
         assert!(o.top + o.height <= 36);
     }

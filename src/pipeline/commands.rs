@@ -6,8 +6,8 @@ use uuid::Uuid;
 use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{self, ContinueRequest, Decision, GivenCheckpoint};
 use crate::domain::{
-    BranchId, BranchName, CheckpointId, CheckpointStatus, InvalidInput, Manifest, NewVideo, Origin, Phase, Refusal, RunId,
-    RunKind, RunStatus, Script, Timestamp, VideoId,
+    BranchId, BranchName, CheckpointId, CheckpointStatus, InvalidInput, Manifest, NewVideo, Origin, Phase, Refusal, RunId, RunKind,
+    RunStatus, Script, Timestamp, VideoId,
 };
 use crate::storage::{self, BranchRecord, CheckpointRecord, Regenerate, RunRecord, StorageError, Tx, VideoRecord, VideoState};
 
@@ -110,7 +110,11 @@ fn new_run(
 
 fn lost_race(e: &CoreError) -> bool {
     match e {
-        CoreError::Storage(s) => s.is_unique_violation() || s.is_busy() || matches!(s, StorageError::Database(sqlx::Error::Protocol(m)) if m.contains("concurrently")),
+        CoreError::Storage(s) => {
+            s.is_unique_violation()
+                || s.is_busy()
+                || matches!(s, StorageError::Database(sqlx::Error::Protocol(m)) if m.contains("concurrently"))
+        }
         _ => false,
     }
 }
@@ -168,7 +172,14 @@ impl Engine {
             let video = video.clone();
             Box::pin(async move {
                 storage::insert_video(tx, &video).await?;
-                let main = BranchRecord { id: BranchId(Uuid::new_v4()), video_id: video.id, name: BranchName::MAIN.into(), head_id: None, forked_from: None, created_at: now };
+                let main = BranchRecord {
+                    id: BranchId(Uuid::new_v4()),
+                    video_id: video.id,
+                    name: BranchName::MAIN.into(),
+                    head_id: None,
+                    forked_from: None,
+                    created_at: now,
+                };
                 storage::insert_branch(tx, &main).await?;
                 let state = VideoState { video: video.clone(), branches: vec![main.clone()], checkpoints: vec![], runs: vec![] };
                 let run = new_run(&state, &main, Phase::Script, None, 1, RunKind::Initial, None, now);
@@ -197,9 +208,8 @@ impl Engine {
                 let now = now_ms();
                 let state = load(tx, video).await?;
                 let branch = branch_of(&state, branch.as_deref())?;
-                let given = checkpoint
-                    .map(|id| checkpoint_of(&state, id).map(|c| GivenCheckpoint { id: c.id, status: c.status }))
-                    .transpose()?;
+                let given =
+                    checkpoint.map(|id| checkpoint_of(&state, id).map(|c| GivenCheckpoint { id: c.id, status: c.status })).transpose()?;
                 let decision = rules::decide(&state.branch_view(branch), ContinueRequest { checkpoint: given, force_retry }, limits)?;
                 apply_decision(tx, &state, branch, decision, now).await
             })
@@ -213,7 +223,13 @@ impl Engine {
     }
 
     /// Saves an edited script as a new version (same parent, version + 1, pending) at the branch head.
-    pub async fn edit_script(&self, video: VideoId, branch: Option<&str>, checkpoint: CheckpointId, script_json: &str) -> Result<CheckpointId, CoreError> {
+    pub async fn edit_script(
+        &self,
+        video: VideoId,
+        branch: Option<&str>,
+        checkpoint: CheckpointId,
+        script_json: &str,
+    ) -> Result<CheckpointId, CoreError> {
         let script = Script::parse_edit(script_json)?;
         let branch = branch.map(str::to_string);
         self.write_tx(video, move |tx| {
@@ -337,7 +353,13 @@ impl Engine {
 
     /// Queues a run that makes a new version of a storyboard or clips checkpoint in which only
     /// `beat` is made again, with a new seed; every other beat comes from the memo.
-    pub async fn regenerate_beat(&self, video: VideoId, branch: Option<&str>, checkpoint: CheckpointId, beat: u32) -> Result<RunId, CoreError> {
+    pub async fn regenerate_beat(
+        &self,
+        video: VideoId,
+        branch: Option<&str>,
+        checkpoint: CheckpointId,
+        beat: u32,
+    ) -> Result<RunId, CoreError> {
         let branch = branch.map(str::to_string);
         self.write_tx(video, move |tx| {
             let branch = branch.clone();

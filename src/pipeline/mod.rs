@@ -81,7 +81,11 @@ impl Engine {
             store,
             wake: Arc::new(tokio::sync::Notify::new()),
             cancelled: Arc::new(tokio::sync::watch::Sender::new(HashSet::new())),
-            blobs, providers: Arc::new(providers), events: Events::new(), config: Arc::new(config) }
+            blobs,
+            providers: Arc::new(providers),
+            events: Events::new(),
+            config: Arc::new(config),
+        }
     }
 }
 

@@ -64,8 +64,10 @@ pub fn memo_key(phase: Phase, provider: &str, input: &UnitInput) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-fn parent<'a>(state: &'a VideoState, id: Option<crate::domain::CheckpointId>, phase: Phase) -> Result<&'a CheckpointRecord, CoreError> {
-    let c = id.and_then(|id| state.checkpoint(id)).ok_or_else(|| CoreError::Internal(format!("the {} checkpoint this phase needs is missing", phase.label())))?;
+fn parent(state: &VideoState, id: Option<crate::domain::CheckpointId>, phase: Phase) -> Result<&CheckpointRecord, CoreError> {
+    let c = id
+        .and_then(|id| state.checkpoint(id))
+        .ok_or_else(|| CoreError::Internal(format!("the {} checkpoint this phase needs is missing", phase.label())))?;
     if c.phase != phase {
         return Err(CoreError::Internal(format!("expected a {} checkpoint, found {}", phase.label(), c.phase.label())));
     }
@@ -86,10 +88,10 @@ fn seeds_for(engine_seed: u64, phase: Phase, beats: usize, run: &RunRecord, stat
             .unwrap_or_else(|| (0..beats).map(|i| mix_seed(engine_seed, u64::from(phase.number()), i as u64)).collect()),
         None => (0..beats).map(|i| mix_seed(engine_seed, u64::from(phase.number()), i as u64)).collect(),
     };
-    if let Some(regen) = &run.regenerate {
-        if let Some(s) = seeds.get_mut(regen.beat as usize) {
-            *s = regen.seed;
-        }
+    if let Some(regen) = &run.regenerate
+        && let Some(s) = seeds.get_mut(regen.beat as usize)
+    {
+        *s = regen.seed;
     }
     seeds
 }
@@ -101,7 +103,9 @@ pub fn plan(engine: &Engine, state: &VideoState, run: &RunRecord) -> Result<(Vec
     let provider = engine.providers.id_of(run.phase);
     let mk = |index: u32, beat: Option<u32>, input: UnitInput| UnitPlan { key: memo_key(run.phase, &provider, &input), index, beat, input };
     match run.phase {
-        Phase::Script => Ok((vec![mk(0, None, UnitInput::Script { prompt: video.prompt.clone(), beats: video.beats, seed: video.seed })], vec![])),
+        Phase::Script => {
+            Ok((vec![mk(0, None, UnitInput::Script { prompt: video.prompt.clone(), beats: video.beats, seed: video.seed })], vec![]))
+        }
         Phase::Storyboard => {
             let script = script_of(parent(state, run.from_checkpoint, Phase::Script)?)?;
             let seeds = seeds_for(video.seed, Phase::Storyboard, script.beats.len(), run, state);
@@ -165,11 +169,17 @@ pub fn manifest_of(phase: Phase, video_seed: u64, seeds: Vec<u64>, outputs: Vec<
             _ => Err(bad()),
         },
         Phase::Storyboard => {
-            let frames = outputs.into_iter().map(|o| if let UnitOutput::Frame { frame } = o { Ok(frame) } else { Err(bad()) }).collect::<Result<_, _>>()?;
+            let frames = outputs
+                .into_iter()
+                .map(|o| if let UnitOutput::Frame { frame } = o { Ok(frame) } else { Err(bad()) })
+                .collect::<Result<_, _>>()?;
             Ok(Manifest::Storyboard { frames, seeds })
         }
         Phase::Clips => {
-            let clips = outputs.into_iter().map(|o| if let UnitOutput::Clip { clip } = o { Ok(clip) } else { Err(bad()) }).collect::<Result<_, _>>()?;
+            let clips = outputs
+                .into_iter()
+                .map(|o| if let UnitOutput::Clip { clip } = o { Ok(clip) } else { Err(bad()) })
+                .collect::<Result<_, _>>()?;
             Ok(Manifest::Clips { clips, seeds })
         }
         Phase::Render => match outputs.into_iter().next() {

@@ -20,8 +20,12 @@ use crate::storage::{self, CheckpointRecord, MemoEntry, RunRecord, UnitTryRecord
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WorkOutcome {
     Idle,
-    Succeeded { checkpoint: CheckpointId },
-    Failed { error: String },
+    Succeeded {
+        checkpoint: CheckpointId,
+    },
+    Failed {
+        error: String,
+    },
     /// Cancelled, lease lost, or handed back at shutdown: nothing committed for the phase.
     Stopped,
 }
@@ -214,14 +218,14 @@ impl Engine {
             }
             .await
             .map_err(|e| storage_err(&e))?;
-            if let Some(m) = memo {
-                if let Ok(output) = serde_json::from_str::<UnitOutput>(&m.output) {
-                    if output.blobs().iter().all(|b| self.blobs.path_of(&b.sha256).exists()) {
-                        let now = now_ms();
-                        self.record_unit(run, plan, total, &provider, None, 0, "memo", None, now, now).await.map_err(|e| storage_err(&e))?;
-                        return Ok(Some(output));
-                    }
-                }
+            // A memo entry whose files were lost (disk trouble, manual cleanup) is made again.
+            if let Some(m) = memo
+                && let Ok(output) = serde_json::from_str::<UnitOutput>(&m.output)
+                && output.blobs().iter().all(|b| self.blobs.path_of(&b.sha256).exists())
+            {
+                let now = now_ms();
+                self.record_unit(run, plan, total, &provider, None, 0, "memo", None, now, now).await.map_err(|e| storage_err(&e))?;
+                return Ok(Some(output));
             }
         }
         let tries = 1 + self.config.extra_tries;
@@ -288,7 +292,8 @@ impl Engine {
                 Costed { value: Produced::Frame(c.value), cost_micros: c.cost_micros }
             }
             UnitInput::Clip { still, caption, duration_ms, fps, seed } => {
-                let bytes = self.blobs.read(&still).map_err(|e| ProviderError::Permanent(format!("the storyboard image is missing: {e}")))?;
+                let bytes =
+                    self.blobs.read(&still).map_err(|e| ProviderError::Permanent(format!("the storyboard image is missing: {e}")))?;
                 let c = p.clips.animate(bytes, caption, duration_ms, fps, seed).await?;
                 Costed { value: Produced::Clip(c.value), cost_micros: c.cost_micros }
             }
@@ -297,7 +302,8 @@ impl Engine {
                 for s in &streams {
                     clips.push(self.blobs.read(s).map_err(|e| ProviderError::Permanent(format!("a clip is missing: {e}")))?);
                 }
-                let still = self.blobs.read(&poster_still).map_err(|e| ProviderError::Permanent(format!("the poster image is missing: {e}")))?;
+                let still =
+                    self.blobs.read(&poster_still).map_err(|e| ProviderError::Permanent(format!("the poster image is missing: {e}")))?;
                 let c = p.render.render(clips, fps, still, title).await?;
                 Costed { value: Produced::Render(c.value), cost_micros: c.cost_micros }
             }
@@ -313,7 +319,11 @@ impl Engine {
                 Produced::Script(script) => UnitOutput::Script { script },
                 Produced::Frame(png) => UnitOutput::Frame { frame: blobs.put(&png, "image/png")? },
                 Produced::Clip(c) => UnitOutput::Clip {
-                    clip: ClipRef { stream: blobs.put(&c.stream, "application/x-reelsmith-h264")?, preview: blobs.put(&c.preview_mp4, "video/mp4")?, frames: c.frames },
+                    clip: ClipRef {
+                        stream: blobs.put(&c.stream, "application/x-reelsmith-h264")?,
+                        preview: blobs.put(&c.preview_mp4, "video/mp4")?,
+                        frames: c.frames,
+                    },
                 },
                 Produced::Render(r) => UnitOutput::Render {
                     video: blobs.put(&r.mp4, "video/mp4")?,
@@ -348,7 +358,13 @@ impl Engine {
             for blob in output.blobs() {
                 storage::blob_put(&mut tx, &blob.sha256, blob.bytes, &blob.media_type, finished).await?;
             }
-            let entry = MemoEntry { key: plan.key.clone(), phase: run.phase, provider: provider.to_string(), output: serde_json::to_string(output).expect("outputs serialize"), cost_micros };
+            let entry = MemoEntry {
+                key: plan.key.clone(),
+                phase: run.phase,
+                provider: provider.to_string(),
+                output: serde_json::to_string(output).expect("outputs serialize"),
+                cost_micros,
+            };
             storage::memo_put(&mut tx, &entry, finished).await?;
         }
         storage::stage_unit(&mut tx, run.id, plan.index, &plan.key).await?;
@@ -468,7 +484,10 @@ impl Engine {
                     if let Some(r) = state.runs.iter_mut().find(|r| r.id == run.id) {
                         r.status = RunStatus::Succeeded;
                     }
-                    let request = ContinueRequest { checkpoint: Some(GivenCheckpoint { id: checkpoint.id, status: CheckpointStatus::Pending }), force_retry: false };
+                    let request = ContinueRequest {
+                        checkpoint: Some(GivenCheckpoint { id: checkpoint.id, status: CheckpointStatus::Pending }),
+                        force_retry: false,
+                    };
                     // A refusal here (a spent budget) just leaves the checkpoint waiting for a person.
                     if let Ok(decision) = rules::decide(&state.branch_view(&branch), request, self.config.limits()) {
                         apply_decision(&mut tx, &state, &branch, decision.automatic(), now).await?;

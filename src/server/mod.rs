@@ -66,20 +66,16 @@ pub async fn serve(options: Options) -> Result<(), StartError> {
         leptos_options.site_addr = "127.0.0.1:3000".parse().expect("valid address");
     }
     let addr = leptos_options.site_addr;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| StartError::Listen { addr: addr.to_string(), why: e.to_string() })?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| StartError::Listen { addr: addr.to_string(), why: e.to_string() })?;
 
     let routes = generate_route_list(App);
     let context_engine = engine.clone();
     let app = Router::new()
-        .leptos_routes_with_context(
-            &leptos_options,
-            routes,
-            move || provide_context(context_engine.clone()),
-            {
-                let leptos_options = leptos_options.clone();
-                move || shell(leptos_options.clone())
-            },
-        )
+        .leptos_routes_with_context(&leptos_options, routes, move || provide_context(context_engine.clone()), {
+            let leptos_options = leptos_options.clone();
+            move || shell(leptos_options.clone())
+        })
         .nest_service("/artifacts/blobs", artifacts::service(engine.blobs.clone()))
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options);

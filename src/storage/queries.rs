@@ -63,20 +63,12 @@ pub async fn set_video_title(conn: &mut AnyConnection, id: VideoId, title: &str)
 }
 
 pub async fn set_auto_continue(conn: &mut AnyConnection, id: VideoId, on: bool) -> Result<()> {
-    sqlx::query("UPDATE videos SET auto_continue = $1 WHERE id = $2")
-        .bind(i64::from(on))
-        .bind(id.to_string())
-        .execute(conn)
-        .await?;
+    sqlx::query("UPDATE videos SET auto_continue = $1 WHERE id = $2").bind(i64::from(on)).bind(id.to_string()).execute(conn).await?;
     Ok(())
 }
 
 pub async fn set_budget(conn: &mut AnyConnection, id: VideoId, budget_micros: Option<i64>) -> Result<()> {
-    sqlx::query("UPDATE videos SET budget_micros = $1 WHERE id = $2")
-        .bind(budget_micros)
-        .bind(id.to_string())
-        .execute(conn)
-        .await?;
+    sqlx::query("UPDATE videos SET budget_micros = $1 WHERE id = $2").bind(budget_micros).bind(id.to_string()).execute(conn).await?;
     Ok(())
 }
 
@@ -96,11 +88,7 @@ pub async fn insert_branch(conn: &mut AnyConnection, b: &BranchRecord) -> Result
 }
 
 pub async fn set_branch_head(conn: &mut AnyConnection, branch: BranchId, head: CheckpointId) -> Result<()> {
-    sqlx::query("UPDATE branches SET head_id = $1 WHERE id = $2")
-        .bind(head.to_string())
-        .bind(branch.to_string())
-        .execute(conn)
-        .await?;
+    sqlx::query("UPDATE branches SET head_id = $1 WHERE id = $2").bind(head.to_string()).bind(branch.to_string()).execute(conn).await?;
     Ok(())
 }
 
@@ -179,7 +167,8 @@ pub async fn insert_run(conn: &mut AnyConnection, r: &RunRecord) -> Result<()> {
 }
 
 pub async fn get_run(conn: &mut AnyConnection, id: RunId) -> Result<Option<RunRecord>> {
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLS} FROM runs WHERE id = $1"))).bind(id.to_string()).fetch_optional(conn).await?;
+    let row =
+        sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLS} FROM runs WHERE id = $1"))).bind(id.to_string()).fetch_optional(conn).await?;
     row.as_ref().map(RunRecord::decode).transpose()
 }
 
@@ -282,13 +271,14 @@ pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<O
         .iter()
         .map(BranchRecord::decode)
         .collect::<Result<Vec<_>>>()?;
-    let checkpoints = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE video_id = $1 ORDER BY created_at, id")))
-        .bind(&key)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(CheckpointRecord::decode)
-        .collect::<Result<Vec<_>>>()?;
+    let checkpoints =
+        sqlx::query(AssertSqlSafe(format!("SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE video_id = $1 ORDER BY created_at, id")))
+            .bind(&key)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(CheckpointRecord::decode)
+            .collect::<Result<Vec<_>>>()?;
     let runs = sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLS} FROM runs WHERE video_id = $1 ORDER BY created_at, id")))
         .bind(&key)
         .fetch_all(&mut *conn)
@@ -342,10 +332,8 @@ pub struct MemoEntry {
 }
 
 pub async fn memo_get(conn: &mut AnyConnection, key: &str) -> Result<Option<MemoEntry>> {
-    let row = sqlx::query("SELECT key, phase, provider, output, cost_micros FROM memo WHERE key = $1")
-        .bind(key)
-        .fetch_optional(conn)
-        .await?;
+    let row =
+        sqlx::query("SELECT key, phase, provider, output, cost_micros FROM memo WHERE key = $1").bind(key).fetch_optional(conn).await?;
     row.map(|row| {
         Ok(MemoEntry {
             key: row.try_get("key")?,
@@ -413,8 +401,12 @@ pub async fn referenced_manifests(conn: &mut AnyConnection) -> Result<Vec<String
         .iter()
         .map(|r| r.try_get(0))
         .collect::<std::result::Result<_, _>>()?;
-    let memo: Vec<String> =
-        sqlx::query("SELECT output FROM memo").fetch_all(&mut *conn).await?.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?;
+    let memo: Vec<String> = sqlx::query("SELECT output FROM memo")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
     docs.extend(memo);
     Ok(docs)
 }
@@ -460,7 +452,6 @@ pub async fn record_fault_hit(conn: &mut AnyConnection, video: VideoId, rule: us
     .await?;
     Ok(())
 }
-
 
 /// Counts one finished unit (and what it cost) on the run, for live progress and the ledger.
 pub async fn add_run_progress(conn: &mut AnyConnection, run: RunId, units_total: u32, cost_micros: i64) -> Result<()> {

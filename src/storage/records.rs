@@ -6,8 +6,7 @@ use uuid::Uuid;
 use super::StorageError;
 use crate::domain::rules::{BranchView, HeadView, RunView};
 use crate::domain::{
-    BranchId, CheckpointId, CheckpointStatus, FaultPlan, Manifest, Origin, Phase, RunId, RunKind, RunStatus, Timestamp,
-    VideoId,
+    BranchId, CheckpointId, CheckpointStatus, FaultPlan, Manifest, Origin, Phase, RunId, RunKind, RunStatus, Timestamp, VideoId,
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -261,8 +260,11 @@ impl VideoState {
     /// The rule table's input for one branch.
     pub fn branch_view(&self, branch: &BranchRecord) -> BranchView {
         let head = branch.head_id.and_then(|id| self.checkpoint(id)).map(|c| HeadView { id: c.id, phase: c.phase, status: c.status });
-        let from_head: Vec<&RunRecord> =
-            self.runs.iter().filter(|r| r.branch_id == branch.id && r.from_checkpoint == branch.head_id && r.regenerate.is_none()).collect();
+        let from_head: Vec<&RunRecord> = self
+            .runs
+            .iter()
+            .filter(|r| r.branch_id == branch.id && r.from_checkpoint == branch.head_id && r.regenerate.is_none())
+            .collect();
         let latest = from_head.iter().max_by_key(|r| r.attempt);
         BranchView {
             head,

@@ -96,7 +96,10 @@ pub async fn snapshot(engine: &Engine) -> Vec<String> {
         ("staged_units", "run_id, unit"),
         ("fault_hits", "video_id, rule_index, unit_key, run_id"),
     ] {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY {order}"))).fetch_all(engine.store.pool()).await.unwrap();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY {order}")))
+            .fetch_all(engine.store.pool())
+            .await
+            .unwrap();
         for row in rows {
             let mut cols = vec![table.to_string()];
             for i in 0..row.len() {

@@ -109,7 +109,14 @@ fn row5_phase1_failure_retries_from_nothing() {
 #[test]
 fn row6_an_active_run_is_returned_not_duplicated() {
     let active = run(7, Some(cp(1)), Phase::Storyboard, RunStatus::Running, 2);
-    let view = BranchView { head: head(1, Phase::Script, Approved), active_run: Some(active), latest_from_head: Some(active), attempts_from_head: 2, retries_from_head: 1, ..Default::default() };
+    let view = BranchView {
+        head: head(1, Phase::Script, Approved),
+        active_run: Some(active),
+        latest_from_head: Some(active),
+        attempts_from_head: 2,
+        retries_from_head: 1,
+        ..Default::default()
+    };
     for force in [false, true] {
         assert_eq!(decide(&view, req(given(1, Approved), force), LIMITS), Ok(Decision::AlreadyRunning { run: run_id(7) }));
     }
@@ -251,7 +258,15 @@ mod model {
         pub fn new() -> Video {
             let mut v = Video { heads: vec![None], ..Default::default() };
             let id = v.fresh_run();
-            v.runs.push(Run { id, branch: 0, from: None, phase: Phase::Script, attempt: 1, kind: RunKind::Initial, status: RunStatus::Queued });
+            v.runs.push(Run {
+                id,
+                branch: 0,
+                from: None,
+                phase: Phase::Script,
+                attempt: 1,
+                kind: RunKind::Initial,
+                status: RunStatus::Queued,
+            });
             v
         }
 

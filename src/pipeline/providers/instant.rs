@@ -47,6 +47,14 @@ impl Renderer for Instant {
     }
     fn render(&self, clip_streams: Vec<Vec<u8>>, _: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
         let frames = clip_streams.len() as u32;
-        ready(RenderBytes { mp4: clip_streams.concat(), poster_png: [title.as_bytes(), &poster_still_png].concat(), duration_ms: frames * 2000, frames }, 1)
+        ready(
+            RenderBytes {
+                mp4: clip_streams.concat(),
+                poster_png: [title.as_bytes(), &poster_still_png].concat(),
+                duration_ms: frames * 2000,
+                frames,
+            },
+            1,
+        )
     }
 }

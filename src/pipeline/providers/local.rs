@@ -45,8 +45,11 @@ impl ClipAnimator for LocalClips {
     fn animate(&self, still_png: Vec<u8>, caption: String, duration_ms: u32, fps: u32, seed: u64) -> Answer<ClipBytes> {
         blocking(
             move || {
-                media::make_clip(&still_png, &caption, duration_ms, fps, seed)
-                    .map(|c| ClipBytes { stream: c.stream, preview_mp4: c.preview_mp4, frames: c.frames })
+                media::make_clip(&still_png, &caption, duration_ms, fps, seed).map(|c| ClipBytes {
+                    stream: c.stream,
+                    preview_mp4: c.preview_mp4,
+                    frames: c.frames,
+                })
             },
             20_000,
         )

@@ -86,7 +86,12 @@ impl Providers {
 
     /// The offline providers that make real files.
     pub fn local() -> Providers {
-        Providers::new(Arc::new(local::LocalScript), Arc::new(local::LocalStoryboard), Arc::new(local::LocalClips), Arc::new(local::LocalRender))
+        Providers::new(
+            Arc::new(local::LocalScript),
+            Arc::new(local::LocalStoryboard),
+            Arc::new(local::LocalClips),
+            Arc::new(local::LocalRender),
+        )
     }
 
     /// Providers that do no work: for measuring orchestration alone.

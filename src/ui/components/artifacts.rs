@@ -79,10 +79,10 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
                 <ul class="frames">
                     {a.clips.iter().enumerate().map(|(i, clip)| {
                         let id = c.id.clone();
+                        let poster = a.storyboard.get(i).cloned();
                         view! {
                             <li>
-                                <video src=clip.preview_url.clone() muted controls preload="metadata" width="320" height="180"
-                                    aria-label=format!("Clip for beat {}", i + 1)></video>
+                                <ClipPreview index=i url=clip.preview_url.clone() poster=poster/>
                                 {idle.then(|| view! {
                                     <button class="small" disabled=move || regenerate.pending().get()
                                         on:click=move |_| { regenerate.dispatch((id.clone(), i as u32)); }>
@@ -97,4 +97,29 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
         }
     });
     view! { {video} {script} {storyboard} {clips} }
+}
+
+/// A clip shows its still until asked to play: the page then holds one <video> (the final one)
+/// until a person opens a clip, and no bandwidth goes on previews nobody watches.
+#[component]
+fn ClipPreview(index: usize, url: String, poster: Option<String>) -> impl IntoView {
+    let playing = RwSignal::new(false);
+    let label = format!("Play clip {}", index + 1);
+    view! {
+        <Show
+            when=move || playing.get()
+            fallback=move || {
+                let label = label.clone();
+                view! {
+                    <button class="clip-poster" aria-label=label.clone() on:click=move |_| playing.set(true)>
+                        {poster.clone().map(|p| view! { <img src=p alt="" loading="lazy" width="320" height="180"/> })}
+                        <span class="play" aria-hidden="true">"▶"</span>
+                    </button>
+                }
+            }
+        >
+            <video class="clip-video" src=url.clone() autoplay muted controls width="320" height="180"
+                aria-label=format!("Clip for beat {}", index + 1)></video>
+        </Show>
+    }
 }

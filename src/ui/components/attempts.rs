@@ -13,7 +13,12 @@ pub fn Attempts(s: VideoStatusWire) -> impl IntoView {
         .rev()
         .map(|r| {
             let attempt = if r.kind == "retry" { format!("{} (Retry #{})", r.attempt, r.attempt - 1) } else { r.attempt.to_string() };
-            let work = format!("{} made · {} reused{}", r.calls, r.memo_hits, if r.failed_tries > 0 { format!(" · {} failed tries", r.failed_tries) } else { String::new() });
+            let work = format!(
+                "{} made · {} reused{}",
+                r.calls,
+                r.memo_hits,
+                if r.failed_tries > 0 { format!(" · {} failed tries", r.failed_tries) } else { String::new() }
+            );
             view! {
                 <tr class=format!("run-{}", r.status)>
                     <td>{format!("{} {}", r.phase.number(), r.phase.label())}</td>

@@ -28,7 +28,8 @@ pub fn ErrorCard(s: VideoStatusWire, e: ErrorWire) -> impl IntoView {
     };
     let can_edit = allowed.can_edit && s.artifacts.script_checkpoint.is_some();
     let refused = allowed.retry_refused.clone().filter(|_| failed);
-    let heading = if failed { format!("The {} phase failed", e.phase.label().to_lowercase()) } else { "The last attempt failed".to_string() };
+    let heading =
+        if failed { format!("The {} phase failed", e.phase.label().to_lowercase()) } else { "The last attempt failed".to_string() };
     view! {
         <section class="card error-card" role="alert" aria-labelledby="error-heading">
             <h2 id="error-heading">{heading}</h2>

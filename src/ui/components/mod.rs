@@ -1,8 +1,8 @@
 //! Pieces of the status page and the list.
+pub mod artifacts;
 pub mod attempts;
 pub mod badge;
 pub mod checkpoint_tree;
 pub mod editor;
 pub mod error_card;
-pub mod artifacts;
 pub mod timeline;

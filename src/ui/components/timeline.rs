@@ -70,7 +70,8 @@ pub fn Controls(s: VideoStatusWire) -> impl IntoView {
     let head = s.active_branches.iter().find(|b| b.branch_name == s.branch).cloned();
     let pending = s.current_checkpoint.clone();
     let fresh = s.allowed.can_continue && pending.is_none();
-    let next_label = head.as_ref().and_then(|h| h.phase_number).and_then(|n| Phase::from_number(i64::from(n))).and_then(Phase::next).map(|p| p.label());
+    let next_label =
+        head.as_ref().and_then(|h| h.phase_number).and_then(|n| Phase::from_number(i64::from(n))).and_then(Phase::next).map(|p| p.label());
     let head_id = head.and_then(|h| h.latest_checkpoint_id);
     let auto_on = s.auto_continue;
     view! {

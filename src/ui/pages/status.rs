@@ -5,8 +5,13 @@ use std::future::Future;
 
 use crate::api::{AppError, VideoStatusWire, get_status};
 use crate::ui::components::{
-    artifacts::Artifacts, attempts::Attempts, badge::StatusBadge, checkpoint_tree::CheckpointTree, editor::ScriptEditor,
-    error_card::ErrorCard, timeline::{Controls, Timeline},
+    artifacts::Artifacts,
+    attempts::Attempts,
+    badge::StatusBadge,
+    checkpoint_tree::CheckpointTree,
+    editor::ScriptEditor,
+    error_card::ErrorCard,
+    timeline::{Controls, Timeline},
 };
 use crate::ui::pages::not_found::{NotFoundMessage, set_not_found_status};
 
@@ -105,16 +110,24 @@ pub fn StatusPage() -> impl IntoView {
 fn StatusView(s: VideoStatusWire) -> impl IntoView {
     let ctx = expect_context::<StatusCtx>();
     let video_id = s.video_id.clone();
-    let branches = s.active_branches.iter().map(|b| {
-        let href = if b.branch_name == "main" { format!("/videos/{video_id}") } else { format!("/videos/{video_id}?branch={}", b.branch_name) };
-        let current = b.branch_name == s.branch;
-        view! {
-            <a href=href class:current=current aria-current=if current { Some("page") } else { None }>
-                {b.branch_name.clone()}
-                <span class=format!("dot dot-{}", b.branch_status.wire()) aria-hidden="true"></span>
-            </a>
-        }
-    }).collect_view();
+    let branches = s
+        .active_branches
+        .iter()
+        .map(|b| {
+            let href = if b.branch_name == "main" {
+                format!("/videos/{video_id}")
+            } else {
+                format!("/videos/{video_id}?branch={}", b.branch_name)
+            };
+            let current = b.branch_name == s.branch;
+            view! {
+                <a href=href class:current=current aria-current=if current { Some("page") } else { None }>
+                    {b.branch_name.clone()}
+                    <span class=format!("dot dot-{}", b.branch_status.wire()) aria-hidden="true"></span>
+                </a>
+            }
+        })
+        .collect_view();
     let s2 = s.clone();
     let editor_s = s.clone();
     view! {

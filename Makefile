@@ -75,6 +75,7 @@ test-e2e:
 
 bench: setup build
 	./target/release/reelsmith bench
+	./scripts/status-load.sh
 	@wasm=$$(ls target/site/pkg/*.wasm); echo "wasm_bundle_kb: $$(( $$(stat -c %s $$wasm) / 1024 )) KB"; \
 	  echo "wasm_bundle_gzip_kb: $$(( $$(gzip -9 -c $$wasm | wc -c) / 1024 )) KB"
 

@@ -35,7 +35,7 @@ fn checkpoint_id(raw: &str) -> Result<CheckpointId, AppError> {
     Ok(CheckpointId::parse("checkpoint_id", raw)?)
 }
 
-#[server]
+#[server(endpoint = "server_info")]
 pub async fn server_info() -> Result<ServerSettings, AppError> {
     let engine = engine()?;
     Ok(ServerSettings {
@@ -45,13 +45,13 @@ pub async fn server_info() -> Result<ServerSettings, AppError> {
     })
 }
 
-#[server]
+#[server(endpoint = "list_videos")]
 pub async fn list_videos() -> Result<Vec<VideoSummary>, AppError> {
     let engine = engine()?;
     Ok(engine.list_videos(200).await?.iter().map(convert::summary).collect())
 }
 
-#[server]
+#[server(endpoint = "create_video")]
 pub async fn create_video(
     prompt: String,
     beats: u32,
@@ -64,7 +64,7 @@ pub async fn create_video(
     Ok(engine.create_video(new, None).await?.to_string())
 }
 
-#[server]
+#[server(endpoint = "get_status")]
 pub async fn get_status(video_id: String, branch: Option<String>) -> Result<VideoStatusWire, AppError> {
     let engine = engine()?;
     let id = self::video_id(&video_id)?;
@@ -73,7 +73,7 @@ pub async fn get_status(video_id: String, branch: Option<String>) -> Result<Vide
     convert::status(&state, branch.as_deref(), &tries, &engine.config)
 }
 
-#[server]
+#[server(endpoint = "continue_video")]
 pub async fn continue_video(
     video_id: String,
     checkpoint_id: Option<String>,
@@ -86,33 +86,33 @@ pub async fn continue_video(
     Ok(convert::continue_result(outcome))
 }
 
-#[server]
+#[server(endpoint = "edit_script")]
 pub async fn edit_script(video_id: String, branch: Option<String>, checkpoint_id: String, script_json: String) -> Result<String, AppError> {
     let engine = engine()?;
     let id = engine.edit_script(self::video_id(&video_id)?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, &script_json).await?;
     Ok(id.to_string())
 }
 
-#[server]
+#[server(endpoint = "create_branch")]
 pub async fn create_branch(video_id: String, checkpoint_id: String, name: String) -> Result<String, AppError> {
     let engine = engine()?;
     engine.create_branch(self::video_id(&video_id)?, self::checkpoint_id(&checkpoint_id)?, name.trim()).await?;
     Ok(name.trim().to_string())
 }
 
-#[server]
+#[server(endpoint = "cancel_run")]
 pub async fn cancel_run(video_id: String, branch: Option<String>) -> Result<String, AppError> {
     let engine = engine()?;
     Ok(engine.cancel(self::video_id(&video_id)?, branch.as_deref()).await?.to_string())
 }
 
-#[server]
+#[server(endpoint = "set_auto_continue")]
 pub async fn set_auto_continue(video_id: String, on: bool) -> Result<(), AppError> {
     let engine = engine()?;
     Ok(engine.set_auto_continue(self::video_id(&video_id)?, on).await?)
 }
 
-#[server]
+#[server(endpoint = "set_budget")]
 pub async fn set_budget(video_id: String, dollars: Option<String>) -> Result<(), AppError> {
     let engine = engine()?;
     let budget = match dollars.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -131,7 +131,7 @@ pub async fn set_budget(video_id: String, dollars: Option<String>) -> Result<(),
     Ok(engine.set_budget(self::video_id(&video_id)?, budget).await?)
 }
 
-#[server]
+#[server(endpoint = "regenerate_beat")]
 pub async fn regenerate_beat(video_id: String, branch: Option<String>, checkpoint_id: String, beat: u32) -> Result<String, AppError> {
     let engine = engine()?;
     let run = engine.regenerate_beat(self::video_id(&video_id)?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, beat).await?;
@@ -150,7 +150,7 @@ pub struct WatchEvent {
     pub seq: u64,
 }
 
-#[server(protocol = Websocket<JsonEncoding, JsonEncoding>)]
+#[server(endpoint = "watch_video", protocol = Websocket<JsonEncoding, JsonEncoding>)]
 pub async fn watch_video(input: Stream<WatchRequest, ServerFnError>) -> Result<Stream<WatchEvent, ServerFnError>, ServerFnError> {
     use futures::{SinkExt, StreamExt};
     let engine = use_context::<Engine>().ok_or_else(|| ServerFnError::new("no engine"))?;

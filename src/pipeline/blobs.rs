@@ -37,7 +37,9 @@ impl BlobStore {
             let tmp = dir.join(format!(".{sha256}.{}.tmp", uuid::Uuid::new_v4()));
             let mut file = std::fs::File::create(&tmp)?;
             file.write_all(bytes)?;
-            file.sync_all()?;
+            if std::env::var_os("REELSMITH_NO_BLOB_FSYNC").is_none() {
+                file.sync_all()?;
+            }
             std::fs::rename(&tmp, &path)?;
         }
         Ok(BlobRef { sha256, bytes: bytes.len() as u64, media_type: media_type.to_string() })

@@ -111,6 +111,17 @@ impl From<sqlx::Error> for CoreError {
 }
 
 impl CoreError {
+    /// The cause in plain words, without the driver's wrapping ("disk I/O error", "database is locked").
+    pub fn plain(&self) -> String {
+        match self {
+            CoreError::Storage(StorageError::Database(sqlx::Error::Database(e))) => {
+                format!("the database refused the write ({})", e.message())
+            }
+            CoreError::Storage(StorageError::Database(sqlx::Error::Io(e))) => format!("the database could not be reached ({e})"),
+            other => other.to_string(),
+        }
+    }
+
     pub fn not_found(what: &'static str, id: impl ToString) -> CoreError {
         CoreError::NotFound { what, id: id.to_string() }
     }

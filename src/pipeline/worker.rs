@@ -190,11 +190,11 @@ impl Engine {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<Option<UnitOutput>, String> {
         let provider = self.providers.id_of(run.phase);
-        let storage_err = |e: &dyn std::fmt::Display| format!("could not record the result: {e}");
+        let storage_err = |e: &CoreError| format!("could not save the result: {}", e.plain());
         let fx = if self.config.fault_injection && !video.fault_plan.is_empty() {
             faults::effects(&self.store, video.id, &video.fault_plan, run.phase, plan.index, plan.beat, run.id)
                 .await
-                .map_err(|e| storage_err(&e))?
+                .map_err(|e| storage_err(&CoreError::from(e)))?
         } else {
             faults::Effects::default()
         };

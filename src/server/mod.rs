@@ -56,6 +56,21 @@ pub async fn engine_from(options: &Options, providers: Providers) -> Result<Engi
     Ok(Engine::new(store, BlobStore::new(&options.data_dir), providers, config))
 }
 
+/// The whole app: pages (server-rendered, with the engine in context), server functions,
+/// artifacts, and the site's static files.
+pub fn router(engine: Engine, leptos_options: LeptosOptions) -> Router {
+    let routes = generate_route_list(App);
+    let context_engine = engine.clone();
+    Router::new()
+        .leptos_routes_with_context(&leptos_options, routes, move || provide_context(context_engine.clone()), {
+            let leptos_options = leptos_options.clone();
+            move || shell(leptos_options.clone())
+        })
+        .nest_service("/artifacts/blobs", artifacts::service(engine.blobs.clone()))
+        .fallback(leptos_axum::file_and_error_handler(shell))
+        .with_state(leptos_options)
+}
+
 pub async fn serve(options: Options) -> Result<(), StartError> {
     let engine = engine_from(&options, Providers::local()).await?;
     let conf = get_configuration(None).map_err(|e| StartError::Config(format!("leptos configuration: {e}")))?;
@@ -69,16 +84,7 @@ pub async fn serve(options: Options) -> Result<(), StartError> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| StartError::Listen { addr: addr.to_string(), why: e.to_string() })?;
 
-    let routes = generate_route_list(App);
-    let context_engine = engine.clone();
-    let app = Router::new()
-        .leptos_routes_with_context(&leptos_options, routes, move || provide_context(context_engine.clone()), {
-            let leptos_options = leptos_options.clone();
-            move || shell(leptos_options.clone())
-        })
-        .nest_service("/artifacts/blobs", artifacts::service(engine.blobs.clone()))
-        .fallback(leptos_axum::file_and_error_handler(shell))
-        .with_state(leptos_options);
+    let app = router(engine.clone(), leptos_options);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let workers: Vec<_> = (0..options.workers())

@@ -62,6 +62,8 @@ impl StorageError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Write transactions begun, for the benchmark's commits-per-run figure.
+    writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -88,6 +90,10 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // Writers queue on the lock instead of failing at once.
                         sqlx::query("PRAGMA busy_timeout = 30000").execute(&mut *conn).await?;
+                        if let Ok(mode) = std::env::var("REELSMITH_SQLITE_SYNCHRONOUS") {
+                            let mode = if mode.eq_ignore_ascii_case("normal") { "NORMAL" } else { "FULL" };
+                            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA synchronous = {mode}"))).execute(&mut *conn).await?;
+                        }
                     }
                     Ok(())
                 })
@@ -99,7 +105,11 @@ impl Store {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.map_err(|e| StorageError::Connect(e.to_string()))?;
         }
         sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StorageError::Migrate(e.to_string()))?;
-        Ok(Store { pool, backend })
+        Ok(Store { pool, backend, writes: Default::default() })
+    }
+
+    pub fn write_transactions(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn backend(&self) -> Backend {
@@ -113,6 +123,7 @@ impl Store {
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so two
     /// writers queue instead of one failing half-way when it upgrades its read lock.
     pub async fn write(&self) -> Result<Tx, StorageError> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,

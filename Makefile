@@ -10,6 +10,9 @@ PG_PORT ?= 55432
 # npm's wasm-opt (binaryen 132) first: Debian's makes a bundle that does not hydrate.
 export PATH := $(CURDIR)/end2end/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+# cargo-leptos sets this while compiling; setting it for plain cargo too lets `cargo test` and
+# `cargo leptos build` share the compiled Leptos crates instead of rebuilding them.
+export LEPTOS_OUTPUT_NAME := reelsmith
 
 .PHONY: setup-apt run test dev build setup bench check clippy test-unit test-postgres test-e2e clean-data
 

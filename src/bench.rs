@@ -90,12 +90,13 @@ impl StoryboardArtist for Stopwatch {
     }
 }
 
-pub async fn run(options: Options, quick: bool) -> BenchResult<()> {
+pub async fn run(options: Options, quick: bool, only: Option<String>) -> BenchResult<()> {
+    let wanted = |section: &str| only.as_deref().is_none_or(|o| o == section);
     let started = Instant::now();
     let (runs, retries, renders) = if quick { (15, 30, 200) } else { (60, 200, 1000) };
 
     // 1. Orchestration alone: complete 4-phase, 8-beat runs with providers that do no work.
-    {
+    if wanted("overhead") {
         let scratch = Scratch::new("overhead");
         let engine = engine(&options, &scratch, Providers::instant(), false).await?;
         let mut samples = Vec::with_capacity(runs);
@@ -115,7 +116,7 @@ pub async fn run(options: Options, quick: bool) -> BenchResult<()> {
     }
 
     // 2. Retry latency: from the retry command to the failed phase's first unit starting.
-    {
+    if wanted("retry") {
         let scratch = Scratch::new("retry");
         let first_call = Arc::new(Mutex::new(None));
         let mut providers = Providers::instant();
@@ -148,7 +149,7 @@ pub async fn run(options: Options, quick: bool) -> BenchResult<()> {
     }
 
     // 3. Server-side render of the status page of a video with 200 checkpoints over 3 branches.
-    {
+    if wanted("render") {
         let scratch = Scratch::new("render");
         let engine = engine(&options, &scratch, Providers::instant(), false).await?;
         let video = new_video(&engine, 8, true, None).await?;
@@ -193,7 +194,7 @@ pub async fn run(options: Options, quick: bool) -> BenchResult<()> {
     }
 
     // 4. Throughput: complete zero-work runs per second with every worker busy.
-    {
+    if wanted("throughput") {
         let scratch = Scratch::new("throughput");
         let engine = engine(&options, &scratch, Providers::instant(), false).await?;
         let videos = if quick { 40 } else { 200 };
@@ -229,7 +230,7 @@ pub async fn run(options: Options, quick: bool) -> BenchResult<()> {
     }
 
     // 5. The local providers making a real 8-beat 1280x720 video end to end.
-    {
+    if wanted("media") {
         let scratch = Scratch::new("media");
         let engine = engine(&options, &scratch, Providers::local(), false).await?;
         let t = Instant::now();

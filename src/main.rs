@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => reelsmith::server::serve(options).await,
             Command::Gc => reelsmith::server::gc(options).await,
-            Command::Bench { quick } => reelsmith::bench::run(options, quick).await,
+            Command::Bench { quick, only } => reelsmith::bench::run(options, quick, only).await,
         }
     });
     match result {

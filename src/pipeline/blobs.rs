@@ -37,12 +37,16 @@ impl BlobStore {
             let tmp = dir.join(format!(".{sha256}.{}.tmp", uuid::Uuid::new_v4()));
             let mut file = std::fs::File::create(&tmp)?;
             file.write_all(bytes)?;
-            if std::env::var_os("REELSMITH_NO_BLOB_FSYNC").is_none() {
-                file.sync_all()?;
-            }
+            // The memo row that will point here must never outlive the bytes.
+            file.sync_all()?;
             std::fs::rename(&tmp, &path)?;
         }
         Ok(BlobRef { sha256, bytes: bytes.len() as u64, media_type: media_type.to_string() })
+    }
+
+    /// The file is there and whole (a torn write after a power cut is treated as missing).
+    pub fn intact(&self, blob: &BlobRef) -> bool {
+        std::fs::metadata(self.path_of(&blob.sha256)).is_ok_and(|m| m.len() == blob.bytes)
     }
 
     pub fn read(&self, blob: &BlobRef) -> std::io::Result<Vec<u8>> {

@@ -106,7 +106,7 @@ pub enum CoreError {
 
 impl From<sqlx::Error> for CoreError {
     fn from(e: sqlx::Error) -> Self {
-        CoreError::Storage(StorageError::Database(e))
+        CoreError::Storage(StorageError::from(e))
     }
 }
 

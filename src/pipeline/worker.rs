@@ -221,7 +221,7 @@ impl Engine {
             // A memo entry whose files were lost (disk trouble, manual cleanup) is made again.
             if let Some(m) = memo
                 && let Ok(output) = serde_json::from_str::<UnitOutput>(&m.output)
-                && output.blobs().iter().all(|b| self.blobs.path_of(&b.sha256).exists())
+                && output.blobs().iter().all(|b| self.blobs.intact(b))
             {
                 let now = now_ms();
                 self.record_unit(run, plan, total, &provider, None, 0, "memo", None, now, now).await.map_err(|e| storage_err(&e))?;

@@ -21,6 +21,9 @@ pub enum Command {
         /// Finish in under a minute.
         #[arg(long)]
         quick: bool,
+        /// Run one section only: overhead, retry, render, throughput, media.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Remove artifact blobs that nothing references; prints what it freed.
     Gc,

@@ -31,9 +31,35 @@ pub enum StorageError {
     #[error("cannot apply the database migrations: {0}")]
     Migrate(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("a stored record is corrupt: {0}")]
     Corrupt(String),
+}
+
+/// When the database last failed to write (ms since the process started): connections opened
+/// before then are closed rather than reused, since SQLite can leave a connection that saw a disk
+/// error unable to write even after the cause is gone.
+static WRITE_FAILED_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+fn since_start() -> Duration {
+    STARTED.get_or_init(std::time::Instant::now).elapsed()
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        // SQLite's READONLY (8), IOERR (10 and its extended codes), CORRUPT (11), FULL (13), and
+        // the transaction-depth confusion that follows a failed commit.
+        let broken = match &e {
+            sqlx::Error::Database(d) => d.code().and_then(|c| c.parse::<u32>().ok()).is_some_and(|c| matches!(c & 0xff, 8 | 10 | 11 | 13)),
+            sqlx::Error::InvalidSavePointStatement | sqlx::Error::BeginFailed => true,
+            _ => false,
+        };
+        if broken {
+            WRITE_FAILED_AT.store(since_start().as_millis() as u64 + 1, std::sync::atomic::Ordering::Release);
+        }
+        StorageError::Database(e)
+    }
 }
 
 impl StorageError {
@@ -70,6 +96,7 @@ impl Store {
     /// Opens (creating if needed) the database at `url` and applies the migrations.
     pub async fn open(url: &str, max_connections: u32) -> Result<Store, StorageError> {
         sqlx::any::install_default_drivers();
+        since_start();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -82,6 +109,10 @@ impl Store {
             _ => url.to_string(),
         };
         let options = AnyConnectOptions::from_str(&url).map_err(|e| StorageError::BadUrl(format!("{url}: {e}")))?;
+        // One direct connection first: the pool would only say it timed out, this says why.
+        let probe =
+            <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options).await.map_err(|e| StorageError::Connect(e.to_string()))?;
+        let _ = sqlx::Connection::close(probe).await;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
@@ -90,12 +121,28 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // Writers queue on the lock instead of failing at once.
                         sqlx::query("PRAGMA busy_timeout = 30000").execute(&mut *conn).await?;
-                        if let Ok(mode) = std::env::var("REELSMITH_SQLITE_SYNCHRONOUS") {
-                            let mode = if mode.eq_ignore_ascii_case("normal") { "NORMAL" } else { "FULL" };
-                            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA synchronous = {mode}"))).execute(&mut *conn).await?;
-                        }
+                        // WAL + NORMAL survives a killed process intact; a power cut may drop the last
+                        // commits, which the memo and leases recover from (a unit is made again).
+                        // REELSMITH_SQLITE_SYNCHRONOUS=full fsyncs every commit instead.
+                        let full = std::env::var("REELSMITH_SQLITE_SYNCHRONOUS").is_ok_and(|m| m.eq_ignore_ascii_case("full"));
+                        let pragma = if full { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
+                        sqlx::query(pragma).execute(&mut *conn).await?;
                     }
                     Ok(())
+                })
+            })
+            // A commit that failed on a disk error can leave a connection that believes it is still
+            // in a transaction (its rollback then fails too); such a connection is closed instead
+            // of being handed out again. The query first lets any queued rollback finish.
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    let failed_at = WRITE_FAILED_AT.load(std::sync::atomic::Ordering::Acquire);
+                    let opened_at = since_start().saturating_sub(meta.age).as_millis() as u64;
+                    if failed_at > 0 && opened_at <= failed_at {
+                        return Ok(false);
+                    }
+                    sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                    Ok(!sqlx::Connection::is_in_transaction(&*conn))
                 })
             })
             .connect_with(options)

@@ -10,7 +10,6 @@ use tokio::net::TcpStream;
 
 struct Server {
     child: Child,
-    addr: SocketAddr,
 }
 
 impl Drop for Server {
@@ -43,7 +42,7 @@ async fn start(data: &Path, addr: SocketAddr) -> Server {
         .stderr(log)
         .spawn()
         .expect("start the server");
-    let server = Server { child, addr };
+    let server = Server { child };
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(addr).await.is_err() {
         assert!(Instant::now() < deadline, "the server did not start");

@@ -38,10 +38,12 @@ export default async function globalSetup() {
   const port = await freePort();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "reelsmith-e2e-"));
   const url = `http://127.0.0.1:${port}`;
+  // The server's log is kept in end2end/server.log, for reading after a failure.
+  const log = fs.openSync(path.join(__dirname, "server.log"), "w");
   const server = spawn(bin, ["--addr", `127.0.0.1:${port}`, "--data-dir", dataDir, "--fault-injection"], {
     cwd: root,
-    stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, REELSMITH_BACKOFF_MS: "20", RUST_LOG: process.env.RUST_LOG ?? "error" },
+    stdio: ["ignore", "ignore", log],
+    env: { ...process.env, REELSMITH_BACKOFF_MS: "20", RUST_LOG: process.env.RUST_LOG ?? "info,sqlx=warn" },
   });
   await waitUntilUp(url + "/", 60_000);
   process.env.REELSMITH_URL = url;

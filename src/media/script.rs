@@ -204,13 +204,18 @@ const VERB_MARKERS: &[&str] = &[
     "who", "that", "which", "to", "will", "can", "must", "should", "would", "could", "does", "did", "cannot", "won't", "don't", "doesn't",
     "never", "always",
 ];
+const VERB_FOLLOWERS: &[&str] = &[
+    "a", "an", "the", "to", "into", "across", "through", "over", "under", "with", "his", "her", "their", "its", "my", "our", "your", "up",
+    "down", "out", "away", "back",
+];
 const LY_NOUNS: &[&str] = &["family", "butterfly", "italy", "july", "lily", "ally", "belly", "jelly", "rally", "valley"];
 
 fn keywords(cleaned: &str) -> Vec<Keyword> {
     let mut out: Vec<Keyword> = Vec::new();
     let normalised: String = cleaned.chars().map(|c| if c.is_alphanumeric() || c == '\'' || c == '-' { c } else { ' ' }).collect();
     let mut prev = String::new();
-    for (i, raw) in normalised.split_whitespace().enumerate() {
+    let words: Vec<&str> = normalised.split_whitespace().collect();
+    for (i, raw) in words.iter().copied().enumerate() {
         let raw = raw.trim_matches(|c| c == '\'' || c == '-');
         let raw = raw.strip_suffix("'s").unwrap_or(raw);
         let lower = raw.to_lowercase();
@@ -223,6 +228,12 @@ fn keywords(cleaned: &str) -> Vec<Keyword> {
             continue;
         }
         if lower.ends_with("ly") && lower.len() > 4 && !LY_NOUNS.contains(&lower.as_str()) {
+            continue;
+        }
+        // "A paper boat crosses a city": a word in -s right after the subject and before an
+        // article or preposition is the verb, not another thing the story is about.
+        let next = words.get(i + 1).map(|w| w.to_lowercase()).unwrap_or_default();
+        if !out.is_empty() && lower.ends_with('s') && !lower.ends_with("ss") && VERB_FOLLOWERS.contains(&next.as_str()) {
             continue;
         }
         // A capital letter mid-sentence marks a name; the first word is capitalised anyway.
@@ -432,6 +443,16 @@ mod tests {
         assert_eq!(s.title, "A Lighthouse Keeper of the North Sea");
         let s = write_script(&long_prompt(), 3, 0);
         assert!(s.title.ends_with('…'));
+    }
+
+    #[test]
+    fn skips_the_verb_after_the_subject() {
+        let words: Vec<String> = keywords("A paper boat crosses a city in the rain").into_iter().map(|k| k.text).collect();
+        assert!(!words.contains(&"crosses".to_string()), "{words:?}");
+        assert!(words.contains(&"boat".to_string()) && words.contains(&"city".to_string()), "{words:?}");
+        let words: Vec<String> = keywords("A lighthouse keeper teaches a gull to read the tides").into_iter().map(|k| k.text).collect();
+        assert!(!words.contains(&"teaches".to_string()), "{words:?}");
+        assert!(words.contains(&"tides".to_string()), "plural nouns at the end stay: {words:?}");
     }
 
     #[test]

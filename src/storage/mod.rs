@@ -34,6 +34,8 @@ pub enum StorageError {
     Database(sqlx::Error),
     #[error("a stored record is corrupt: {0}")]
     Corrupt(String),
+    #[error("the database stayed locked for {0} s")]
+    Locked(u64),
 }
 
 /// When the database last failed to write (ms since the process started): connections opened
@@ -76,6 +78,7 @@ impl StorageError {
     /// SQLite's "database is locked/busy": a write that could not get the lock in time.
     pub fn is_busy(&self) -> bool {
         match self {
+            StorageError::Locked(_) => true,
             StorageError::Database(sqlx::Error::Database(e)) => {
                 e.code().is_some_and(|c| c == "5" || c == "517" || c == "40001" || c == "40P01")
             }
@@ -120,7 +123,7 @@ impl Store {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // Writers queue on the lock instead of failing at once.
-                        sqlx::query("PRAGMA busy_timeout = 30000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
                         // WAL + NORMAL survives a killed process intact; a power cut may drop the last
                         // commits, which the memo and leases recover from (a unit is made again).
                         // REELSMITH_SQLITE_SYNCHRONOUS=full fsyncs every commit instead.
@@ -171,10 +174,21 @@ impl Store {
     /// writers queue instead of one failing half-way when it upgrades its read lock.
     pub async fn write(&self) -> Result<Tx, StorageError> {
         self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        })
+        // Never wait forever for the write lock: a caller that gives up can report it.
+        const LIMIT: u64 = 20;
+        let begin = async {
+            Ok::<_, StorageError>(match self.backend {
+                Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                Backend::Postgres => self.pool.begin().await?,
+            })
+        };
+        match tokio::time::timeout(Duration::from_secs(LIMIT), begin).await {
+            Ok(tx) => tx,
+            Err(_) => {
+                tracing::error!("waited {LIMIT} s for the database write lock");
+                Err(StorageError::Locked(LIMIT))
+            }
+        }
     }
 
     /// A read-only snapshot.

@@ -9,7 +9,9 @@ export default defineConfig({
   expect: { timeout: 30_000 },
   fullyParallel: false,
   workers: 1,
-  retries: 0,
+  // One retry in CI for a rare timeout seen once in four clean runs (see the closing notes);
+  // a test that fails twice still fails the build, and the retry shows as "flaky" in the log.
+  retries: process.env.CI ? 1 : 0,
   forbidOnly: !!process.env.CI,
   reporter: "list",
   use: {

@@ -116,3 +116,19 @@ test("a bad fault plan is refused next to its field and nothing is created", asy
   await page.reload();
   await expect(page.locator(".video-card")).toHaveCount(before);
 });
+
+test("a spent budget blocks the next phase and says why, until the budget is raised", async ({ page }) => {
+  await createVideo(page, { prompt: "On a budget", beats: 2 });
+  await expectStatus(page, "awaiting approval");
+  const approve = page.getByRole("button", { name: /^Approve & Continue/ });
+  await expect(approve).toBeEnabled();
+  await page.getByLabel("Budget ($)").fill("0");
+  await page.getByRole("button", { name: "Set budget" }).click();
+  await expect(approve).toBeDisabled();
+  await expect(page.getByText("The budget is spent")).toBeVisible();
+  await page.getByLabel("Budget ($)").fill("5");
+  await page.getByRole("button", { name: "Set budget" }).click();
+  await expect(approve).toBeEnabled();
+  await approve.click();
+  await expect(page.getByRole("table", { name: "Attempts" }).locator("tbody tr")).toHaveCount(2);
+});

@@ -308,6 +308,8 @@ pub struct AllowedActions {
     pub can_retry: bool,
     /// Set when a retry is what the branch needs but the rules refuse it (limit, budget).
     pub retry_refused: Option<Refusal>,
+    /// Set when continuing is what the branch needs but the budget forbids it.
+    pub continue_refused: Option<Refusal>,
     /// "Retry #n of limit": n is the retry this button would make.
     pub next_retry_number: u32,
     pub retry_limit: u32,
@@ -318,7 +320,12 @@ pub struct AllowedActions {
 pub fn allowed_actions(view: &BranchView, limits: Limits) -> AllowedActions {
     let head_request =
         |force_retry| ContinueRequest { checkpoint: view.head.map(|h| GivenCheckpoint { id: h.id, status: h.status }), force_retry };
-    let can_continue = matches!(decide(view, head_request(false), limits), Ok(d) if d.starts_or_approves());
+    let proceed = decide(view, head_request(false), limits);
+    let can_continue = matches!(proceed, Ok(d) if d.starts_or_approves());
+    let continue_refused = match proceed {
+        Err(refusal @ Refusal::BudgetExhausted { .. }) => Some(refusal),
+        _ => None,
+    };
     let retry = decide(view, head_request(true), limits);
     let can_retry = matches!(retry, Ok(Decision::Start { kind: RunKind::Retry, .. }));
     let needs_retry = view.active_run.is_none() && view.latest_from_head.is_some_and(|r| r.status.is_failure());
@@ -330,6 +337,7 @@ pub fn allowed_actions(view: &BranchView, limits: Limits) -> AllowedActions {
         can_continue,
         can_retry,
         retry_refused,
+        continue_refused,
         next_retry_number: view.retries_from_head + 1,
         retry_limit: limits.retry_limit,
         can_edit: view.active_run.is_none(),

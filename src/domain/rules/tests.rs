@@ -166,6 +166,10 @@ fn budget_refuses_new_runs_but_not_the_final_approval() {
     let refusal = decide(&view, req(given(1, Approved), true), LIMITS).unwrap_err();
     assert!(matches!(refusal, Refusal::BudgetExhausted { .. }));
     assert!(refusal.to_string().contains("budget"));
+    let pending = BranchView { head: head(1, Phase::Script, Pending), spent_micros: 9, budget_micros: Some(1), ..Default::default() };
+    let allowed = allowed_actions(&pending, LIMITS);
+    assert!(!allowed.can_continue);
+    assert!(matches!(allowed.continue_refused, Some(Refusal::BudgetExhausted { spent_micros: 9, budget_micros: 1 })));
     let last = BranchView { head: head(4, Phase::Render, Pending), spent_micros: 9, budget_micros: Some(1), ..Default::default() };
     assert!(decide(&last, req(given(4, Pending), false), LIMITS).is_ok());
 }

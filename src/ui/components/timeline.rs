@@ -1,7 +1,7 @@
 //! The phase timeline with per-unit progress bars, and the controls for the branch's next step.
 use leptos::prelude::*;
 
-use crate::api::{UnitState, VideoStatusWire, cancel_run, continue_video, set_auto_continue};
+use crate::api::{UnitState, VideoStatusWire, cancel_run, continue_video, dollars, set_auto_continue, set_budget};
 use crate::domain::{BranchStatus, Phase};
 use crate::ui::pages::status::StatusCtx;
 
@@ -67,6 +67,21 @@ pub fn Controls(s: VideoStatusWire) -> impl IntoView {
     });
     let cancel = ctx.action(move |_: ()| async move { cancel_run(ctx.video_id.get_untracked(), ctx.branch_param()).await.map(|_| ()) });
     let auto = ctx.action(move |on: bool| async move { set_auto_continue(ctx.video_id.get_untracked(), on).await });
+    let budget = ctx.action(move |dollars: String| async move {
+        let saved = set_budget(ctx.video_id.get_untracked(), Some(dollars)).await;
+        if saved.is_ok() {
+            ctx.budget_draft.set(None);
+        }
+        saved
+    });
+    let saved_budget = s.budget_micros.map(|b| format!("{:.2}", b as f64 / 1e6)).unwrap_or_default();
+    let budget_value = move || ctx.budget_draft.get().unwrap_or_else(|| saved_budget.clone());
+    let budget_value_submit = budget_value.clone();
+    let spent = match s.budget_micros {
+        Some(b) => format!("Spent {} of a {} budget.", dollars(s.total_cost_micros), dollars(b)),
+        None => format!("Spent {}; no budget set.", dollars(s.total_cost_micros)),
+    };
+    let refused = s.allowed.continue_refused.clone();
     let head = s.active_branches.iter().find(|b| b.branch_name == s.branch).cloned();
     let pending = s.current_checkpoint.clone();
     let fresh = s.allowed.can_continue && pending.is_none();
@@ -104,6 +119,17 @@ pub fn Controls(s: VideoStatusWire) -> impl IntoView {
                 </button>
             })}
             {(s.status == BranchStatus::Completed).then(|| view! { <p>"The video is complete."</p> })}
+            {refused.map(|r| view! { <p class="refusal"><strong>{format!("{r}.")}</strong> " " {r.next_step()}</p> })}
+            <form class="budget" on:submit=move |ev| {
+                ev.prevent_default();
+                budget.dispatch(budget_value_submit());
+            }>
+                <label for="budget-input">"Budget ($)"</label>
+                <input id="budget-input" inputmode="decimal" placeholder="no limit" size="8"
+                    prop:value=budget_value on:input=move |ev| ctx.budget_draft.set(Some(event_target_value(&ev)))/>
+                <button type="submit" class="small" disabled=move || budget.pending().get()>"Set budget"</button>
+                <span class="muted small">{spent}</span>
+            </form>
             <div class="checkbox">
                 <input id="auto-toggle" type="checkbox" prop:checked=auto_on disabled=move || auto.pending().get()
                     on:change=move |ev| { auto.dispatch(event_target_checked(&ev)); }/>

@@ -25,6 +25,8 @@ pub struct StatusCtx {
     pub editing: RwSignal<bool>,
     pub branch_form: RwSignal<Option<String>>,
     pub live: RwSignal<bool>,
+    /// What the person is typing in the budget field; kept across live re-renders.
+    pub budget_draft: RwSignal<Option<String>>,
 }
 
 impl StatusCtx {
@@ -70,6 +72,7 @@ pub fn StatusPage() -> impl IntoView {
         editing: RwSignal::new(false),
         branch_form: RwSignal::new(None),
         live: RwSignal::new(false),
+        budget_draft: RwSignal::new(None),
     };
     provide_context(ctx);
     let status = Resource::new(move || (video_id.get(), branch.get(), ctx.refresh.get()), |(id, b, _)| get_status(id, Some(b)));

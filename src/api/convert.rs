@@ -54,10 +54,7 @@ fn run(state: &VideoState, r: &RunRecord, tries: &[UnitTryRecord]) -> RunWire {
         match t.outcome.as_str() {
             "ok" => calls += 1,
             "memo" => memo_hits += 1,
-            _ => {
-                failed += 1;
-                if !t.message.as_deref().unwrap_or_default().is_empty() {}
-            }
+            _ => failed += 1,
         }
     }
     RunWire {
@@ -131,6 +128,16 @@ fn artifacts(state: &VideoState, branch: &BranchRecord) -> ArtifactsWire {
     a
 }
 
+fn error_of(r: &RunRecord) -> ErrorWire {
+    ErrorWire {
+        message: r.error.clone().unwrap_or_else(|| "The phase failed".into()),
+        phase: r.phase,
+        beat: r.failed_unit.filter(|_| matches!(r.phase, Phase::Storyboard | Phase::Clips)),
+        run_id: r.id.to_string(),
+        attempt: r.attempt,
+    }
+}
+
 pub fn summary(state: &VideoState) -> VideoSummary {
     let main = state.branch_named(BranchName::MAIN);
     let status = main.map(|b| branch_status(&state.branch_view(b))).unwrap_or(crate::domain::BranchStatus::Processing);
@@ -169,21 +176,9 @@ pub fn status(
     let branch_runs: Vec<&RunRecord> = state.runs.iter().filter(|r| r.branch_id == branch.id).collect();
     let latest = branch_runs.iter().max_by_key(|r| (r.created_at, r.attempt)).copied();
     let error = match (status, view.latest_from_head.and_then(|v| state.runs.iter().find(|r| r.id == v.id))) {
-        (crate::domain::BranchStatus::Failed, Some(r)) => Some(ErrorWire {
-            message: r.error.clone().unwrap_or_else(|| "The phase failed".into()),
-            phase: r.phase,
-            beat: r.failed_unit.filter(|_| matches!(r.phase, Phase::Storyboard | Phase::Clips)),
-            run_id: r.id.to_string(),
-            attempt: r.attempt,
-        }),
+        (crate::domain::BranchStatus::Failed, Some(r)) => Some(error_of(r)),
         // A pending edit after a failure: the card stays so the person sees what happened.
-        (crate::domain::BranchStatus::AwaitingApproval, _) => latest.filter(|r| r.status.is_failure()).map(|r| ErrorWire {
-            message: r.error.clone().unwrap_or_else(|| "The phase failed".into()),
-            phase: r.phase,
-            beat: r.failed_unit.filter(|_| matches!(r.phase, Phase::Storyboard | Phase::Clips)),
-            run_id: r.id.to_string(),
-            attempt: r.attempt,
-        }),
+        (crate::domain::BranchStatus::AwaitingApproval, _) => latest.filter(|r| r.status.is_failure()).map(error_of),
         _ => None,
     };
     let current_phase = match view.active_run {

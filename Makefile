@@ -10,29 +10,28 @@ PG_PORT ?= 55432
 # npm's wasm-opt (binaryen 132) first: Debian's makes a bundle that does not hydrate.
 export PATH := $(CURDIR)/end2end/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
-# cargo-leptos sets this while compiling; setting it for plain cargo too lets `cargo test` and
-# `cargo leptos build` share the compiled Leptos crates instead of rebuilding them.
-export LEPTOS_OUTPUT_NAME := reelsmith
 
 .PHONY: setup-apt run test dev build setup bench check clippy test-unit test-postgres test-e2e clean-data
 
 run: setup build
 	./target/release/reelsmith
 
+## Live reload while developing; the only target that needs cargo-leptos (installed on first use).
 dev: setup
-	cargo leptos watch
-
-build:
-	cargo leptos build --release
-
-## setup: idempotent; each step is skipped when already satisfied.
-setup: setup-apt
-	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	@if ! cargo leptos --version 2>/dev/null | grep -q "$(CARGO_LEPTOS_VERSION)"; then
 	  echo "installing cargo-leptos $(CARGO_LEPTOS_VERSION) (about 11 minutes on 2 cores)"
 	  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
 	    cargo install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked --features no_downloads
 	fi
+	cargo leptos watch
+
+## The release server and site, with plain cargo + wasm-bindgen + wasm-opt (no cargo-leptos).
+build:
+	scripts/build-site.sh
+
+## setup: idempotent; each step is skipped when already satisfied.
+setup: setup-apt
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	@if ! wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)"; then
 	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"
 	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force
@@ -51,11 +50,13 @@ setup-apt:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nasm postgresql >/dev/null
 	fi
 
+# The site is built first: the drills and the browser tests start the real binary, which refuses
+# to start without the site files its pages ask for.
 test: setup
 	$(MAKE) --no-print-directory check
+	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory test-unit
 	$(MAKE) --no-print-directory test-postgres
-	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory test-e2e
 
 ## Unit tests of every layer, and the storage/pipeline suites on SQLite.
@@ -70,7 +71,7 @@ test-postgres:
 	su postgres -c "$$PG_BIN/initdb -D $$T/db -A trust -U postgres >/dev/null && $$PG_BIN/pg_ctl -D $$T/db -o '-p $(PG_PORT) -k $$T -c fsync=off' -l $$T/log -w start >/dev/null"
 	trap 'su postgres -c "$$PG_BIN/pg_ctl -D $$T/db -m immediate stop" >/dev/null; rm -rf "$$T"' EXIT
 	REELSMITH_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$(PG_PORT)/postgres \
-	  cargo test --release --features ssr --test storage --test pipeline
+	  cargo test --release --features ssr --test storage --test pipeline --test trust
 
 ## What a person does, in Chromium, against the release binary (it starts its own server).
 test-e2e:

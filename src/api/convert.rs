@@ -213,6 +213,7 @@ pub fn status(
     let mut runs: Vec<RunWire> = branch_runs.iter().map(|r| run(state, r, tries)).collect();
     runs.sort_by_key(|r| r.created_at);
     Ok(VideoStatusWire {
+        changes: state.video.changes,
         video_id: state.video.id.to_string(),
         title: state.video.title.clone(),
         prompt: state.video.prompt.clone(),

@@ -68,8 +68,7 @@ pub async fn create_video(
 pub async fn get_status(video_id: String, branch: Option<String>) -> Result<VideoStatusWire, AppError> {
     let engine = engine()?;
     let id = self::video_id(&video_id)?;
-    let state = engine.video_state(id).await?;
-    let tries = engine.unit_tries(id).await?;
+    let (state, tries) = engine.status_snapshot(id).await?;
     convert::status(&state, branch.as_deref(), &tries, &engine.config)
 }
 
@@ -144,40 +143,36 @@ pub struct WatchRequest {
     pub video_id: String,
 }
 
-/// "Something changed": the page refetches its snapshot. `seq` 0 is the hello sent on connect.
+/// The video's change counter: sent when the channel opens (read after subscribing, so no change
+/// can fall between) and after every change. The page refetches its snapshot whenever this is
+/// higher than the snapshot's own `changes`, so a change made between the snapshot and the
+/// channel opening is never missed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WatchEvent {
-    pub seq: u64,
+    pub changes: i64,
 }
 
 #[server(endpoint = "watch_video", protocol = Websocket<JsonEncoding, JsonEncoding>)]
 pub async fn watch_video(input: Stream<WatchRequest, ServerFnError>) -> Result<Stream<WatchEvent, ServerFnError>, ServerFnError> {
     use futures::{SinkExt, StreamExt};
     let engine = use_context::<Engine>().ok_or_else(|| ServerFnError::new("no engine"))?;
-    let mut events = engine.events.subscribe();
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<WatchEvent, ServerFnError>>(16);
     let mut input = input;
     tokio::spawn(async move {
         let Some(Ok(first)) = input.next().await else { return };
         let Ok(video) = VideoId::parse("video_id", &first.video_id) else { return };
-        let mut seq = 0;
-        if tx.send(Ok(WatchEvent { seq })).await.is_err() {
-            return;
-        }
+        let Ok(mut watch) = engine.watch(video).await else { return };
         loop {
             tokio::select! {
-                event = events.recv() => match event {
-                    Ok(changed) if changed.video != video => continue,
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        // Coalesce bursts (a unit finishing is several commits) into one refetch.
-                        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
-                        while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) = events.try_recv() {}
-                        seq += 1;
-                        if tx.send(Ok(WatchEvent { seq })).await.is_err() {
-                            return;
-                        }
+                changes = watch.next() => match changes {
+                    Some(Ok(changes)) => if tx.send(Ok(WatchEvent { changes })).await.is_err() {
+                        return;
+                    },
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "live channel: cannot read the video's changes");
+                        return;
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    None => return,
                 },
                 message = input.next() => if message.is_none() {
                     return;

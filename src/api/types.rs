@@ -153,6 +153,9 @@ pub struct VideoStatusWire {
     pub artifacts: ArtifactsWire,
     pub total_cost_micros: i64,
     pub fault_injection: bool,
+    /// The video's change counter when this snapshot was read: the live channel says when the
+    /// server's is higher, and the page refetches (see `WatchEvent`).
+    pub changes: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -27,19 +27,30 @@ impl BlobStore {
         hex::encode(Sha256::digest(bytes))
     }
 
-    /// Writes the bytes unless a file with their hash already exists; atomic via rename.
+    /// Writes the bytes unless a file with their hash already exists; atomic via rename, and
+    /// durable before it returns: the file, its new name and a new shard directory are all
+    /// fsynced, since the memo row that will point here must never outlive the bytes.
+    /// An existing file gets a fresh modification time instead, so `gc`'s grace period keeps it
+    /// until the caller's memo row (which makes it live) has committed.
     pub fn put(&self, bytes: &[u8], media_type: &str) -> std::io::Result<BlobRef> {
         let sha256 = Self::hash(bytes);
         let path = self.path_of(&sha256);
-        if !path.exists() {
-            let dir = path.parent().expect("blob paths have a parent");
-            std::fs::create_dir_all(dir)?;
-            let tmp = dir.join(format!(".{sha256}.{}.tmp", uuid::Uuid::new_v4()));
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(bytes)?;
-            // The memo row that will point here must never outlive the bytes.
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
+        let dir = path.parent().expect("blob paths have a parent");
+        let reused = std::fs::OpenOptions::new().write(true).open(&path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        match reused {
+            Ok(()) if self.intact(&BlobRef { sha256: sha256.clone(), bytes: bytes.len() as u64, media_type: String::new() }) => {}
+            _ => {
+                if !dir.is_dir() {
+                    std::fs::create_dir_all(dir)?;
+                    sync_dir(&self.root)?;
+                }
+                let tmp = dir.join(format!(".{sha256}.{}.tmp", uuid::Uuid::new_v4()));
+                let mut file = std::fs::File::create(&tmp)?;
+                file.write_all(bytes)?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                sync_dir(dir)?;
+            }
         }
         Ok(BlobRef { sha256, bytes: bytes.len() as u64, media_type: media_type.to_string() })
     }
@@ -82,6 +93,11 @@ impl BlobStore {
     }
 }
 
+/// Makes a directory's entries (a new name, a new subdirectory) survive a power cut.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +112,23 @@ mod tests {
         assert_eq!(a.sha256, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
         assert_eq!(store.list().unwrap().len(), 1);
         assert_eq!(store.read(&a).unwrap(), b"hello");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn putting_an_existing_blob_again_renews_its_time_and_a_torn_one_is_rewritten() {
+        let dir = std::env::temp_dir().join(format!("reelsmith-blobs-{}", uuid::Uuid::new_v4()));
+        let store = BlobStore::new(&dir);
+        let a = store.put(b"frame", "image/png").unwrap();
+        let path = store.path_of(&a.sha256);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
+        store.put(b"frame", "image/png").unwrap();
+        let age = std::fs::metadata(&path).unwrap().modified().unwrap().elapsed().unwrap_or_default();
+        assert!(age < std::time::Duration::from_secs(60), "the second put renewed the file's time (age {age:?})");
+        std::fs::write(&path, b"fr").unwrap();
+        store.put(b"frame", "image/png").unwrap();
+        assert_eq!(store.read(&a).unwrap(), b"frame", "a torn file is written again");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

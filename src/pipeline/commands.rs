@@ -105,6 +105,7 @@ fn new_run(
         finished_at: None,
         lease_owner: None,
         lease_expires_at: None,
+        lease_token: 0,
     }
 }
 
@@ -122,6 +123,9 @@ fn lost_race(e: &CoreError) -> bool {
 impl Engine {
     /// Runs `body` in a write transaction, again after losing a race to a concurrent caller; the
     /// second time round the rule table sees the winner's write (e.g. the run it queued).
+    /// The video's row is locked (and its change counter bumped) before `body` reads anything, so
+    /// a video's commands run one at a time on PostgreSQL too: under READ COMMITTED two of them
+    /// could otherwise both decide on the same old state and both commit.
     async fn write_tx<T, F>(&self, video: VideoId, body: F) -> Result<T, CoreError>
     where
         F: for<'t> Fn(&'t mut Tx) -> futures::future::BoxFuture<'t, Result<T, CoreError>>,
@@ -129,7 +133,11 @@ impl Engine {
         let mut last = None;
         for _ in 0..RACE_RETRIES {
             let mut tx = self.store.write().await?;
-            match body(&mut tx).await {
+            let locked = match storage::touch_video(&mut tx, video).await {
+                Ok(_) => body(&mut tx).await,
+                Err(e) => Err(e.into()),
+            };
+            match locked {
                 Ok(value) => match tx.commit().await {
                     Ok(()) => {
                         self.events.changed(video);
@@ -166,6 +174,7 @@ impl Engine {
             fault_plan: new.fault_plan,
             budget_micros: new.budget_micros,
             created_at: now,
+            changes: 0,
         };
         let id = video.id;
         self.write_tx(id, move |tx| {
@@ -313,7 +322,14 @@ impl Engine {
                     let state = load(tx, video).await?;
                     let branch = branch_of(&state, branch.as_deref())?;
                     let run = rules::decide_cancel(&state.branch_view(branch))?;
-                    storage::finish_run(tx, run, RunStatus::Cancelled, Some("Cancelled by user"), None, now_ms()).await?;
+                    let ended =
+                        storage::finish_run(tx, run, storage::Ender::Person, RunStatus::Cancelled, Some("Cancelled by user"), None, now_ms())
+                            .await?;
+                    if !ended {
+                        // The run ended between our read and our write (it cannot, with the video
+                        // locked; if it ever does, say what happened rather than "cancelled").
+                        return Err(Refusal::NothingToCancel.into());
+                    }
                     storage::clear_staged(tx, run).await?;
                     Ok(run)
                 })
@@ -405,6 +421,18 @@ impl Engine {
         }
         let _ = tx.rollback().await;
         Ok(out)
+    }
+
+    /// What the status page shows: the video's state and its unit tries, read in one snapshot.
+    pub async fn status_snapshot(&self, video: VideoId) -> Result<(VideoState, Vec<storage::UnitTryRecord>), CoreError> {
+        let mut tx = self.store.read().await?;
+        let state = load(&mut tx, video).await;
+        let tries = match &state {
+            Ok(_) => storage::unit_tries_of_video(&mut tx, video).await.map_err(CoreError::from),
+            Err(_) => Ok(Vec::new()),
+        };
+        let _ = tx.rollback().await;
+        Ok((state?, tries?))
     }
 
     pub async fn unit_tries(&self, video: VideoId) -> Result<Vec<storage::UnitTryRecord>, CoreError> {

@@ -34,26 +34,40 @@ fn collect_hashes(value: &serde_json::Value, out: &mut HashSet<String>) {
 }
 
 impl Engine {
+    /// Removes unreferenced blob files older than the grace period. The file-system scan runs
+    /// without the write lock; only the final re-check and the deletions hold it, so no memo row
+    /// can commit a reference to a file between its re-check and its removal.
     pub async fn gc(&self, grace: Option<Duration>) -> Result<GcReport, CoreError> {
         let grace = grace.unwrap_or(GRACE);
-        let mut tx = self.store.write().await?;
-        let mut live = HashSet::new();
-        for doc in storage::referenced_manifests(&mut tx).await? {
-            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&doc) {
-                collect_hashes(&value, &mut live);
+        let live = {
+            let mut tx = self.store.read().await?;
+            let live = live_hashes(&mut tx).await;
+            let _ = tx.rollback().await;
+            live?
+        };
+        let listed = {
+            let blobs = self.blobs.clone();
+            tokio::task::spawn_blocking(move || blobs.list())
+                .await
+                .map_err(|e| CoreError::Internal(format!("cannot list blobs: {e}")))?
+                .map_err(|e| CoreError::Internal(format!("cannot list blobs: {e}")))?
+        };
+        let mut report = GcReport::default();
+        let mut candidates = Vec::new();
+        for (sha, bytes) in listed {
+            if live.contains(&sha) || self.young(&sha, grace) {
+                report.kept += 1;
+            } else {
+                candidates.push((sha, bytes));
             }
         }
-        let mut report = GcReport::default();
-        let now = SystemTime::now();
-        for (sha, bytes) in self.blobs.list().map_err(|e| CoreError::Internal(format!("cannot list blobs: {e}")))? {
-            if live.contains(&sha) {
-                report.kept += 1;
-                continue;
-            }
-            let young = std::fs::metadata(self.blobs.path_of(&sha))
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() < grace);
-            if young {
+        if candidates.is_empty() {
+            return Ok(report);
+        }
+        let mut tx = self.store.write().await?;
+        let live = live_hashes(&mut tx).await?;
+        for (sha, bytes) in candidates {
+            if live.contains(&sha) || self.young(&sha, grace) {
                 report.kept += 1;
                 continue;
             }
@@ -65,4 +79,22 @@ impl Engine {
         tx.commit().await?;
         Ok(report)
     }
+
+    /// Written (or put again) within the grace period: it may belong to a unit whose memo row
+    /// has not committed yet.
+    fn young(&self, sha: &str, grace: Duration) -> bool {
+        std::fs::metadata(self.blobs.path_of(sha))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() < grace)
+    }
+}
+
+async fn live_hashes(conn: &mut sqlx::AnyConnection) -> Result<HashSet<String>, CoreError> {
+    let mut live = HashSet::new();
+    for doc in storage::referenced_manifests(conn).await? {
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&doc) {
+            collect_hashes(&value, &mut live);
+        }
+    }
+    Ok(live)
 }

@@ -102,6 +102,9 @@ pub enum CoreError {
     Storage(#[from] StorageError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The worker's claim on its run was taken over, cancelled or ended: it must write nothing.
+    #[error("the run is no longer held by this worker")]
+    LeaseLost,
 }
 
 impl From<sqlx::Error> for CoreError {
@@ -120,6 +123,11 @@ impl CoreError {
             CoreError::Storage(StorageError::Database(sqlx::Error::Io(e))) => format!("the database could not be reached ({e})"),
             other => other.to_string(),
         }
+    }
+
+    /// Lost a race with a concurrent writer, or the database was busy: trying again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CoreError::Storage(s) if s.is_unique_violation() || s.is_busy())
     }
 
     pub fn not_found(what: &'static str, id: impl ToString) -> CoreError {

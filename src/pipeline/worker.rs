@@ -14,7 +14,7 @@ use super::units::{self, UnitInput, UnitOutput, UnitPlan};
 use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{self, ContinueRequest, GivenCheckpoint};
 use crate::domain::{BranchName, CheckpointId, CheckpointStatus, ClipRef, Manifest, Origin, Phase, RunKind, RunStatus};
-use crate::storage::{self, CheckpointRecord, MemoEntry, RunRecord, UnitTryRecord, VideoRecord};
+use crate::storage::{self, CheckpointRecord, Ender, Lease, MemoEntry, RunRecord, UnitTryRecord, VideoRecord, WriteTx};
 
 /// What one step of a worker did; tests step workers by hand with `work_once`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,15 +47,20 @@ impl Engine {
     pub async fn work_once(&self, owner: &str, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
         let mut tx = self.store.write().await?;
         let claimed = storage::claim_run(&mut tx, owner, now_ms(), self.config.lease_ms).await?;
+        let Some((run, lease)) = claimed else {
+            let _ = tx.rollback().await;
+            return Ok(WorkOutcome::Idle);
+        };
         tx.commit().await?;
-        match claimed {
-            None => Ok(WorkOutcome::Idle),
-            Some(run) => {
-                self.events.changed(run.video_id);
-                tracing::info!(run = %run.id, video = %run.video_id, phase = run.phase.wire(), attempt = run.attempt, "run claimed");
-                self.execute(run, owner, shutdown.clone()).await
-            }
-        }
+        self.events.changed(run.video_id);
+        tracing::info!(run = %run.id, video = %run.video_id, phase = run.phase.wire(), attempt = run.attempt, token = lease.token, "run claimed");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Renews the lease until the run's end is committed. Dropped with this future: a worker
+        // that dies stops renewing, so its lease can expire and another worker take over.
+        let heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat(lease.clone(), stop_tx, shutdown.clone())));
+        let outcome = self.execute(run, &lease, stop_rx, shutdown).await;
+        drop(heartbeat);
+        outcome
     }
 
     /// Works until `shutdown` turns true; in-flight runs are handed back to the queue.
@@ -81,34 +86,51 @@ impl Engine {
         }
     }
 
-    async fn execute(&self, run: RunRecord, owner: &str, shutdown: watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
+    /// A write transaction for a held run: the video is locked and counted first, like every
+    /// writer's, then the lease is checked (and extended). `LeaseLost`: nothing may be written.
+    async fn begin_fenced(&self, lease: &Lease) -> Result<WriteTx, CoreError> {
+        let mut tx = self.store.write().await?;
+        storage::touch_video(&mut tx, lease.video).await?;
+        if !storage::hold_lease(&mut tx, lease, now_ms() + self.config.lease_ms).await? {
+            let _ = tx.rollback().await;
+            return Err(CoreError::LeaseLost);
+        }
+        Ok(tx)
+    }
+
+    async fn execute(
+        &self,
+        run: RunRecord,
+        lease: &Lease,
+        stop_rx: watch::Receiver<bool>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<WorkOutcome, CoreError> {
         let state = self.video_state(run.video_id).await?;
         let (plans, seeds) = match units::plan(self, &state, &run) {
             Ok(p) => p,
-            Err(e) => return self.fail_run(&run, format!("Cannot start the {} phase: {e}", run.phase.label()), None).await,
+            Err(e) => return self.fail_run(lease, format!("Cannot start the {} phase: {e}", run.phase.label()), None, &stop_rx).await,
         };
         let total = plans.len() as u32;
-        {
-            let mut tx = self.store.write().await?;
-            storage::set_run_progress(&mut tx, run.id, total, 0, 0).await?;
-            tx.commit().await?;
-            self.events.changed(run.video_id);
+        match self.begin_fenced(lease).await {
+            Ok(mut tx) => {
+                storage::set_run_progress(&mut tx, lease, total, 0, 0).await?;
+                tx.commit().await?;
+                self.events.changed(run.video_id);
+            }
+            Err(CoreError::LeaseLost) => return Ok(WorkOutcome::Stopped),
+            Err(e) => return Err(e),
         }
 
-        let (stop_tx, stop_rx) = watch::channel(false);
-        // Dropped with this future: a worker that dies stops renewing, so its lease can expire.
-        let heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat(run.id, owner.to_string(), stop_tx, shutdown.clone())));
         let ends: Vec<UnitEnd> = futures::stream::iter(plans.clone())
-            .map(|plan| self.run_unit(&run, &state.video, plan, total, stop_rx.clone()))
+            .map(|plan| self.run_unit(&run, lease, &state.video, plan, total, stop_rx.clone()))
             .buffer_unordered(self.config.unit_concurrency.max(1))
             .collect()
             .await;
-        drop(heartbeat);
 
         if *stop_rx.borrow() || ends.iter().any(|e| matches!(e, UnitEnd::Stopped)) {
             if *shutdown.borrow() {
                 let mut tx = self.store.write().await?;
-                storage::release_run(&mut tx, run.id, owner).await?;
+                storage::release_run(&mut tx, lease).await?;
                 tx.commit().await?;
                 tracing::info!(run = %run.id, "run handed back at shutdown");
             }
@@ -131,33 +153,49 @@ impl Engine {
             if failures.len() > 1 {
                 error.push_str(&format!(" ({} of {} units failed)", failures.len(), total));
             }
-            return self.fail_run(&run, error, first.beat).await;
+            return self.fail_run(lease, error, first.beat, &stop_rx).await;
         }
         outputs.sort_by_key(|(i, _)| *i);
         let manifest = units::manifest_of(run.phase, state.video.seed, seeds, outputs.into_iter().map(|(_, o)| o).collect())?;
-        self.commit_success(&run, manifest).await
+        self.commit_success(&run, lease, manifest).await
     }
 
-    /// Renews the lease; stops the run when it is cancelled, taken over, or the server shuts down.
-    async fn heartbeat(self, run: crate::domain::RunId, owner: String, stop: watch::Sender<bool>, mut shutdown: watch::Receiver<bool>) {
+    /// Renews the lease; stops the run when it is cancelled, taken over, or the server shuts
+    /// down, and when the lease cannot be renewed: a lease nobody renews is not ours for long, so
+    /// the worker stops well before another may take it over.
+    async fn heartbeat(self, lease: Lease, stop: watch::Sender<bool>, mut shutdown: watch::Receiver<bool>) {
         let mut cancelled = self.cancelled.subscribe();
-        let period = Duration::from_millis((self.config.lease_ms / 3).max(50) as u64);
+        let lease_ms = self.config.lease_ms;
+        let period = Duration::from_millis((lease_ms / 3).max(50) as u64);
+        let mut held_until = now_ms() + lease_ms;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {
-                    let renewed = async {
+                    let asked = now_ms();
+                    let renew = async {
                         let mut tx = self.store.write().await?;
-                        let ok = storage::renew_lease(&mut tx, run, &owner, now_ms() + self.config.lease_ms).await?;
+                        let held = storage::hold_lease(&mut tx, &lease, asked + lease_ms).await?;
                         tx.commit().await?;
-                        Ok::<_, CoreError>(ok)
-                    }.await;
-                    if let Ok(false) = renewed {
-                        let _ = stop.send(true);
-                        return;
+                        Ok::<_, CoreError>(held)
+                    };
+                    match tokio::time::timeout(period, renew).await {
+                        Ok(Ok(true)) => held_until = asked + lease_ms,
+                        Ok(Ok(false)) => {
+                            tracing::warn!(run = %lease.run, token = lease.token, "lease lost: the run was cancelled, finished or taken over");
+                            let _ = stop.send(true);
+                            return;
+                        }
+                        Ok(Err(e)) if now_ms() < held_until - lease_ms / 2 => tracing::warn!(run = %lease.run, error = %e, "cannot renew the lease yet"),
+                        Err(_) if now_ms() < held_until - lease_ms / 2 => tracing::warn!(run = %lease.run, "renewing the lease is slow"),
+                        _ => {
+                            tracing::error!(run = %lease.run, "cannot renew the lease: stopping the run before it may be taken over");
+                            let _ = stop.send(true);
+                            return;
+                        }
                     }
                 }
                 changed = cancelled.changed() => {
-                    if changed.is_err() || cancelled.borrow().contains(&run) {
+                    if changed.is_err() || cancelled.borrow().contains(&lease.run) {
                         let _ = stop.send(true);
                         return;
                     }
@@ -172,8 +210,16 @@ impl Engine {
         }
     }
 
-    async fn run_unit(&self, run: &RunRecord, video: &VideoRecord, plan: UnitPlan, total: u32, mut stop: watch::Receiver<bool>) -> UnitEnd {
-        match self.run_unit_inner(run, video, &plan, total, &mut stop).await {
+    async fn run_unit(
+        &self,
+        run: &RunRecord,
+        lease: &Lease,
+        video: &VideoRecord,
+        plan: UnitPlan,
+        total: u32,
+        mut stop: watch::Receiver<bool>,
+    ) -> UnitEnd {
+        match self.run_unit_inner(run, lease, video, &plan, total, &mut stop).await {
             Ok(Some(output)) => UnitEnd::Done(plan.index, output),
             Ok(None) => UnitEnd::Stopped,
             Err(message) => UnitEnd::Failed(UnitFailure { index: plan.index, beat: plan.beat, message }),
@@ -184,6 +230,7 @@ impl Engine {
     async fn run_unit_inner(
         &self,
         run: &RunRecord,
+        lease: &Lease,
         video: &VideoRecord,
         plan: &UnitPlan,
         total: u32,
@@ -224,8 +271,11 @@ impl Engine {
                 && output.blobs().iter().all(|b| self.blobs.intact(b))
             {
                 let now = now_ms();
-                self.record_unit(run, plan, total, &provider, None, 0, "memo", None, now, now).await.map_err(|e| storage_err(&e))?;
-                return Ok(Some(output));
+                return match self.record_unit(run, lease, plan, total, &provider, None, 0, "memo", None, now, now).await {
+                    Ok(()) => Ok(Some(output)),
+                    Err(CoreError::LeaseLost) => Ok(None),
+                    Err(e) => Err(storage_err(&e)),
+                };
             }
         }
         let tries = 1 + self.config.extra_tries;
@@ -251,13 +301,15 @@ impl Engine {
             };
             match answer {
                 Ok((output, cost)) => {
-                    self.record_unit(run, plan, total, &provider, Some(&output), cost, "ok", None, started, now_ms())
-                        .await
-                        .map_err(|e| storage_err(&e))?;
-                    return Ok(Some(output));
+                    return match self.record_unit(run, lease, plan, total, &provider, Some(&output), cost, "ok", None, started, now_ms()).await
+                    {
+                        Ok(()) => Ok(Some(output)),
+                        Err(CoreError::LeaseLost) => Ok(None),
+                        Err(e) => Err(storage_err(&e)),
+                    };
                 }
                 Err(ProviderError::Transient(message)) => {
-                    self.record_try(run, plan, try_no, &provider, "transient", &message, started).await;
+                    self.record_try(run, lease, plan, try_no, &provider, "transient", &message, started).await;
                     if try_no == tries {
                         return Err(message);
                     }
@@ -268,7 +320,7 @@ impl Engine {
                     }
                 }
                 Err(ProviderError::Permanent(message)) => {
-                    self.record_try(run, plan, try_no, &provider, "permanent", &message, started).await;
+                    self.record_try(run, lease, plan, try_no, &provider, "permanent", &message, started).await;
                     return Err(message);
                 }
             }
@@ -343,6 +395,7 @@ impl Engine {
     async fn record_unit(
         &self,
         run: &RunRecord,
+        lease: &Lease,
         plan: &UnitPlan,
         total: u32,
         provider: &str,
@@ -353,8 +406,14 @@ impl Engine {
         started: i64,
         finished: i64,
     ) -> Result<(), CoreError> {
-        let mut tx = self.store.write().await?;
+        let mut tx = self.begin_fenced(lease).await?;
         if let Some(output) = output {
+            // Checked under the write lock, which `gc` holds while it deletes: a file it removed
+            // after this unit stored it must not get a memo row.
+            if let Some(lost) = output.blobs().into_iter().find(|b| !self.blobs.intact(b)) {
+                let _ = tx.rollback().await;
+                return Err(CoreError::Internal(format!("the stored output {} vanished before it was recorded", lost.sha256)));
+            }
             for blob in output.blobs() {
                 storage::blob_put(&mut tx, &blob.sha256, blob.bytes, &blob.media_type, finished).await?;
             }
@@ -380,14 +439,14 @@ impl Engine {
             finished_at: finished,
         };
         storage::insert_unit_try(&mut tx, &try_record).await?;
-        storage::add_run_progress(&mut tx, run.id, total, cost_micros).await?;
+        storage::add_run_progress(&mut tx, lease, total, cost_micros).await?;
         tx.commit().await?;
         self.events.changed(run.video_id);
         Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn record_try(&self, run: &RunRecord, plan: &UnitPlan, try_no: u32, provider: &str, outcome: &str, message: &str, started: i64) {
+    async fn record_try(&self, run: &RunRecord, lease: &Lease, plan: &UnitPlan, try_no: u32, provider: &str, outcome: &str, message: &str, started: i64) {
         let record = UnitTryRecord {
             run_id: run.id,
             unit: plan.index,
@@ -400,7 +459,7 @@ impl Engine {
             finished_at: now_ms(),
         };
         let written = async {
-            let mut tx = self.store.write().await?;
+            let mut tx = self.begin_fenced(lease).await?;
             storage::insert_unit_try(&mut tx, &record).await?;
             tx.commit().await?;
             Ok::<_, CoreError>(())
@@ -412,42 +471,59 @@ impl Engine {
         self.events.changed(run.video_id);
     }
 
-    async fn fail_run(&self, run: &RunRecord, error: String, beat: Option<u32>) -> Result<WorkOutcome, CoreError> {
-        tracing::warn!(run = %run.id, %error, "run failed");
-        // The database may be the thing that failed (full disk, read-only file): keep trying to say
-        // so, rather than leaving the run looking busy forever.
-        let mut wait = Duration::from_millis(200);
+    /// Records the run's failure under its lease. The heartbeat keeps renewing meanwhile; if the
+    /// database refuses for longer than the lease can be held, the heartbeat gives up and so does
+    /// this: the run is then taken over when its lease expires, instead of looking busy while
+    /// nobody works on it.
+    async fn fail_run(&self, lease: &Lease, error: String, beat: Option<u32>, stop: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
+        tracing::warn!(run = %lease.run, %error, "run failed");
+        let mut wait = Duration::from_millis(100);
         loop {
             let written = async {
-                let mut tx = self.store.write().await?;
-                storage::finish_run(&mut tx, run.id, RunStatus::Failed, Some(&error), beat, now_ms()).await?;
-                storage::clear_staged(&mut tx, run.id).await?;
+                let mut tx = self.begin_fenced(lease).await?;
+                if !storage::finish_run(&mut tx, lease.run, Ender::Worker(lease), RunStatus::Failed, Some(&error), beat, now_ms()).await? {
+                    let _ = tx.rollback().await;
+                    return Err(CoreError::LeaseLost);
+                }
+                storage::clear_staged(&mut tx, lease.run).await?;
                 tx.commit().await?;
                 Ok::<_, CoreError>(())
             }
             .await;
             match written {
                 Ok(()) => break,
-                Err(e) if wait < Duration::from_secs(30) => {
-                    tracing::error!(run = %run.id, error = %e, "cannot record the failure yet");
+                Err(CoreError::LeaseLost) => {
+                    self.events.changed(lease.video);
+                    return Ok(WorkOutcome::Stopped);
+                }
+                Err(e) if !*stop.borrow() => {
+                    tracing::error!(run = %lease.run, error = %e, "cannot record the failure yet");
                     tokio::time::sleep(wait).await;
-                    wait *= 2;
+                    wait = (wait * 2).min(Duration::from_secs(1));
                 }
                 Err(e) => return Err(e),
             }
         }
-        self.events.changed(run.video_id);
+        self.events.changed(lease.video);
         Ok(WorkOutcome::Failed { error })
     }
 
     /// The phase succeeded: checkpoint, new branch head, end of run and (auto-continue) the next
     /// run, in one transaction.
-    async fn commit_success(&self, run: &RunRecord, manifest: Manifest) -> Result<WorkOutcome, CoreError> {
+    async fn commit_success(&self, run: &RunRecord, lease: &Lease, manifest: Manifest) -> Result<WorkOutcome, CoreError> {
         let mut last_err = None;
         for _ in 0..8 {
-            let mut tx = self.store.write().await?;
+            let mut tx = match self.begin_fenced(lease).await {
+                Ok(tx) => tx,
+                Err(CoreError::LeaseLost) => return Ok(WorkOutcome::Stopped),
+                Err(e) if e.is_retryable() => {
+                    last_err = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let now = now_ms();
-            if !storage::finish_run(&mut tx, run.id, RunStatus::Succeeded, None, None, now).await? {
+            if !storage::finish_run(&mut tx, run.id, Ender::Worker(lease), RunStatus::Succeeded, None, None, now).await? {
                 let _ = tx.rollback().await;
                 return Ok(WorkOutcome::Stopped);
             }
@@ -510,7 +586,7 @@ impl Engine {
                 Err(e) => {
                     let _ = tx.rollback().await;
                     match &e {
-                        CoreError::Storage(s) if s.is_unique_violation() || s.is_busy() => last_err = Some(e),
+                        _ if e.is_retryable() => last_err = Some(e),
                         _ => return Err(e),
                     }
                 }

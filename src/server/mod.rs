@@ -27,6 +27,31 @@ pub enum StartError {
     Config(String),
     #[error("{0}")]
     Io(String),
+    #[error("the site files are missing: {0} (run `make build`, which builds the pages' WASM and CSS)")]
+    SiteMissing(String),
+}
+
+/// The name every build gives the site's files (`/pkg/reelsmith.{js,wasm,css}`), whichever
+/// command built the binary.
+pub const SITE_NAME: &str = "reelsmith";
+
+/// The pages ask for these files; a binary that would serve pages that never hydrate refuses to
+/// start instead.
+fn check_site(options: &LeptosOptions) -> Result<(), StartError> {
+    let pkg = Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
+    let missing: Vec<String> = ["js", "wasm", "css"]
+        .iter()
+        .map(|ext| pkg.join(format!("{SITE_NAME}.{ext}")))
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    if missing.is_empty() { Ok(()) } else { Err(StartError::SiteMissing(missing.join(", "))) }
+}
+
+/// Identifies this process start: worker lease owners and `/health` carry it, so two processes
+/// (or a restarted one) are never mistaken for each other.
+pub fn new_instance_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<(), StartError> {
@@ -58,14 +83,16 @@ pub async fn engine_from(options: &Options, providers: Providers) -> Result<Engi
 
 /// The whole app: pages (server-rendered, with the engine in context), server functions,
 /// artifacts, and the site's static files.
-pub fn router(engine: Engine, leptos_options: LeptosOptions) -> Router {
+pub fn router(engine: Engine, leptos_options: LeptosOptions, instance: &str) -> Router {
     let routes = generate_route_list(App);
+    let health = format!("reelsmith {instance}");
     let context_engine = engine.clone();
     Router::new()
         .leptos_routes_with_context(&leptos_options, routes, move || provide_context(context_engine.clone()), {
             let leptos_options = leptos_options.clone();
             move || shell(leptos_options.clone())
         })
+        .route("/health", axum::routing::get(move || std::future::ready(health.clone())))
         .nest_service("/artifacts/blobs", artifacts::service(engine.blobs.clone()))
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options)
@@ -75,24 +102,32 @@ pub async fn serve(options: Options) -> Result<(), StartError> {
     let engine = engine_from(&options, Providers::local()).await?;
     let conf = get_configuration(None).map_err(|e| StartError::Config(format!("leptos configuration: {e}")))?;
     let mut leptos_options = conf.leptos_options;
+    leptos_options.output_name = SITE_NAME.into();
+    check_site(&leptos_options)?;
     if let Some(addr) = options.addr {
         leptos_options.site_addr = addr;
     } else if std::env::var("LEPTOS_SITE_ADDR").is_err() {
         leptos_options.site_addr = "127.0.0.1:3000".parse().expect("valid address");
     }
-    let addr = leptos_options.site_addr;
+    let wanted = leptos_options.site_addr;
     let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|e| StartError::Listen { addr: addr.to_string(), why: e.to_string() })?;
+        tokio::net::TcpListener::bind(wanted).await.map_err(|e| StartError::Listen { addr: wanted.to_string(), why: e.to_string() })?;
+    // With port 0 the system picks the port: the real address is what tests and people need.
+    let addr = listener.local_addr().map_err(|e| StartError::Listen { addr: wanted.to_string(), why: e.to_string() })?;
+    leptos_options.site_addr = addr;
+    let instance = new_instance_id();
 
-    let app = router(engine.clone(), leptos_options);
+    let app = router(engine.clone(), leptos_options, &instance);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let workers: Vec<_> = (0..options.workers())
         .map(|i| {
-            let owner = format!("{}-{}-w{i}", hostname(), std::process::id());
+            let owner = format!("{}-{}-{instance}-w{i}", hostname(), std::process::id());
             tokio::spawn(engine.clone().run_worker(owner, shutdown_rx.clone()))
         })
         .collect();
+    // One line on stdout, for whoever started us with port 0: the address and who answers there.
+    println!("reelsmith: listening on http://{addr} instance {instance}");
     tracing::info!(%addr, data_dir = %options.data_dir.display(), workers = workers.len(), fault_injection = options.fault_injection, "Reelsmith is serving on http://{addr}");
 
     let served = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown_signal()).await;

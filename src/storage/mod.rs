@@ -16,6 +16,45 @@ use std::time::Duration;
 
 pub type Tx = Transaction<'static, Any>;
 
+/// How long a writer waits for the write lock before giving up and saying so. Well under the
+/// shortest lease a worker holds by default (10 s), so a worker that waits on the lock notices a
+/// lost lease in time.
+pub const LOCK_WAIT: Duration = Duration::from_secs(3);
+/// SQLite's own wait inside one statement, shorter than `LOCK_WAIT` so the statement's "busy"
+/// reaches our retry logic before the outer wait gives up.
+const BUSY_TIMEOUT_MS: u64 = 2_500;
+
+/// A write transaction that counts its commit (the benchmark's commits-per-run figure).
+pub struct WriteTx {
+    tx: Tx,
+    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = Tx;
+    fn deref(&self) -> &Tx {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await?;
+        self.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -91,8 +130,8 @@ impl StorageError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// Write transactions begun, for the benchmark's commits-per-run figure.
-    writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Write transactions committed, for the benchmark's commits-per-run figure.
+    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -123,7 +162,7 @@ impl Store {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // Writers queue on the lock instead of failing at once.
-                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"))).execute(&mut *conn).await?;
                         // WAL + NORMAL survives a killed process intact; a power cut may drop the last
                         // commits, which the memo and leases recover from (a unit is made again).
                         // REELSMITH_SQLITE_SYNCHRONOUS=full fsyncs every commit instead.
@@ -155,11 +194,12 @@ impl Store {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.map_err(|e| StorageError::Connect(e.to_string()))?;
         }
         sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StorageError::Migrate(e.to_string()))?;
-        Ok(Store { pool, backend, writes: Default::default() })
+        Ok(Store { pool, backend, commits: Default::default() })
     }
 
-    pub fn write_transactions(&self) -> u64 {
-        self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    /// Write transactions that committed, since the store was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn backend(&self) -> Backend {
@@ -172,21 +212,19 @@ impl Store {
 
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so two
     /// writers queue instead of one failing half-way when it upgrades its read lock.
-    pub async fn write(&self) -> Result<Tx, StorageError> {
-        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub async fn write(&self) -> Result<WriteTx, StorageError> {
         // Never wait forever for the write lock: a caller that gives up can report it.
-        const LIMIT: u64 = 20;
         let begin = async {
             Ok::<_, StorageError>(match self.backend {
                 Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
                 Backend::Postgres => self.pool.begin().await?,
             })
         };
-        match tokio::time::timeout(Duration::from_secs(LIMIT), begin).await {
-            Ok(tx) => tx,
+        match tokio::time::timeout(LOCK_WAIT, begin).await {
+            Ok(tx) => Ok(WriteTx { tx: tx?, commits: self.commits.clone() }),
             Err(_) => {
-                tracing::error!("waited {LIMIT} s for the database write lock");
-                Err(StorageError::Locked(LIMIT))
+                tracing::warn!("waited {} s for the database write lock", LOCK_WAIT.as_secs());
+                Err(StorageError::Locked(LOCK_WAIT.as_secs()))
             }
         }
     }

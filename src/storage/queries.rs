@@ -8,13 +8,13 @@ use crate::domain::{BranchId, CheckpointId, Phase, RunId, RunStatus, Timestamp, 
 
 type Result<T> = std::result::Result<T, StorageError>;
 
-const VIDEO_COLS: &str = "id, prompt, title, beats, seed, auto_continue, fault_plan, budget_micros, created_at";
+const VIDEO_COLS: &str = "id, prompt, title, beats, seed, auto_continue, fault_plan, budget_micros, created_at, changes";
 const BRANCH_COLS: &str = "id, video_id, name, head_id, forked_from, created_at";
 const CHECKPOINT_COLS: &str =
     "id, video_id, branch_id, parent_id, phase, version, status, origin, manifest, run_id, created_at, approved_at";
 const RUN_COLS: &str = "id, video_id, branch_id, from_checkpoint, phase, attempt, kind, status, regenerate_beat, \
     regenerate_seed, regenerate_of, error, failed_unit, units_total, units_done, cost_micros, created_at, started_at, \
-    finished_at, lease_owner, lease_expires_at";
+    finished_at, lease_owner, lease_expires_at, lease_token";
 
 fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("records serialize")
@@ -55,6 +55,20 @@ pub async fn list_videos(conn: &mut AnyConnection, limit: i64) -> Result<Vec<Vid
         .fetch_all(conn)
         .await?;
     rows.iter().map(VideoRecord::decode).collect()
+}
+
+/// Counts a change of the video and, on PostgreSQL, locks its row until the transaction ends:
+/// every writer of a video calls this first, so a video's writers run one at a time on both
+/// databases (SQLite's `BEGIN IMMEDIATE` already serialises all writers). False: no such video.
+pub async fn touch_video(conn: &mut AnyConnection, id: VideoId) -> Result<bool> {
+    let done = sqlx::query("UPDATE videos SET changes = changes + 1 WHERE id = $1").bind(id.to_string()).execute(conn).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The video's change counter (0 for an unknown video).
+pub async fn video_changes(conn: &mut AnyConnection, id: VideoId) -> Result<i64> {
+    let row = sqlx::query("SELECT changes FROM videos WHERE id = $1").bind(id.to_string()).fetch_optional(conn).await?;
+    Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0))
 }
 
 pub async fn set_video_title(conn: &mut AnyConnection, id: VideoId, title: &str) -> Result<()> {
@@ -180,21 +194,34 @@ pub async fn active_run_of_branch(conn: &mut AnyConnection, branch: BranchId) ->
     row.as_ref().map(RunRecord::decode).transpose()
 }
 
-/// Claims the oldest queued run, or a running one whose lease expired (its worker died).
-pub async fn claim_run(conn: &mut AnyConnection, owner: &str, now: Timestamp, lease_ms: i64) -> Result<Option<RunRecord>> {
-    let candidate: Option<String> = sqlx::query(
-        "SELECT id FROM runs WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < $1) \
+/// A worker's claim on a run. Each claim takes the next token, and every write the worker makes
+/// for the run is conditional on still holding it: a claim taken over has a stale token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub run: RunId,
+    pub video: VideoId,
+    pub owner: String,
+    pub token: i64,
+}
+
+/// Claims the oldest queued run, or a running one whose lease expired (its worker died or
+/// stalled), under a new fencing token. The video's row is locked first, like every writer's.
+pub async fn claim_run(conn: &mut AnyConnection, owner: &str, now: Timestamp, lease_ms: i64) -> Result<Option<(RunRecord, Lease)>> {
+    let candidate = sqlx::query(
+        "SELECT id, video_id FROM runs WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < $1) \
          ORDER BY created_at, id LIMIT 1",
     )
     .bind(now)
     .fetch_optional(&mut *conn)
-    .await?
-    .map(|row| row.try_get::<String, _>(0))
-    .transpose()?;
-    let Some(id) = candidate else { return Ok(None) };
+    .await?;
+    let Some(candidate) = candidate else { return Ok(None) };
+    let (id, video): (String, String) = (candidate.try_get(0)?, candidate.try_get(1)?);
+    let video = VideoId(Uuid::parse_str(&video).map_err(|_| StorageError::Corrupt(format!("run video id {video}")))?);
+    touch_video(&mut *conn, video).await?;
     // The WHERE repeats the claim condition so two claimers on PostgreSQL cannot both win.
     let claimed = sqlx::query(
-        "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3) \
+        "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
+         lease_token = lease_token + 1 \
          WHERE id = $4 AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3))",
     )
     .bind(owner)
@@ -206,52 +233,80 @@ pub async fn claim_run(conn: &mut AnyConnection, owner: &str, now: Timestamp, le
     if claimed.rows_affected() != 1 {
         return Ok(None);
     }
-    get_run(conn, RunId(Uuid::parse_str(&id).map_err(|_| StorageError::Corrupt(format!("run id {id}")))?)).await
+    let run = get_run(conn, RunId(Uuid::parse_str(&id).map_err(|_| StorageError::Corrupt(format!("run id {id}")))?)).await?;
+    Ok(run.map(|run| {
+        let lease = Lease { run: run.id, video: run.video_id, owner: owner.to_string(), token: run.lease_token };
+        (run, lease)
+    }))
 }
 
-/// Extends the lease; false when the run is no longer ours (cancelled, or taken over).
-pub async fn renew_lease(conn: &mut AnyConnection, run: RunId, owner: &str, expires: Timestamp) -> Result<bool> {
-    let done = sqlx::query("UPDATE runs SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'running'")
-        .bind(expires)
-        .bind(run.to_string())
-        .bind(owner)
-        .execute(conn)
-        .await?;
+/// Extends the lease if it is still held (same owner and token, still running); false when the
+/// run is no longer ours: cancelled, finished, or taken over. On PostgreSQL it also locks the
+/// run's row until the transaction ends, so no claim can slip in before the caller commits.
+pub async fn hold_lease(conn: &mut AnyConnection, lease: &Lease, expires: Timestamp) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE runs SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 AND lease_token = $4 AND status = 'running'",
+    )
+    .bind(expires)
+    .bind(lease.run.to_string())
+    .bind(&lease.owner)
+    .bind(lease.token)
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn set_run_progress(conn: &mut AnyConnection, run: RunId, units_total: u32, units_done: u32, cost_micros: i64) -> Result<()> {
-    sqlx::query("UPDATE runs SET units_total = $1, units_done = $2, cost_micros = $3 WHERE id = $4")
-        .bind(i64::from(units_total))
-        .bind(i64::from(units_done))
-        .bind(cost_micros)
-        .bind(run.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Sets a held run's unit count and progress; false (nothing written) when the lease is lost.
+pub async fn set_run_progress(conn: &mut AnyConnection, lease: &Lease, units_total: u32, units_done: u32, cost_micros: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE runs SET units_total = $1, units_done = $2, cost_micros = $3 \
+         WHERE id = $4 AND lease_token = $5 AND status = 'running'",
+    )
+    .bind(i64::from(units_total))
+    .bind(i64::from(units_done))
+    .bind(cost_micros)
+    .bind(lease.run.to_string())
+    .bind(lease.token)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
-/// Ends an active run. Returns false when it was not active any more (e.g. cancelled meanwhile).
+/// Who may end a run: its worker, while it holds the lease, or a person (cancel), any time it is
+/// still active.
+#[derive(Clone, Copy, Debug)]
+pub enum Ender<'a> {
+    Worker(&'a Lease),
+    Person,
+}
+
+/// Ends an active run. False when it was not active any more (finished, cancelled meanwhile) or,
+/// for a worker, when its lease was taken over.
 pub async fn finish_run(
     conn: &mut AnyConnection,
     run: RunId,
+    by: Ender<'_>,
     status: RunStatus,
     error: Option<&str>,
     failed_unit: Option<u32>,
     now: Timestamp,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE runs SET status = $1, error = $2, failed_unit = $3, finished_at = $4, lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id = $5 AND status IN ('queued', 'running')",
-    )
-    .bind(status.wire())
-    .bind(error)
-    .bind(failed_unit.map(i64::from))
-    .bind(now)
-    .bind(run.to_string())
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    const SET: &str =
+        "UPDATE runs SET status = $1, error = $2, failed_unit = $3, finished_at = $4, lease_owner = NULL, lease_expires_at = NULL";
+    let query = match by {
+        Ender::Worker(_) => format!("{SET} WHERE id = $5 AND status = 'running' AND lease_token = $6"),
+        Ender::Person => format!("{SET} WHERE id = $5 AND status IN ('queued', 'running')"),
+    };
+    let mut query = sqlx::query(AssertSqlSafe(query))
+        .bind(status.wire())
+        .bind(error)
+        .bind(failed_unit.map(i64::from))
+        .bind(now)
+        .bind(run.to_string());
+    if let Ender::Worker(lease) = by {
+        query = query.bind(lease.token);
+    }
+    Ok(query.execute(conn).await?.rows_affected() == 1)
 }
 
 pub async fn run_status(conn: &mut AnyConnection, run: RunId) -> Result<Option<RunStatus>> {
@@ -453,25 +508,31 @@ pub async fn record_fault_hit(conn: &mut AnyConnection, video: VideoId, rule: us
     Ok(())
 }
 
-/// Counts one finished unit (and what it cost) on the run, for live progress and the ledger.
-pub async fn add_run_progress(conn: &mut AnyConnection, run: RunId, units_total: u32, cost_micros: i64) -> Result<()> {
-    sqlx::query("UPDATE runs SET units_done = units_done + 1, units_total = $1, cost_micros = cost_micros + $2 WHERE id = $3")
-        .bind(i64::from(units_total))
-        .bind(cost_micros)
-        .bind(run.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Counts one finished unit (and what it cost) on a held run; false (nothing written) when the
+/// lease is lost.
+pub async fn add_run_progress(conn: &mut AnyConnection, lease: &Lease, units_total: u32, cost_micros: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE runs SET units_done = units_done + 1, units_total = $1, cost_micros = cost_micros + $2 \
+         WHERE id = $3 AND lease_token = $4 AND status = 'running'",
+    )
+    .bind(i64::from(units_total))
+    .bind(cost_micros)
+    .bind(lease.run.to_string())
+    .bind(lease.token)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
-/// Hands a run back to the queue (graceful shutdown): the next worker resumes it from the memo.
-pub async fn release_run(conn: &mut AnyConnection, run: RunId, owner: &str) -> Result<bool> {
+/// Hands a held run back to the queue (graceful shutdown): the next worker resumes it from the memo.
+pub async fn release_run(conn: &mut AnyConnection, lease: &Lease) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+         WHERE id = $1 AND lease_owner = $2 AND lease_token = $3 AND status = 'running'",
     )
-    .bind(run.to_string())
-    .bind(owner)
+    .bind(lease.run.to_string())
+    .bind(&lease.owner)
+    .bind(lease.token)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -20,6 +20,8 @@ pub struct VideoRecord {
     pub fault_plan: FaultPlan,
     pub budget_micros: Option<i64>,
     pub created_at: Timestamp,
+    /// Counts every committed change of the video (see `touch_video`).
+    pub changes: i64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -77,6 +79,8 @@ pub struct RunRecord {
     pub finished_at: Option<Timestamp>,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<Timestamp>,
+    /// Taken anew by every claim (see `storage::Lease`).
+    pub lease_token: i64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -140,6 +144,7 @@ impl VideoRecord {
             fault_plan: json(row, "fault_plan")?,
             budget_micros: row.try_get("budget_micros")?,
             created_at: row.try_get("created_at")?,
+            changes: row.try_get("changes")?,
         })
     }
 }
@@ -205,6 +210,7 @@ impl RunRecord {
             finished_at: row.try_get("finished_at")?,
             lease_owner: row.try_get("lease_owner")?,
             lease_expires_at: row.try_get("lease_expires_at")?,
+            lease_token: row.try_get("lease_token")?,
         })
     }
 

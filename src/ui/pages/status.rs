@@ -27,6 +27,8 @@ pub struct StatusCtx {
     pub live: RwSignal<bool>,
     /// What the person is typing in the budget field; kept across live re-renders.
     pub budget_draft: RwSignal<Option<String>>,
+    /// The change counter of the snapshot on screen; the live channel compares against it.
+    pub shown_changes: RwSignal<i64>,
 }
 
 impl StatusCtx {
@@ -73,9 +75,17 @@ pub fn StatusPage() -> impl IntoView {
         branch_form: RwSignal::new(None),
         live: RwSignal::new(false),
         budget_draft: RwSignal::new(None),
+        shown_changes: RwSignal::new(-1),
     };
     provide_context(ctx);
     let status = Resource::new(move || (video_id.get(), branch.get(), ctx.refresh.get()), |(id, b, _)| get_status(id, Some(b)));
+
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        if let Some(Ok(s)) = status.get() {
+            ctx.shown_changes.set(s.changes);
+        }
+    });
 
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
@@ -179,9 +189,11 @@ mod live {
     use super::StatusCtx;
     use crate::api::{WatchRequest, watch_video};
 
+    /// Refetches whenever the server's change counter is ahead of the snapshot on screen: the
+    /// first message (sent on every connect, reconnects included) catches whatever changed
+    /// before the channel opened, and later ones whatever changes after.
     pub async fn watch(video_id: String, ctx: StatusCtx) {
         let mut backoff_ms = 250;
-        let mut reconnect = false;
         loop {
             let (mut tx, rx) = futures::channel::mpsc::channel(1);
             let _ = tx.try_send(Ok(WatchRequest { video_id: video_id.clone() }));
@@ -190,15 +202,13 @@ mod live {
                     let Ok(event) = event else { break };
                     ctx.live.set(true);
                     backoff_ms = 250;
-                    // The hello after a reconnect means we may have missed changes: refetch.
-                    if event.seq > 0 || reconnect {
+                    if event.changes > ctx.shown_changes.get_untracked() {
                         ctx.refresh.update(|n| *n += 1);
                     }
                 }
             }
             drop(tx);
             ctx.live.set(false);
-            reconnect = true;
             gloo_timers::future::TimeoutFuture::new(backoff_ms).await;
             backoff_ms = (backoff_ms * 2).min(5000);
         }

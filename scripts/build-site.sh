@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the release app without cargo-leptos: the server binary, the hydrate WASM (wasm-bindgen,
+# then npm's wasm-opt), the CSS and the public files, into target/release and target/site.
+# The file names match what the pages ask for: /pkg/reelsmith.{js,wasm,css} (.cargo/config.toml).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SITE=target/site
+PKG=$SITE/pkg
+NEXT=$SITE/.pkg.next
+
+cargo build --release --features ssr --bin reelsmith
+cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features hydrate
+
+rm -rf "$NEXT"
+mkdir -p "$NEXT"
+wasm-bindgen --target web --no-typescript --out-dir "$NEXT" --out-name reelsmith \
+  target/wasm32-unknown-unknown/wasm-release/reelsmith.wasm
+# The hydration script loads /pkg/<name>.wasm explicitly, so the _bg suffix is dropped.
+mv "$NEXT/reelsmith_bg.wasm" "$NEXT/reelsmith.wasm"
+wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+  "$NEXT/reelsmith.wasm" -o "$NEXT/reelsmith.wasm"
+cp style/main.css "$NEXT/reelsmith.css"
+cp -r public/. "$SITE/"
+rm -rf "$PKG"
+mv "$NEXT" "$PKG"
+echo "site: $(du -b "$PKG/reelsmith.wasm" | cut -f1) bytes of WASM ($(gzip -9c "$PKG/reelsmith.wasm" | wc -c) gzipped)"

@@ -1,15 +1,26 @@
 //! Reliability drills against the real server binary over HTTP: kill mid-phase and restart,
 //! 50 concurrent retries, a full disk and a read-only database during a phase.
+//!
+//! Each server is started on `127.0.0.1:0`: the system picks a port nobody else holds, the server
+//! prints `reelsmith: listening on http://ADDR instance ID` on stdout, and the drill is ready only
+//! when `GET /health` at that address names that instance. The drills run in parallel and one
+//! restarts its server, so a free-port guess or a bare "something accepts TCP" probe could talk
+//! to another drill's server.
 use serde_json::Value;
+use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+const LISTENING: &str = "reelsmith: listening on http://";
+
 struct Server {
     child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
 }
 
 impl Drop for Server {
@@ -19,8 +30,11 @@ impl Drop for Server {
     }
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+impl Server {
+    /// Waits (off the async threads) for the process to end on its own.
+    async fn exited(mut self) -> ExitStatus {
+        tokio::task::spawn_blocking(move || self.child.wait().expect("wait for the server")).await.unwrap()
+    }
 }
 
 fn scratch(tag: &str) -> PathBuf {
@@ -29,26 +43,102 @@ fn scratch(tag: &str) -> PathBuf {
     dir
 }
 
-async fn start(data: &Path, addr: SocketAddr) -> Server {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(data.with_extension("log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_reelsmith"))
-        .args(["--addr", &addr.to_string(), "--data-dir", data.to_str().unwrap(), "--fault-injection", "--workers", "2"])
-        .env("REELSMITH_LEASE_MS", "1000")
+/// The last lines of the server's log (its stderr), for failure messages.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// `reelsmith: listening on http://127.0.0.1:PORT instance ID` → (address, instance id).
+fn parse_listening(line: &str) -> Option<(SocketAddr, String)> {
+    let (addr, instance) = line.strip_prefix(LISTENING)?.trim_end().split_once(" instance ")?;
+    let instance = instance.trim();
+    let hex = instance.len() == 32 && instance.bytes().all(|b| b.is_ascii_hexdigit());
+    Some((addr.parse().ok()?, instance.to_string())).filter(|_| hex)
+}
+
+/// Starts the server on a port of the system's choosing, learns the port and the instance id
+/// from its stdout, and returns once `/health` there answers with that instance.
+async fn start(data: &Path) -> Server {
+    start_with_lease(data, 1_000).await
+}
+
+/// `start` with a lease of `lease_ms`.
+async fn start_with_lease(data: &Path, lease_ms: u32) -> Server {
+    let log_path = data.with_extension("log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reelsmith"))
+        .args(["--addr", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--fault-injection", "--workers", "2"])
+        .env("REELSMITH_LEASE_MS", lease_ms.to_string())
         .env("REELSMITH_BACKOFF_MS", "20")
         .env("REELSMITH_VIDEO_SIZE", "320x180")
         .env("RUST_LOG", "warn")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
         .expect("start the server");
-    let server = Server { child };
+    // A thread reads stdout to its end, so the server never blocks on a full pipe; the first
+    // "listening" line goes back to us.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with(LISTENING)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let mut server = Server { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), log: log_path };
+    let line = match tokio::time::timeout(Duration::from_secs(60), rx).await {
+        Ok(Ok(line)) => line,
+        Ok(Err(_)) => {
+            // Stdout closed without the line: the process is ending or has ended.
+            let status = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    if let Some(s) = server.child.try_wait().unwrap() {
+                        return s;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .map_or_else(|_| "still running 5 s after closing its stdout".to_string(), |s| s.to_string());
+            panic!(
+                "the server exited ({status}) before printing its address; the end of {}:\n{}",
+                server.log.display(),
+                log_tail(&server.log)
+            );
+        }
+        Err(_) => panic!("the server printed no address within 60 s; the end of {}:\n{}", server.log.display(), log_tail(&server.log)),
+    };
+    let (addr, instance) = parse_listening(&line).unwrap_or_else(|| panic!("an unexpected first line on stdout: {line:?}"));
+    server.addr = addr;
+    let expected = format!("reelsmith {instance}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
+    loop {
+        match http(addr, "GET", "/health", &[], "").await {
+            Ok((200, body)) if body.trim() == expected => return server,
+            Ok((200, body)) => panic!("{addr}/health answers {body:?}, not our server ({expected:?})"),
+            Ok(other) => assert!(Instant::now() < deadline, "{addr}/health still answers {other:?}"),
+            Err(e) => {
+                if let Some(status) = server.child.try_wait().unwrap() {
+                    panic!(
+                        "the server exited ({status}) before it was ready; the end of {}:\n{}",
+                        server.log.display(),
+                        log_tail(&server.log)
+                    );
+                }
+                assert!(Instant::now() < deadline, "{addr}/health did not answer within 30 s: {e}");
+            }
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    server
 }
 
 fn form(fields: &[(&str, &str)]) -> String {
@@ -65,20 +155,24 @@ fn form(fields: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-/// A server-function call over plain HTTP/1.1: (status, JSON body).
-async fn call(addr: SocketAddr, name: &str, fields: &[(&str, &str)]) -> (u16, Value) {
-    let body = form(fields);
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "POST /api/{name} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
+/// One plain HTTP/1.1 request with `Connection: close`: (status, body).
+async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
+    stream.read_to_end(&mut raw).await?;
     let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, mut payload) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let Some((head, mut payload)) = text.split_once("\r\n\r\n") else {
+        return Err(std::io::Error::other(format!("not an HTTP response: {text:?}")));
+    };
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
     let mut decoded = String::new();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         while let Some((size, rest)) = payload.split_once("\r\n") {
@@ -92,7 +186,14 @@ async fn call(addr: SocketAddr, name: &str, fields: &[(&str, &str)]) -> (u16, Va
     } else {
         decoded = payload.to_string();
     }
-    (status, serde_json::from_str(&decoded).unwrap_or(Value::String(decoded)))
+    Ok((status, decoded))
+}
+
+/// A server-function call: (status, JSON body).
+async fn call(addr: SocketAddr, name: &str, fields: &[(&str, &str)]) -> (u16, Value) {
+    let headers = [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")];
+    let (status, body) = http(addr, "POST", &format!("/api/{name}"), &headers, &form(fields)).await.expect("a server-function call");
+    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
 }
 
 async fn create(addr: SocketAddr, beats: &str, plan: &str) -> String {
@@ -141,12 +242,13 @@ fn run_id(result: &Value) -> String {
 #[tokio::test]
 async fn killed_mid_phase_the_video_completes_after_restart_without_redoing_finished_units() {
     let data = scratch("crash");
-    let addr = free_addr();
-    let mut server = start(&data, addr).await;
-    let video = create(addr, "4", r#"[{"phase":3,"beat":2,"action":"crash"}]"#).await;
-    let exit = tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap();
+    let server = start(&data).await;
+    let video = create(server.addr, "4", r#"[{"phase":3,"beat":2,"action":"crash"}]"#).await;
+    let exit = server.exited().await;
     assert!(!exit.success(), "the crash rule aborted the process: {exit:?}");
-    let server = start(&data, addr).await;
+    // The restarted server gets a port of its own the same way; the video is found by id.
+    let server = start(&data).await;
+    let addr = server.addr;
     let s = wait_for(addr, &video, "completed", 90).await;
     let runs = s["runs"].as_array().unwrap();
     let clips: Vec<&Value> = runs.iter().filter(|r| r["phase"] == "phase3_clips").collect();
@@ -162,8 +264,8 @@ async fn killed_mid_phase_the_video_completes_after_restart_without_redoing_fini
 #[tokio::test]
 async fn fifty_concurrent_retries_over_http_make_one_run() {
     let data = scratch("fifty");
-    let addr = free_addr();
-    let server = start(&data, addr).await;
+    let server = start(&data).await;
+    let addr = server.addr;
     // The retry stays busy long enough (beat 2 is slow) for all 50 calls to meet it running.
     let plan = r#"[{"phase":2,"beat":0,"action":"fail","times":1},{"phase":2,"beat":2,"action":"delay","ms":3000}]"#;
     let video = create(addr, "3", plan).await;
@@ -182,29 +284,42 @@ async fn fifty_concurrent_retries_over_http_make_one_run() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
-fn mount_tmpfs(dir: &Path, size: &str) -> bool {
-    std::fs::create_dir_all(dir).unwrap();
-    Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.to_str().unwrap()])
-        .status()
-        .is_ok_and(|s| s.success())
+/// A small tmpfs mounted for the length of a drill; unmounted when dropped (a failing drill too).
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }
 
-fn umount(dir: &Path) {
-    let _ = Command::new("umount").arg(dir).status();
+/// Mounts a tmpfs or fails the drill: it needs root with mount rights, which CI has. A drill that
+/// cannot set up must not pass.
+fn mount_tmpfs(dir: &Path, size: &str) -> Tmpfs {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.to_str().unwrap()]).output();
+    match out {
+        Ok(o) if o.status.success() => Tmpfs(dir.to_path_buf()),
+        Ok(o) => panic!(
+            "cannot set up the full-disk drill: `mount -t tmpfs` on {} failed ({}): {} — it needs root with mount rights (CI runs as root)",
+            dir.display(),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => {
+            panic!("cannot set up the full-disk drill: running `mount` failed: {e} — it needs root with mount rights (CI runs as root)")
+        }
+    }
 }
 
 #[tokio::test]
 async fn a_full_disk_fails_the_run_clearly_and_a_retry_succeeds_once_there_is_room() {
     let data = scratch("full");
     let blobs = data.join("blobs");
-    if !mount_tmpfs(&blobs, "4m") {
-        eprintln!("SKIPPED: mounting a small tmpfs needs root with mount rights");
-        return;
-    }
+    let tmpfs = mount_tmpfs(&blobs, "4m");
     let filler = blobs.join("filler");
-    let addr = free_addr();
-    let server = start(&data, addr).await;
+    let server = start(&data).await;
+    let addr = server.addr;
     // Fill the blob store's disk to the last byte.
     {
         use std::io::Write;
@@ -223,38 +338,71 @@ async fn a_full_disk_fails_the_run_clearly_and_a_retry_succeeds_once_there_is_ro
     retry(addr, &video, &head_of(&s)).await;
     wait_for(addr, &video, "completed", 60).await;
     drop(server);
-    umount(&blobs);
+    drop(tmpfs);
     let _ = std::fs::remove_dir_all(&data);
 }
 
-fn immutable(files: &[PathBuf], on: bool) -> bool {
-    files
-        .iter()
-        .filter(|f| f.exists())
-        .all(|f| Command::new("chattr").arg(if on { "+i" } else { "-i" }).arg(f).status().is_ok_and(|s| s.success()))
+fn chattr(flag: &str, file: &Path) -> Result<(), String> {
+    match Command::new("chattr").arg(flag).arg(file).output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!("`chattr {flag} {}` failed ({}): {}", file.display(), o.status, String::from_utf8_lossy(&o.stderr).trim())),
+        Err(e) => Err(format!("running `chattr` failed: {e}")),
+    }
+}
+
+/// Files made immutable (`chattr +i`: even root cannot write them, through already-open
+/// descriptors too); made writable again when released or dropped (a failing drill too).
+struct Immutable(Vec<PathBuf>);
+
+impl Immutable {
+    /// Makes the files that exist immutable, or fails the drill: a drill that cannot set up must
+    /// not pass (CI runs as root on a file system with `chattr`).
+    fn set(files: &[PathBuf]) -> Immutable {
+        let mut guard = Immutable(Vec::new());
+        for f in files.iter().filter(|f| f.exists()) {
+            if let Err(why) = chattr("+i", f) {
+                panic!("cannot set up the read-only drill: {why} — it needs root and a file system with `chattr +i` (CI has both)");
+            }
+            guard.0.push(f.clone());
+        }
+        guard
+    }
+
+    fn release(mut self) {
+        for f in std::mem::take(&mut self.0) {
+            chattr("-i", &f).unwrap();
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = chattr("-i", f);
+        }
+    }
 }
 
 #[tokio::test]
 async fn a_read_only_database_fails_the_run_clearly_and_a_retry_succeeds_after() {
     let data = scratch("readonly");
-    let addr = free_addr();
-    let server = start(&data, addr).await;
+    // The lease outlives the 2.5 s read-only spell, so the worker keeps its run and records the
+    // failure once the database takes writes again. (With a shorter lease it stops renewing,
+    // hands the run over and the takeover completes it: see tests/trust.rs.)
+    let server = start_with_lease(&data, 8_000).await;
+    let addr = server.addr;
     let video = create(addr, "3", r#"[{"phase":2,"beat":2,"action":"delay","ms":1500}]"#).await;
-    // Phase 2 is under way when the database files turn read-only (immutable: even root cannot
-    // write them, through already-open descriptors too).
+    // Phase 2 is under way when the database files turn read-only.
     let deadline = Instant::now() + Duration::from_secs(30);
     while status(addr, &video).await["current_phase"] != "phase2_storyboard" {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let files = [data.join("reelsmith.db"), data.join("reelsmith.db-wal")];
-    if !immutable(&files, true) {
-        immutable(&files, false);
-        eprintln!("SKIPPED: chattr +i is not supported on this file system");
-        return;
-    }
+    let db = data.join("reelsmith.db");
+    assert!(db.exists(), "the database is at {}", db.display());
+    let read_only = Immutable::set(&[db, data.join("reelsmith.db-wal")]);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(immutable(&files, false));
+    read_only.release();
     let s = wait_for(addr, &video, "failed", 60).await;
     let error = s["error"]["message"].as_str().unwrap().to_lowercase();
     assert!(

@@ -57,11 +57,27 @@ pub async fn create_video(
     beats: u32,
     auto_continue: Option<String>,
     fault_plan: Option<String>,
+    seed: Option<String>,
 ) -> Result<String, AppError> {
     let engine = engine()?;
     let on = auto_continue.is_some_and(|v| !v.is_empty() && v != "false" && v != "off");
     let new = NewVideo::parse(&prompt, beats, on, fault_plan.as_deref(), engine.config.fault_injection)?;
-    Ok(engine.create_video(new, None).await?.to_string())
+    // A fixed seed lets tests compare two videos byte for byte; like fault plans, only on a
+    // server started for testing.
+    let seed = match seed.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(_) if !engine.config.fault_injection => {
+            return Err(AppError::InvalidInput {
+                field: "seed".into(),
+                message: "a fixed seed is accepted only when the server runs with --fault-injection".into(),
+            });
+        }
+        Some(raw) => Some(raw.parse::<u64>().ok().filter(|s| *s <= i64::MAX as u64).ok_or_else(|| AppError::InvalidInput {
+            field: "seed".into(),
+            message: format!("\"{raw}\" is not a seed (a whole number from 0 to {})", i64::MAX),
+        })?),
+    };
+    Ok(engine.create_video(new, seed).await?.to_string())
 }
 
 #[server(endpoint = "get_status")]

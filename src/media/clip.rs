@@ -6,7 +6,7 @@ use openh264::Timestamp;
 use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, FrameType, UsageType, VuiConfig};
 use openh264::formats::YUVSlices;
 
-use crate::media::MediaError;
+use crate::media::{MediaError, Stop};
 use crate::media::picture::{Motion, Yuv420, decode_png, read_art_rows};
 use crate::media::render::mux_h264;
 use crate::media::text::caption_overlay;
@@ -34,6 +34,12 @@ const MAX_DURATION_MS: u32 = 120_000;
 /// motion, so it is complete in every frame. If the still is a storyboard, its own caption band
 /// is kept out of frame. The first frame is an IDR carrying SPS/PPS.
 pub fn make_clip(still_png: &[u8], caption: &str, duration_ms: u32, fps: u32, seed: u64) -> Result<Clip, MediaError> {
+    make_clip_until(still_png, caption, duration_ms, fps, seed, &Stop::default())
+}
+
+/// `make_clip` that checks `stop` before every frame and returns `MediaError::Stopped` once it
+/// is set, so a cancelled run does not keep a blocking thread encoding.
+pub fn make_clip_until(still_png: &[u8], caption: &str, duration_ms: u32, fps: u32, seed: u64, stop: &Stop) -> Result<Clip, MediaError> {
     if !(1..=MAX_FPS).contains(&fps) {
         return Err(MediaError::InvalidInput(format!("frame rate {fps} is out of range; use 1..={MAX_FPS} fps")));
     }
@@ -74,6 +80,9 @@ pub fn make_clip(still_png: &[u8], caption: &str, duration_ms: u32, fps: u32, se
     }
     let mut access_unit = Vec::new();
     for i in 0..frames {
+        if stop.is_stopped() {
+            return Err(MediaError::Stopped);
+        }
         let t = i as f32 / (frames - 1) as f32;
         source.sample_into(motion.view_at(t), &mut frame);
         overlay.apply(&mut frame.y, &mut frame.u, &mut frame.v);
@@ -90,6 +99,7 @@ pub fn make_clip(still_png: &[u8], caption: &str, duration_ms: u32, fps: u32, se
         }
         stream.extend_from_slice(&(access_unit.len() as u32).to_le_bytes());
         stream.extend_from_slice(&access_unit);
+        stop.frame_done();
     }
 
     let parsed = parse_stream(&stream).map_err(|e| MediaError::Encoder(format!("produced an unreadable stream: {e}")))?;
@@ -222,6 +232,26 @@ pub(crate) mod tests {
             pos += size;
         }
         out
+    }
+
+    #[test]
+    fn a_stopped_clip_encodes_no_further_frame() {
+        let png = still(320, 180, 1);
+        let stop = std::sync::Arc::new(Stop::default());
+        let worker = {
+            let (png, stop) = (png.clone(), stop.clone());
+            std::thread::spawn(move || make_clip_until(&png, "A long clip", 60_000, 24, 3, &stop))
+        };
+        while stop.frames_encoded() < 5 {
+            std::thread::yield_now();
+        }
+        stop.stop();
+        let at_stop = stop.frames_encoded();
+        let result = worker.join().unwrap();
+        assert!(matches!(result, Err(MediaError::Stopped)), "{result:?}");
+        let after = stop.frames_encoded() - at_stop;
+        assert!(after <= 1, "{after} frames were encoded after the stop (at most the one in progress)");
+        assert!(stop.frames_encoded() < 1440, "the clip did not run to its end");
     }
 
     #[test]

@@ -11,10 +11,36 @@ mod seed;
 mod storyboard;
 mod text;
 
-pub use clip::{Clip, make_clip};
+pub use clip::{Clip, make_clip, make_clip_until};
 pub use render::{Rendered, render_video};
 pub use script::write_script;
 pub use storyboard::draw_storyboard;
+
+/// Tells long media work to stop between frames (the run was cancelled, lost its lease, or the
+/// server is shutting down), and counts the frames it encoded.
+#[derive(Debug, Default)]
+pub struct Stop {
+    stopped: std::sync::atomic::AtomicBool,
+    frames_encoded: std::sync::atomic::AtomicU64,
+}
+
+impl Stop {
+    pub fn stop(&self) {
+        self.stopped.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn frames_encoded(&self) -> u64 {
+        self.frames_encoded.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn frame_done(&self) {
+        self.frames_encoded.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 /// Width and height of the stills and video the app produces by default.
 pub const DEFAULT_WIDTH: u32 = 1280;
@@ -42,6 +68,8 @@ pub enum MediaError {
     Muxer(String),
     #[error("writing the PNG failed: {0}")]
     PngEncode(String),
+    #[error("stopped")]
+    Stopped,
 }
 
 #[cfg(test)]

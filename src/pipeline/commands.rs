@@ -130,14 +130,28 @@ impl Engine {
     where
         F: for<'t> Fn(&'t mut Tx) -> futures::future::BoxFuture<'t, Result<T, CoreError>>,
     {
+        self.write_tx_counted(video, body, |_| true).await
+    }
+
+    /// `write_tx`, counting a change of the video only when `changed` says the result is one
+    /// (a continue that returns the run already going changes nothing).
+    async fn write_tx_counted<T, F>(&self, video: VideoId, body: F, changed: fn(&T) -> bool) -> Result<T, CoreError>
+    where
+        F: for<'t> Fn(&'t mut Tx) -> futures::future::BoxFuture<'t, Result<T, CoreError>>,
+    {
         let mut last = None;
         for _ in 0..RACE_RETRIES {
             let mut tx = self.store.write().await?;
-            let locked = match storage::touch_video(&mut tx, video).await {
-                Ok(_) => body(&mut tx).await,
-                Err(e) => Err(e.into()),
-            };
-            match locked {
+            let done = async {
+                storage::lock_video(&mut tx, self.store.backend(), video).await?;
+                let value = body(&mut tx).await?;
+                if changed(&value) {
+                    storage::touch_video(&mut tx, video).await?;
+                }
+                Ok::<_, CoreError>(value)
+            }
+            .await;
+            match done {
                 Ok(value) => match tx.commit().await {
                     Ok(()) => {
                         self.events.changed(video);
@@ -211,7 +225,8 @@ impl Engine {
     ) -> Result<ContinueOutcome, CoreError> {
         let limits = self.config.limits();
         let branch = branch.map(str::to_string);
-        self.write_tx(video, move |tx| {
+        let changed: fn(&ContinueOutcome) -> bool = |o| !matches!(o, ContinueOutcome::AlreadyRunning { .. });
+        self.write_tx_counted(video, move |tx| {
             let branch = branch.clone();
             Box::pin(async move {
                 let now = now_ms();
@@ -222,7 +237,7 @@ impl Engine {
                 let decision = rules::decide(&state.branch_view(branch), ContinueRequest { checkpoint: given, force_retry }, limits)?;
                 apply_decision(tx, &state, branch, decision, now).await
             })
-        })
+        }, changed)
         .await
     }
 

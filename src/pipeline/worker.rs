@@ -69,10 +69,15 @@ impl Engine {
             if *shutdown.borrow() {
                 break;
             }
+            // Registered before looking for work: a run queued while this worker is busy in
+            // `work_once` still wakes it, instead of waiting for the next poll.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             match self.work_once(&owner, &shutdown).await {
                 Ok(WorkOutcome::Idle) => {
                     tokio::select! {
-                        _ = self.wake.notified() => {}
+                        _ = woken => {}
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                         _ = shutdown.changed() => {}
                     }

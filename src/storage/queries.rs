@@ -57,9 +57,18 @@ pub async fn list_videos(conn: &mut AnyConnection, limit: i64) -> Result<Vec<Vid
     rows.iter().map(VideoRecord::decode).collect()
 }
 
-/// Counts a change of the video and, on PostgreSQL, locks its row until the transaction ends:
-/// every writer of a video calls this first, so a video's writers run one at a time on both
-/// databases (SQLite's `BEGIN IMMEDIATE` already serialises all writers). False: no such video.
+/// Locks the video's row until the transaction ends, on PostgreSQL: every command on a video
+/// calls this first, so a video's writers run one at a time on both databases (SQLite's
+/// `BEGIN IMMEDIATE` already serialises all writers).
+pub async fn lock_video(conn: &mut AnyConnection, backend: super::Backend, id: VideoId) -> Result<()> {
+    if backend == super::Backend::Postgres {
+        sqlx::query("SELECT id FROM videos WHERE id = $1 FOR UPDATE").bind(id.to_string()).execute(conn).await?;
+    }
+    Ok(())
+}
+
+/// Counts a committed change of the video (and locks its row on PostgreSQL, like `lock_video`).
+/// False: no such video.
 pub async fn touch_video(conn: &mut AnyConnection, id: VideoId) -> Result<bool> {
     let done = sqlx::query("UPDATE videos SET changes = changes + 1 WHERE id = $1").bind(id.to_string()).execute(conn).await?;
     Ok(done.rows_affected() == 1)

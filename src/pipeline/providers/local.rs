@@ -5,14 +5,31 @@
 use super::*;
 use crate::media;
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, media::MediaError> + Send + 'static, cost_micros: i64) -> Answer<T> {
+/// Runs media work on the blocking pool. Dropping the answer (the run was cancelled, lost its
+/// lease, or the server is shutting down) tells the work to stop at its next frame.
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce(&media::Stop) -> Result<T, media::MediaError> + Send + 'static,
+    cost_micros: i64,
+) -> Answer<T> {
+    let stop = std::sync::Arc::new(media::Stop::default());
+    let guard = StopOnDrop(stop.clone());
     Box::pin(async move {
-        match tokio::task::spawn_blocking(f).await {
+        let _guard = guard;
+        match tokio::task::spawn_blocking(move || f(&stop)).await {
             Ok(Ok(value)) => Ok(Costed { value, cost_micros }),
+            Ok(Err(media::MediaError::Stopped)) => Err(ProviderError::Transient("stopped".into())),
             Ok(Err(e)) => Err(ProviderError::Permanent(e.to_string())),
             Err(e) => Err(ProviderError::Transient(format!("the media task stopped: {e}"))),
         }
     })
+}
+
+struct StopOnDrop(std::sync::Arc<media::Stop>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 pub struct LocalScript;
@@ -25,7 +42,7 @@ impl ScriptWriter for LocalScript {
         "local-script/1".into()
     }
     fn write(&self, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
-        blocking(move || Ok(media::write_script(&prompt, beats, seed)), 2_000)
+        blocking(move |_| Ok(media::write_script(&prompt, beats, seed)), 2_000)
     }
 }
 
@@ -34,7 +51,7 @@ impl StoryboardArtist for LocalStoryboard {
         "local-storyboard/1".into()
     }
     fn draw(&self, script: Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>> {
-        blocking(move || media::draw_storyboard(&script, index, seed, width, height), 10_000)
+        blocking(move |_| media::draw_storyboard(&script, index, seed, width, height), 10_000)
     }
 }
 
@@ -44,8 +61,8 @@ impl ClipAnimator for LocalClips {
     }
     fn animate(&self, still_png: Vec<u8>, caption: String, duration_ms: u32, fps: u32, seed: u64) -> Answer<ClipBytes> {
         blocking(
-            move || {
-                media::make_clip(&still_png, &caption, duration_ms, fps, seed).map(|c| ClipBytes {
+            move |stop| {
+                media::make_clip_until(&still_png, &caption, duration_ms, fps, seed, stop).map(|c| ClipBytes {
                     stream: c.stream,
                     preview_mp4: c.preview_mp4,
                     frames: c.frames,
@@ -62,7 +79,7 @@ impl Renderer for LocalRender {
     }
     fn render(&self, clip_streams: Vec<Vec<u8>>, fps: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
         blocking(
-            move || {
+            move |_| {
                 let refs: Vec<&[u8]> = clip_streams.iter().map(Vec::as_slice).collect();
                 media::render_video(&refs, fps, &poster_still_png, &title).map(|r| RenderBytes {
                     mp4: r.mp4,
@@ -73,5 +90,35 @@ impl Renderer for LocalRender {
             },
             5_000,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worker drops a provider's answer when the run stops; the blocking work must notice.
+    #[tokio::test]
+    async fn dropping_an_answer_stops_its_blocking_work() {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (ended_tx, ended_rx) = std::sync::mpsc::channel();
+        let answer = blocking(
+            move |stop| {
+                started_tx.send(()).unwrap();
+                let mut spins = 0u64;
+                while !stop.is_stopped() && spins < 20_000 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    spins += 1;
+                }
+                ended_tx.send(stop.is_stopped()).unwrap();
+                Ok(())
+            },
+            0,
+        );
+        let running = tokio::spawn(answer);
+        tokio::task::spawn_blocking(move || started_rx.recv().unwrap()).await.unwrap();
+        running.abort();
+        let stopped = tokio::task::spawn_blocking(move || ended_rx.recv().unwrap()).await.unwrap();
+        assert!(stopped, "the work ended because it was told to stop, not because it ran out");
     }
 }

@@ -5,7 +5,9 @@ mod common;
 use common::*;
 use reelsmith::domain::{CheckpointId, Manifest, Phase, VideoId};
 use reelsmith::pipeline::Engine;
-use reelsmith::pipeline::providers::Providers;
+use reelsmith::pipeline::providers::instant::Instant as Instantly;
+use reelsmith::pipeline::providers::{Answer, ProviderError, Providers, StoryboardArtist};
+use std::sync::Arc;
 use reelsmith::pipeline::worker::WorkOutcome;
 use reelsmith::storage::VideoState;
 use std::time::{Duration, Instant};
@@ -22,6 +24,12 @@ fn final_video(env: &TestEnv, state: &VideoState) -> Vec<u8> {
     let render = state.checkpoints.iter().rev().find(|c| c.phase == Phase::Render).expect("a render checkpoint");
     let Manifest::Render { video, .. } = &render.manifest else { unreachable!() };
     env.engine.blobs.read(video).unwrap()
+}
+
+fn final_blob(state: &VideoState) -> reelsmith::domain::BlobRef {
+    let render = state.checkpoints.iter().rev().find(|c| c.phase == Phase::Render).expect("a render checkpoint");
+    let Manifest::Render { video, .. } = &render.manifest else { unreachable!() };
+    video.clone()
 }
 
 fn calls(e: &Engine) -> [u64; 4] {
@@ -44,7 +52,7 @@ async fn a_retry_redoes_only_the_failed_unit_and_the_video_is_identical() {
     let e = &env.engine;
     let plan = r#"[{"phase":2,"beat":0,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"}]"#;
     let video = new_video(e, "Eight beats of a rainy city", 8, true, Some(plan)).await;
-    drain(e).await;
+    drain_expect(e, "SF").await;
     let state = e.video_state(video).await.unwrap();
     let failed = state.runs.last().unwrap();
     assert_eq!((failed.phase, failed.failed_unit), (Phase::Storyboard, Some(0)));
@@ -55,7 +63,7 @@ async fn a_retry_redoes_only_the_failed_unit_and_the_video_is_identical() {
     let retry = step(e).await;
     assert!(matches!(retry, WorkOutcome::Succeeded { .. }), "{retry:?}");
     assert_eq!(calls(e)[1] - before[1], 1, "the retry made exactly one storyboard call, not 8");
-    drain(e).await;
+    drain_expect(e, "SS").await;
     let state = e.video_state(video).await.unwrap();
     let got = final_video(&env, &state);
     assert_eq!(got.len(), expected.len());
@@ -68,7 +76,7 @@ async fn editing_one_beat_rerenders_only_that_beat_downstream() {
     let env = local_env().await;
     let e = &env.engine;
     let video = new_video(e, "A lighthouse keeper and a gull", 5, true, None).await;
-    drain(e).await;
+    drain_expect(e, "SSSS").await;
     assert_eq!(calls(e), [1, 5, 5, 1]);
     let state = e.video_state(video).await.unwrap();
     let script_cp = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
@@ -76,7 +84,7 @@ async fn editing_one_beat_rerenders_only_that_beat_downstream() {
     script.beats[3].narration = "The gull reads the tide table aloud, badly.".into();
     let v2 = e.edit_script(video, None, script_cp.id, &serde_json::to_string(&script).unwrap()).await.unwrap();
     e.continue_video(video, Some(v2), None, false).await.unwrap();
-    drain(e).await;
+    drain_expect(e, "SSS").await;
     assert_eq!(calls(e), [1, 6, 6, 2], "only beat 4 (index 3) was drawn and animated again, then one render");
     let state = e.video_state(video).await.unwrap();
     let boards: Vec<_> = state.checkpoints.iter().filter(|c| c.phase == Phase::Storyboard).collect();
@@ -99,7 +107,7 @@ async fn a_dead_workers_run_is_taken_over_and_only_unfinished_units_rerun() {
     let plan = r#"[{"phase":2,"beat":4,"action":"delay","ms":3000},{"phase":2,"beat":5,"action":"delay","ms":3000},
                    {"phase":2,"beat":6,"action":"delay","ms":3000},{"phase":2,"beat":7,"action":"delay","ms":3000}]"#;
     let video = new_video(e, "Half done when the worker dies", 8, false, Some(plan)).await;
-    step(e).await;
+    step_ok(e).await;
     approve_head(e, video).await;
     let doomed = {
         let e = e.clone();
@@ -154,7 +162,7 @@ async fn an_eight_beat_720p_video_is_made_locally() {
     let e = &env.engine;
     let started = Instant::now();
     let video = new_video(e, "A paper boat crosses a city in the rain", 8, true, None).await;
-    drain(e).await;
+    drain_expect(e, "SSSS").await;
     let wall = started.elapsed();
     let state = e.video_state(video).await.unwrap();
     let render = state.checkpoints.iter().find(|c| c.phase == Phase::Render).unwrap();
@@ -176,9 +184,9 @@ async fn regenerating_one_beat_makes_only_that_beat_with_a_new_seed() {
     let env = local_env().await;
     let e = &env.engine;
     let video = new_video(e, "Regenerate the third frame", 4, false, None).await;
-    step(e).await;
+    step_ok(e).await;
     approve_head(e, video).await;
-    step(e).await;
+    step_ok(e).await;
     let state = e.video_state(video).await.unwrap();
     let board = head(&state, "main");
     let before = calls(e);
@@ -210,13 +218,44 @@ async fn permanent_errors_fail_at_once_and_transient_ones_are_retried() {
     // An injected failure looks transient: 1 try + 2 automatic retries, all recorded.
     let video =
         new_video(e, "Transient", 2, true, Some(r#"[{"phase":3,"beat":1,"action":"fail","message":"429 Too Many Requests"}]"#)).await;
-    drain(e).await;
+    drain_expect(e, "SSF").await;
     let tries = e.unit_tries(video).await.unwrap();
     let failed: Vec<_> = tries.iter().filter(|t| t.outcome == "transient").collect();
     assert_eq!(failed.len(), 3);
     assert!(failed.iter().all(|t| t.message.as_deref() == Some("429 Too Many Requests")));
     let state = e.video_state(video).await.unwrap();
     assert!(state.runs.last().unwrap().error.as_deref().unwrap().contains("clip for beat 2: 429 Too Many Requests"));
+
+    // A permanent error (a content-policy refusal) is tried once: no automatic retry.
+    let env = env_with(Providers::new(Arc::new(Instantly), Arc::new(Refuses { beat: 1 }), Arc::new(Instantly), Arc::new(Instantly)), fast_config()).await;
+    let e = &env.engine;
+    let video = new_video(e, "Permanent", 3, true, None).await;
+    drain_expect(e, "SF").await;
+    let tries = e.unit_tries(video).await.unwrap();
+    let refused: Vec<_> = tries.iter().filter(|t| t.outcome != "ok" && t.outcome != "memo").collect();
+    assert_eq!(refused.len(), 1, "one try, not three: {tries:?}");
+    assert_eq!((refused[0].outcome.as_str(), refused[0].unit), ("permanent", 1));
+    assert_eq!(e.providers.calls_of(Phase::Storyboard), 3, "beats 0 and 2 once each, beat 1 once");
+    let state = e.video_state(video).await.unwrap();
+    let error = state.runs.last().unwrap().error.clone().unwrap();
+    assert!(error.contains("storyboard image for beat 2: the prompt was refused by the content policy"), "{error}");
+}
+
+/// A storyboard artist that refuses one beat for good and draws the others instantly.
+struct Refuses {
+    beat: usize,
+}
+
+impl StoryboardArtist for Refuses {
+    fn id(&self) -> String {
+        "refuses/1".into()
+    }
+    fn draw(&self, script: reelsmith::domain::Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>> {
+        if index == self.beat {
+            return Box::pin(async { Err(ProviderError::Permanent("the prompt was refused by the content policy".into())) });
+        }
+        Instantly.draw(script, index, seed, width, height)
+    }
 }
 
 #[tokio::test]
@@ -224,7 +263,7 @@ async fn gc_removes_only_unreferenced_blobs() {
     let env = env().await;
     let e = &env.engine;
     let video = new_video(e, "Garbage", 2, true, None).await;
-    drain(e).await;
+    drain_expect(e, "SSSS").await;
     let kept = e.blobs.list().unwrap().len();
     let orphan = e.blobs.put(b"nobody needs me", "image/png").unwrap();
     let report = e.gc(Some(Duration::ZERO)).await.unwrap();
@@ -233,7 +272,7 @@ async fn gc_removes_only_unreferenced_blobs() {
     assert_eq!(report.kept, kept);
     assert_eq!(e.blobs.list().unwrap().len(), kept);
     let state = e.video_state(video).await.unwrap();
-    assert!(final_video(&env, &state).starts_with(b"frame:") || !final_video(&env, &state).is_empty());
+    assert_eq!(final_video(&env, &state).len() as u64, final_blob(&state).bytes, "the final video survived gc whole");
     let young = e.blobs.put(b"just written", "image/png").unwrap();
     assert_eq!(e.gc(None).await.unwrap().removed, 0, "a blob younger than the grace period may be in flight");
     assert!(e.blobs.path_of(&young.sha256).exists());

@@ -81,8 +81,7 @@ async fn auto_continue_runs_to_the_end_with_kind_auto() {
     let env = env().await;
     let e = &env.engine;
     let video = new_video(e, "Auto all the way", 2, true, None).await;
-    let outcomes = drain(e).await;
-    assert_eq!(outcomes.len(), 4);
+    drain_expect(e, "SSSS").await;
     let state = e.video_state(video).await.unwrap();
     assert_eq!(status_of(&state, "main"), BranchStatus::Completed);
     let kinds: Vec<RunKind> = state.runs.iter().map(|r| r.kind).collect();
@@ -142,7 +141,7 @@ async fn bad_ids_are_not_found_and_change_nothing() {
     let e = &env.engine;
     let (video, _) = failed_in_phase2(&env).await;
     let other = new_video(e, "Another video", 2, false, None).await;
-    step(e).await;
+    step_ok(e).await;
     let foreign = head(&e.video_state(other).await.unwrap(), "main");
     let before = snapshot(e).await;
 
@@ -203,7 +202,7 @@ async fn the_retry_limit_is_enforced_and_changes_nothing() {
     let e = &env.engine;
     let plan = r#"[{"phase":2,"beat":1,"action":"fail","times":100}]"#;
     let video = new_video(e, "Keeps failing", 3, true, Some(plan)).await;
-    drain(e).await;
+    drain_expect(e, "SF").await;
     let script = head(&e.video_state(video).await.unwrap(), "main");
     for attempt in 2..=6 {
         let outcome = e.continue_video(video, Some(script), None, true).await.unwrap();
@@ -249,7 +248,7 @@ async fn a_branch_from_phase_one_runs_independently_of_failed_main() {
     let e = &env.engine;
     let plan = r#"[{"phase":2,"beat":0,"action":"fail","times":2}]"#;
     let video = new_video(e, "Two roads", 2, false, Some(plan)).await;
-    step(e).await;
+    step_ok(e).await;
     let script = head(&e.video_state(video).await.unwrap(), "main");
     e.continue_video(video, Some(script), None, false).await.unwrap();
     assert!(matches!(step(e).await, WorkOutcome::Failed { .. }));
@@ -263,13 +262,13 @@ async fn a_branch_from_phase_one_runs_independently_of_failed_main() {
     assert!(matches!(step(e).await, WorkOutcome::Failed { .. }));
     e.continue_video(video, Some(script), Some("main"), true).await.unwrap();
     e.continue_video(video, Some(script), Some("alt"), true).await.unwrap();
-    assert_eq!(drain(e).await.len(), 2);
+    drain_expect(e, "SS").await;
     e.set_auto_continue(video, true).await.unwrap();
     for branch in ["main", "alt"] {
         let state = e.video_state(video).await.unwrap();
         e.approve(video, head(&state, branch), Some(branch)).await.unwrap();
     }
-    drain(e).await;
+    drain_expect(e, "SSSS").await;
     let state = e.video_state(video).await.unwrap();
     for branch in ["main", "alt"] {
         assert_eq!(status_of(&state, branch), BranchStatus::Completed, "{branch}");
@@ -310,7 +309,7 @@ async fn a_spent_budget_refuses_new_runs() {
     let env = env().await;
     let e = &env.engine;
     let video = new_video(e, "On a budget", 2, false, None).await;
-    step(e).await;
+    step_ok(e).await;
     e.set_budget(video, Some(0)).await.unwrap();
     let script = head(&e.video_state(video).await.unwrap(), "main");
     let before = snapshot(e).await;
@@ -328,7 +327,7 @@ async fn costs_are_recorded_per_run_and_memo_hits_are_free() {
     let e = &env.engine;
     let (video, script) = failed_in_phase2(&env).await;
     e.continue_video(video, Some(script), None, true).await.unwrap();
-    step(e).await;
+    step_ok(e).await;
     let state = e.video_state(video).await.unwrap();
     let phase2: Vec<_> = state.runs.iter().filter(|r| r.phase == Phase::Storyboard).collect();
     // Instant providers cost 1 micro-dollar a call: 3 beats made in attempt 1, 1 in the retry.

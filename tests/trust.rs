@@ -137,11 +137,6 @@ async fn every_kind_of_change_moves_the_counter() {
 #[tokio::test]
 async fn a_failure_that_cannot_be_recorded_is_handed_over_not_left_running() {
     let env = env().await;
-    if is_postgres(&env) {
-        // The blocker below is SQLite's write lock; PostgreSQL has no database-wide one.
-        eprintln!("SKIPPED on PostgreSQL: needs SQLite's database-wide write lock");
-        return;
-    }
     let e = env.engine.clone();
     let plan = r#"[{"phase":1,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"},
                    {"phase":1,"action":"delay","ms":300}]"#;
@@ -161,7 +156,11 @@ async fn a_failure_that_cannot_be_recorded_is_handed_over_not_left_running() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // SQLite: the write lock is database-wide. PostgreSQL: lock the runs table against writes.
     let mut blocker = e.store.write().await.unwrap();
+    if is_postgres(&env) {
+        sqlx::query("LOCK TABLE runs IN EXCLUSIVE MODE").execute(&mut **blocker).await.unwrap();
+    }
     let (outcome, took) = worker.await.unwrap();
     assert!(
         matches!(outcome, Ok(WorkOutcome::Stopped) | Err(_)),

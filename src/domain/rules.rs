@@ -190,10 +190,11 @@ impl BranchView {
 pub fn decide(view: &BranchView, request: ContinueRequest, limits: Limits) -> Result<Decision, Refusal> {
     let given = request.checkpoint;
     if let Some(active) = view.active_run {
-        return if given.map(|g| g.id) == active.from {
-            Ok(Decision::AlreadyRunning { run: active.id })
-        } else {
-            Err(Refusal::Busy { run: active.id })
+        return match given {
+            g if g.map(|g| g.id) == active.from => Ok(Decision::AlreadyRunning { run: active.id }),
+            // Row 7: another approved checkpoint is refused as approved, running or not.
+            Some(g) if g.status == CheckpointStatus::Approved => Err(Refusal::AlreadyApproved),
+            _ => Err(Refusal::Busy { run: active.id }),
         };
     }
     let Some(head) = view.head else {

@@ -13,7 +13,7 @@ use super::providers::{Costed, ProviderError};
 use super::units::{self, UnitInput, UnitOutput, UnitPlan};
 use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{self, ContinueRequest, GivenCheckpoint};
-use crate::domain::{BranchName, CheckpointId, CheckpointStatus, ClipRef, Manifest, Origin, Phase, RunKind, RunStatus};
+use crate::domain::{BranchName, CheckpointId, CheckpointStatus, ClipRef, Manifest, Origin, Phase, RunStatus};
 use crate::storage::{self, CheckpointRecord, Ender, Lease, MemoEntry, RunRecord, UnitTryRecord, VideoRecord, WriteTx};
 
 /// What one step of a worker did; tests step workers by hand with `work_once`.
@@ -556,7 +556,8 @@ impl Engine {
                 if let (Manifest::Script { script, .. }, true) = (&manifest, branch.name == BranchName::MAIN) {
                     storage::set_video_title(&mut tx, run.video_id, &script.title).await?;
                 }
-                if state.video.auto_continue && run.kind != RunKind::Regenerate {
+                // Every new checkpoint, a regenerated version included (SPEC §4, auto-continue).
+                if state.video.auto_continue {
                     let branch = crate::storage::BranchRecord { head_id: Some(checkpoint.id), ..branch };
                     state.checkpoints.push(checkpoint.clone());
                     if let Some(b) = state.branches.iter_mut().find(|b| b.id == branch.id) {

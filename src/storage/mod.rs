@@ -114,12 +114,13 @@ impl StorageError {
         }
     }
 
-    /// SQLite's "database is locked/busy": a write that could not get the lock in time.
+    /// "Database is locked/busy" (SQLite), a serialization failure, deadlock or lock timeout
+    /// (PostgreSQL): a write that could not get its locks in time.
     pub fn is_busy(&self) -> bool {
         match self {
             StorageError::Locked(_) => true,
             StorageError::Database(sqlx::Error::Database(e)) => {
-                e.code().is_some_and(|c| c == "5" || c == "517" || c == "40001" || c == "40P01")
+                e.code().is_some_and(|c| c == "5" || c == "517" || c == "40001" || c == "40P01" || c == "55P03")
             }
             _ => false,
         }
@@ -169,6 +170,10 @@ impl Store {
                         let full = std::env::var("REELSMITH_SQLITE_SYNCHRONOUS").is_ok_and(|m| m.eq_ignore_ascii_case("full"));
                         let pragma = if full { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
                         sqlx::query(pragma).execute(&mut *conn).await?;
+                    } else {
+                        // PostgreSQL's counterpart of busy_timeout: a statement waiting on a row
+                        // lock gives up (55P03) instead of waiting forever.
+                        sqlx::query(sqlx::AssertSqlSafe(format!("SET lock_timeout = {BUSY_TIMEOUT_MS}"))).execute(&mut *conn).await?;
                     }
                     Ok(())
                 })

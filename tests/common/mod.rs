@@ -115,3 +115,31 @@ pub async fn snapshot(engine: &Engine) -> Vec<String> {
     }
     out
 }
+
+/// One letter per worker step: S succeeded, F failed, X stopped.
+pub fn letters(outcomes: &[WorkOutcome]) -> String {
+    outcomes
+        .iter()
+        .map(|o| match o {
+            WorkOutcome::Succeeded { .. } => 'S',
+            WorkOutcome::Failed { .. } => 'F',
+            WorkOutcome::Stopped => 'X',
+            WorkOutcome::Idle => '-',
+        })
+        .collect()
+}
+
+/// Steps until no run is queued, and checks what each step did (see `letters`).
+pub async fn drain_expect(engine: &Engine, expected: &str) -> Vec<WorkOutcome> {
+    let outcomes = drain(engine).await;
+    assert_eq!(letters(&outcomes), expected, "worker steps: {outcomes:?}");
+    outcomes
+}
+
+/// One worker step that must commit a checkpoint.
+pub async fn step_ok(engine: &Engine) -> reelsmith::domain::CheckpointId {
+    match step(engine).await {
+        WorkOutcome::Succeeded { checkpoint } => checkpoint,
+        other => panic!("the step should commit a checkpoint, got {other:?}"),
+    }
+}

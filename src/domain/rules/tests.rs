@@ -120,7 +120,8 @@ fn row6_an_active_run_is_returned_not_duplicated() {
     for force in [false, true] {
         assert_eq!(decide(&view, req(given(1, Approved), force), LIMITS), Ok(Decision::AlreadyRunning { run: run_id(7) }));
     }
-    assert_eq!(decide(&view, req(given(3, Approved), true), LIMITS), Err(Refusal::Busy { run: run_id(7) }));
+    assert_eq!(decide(&view, req(given(3, Approved), true), LIMITS), Err(Refusal::AlreadyApproved));
+    assert_eq!(decide(&view, req(given(3, Pending), false), LIMITS), Err(Refusal::Busy { run: run_id(7) }));
     let allowed = allowed_actions(&view, LIMITS);
     assert!(!allowed.can_continue && !allowed.can_retry && allowed.can_cancel && !allowed.can_edit);
     assert_eq!(branch_status(&view), BranchStatus::Processing);

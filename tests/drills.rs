@@ -415,3 +415,22 @@ async fn a_read_only_database_fails_the_run_clearly_and_a_retry_succeeds_after()
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// A binary started where the site's files are missing would serve pages that never hydrate
+/// (every button dead): it refuses to start instead, in one line that says what to run.
+#[test]
+fn the_server_refuses_to_start_without_the_site_files_its_pages_ask_for() {
+    let empty = scratch("nosite");
+    let output = Command::new(env!("CARGO_BIN_EXE_reelsmith"))
+        .args(["--addr", "127.0.0.1:0", "--data-dir", empty.join("data").to_str().unwrap()])
+        .current_dir(&empty)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the server");
+    assert!(!output.status.success(), "it must not start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("site files are missing") && stderr.contains("make build"), "{stderr}");
+    assert!(stderr.contains("target/site/pkg/reelsmith.wasm"), "names the missing file: {stderr}");
+    assert!(output.stdout.is_empty(), "it never said it was listening");
+    let _ = std::fs::remove_dir_all(&empty);
+}

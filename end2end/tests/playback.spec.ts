@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { base, createVideo, expectStatus, hydrated, watchConsole } from "./helpers";
+import { base, createVideo, expectStatus, hydrated, status, watchConsole } from "./helpers";
 import { startServer } from "./server";
 
 const finalVideo = (page: Page) => page.locator("section.final-video video");
@@ -126,7 +126,12 @@ test("a video retried after a failure is byte-identical to one with the same pro
     await hydrated(page);
     await expectStatus(page, "failed");
     await expect(page.getByRole("alert")).toContainText("Replicate API error: 502 Bad Gateway");
+    // Wait for the server's answer to the click: navigating away at once (as `finished` does)
+    // could cancel the request before it is sent.
+    const answered = page.waitForResponse((r) => r.url().endsWith("/api/continue_video"));
     await page.getByRole("button", { name: /^Retry from Last Checkpoint/ }).click();
+    expect((await answered).status()).toBe(200);
+    await expect(status(page)).not.toHaveText("failed");
     const retried = await finished(page, base(), retriedId);
     await expect(attempts(page).filter({ hasText: "retry" })).toHaveCount(1);
 

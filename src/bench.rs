@@ -13,7 +13,7 @@ use axum::http::Request;
 use tokio::sync::{Notify, broadcast, watch};
 use tower::ServiceExt;
 
-use crate::domain::{CheckpointId, NewVideo, Phase, RunId, RunKind, RunStatus, Script, VideoId};
+use crate::domain::{CheckpointId, NewVideo, Phase, RunId, RunKind, RunStatus, Script, TryOutcome, VideoId};
 use crate::pipeline::Engine;
 use crate::pipeline::events::Changed;
 use crate::pipeline::providers::{
@@ -260,14 +260,14 @@ fn units_of(tries: &[crate::storage::UnitTryRecord], run: RunId) -> UnitsOf {
     let mut u = UnitsOf { failed: BTreeSet::new(), made: BTreeSet::new(), reused: BTreeSet::new() };
     let mut tried = BTreeSet::new();
     for t in tries.iter().filter(|t| t.run_id == run) {
-        match t.outcome.as_str() {
-            "ok" => {
+        match t.outcome {
+            TryOutcome::Ok => {
                 u.made.insert(t.unit);
             }
-            "memo" => {
+            TryOutcome::Memo => {
                 u.reused.insert(t.unit);
             }
-            _ => {
+            TryOutcome::Transient | TryOutcome::Permanent | TryOutcome::Cancelled => {
                 tried.insert(t.unit);
             }
         }
@@ -281,230 +281,20 @@ pub async fn run(options: Options, quick: bool, only: Option<String>) -> BenchRe
     let started = Instant::now();
     let (runs, retries, renders) = if quick { (15, 30, 200) } else { (60, 200, 1000) };
 
-    // 1. Orchestration alone: complete 4-phase, 8-beat runs with providers that do no work, one
-    //    worker stepped by hand so each checkpoint's commit is seen the moment it returns.
     if wanted("overhead") {
-        let scratch = Scratch::new("overhead");
-        let calls = Calls::default();
-        let engine = engine(&options, &scratch, calls.providers(), false).await?;
-        let (_tx, rx) = watch::channel(false);
-        let mut samples = Vec::with_capacity(runs);
-        let mut transitions = Vec::with_capacity(runs * 3);
-        let mut commits = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            calls.take();
-            let c0 = engine.store.commits();
-            let t = Instant::now();
-            new_video(&engine, 8, true, None).await?;
-            // When each phase's checkpoint committed (work_once returns right after the commit).
-            let mut committed = Vec::with_capacity(4);
-            let mut c1 = c0;
-            loop {
-                match engine.work_once("bench", &rx).await.map_err(fail)? {
-                    WorkOutcome::Succeeded { .. } => {
-                        committed.push(Instant::now());
-                        c1 = engine.store.commits();
-                    }
-                    WorkOutcome::Idle => break,
-                    other => return Err(fail(format!("an overhead run ended {other:?}"))),
-                }
-            }
-            samples.push(us(t.elapsed()));
-            // Up to the last checkpoint: the worker's final empty claim is not part of the video.
-            commits.push(c1 - c0);
-            if committed.len() != 4 {
-                return Err(fail(format!("expected 4 checkpoints, got {}", committed.len())));
-            }
-            // Each transition: a phase's checkpoint commit → the next phase's first unit starting
-            // (claim, state load, planning, progress write, memo lookup).
-            let log = calls.take();
-            let pairs = [(Phase::Script, Phase::Storyboard), (Phase::Storyboard, Phase::Clips), (Phase::Clips, Phase::Render)];
-            for (done, next) in pairs {
-                let at = committed[usize::from(done.number() - 1)];
-                let first = log
-                    .iter()
-                    .filter(|(p, _, t)| *p == next && *t >= at)
-                    .map(|c| c.2)
-                    .min()
-                    .ok_or_else(|| fail(format!("no {} call after the {} checkpoint", next.label(), done.label())))?;
-                transitions.push(us(first - at));
-            }
-        }
-        let (p50, _) = micros(&mut samples);
-        let (t50, _) = micros(&mut transitions);
-        line("run_overhead_us", format!("{p50:.0}"), "us");
-        line("transition_overhead_us", format!("{t50:.0}"), "us");
-        line("sqlite_commits_per_run", span(&commits), "commits");
+        overhead(&options, runs).await?;
     }
-
-    // 2. Retry: a video whose storyboard beat 0 fails once, retried from the script checkpoint
-    //    while worker loops wait for work. Latency: the retry command being called → the provider's
-    //    first call for a unit that failed (through the worker's wake-up).
     if wanted("retry") {
-        let scratch = Scratch::new("retry");
-        let calls = Calls::default();
-        let engine = engine(&options, &scratch, calls.providers(), true).await?;
-        let plan = r#"[{"phase":2,"beat":0,"action":"fail","times":1}]"#;
-        let mut events = engine.events.subscribe();
-        let workers = Workers::start(&engine, options.workers(), "retry");
-        let mut samples = Vec::with_capacity(retries);
-        let (mut failed_n, mut redone_n, mut reused_n) = (Vec::new(), Vec::new(), Vec::new());
-        let mut mismatches = 0;
-        for _ in 0..retries {
-            let video = new_video(&engine, 8, true, Some(plan)).await?;
-            let (failed_run, head) = wait_for(&engine, &mut events, video, "the storyboard to fail", |s| {
-                let failed = s.runs.iter().find(|r| r.phase == Phase::Storyboard && r.status == RunStatus::Failed);
-                Ok(failed.map(|r| (r.id, s.branches[0].head_id)))
-            })
-            .await?;
-            let head: CheckpointId = head.ok_or_else(|| fail("no script checkpoint"))?;
-            let failed = units_of(&engine.unit_tries(video).await.map_err(fail)?, failed_run).failed;
-            // A person's click finds the workers waiting; give the loops time to finish their
-            // post-failure step and park on the wake-up.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            calls.take();
-            let t = Instant::now();
-            let outcome = engine.continue_video(video, Some(head), None, true).await.map_err(fail)?;
-            let retry_run = match outcome {
-                crate::pipeline::commands::ContinueOutcome::Started { run, kind: RunKind::Retry, .. } => run,
-                other => return Err(fail(format!("the retry did not start a retry run: {other:?}"))),
-            };
-            if !failed.is_empty() {
-                let first = calls.wait_first(Phase::Storyboard, &failed).await?;
-                samples.push(us(first - t));
-            }
-            wait_for(&engine, &mut events, video, "the retried video to finish", |s| rendered(s, Some(failed_run))).await?;
-            let tries = engine.unit_tries(video).await.map_err(fail)?;
-            let retry = units_of(&tries, retry_run);
-            if failed.is_empty() || retry.made != failed || !retry.failed.is_empty() {
-                mismatches += 1;
-            }
-            failed_n.push(failed.len() as u64);
-            redone_n.push(retry.made.len() as u64);
-            reused_n.push(retry.reused.len() as u64);
-        }
-        workers.stop().await;
-        let (p50, p99) = micros(&mut samples);
-        line("retry_latency_us_p50", format!("{p50:.0}"), "us");
-        line("retry_latency_us_p99", format!("{p99:.0}"), "us");
-        line("retry_failed_units", span(&failed_n), "units");
-        line("retry_redone_units", span(&redone_n), "units");
-        line("retry_reused_units", span(&reused_n), "units");
-        line("retry_redone_mismatches", mismatches, "iterations");
+        retry(&options, retries).await?;
     }
-
-    // 3. Server-side render of the status page of a video with 200 checkpoints over 3 branches.
     if wanted("render") {
-        let scratch = Scratch::new("render");
-        let engine = engine(&options, &scratch, Providers::instant(), false).await?;
-        let video = new_video(&engine, 8, true, None).await?;
-        drain(&engine).await?;
-        let state = engine.video_state(video).await.map_err(fail)?;
-        let script = state.checkpoints.iter().find(|c| c.phase == Phase::Script).ok_or_else(|| fail("no script"))?;
-        let base = script.manifest.script().cloned().ok_or_else(|| fail("no script"))?;
-        let script_id = script.id;
-        for name in ["alt", "third"] {
-            engine.create_branch(video, script_id, name).await.map_err(fail)?;
-        }
-        let mut n = engine.video_state(video).await.map_err(fail)?.checkpoints.len();
-        let mut i = 0;
-        while n < 200 {
-            let branch = ["main", "alt", "third"][i % 3];
-            let state = engine.video_state(video).await.map_err(fail)?;
-            let head = state.branch_named(branch).and_then(|b| b.head_id).ok_or_else(|| fail("no head"))?;
-            let mut edited = base.clone();
-            edited.beats[0].narration = format!("Take {i} of the opening line.");
-            let target = if state.checkpoint(head).map(|c| c.phase) == Some(Phase::Script) { head } else { script_id };
-            engine.edit_script(video, Some(branch), target, &serde_json::to_string(&edited).map_err(fail)?).await.map_err(fail)?;
-            i += 1;
-            n += 1;
-        }
-        // Count what the page actually covers rather than what the loop meant to make.
-        let n = engine.video_state(video).await.map_err(fail)?.checkpoints.len();
-        let leptos_options = leptos::prelude::LeptosOptions::builder().output_name("reelsmith").build();
-        let app = crate::server::router(engine.clone(), leptos_options, "bench");
-        let uri = format!("/videos/{video}");
-        let mut samples = Vec::with_capacity(renders);
-        let mut bytes = 0;
-        for _ in 0..renders {
-            let t = Instant::now();
-            let response = app.clone().oneshot(Request::get(&uri).body(Body::empty()).map_err(fail)?).await.map_err(fail)?;
-            if !response.status().is_success() {
-                return Err(fail(format!("the status page answered {}", response.status())));
-            }
-            let body = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024).await.map_err(fail)?;
-            samples.push(us(t.elapsed()));
-            bytes = body.len();
-        }
-        let (p50, p99) = micros(&mut samples);
-        line("status_render_checkpoints", n, "checkpoints");
-        line("status_render_us_p50", format!("{p50:.0}"), "us");
-        line("status_render_us_p99", format!("{p99:.0}"), "us");
-        line("status_render_bytes", bytes, "bytes");
+        render(&options, renders).await?;
     }
-
-    // 4. Throughput: complete zero-work runs per second with every worker busy. The harness waits
-    //    on change events and reads the database only once every render has begun.
     if wanted("throughput") {
-        let scratch = Scratch::new("throughput");
-        let calls = Calls::default();
-        let engine = engine(&options, &scratch, calls.providers(), false).await?;
-        let videos = if quick { 40 } else { 200 };
-        let workers = options.workers();
-        let mut events = engine.events.subscribe();
-        let pool = Workers::start(&engine, workers, "bench");
-        let t = Instant::now();
-        for _ in 0..videos {
-            new_video(&engine, 8, true, None).await?;
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        let secs = loop {
-            if calls.renders.load(Ordering::Relaxed) >= videos {
-                let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM checkpoints WHERE phase = 4")
-                    .fetch_one(engine.store.pool())
-                    .await
-                    .map_err(fail)?;
-                if done as usize >= videos {
-                    break t.elapsed().as_secs_f64();
-                }
-            }
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Err(_) => return Err(fail("throughput runs did not finish in 5 minutes")),
-                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(fail("the engine's events stopped")),
-            }
-        };
-        pool.stop().await;
-        let runs_done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'")
-            .fetch_one(engine.store.pool())
-            .await
-            .map_err(fail)?;
-        line("runs_per_s", format!("{:.1}", runs_done as f64 / secs), "runs/s");
-        line("throughput_workers", workers, "workers");
+        throughput(&options, quick).await?;
     }
-
-    // 5. The local providers making a real 8-beat 1280x720 video end to end.
     if wanted("media") {
-        let scratch = Scratch::new("media");
-        let engine = engine(&options, &scratch, Providers::local(), false).await?;
-        let mut events = engine.events.subscribe();
-        let t = Instant::now();
-        let video = new_video(&engine, 8, true, None).await?;
-        let pool = Workers::start(&engine, options.workers(), "media");
-        let render = wait_for(&engine, &mut events, video, "the local video", |s| {
-            if rendered(s, None)?.is_none() {
-                return Ok(None);
-            }
-            Ok(s.checkpoints.iter().find(|c| c.phase == Phase::Render).map(|c| c.manifest.clone()))
-        })
-        .await?;
-        let secs = t.elapsed().as_secs_f64();
-        pool.stop().await;
-        if let crate::domain::Manifest::Render { video, duration_ms, .. } = &render {
-            line("local_video_s", format!("{secs:.2}"), "s");
-            line("local_video_duration_s", format!("{:.2}", f64::from(*duration_ms) / 1000.0), "s");
-            line("local_video_bytes", video.bytes, "bytes");
-        }
+        media(&options).await?;
     }
 
     let rss = std::fs::read_to_string("/proc/self/status")
@@ -513,5 +303,234 @@ pub async fn run(options: Options, quick: bool, only: Option<String>) -> BenchRe
         .unwrap_or(0.0);
     line("peak_rss_mb", format!("{:.1}", rss / 1024.0), "MB");
     line("bench_wall_s", format!("{:.1}", started.elapsed().as_secs_f64()), "s");
+    Ok(())
+}
+
+/// Orchestration alone: complete 4-phase, 8-beat runs with providers that do no work, one
+/// worker stepped by hand so each checkpoint's commit is seen the moment it returns.
+async fn overhead(options: &Options, runs: usize) -> BenchResult<()> {
+    let scratch = Scratch::new("overhead");
+    let calls = Calls::default();
+    let engine = engine(options, &scratch, calls.providers(), false).await?;
+    let (_tx, rx) = watch::channel(false);
+    let mut samples = Vec::with_capacity(runs);
+    let mut transitions = Vec::with_capacity(runs * 3);
+    let mut commits = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        calls.take();
+        let c0 = engine.store.commits();
+        let t = Instant::now();
+        new_video(&engine, 8, true, None).await?;
+        // When each phase's checkpoint committed (work_once returns right after the commit).
+        let mut committed = Vec::with_capacity(4);
+        let mut c1 = c0;
+        loop {
+            match engine.work_once("bench", &rx).await.map_err(fail)? {
+                WorkOutcome::Succeeded { .. } => {
+                    committed.push(Instant::now());
+                    c1 = engine.store.commits();
+                }
+                WorkOutcome::Idle => break,
+                other => return Err(fail(format!("an overhead run ended {other:?}"))),
+            }
+        }
+        samples.push(us(t.elapsed()));
+        // Up to the last checkpoint: the worker's final empty claim is not part of the video.
+        commits.push(c1 - c0);
+        if committed.len() != 4 {
+            return Err(fail(format!("expected 4 checkpoints, got {}", committed.len())));
+        }
+        // Each transition: a phase's checkpoint commit → the next phase's first unit starting
+        // (claim, state load, planning, progress write, memo lookup).
+        let log = calls.take();
+        let pairs = [(Phase::Script, Phase::Storyboard), (Phase::Storyboard, Phase::Clips), (Phase::Clips, Phase::Render)];
+        for (done, next) in pairs {
+            let at = committed[usize::from(done.number() - 1)];
+            let first = log
+                .iter()
+                .filter(|(p, _, t)| *p == next && *t >= at)
+                .map(|c| c.2)
+                .min()
+                .ok_or_else(|| fail(format!("no {} call after the {} checkpoint", next.label(), done.label())))?;
+            transitions.push(us(first - at));
+        }
+    }
+    let (p50, _) = micros(&mut samples);
+    let (t50, _) = micros(&mut transitions);
+    line("run_overhead_us", format!("{p50:.0}"), "us");
+    line("transition_overhead_us", format!("{t50:.0}"), "us");
+    line("sqlite_commits_per_run", span(&commits), "commits");
+    Ok(())
+}
+
+/// Retry: a video whose storyboard beat 0 fails once, retried from the script checkpoint
+/// while worker loops wait for work. Latency: the retry command being called → the provider's
+/// first call for a unit that failed (through the worker's wake-up).
+async fn retry(options: &Options, retries: usize) -> BenchResult<()> {
+    let scratch = Scratch::new("retry");
+    let calls = Calls::default();
+    let engine = engine(options, &scratch, calls.providers(), true).await?;
+    let plan = r#"[{"phase":2,"beat":0,"action":"fail","times":1}]"#;
+    let mut events = engine.events.subscribe();
+    let workers = Workers::start(&engine, options.workers(), "retry");
+    let mut samples = Vec::with_capacity(retries);
+    let (mut failed_n, mut redone_n, mut reused_n) = (Vec::new(), Vec::new(), Vec::new());
+    let mut mismatches = 0;
+    for _ in 0..retries {
+        let video = new_video(&engine, 8, true, Some(plan)).await?;
+        let (failed_run, head) = wait_for(&engine, &mut events, video, "the storyboard to fail", |s| {
+            let failed = s.runs.iter().find(|r| r.phase == Phase::Storyboard && r.status == RunStatus::Failed);
+            Ok(failed.map(|r| (r.id, s.branches[0].head_id)))
+        })
+        .await?;
+        let head: CheckpointId = head.ok_or_else(|| fail("no script checkpoint"))?;
+        let failed = units_of(&engine.unit_tries(video).await.map_err(fail)?, failed_run).failed;
+        // A person's click finds the workers waiting; give the loops time to finish their
+        // post-failure step and park on the wake-up.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        calls.take();
+        let t = Instant::now();
+        let outcome = engine.continue_video(video, Some(head), None, true).await.map_err(fail)?;
+        let retry_run = match outcome {
+            crate::pipeline::commands::ContinueOutcome::Started { run, kind: RunKind::Retry, .. } => run,
+            other => return Err(fail(format!("the retry did not start a retry run: {other:?}"))),
+        };
+        if !failed.is_empty() {
+            let first = calls.wait_first(Phase::Storyboard, &failed).await?;
+            samples.push(us(first - t));
+        }
+        wait_for(&engine, &mut events, video, "the retried video to finish", |s| rendered(s, Some(failed_run))).await?;
+        let tries = engine.unit_tries(video).await.map_err(fail)?;
+        let retry = units_of(&tries, retry_run);
+        if failed.is_empty() || retry.made != failed || !retry.failed.is_empty() {
+            mismatches += 1;
+        }
+        failed_n.push(failed.len() as u64);
+        redone_n.push(retry.made.len() as u64);
+        reused_n.push(retry.reused.len() as u64);
+    }
+    workers.stop().await;
+    let (p50, p99) = micros(&mut samples);
+    line("retry_latency_us_p50", format!("{p50:.0}"), "us");
+    line("retry_latency_us_p99", format!("{p99:.0}"), "us");
+    line("retry_failed_units", span(&failed_n), "units");
+    line("retry_redone_units", span(&redone_n), "units");
+    line("retry_reused_units", span(&reused_n), "units");
+    line("retry_redone_mismatches", mismatches, "iterations");
+    Ok(())
+}
+
+/// Server-side render of the status page of a video with 200 checkpoints over 3 branches.
+async fn render(options: &Options, renders: usize) -> BenchResult<()> {
+    let scratch = Scratch::new("render");
+    let engine = engine(options, &scratch, Providers::instant(), false).await?;
+    let video = new_video(&engine, 8, true, None).await?;
+    drain(&engine).await?;
+    let state = engine.video_state(video).await.map_err(fail)?;
+    let script = state.checkpoints.iter().find(|c| c.phase == Phase::Script).ok_or_else(|| fail("no script"))?;
+    let base = script.manifest.script().cloned().ok_or_else(|| fail("no script"))?;
+    let script_id = script.id;
+    for name in ["alt", "third"] {
+        engine.create_branch(video, script_id, name).await.map_err(fail)?;
+    }
+    let mut n = engine.video_state(video).await.map_err(fail)?.checkpoints.len();
+    let mut i = 0;
+    while n < 200 {
+        let branch = ["main", "alt", "third"][i % 3];
+        let state = engine.video_state(video).await.map_err(fail)?;
+        let head = state.branch_named(branch).and_then(|b| b.head_id).ok_or_else(|| fail("no head"))?;
+        let mut edited = base.clone();
+        edited.beats[0].narration = format!("Take {i} of the opening line.");
+        let target = if state.checkpoint(head).map(|c| c.phase) == Some(Phase::Script) { head } else { script_id };
+        engine.edit_script(video, Some(branch), target, &serde_json::to_string(&edited).map_err(fail)?).await.map_err(fail)?;
+        i += 1;
+        n += 1;
+    }
+    // Count what the page actually covers rather than what the loop meant to make.
+    let n = engine.video_state(video).await.map_err(fail)?.checkpoints.len();
+    let leptos_options = leptos::prelude::LeptosOptions::builder().output_name("reelsmith").build();
+    let app = crate::server::router(engine.clone(), leptos_options, "bench");
+    let uri = format!("/videos/{video}");
+    let mut samples = Vec::with_capacity(renders);
+    let mut bytes = 0;
+    for _ in 0..renders {
+        let t = Instant::now();
+        let response = app.clone().oneshot(Request::get(&uri).body(Body::empty()).map_err(fail)?).await.map_err(fail)?;
+        if !response.status().is_success() {
+            return Err(fail(format!("the status page answered {}", response.status())));
+        }
+        let body = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024).await.map_err(fail)?;
+        samples.push(us(t.elapsed()));
+        bytes = body.len();
+    }
+    let (p50, p99) = micros(&mut samples);
+    line("status_render_checkpoints", n, "checkpoints");
+    line("status_render_us_p50", format!("{p50:.0}"), "us");
+    line("status_render_us_p99", format!("{p99:.0}"), "us");
+    line("status_render_bytes", bytes, "bytes");
+    Ok(())
+}
+
+/// Throughput: complete zero-work runs per second with every worker busy. The harness waits
+/// on change events and reads the database only once every render has begun.
+async fn throughput(options: &Options, quick: bool) -> BenchResult<()> {
+    let scratch = Scratch::new("throughput");
+    let calls = Calls::default();
+    let engine = engine(options, &scratch, calls.providers(), false).await?;
+    let videos = if quick { 40 } else { 200 };
+    let workers = options.workers();
+    let mut events = engine.events.subscribe();
+    let pool = Workers::start(&engine, workers, "bench");
+    let t = Instant::now();
+    for _ in 0..videos {
+        new_video(&engine, 8, true, None).await?;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    let secs = loop {
+        if calls.renders.load(Ordering::Relaxed) >= videos {
+            let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM checkpoints WHERE phase = 4")
+                .fetch_one(engine.store.pool())
+                .await
+                .map_err(fail)?;
+            if done as usize >= videos {
+                break t.elapsed().as_secs_f64();
+            }
+        }
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return Err(fail("throughput runs did not finish in 5 minutes")),
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(broadcast::error::RecvError::Closed)) => return Err(fail("the engine's events stopped")),
+        }
+    };
+    pool.stop().await;
+    let runs_done: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'succeeded'").fetch_one(engine.store.pool()).await.map_err(fail)?;
+    line("runs_per_s", format!("{:.1}", runs_done as f64 / secs), "runs/s");
+    line("throughput_workers", workers, "workers");
+    Ok(())
+}
+
+/// The local providers making a real 8-beat 1280x720 video end to end.
+async fn media(options: &Options) -> BenchResult<()> {
+    let scratch = Scratch::new("media");
+    let engine = engine(options, &scratch, Providers::local(), false).await?;
+    let mut events = engine.events.subscribe();
+    let t = Instant::now();
+    let video = new_video(&engine, 8, true, None).await?;
+    let pool = Workers::start(&engine, options.workers(), "media");
+    let render = wait_for(&engine, &mut events, video, "the local video", |s| {
+        if rendered(s, None)?.is_none() {
+            return Ok(None);
+        }
+        Ok(s.checkpoints.iter().find(|c| c.phase == Phase::Render).map(|c| c.manifest.clone()))
+    })
+    .await?;
+    let secs = t.elapsed().as_secs_f64();
+    pool.stop().await;
+    if let crate::domain::Manifest::Render { video, duration_ms, .. } = &render {
+        line("local_video_s", format!("{secs:.2}"), "s");
+        line("local_video_duration_s", format!("{:.2}", f64::from(*duration_ms) / 1000.0), "s");
+        line("local_video_bytes", video.bytes, "bytes");
+    }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Reliability drills against the real server binary over HTTP: kill mid-phase and restart,
-//! 50 concurrent retries, a full disk and a read-only database during a phase.
+//! 50 concurrent retries, a full disk and a read-only database during a phase, and the HTTP status
+//! each kind of error answers with.
 //!
 //! Each server is started on `127.0.0.1:0`: the system picks a port nobody else holds, the server
 //! prints `reelsmith: listening on http://ADDR instance ID` on stdout, and the drill is ready only
@@ -10,7 +11,7 @@ use serde_json::Value;
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -79,9 +80,18 @@ async fn start_with_lease(data: &Path, lease_ms: u32) -> Server {
         .stderr(log)
         .spawn()
         .expect("start the server");
-    // A thread reads stdout to its end, so the server never blocks on a full pipe; the first
-    // "listening" line goes back to us.
-    let stdout = child.stdout.take().unwrap();
+    let listening = first_listening_line(child.stdout.take().unwrap());
+    let mut server = Server { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), log: log_path };
+    let line = server.listening(listening).await;
+    let (addr, instance) = parse_listening(&line).unwrap_or_else(|| panic!("an unexpected first line on stdout: {line:?}"));
+    server.addr = addr;
+    server.wait_ready(&instance).await;
+    server
+}
+
+/// A thread reads stdout to its end, so the server never blocks on a full pipe; the first
+/// "listening" line goes back to us.
+fn first_listening_line(stdout: ChildStdout) -> tokio::sync::oneshot::Receiver<String> {
     let (tx, rx) = tokio::sync::oneshot::channel::<String>();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
@@ -94,50 +104,58 @@ async fn start_with_lease(data: &Path, lease_ms: u32) -> Server {
             }
         }
     });
-    let mut server = Server { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), log: log_path };
-    let line = match tokio::time::timeout(Duration::from_secs(60), rx).await {
-        Ok(Ok(line)) => line,
-        Ok(Err(_)) => {
-            // Stdout closed without the line: the process is ending or has ended.
-            let status = tokio::time::timeout(Duration::from_secs(5), async {
-                loop {
-                    if let Some(s) = server.child.try_wait().unwrap() {
-                        return s;
+    rx
+}
+
+impl Server {
+    /// The "listening" line, or a panic that says why the server printed none.
+    async fn listening(&mut self, line: tokio::sync::oneshot::Receiver<String>) -> String {
+        match tokio::time::timeout(Duration::from_secs(60), line).await {
+            Ok(Ok(line)) => line,
+            Ok(Err(_)) => {
+                // Stdout closed without the line: the process is ending or has ended.
+                let status = tokio::time::timeout(Duration::from_secs(5), async {
+                    loop {
+                        if let Some(s) = self.child.try_wait().unwrap() {
+                            return s;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-            .await
-            .map_or_else(|_| "still running 5 s after closing its stdout".to_string(), |s| s.to_string());
-            panic!(
-                "the server exited ({status}) before printing its address; the end of {}:\n{}",
-                server.log.display(),
-                log_tail(&server.log)
-            );
-        }
-        Err(_) => panic!("the server printed no address within 60 s; the end of {}:\n{}", server.log.display(), log_tail(&server.log)),
-    };
-    let (addr, instance) = parse_listening(&line).unwrap_or_else(|| panic!("an unexpected first line on stdout: {line:?}"));
-    server.addr = addr;
-    let expected = format!("reelsmith {instance}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match http(addr, "GET", "/health", &[], "").await {
-            Ok((200, body)) if body.trim() == expected => return server,
-            Ok((200, body)) => panic!("{addr}/health answers {body:?}, not our server ({expected:?})"),
-            Ok(other) => assert!(Instant::now() < deadline, "{addr}/health still answers {other:?}"),
-            Err(e) => {
-                if let Some(status) = server.child.try_wait().unwrap() {
-                    panic!(
-                        "the server exited ({status}) before it was ready; the end of {}:\n{}",
-                        server.log.display(),
-                        log_tail(&server.log)
-                    );
-                }
-                assert!(Instant::now() < deadline, "{addr}/health did not answer within 30 s: {e}");
+                })
+                .await
+                .map_or_else(|_| "still running 5 s after closing its stdout".to_string(), |s| s.to_string());
+                panic!(
+                    "the server exited ({status}) before printing its address; the end of {}:\n{}",
+                    self.log.display(),
+                    log_tail(&self.log)
+                );
             }
+            Err(_) => panic!("the server printed no address within 60 s; the end of {}:\n{}", self.log.display(), log_tail(&self.log)),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Returns once `/health` at the server's address answers with its instance id.
+    async fn wait_ready(&mut self, instance: &str) {
+        let (addr, expected) = (self.addr, format!("reelsmith {instance}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match http(addr, "GET", "/health", &[], "").await {
+                Ok((200, body)) if body.trim() == expected => return,
+                Ok((200, body)) => panic!("{addr}/health answers {body:?}, not our server ({expected:?})"),
+                Ok(other) => assert!(Instant::now() < deadline, "{addr}/health still answers {other:?}"),
+                Err(e) => {
+                    if let Some(status) = self.child.try_wait().unwrap() {
+                        panic!(
+                            "the server exited ({status}) before it was ready; the end of {}:\n{}",
+                            self.log.display(),
+                            log_tail(&self.log)
+                        );
+                    }
+                    assert!(Instant::now() < deadline, "{addr}/health did not answer within 30 s: {e}");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -280,6 +298,28 @@ async fn fifty_concurrent_retries_over_http_make_one_run() {
     let s = wait_for(addr, &video, "completed", 60).await;
     let retries = s["runs"].as_array().unwrap().iter().filter(|r| r["kind"] == "retry").count();
     assert_eq!(retries, 1);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// An error answers with its HTTP status (404 not found, 422 invalid, 409 refused), and its body
+/// is still the typed error the page shows.
+#[tokio::test]
+async fn errors_answer_with_their_http_status() {
+    let data = scratch("statuses");
+    let server = start(&data).await;
+    let addr = server.addr;
+    let (code, body) = call(addr, "get_status", &[("video_id", "00000000-0000-0000-0000-000000000000"), ("branch", "main")]).await;
+    assert_eq!((code, &body["NotFound"]["what"]), (404, &Value::from("video")), "{body}");
+    let (code, body) = call(addr, "get_status", &[("video_id", "not-a-uuid"), ("branch", "main")]).await;
+    assert_eq!((code, &body["InvalidInput"]["field"]), (422, &Value::from("video_id")), "{body}");
+    // Phase 1 stays busy long enough for the first cancel to find it running.
+    let video = create(addr, "2", r#"[{"phase":1,"action":"delay","ms":5000}]"#).await;
+    let cancel = [("video_id", video.as_str()), ("branch", "main")];
+    let (code, body) = call(addr, "cancel_run", &cancel).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = call(addr, "cancel_run", &cancel).await;
+    assert_eq!((code, &body["Refused"]["reason"]), (409, &Value::from("nothing_to_cancel")), "{body}");
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use reelsmith::domain::{CheckpointId, Manifest, Phase, VideoId};
+use reelsmith::domain::{CheckpointId, Manifest, Phase, TryOutcome, VideoId};
 use reelsmith::pipeline::Engine;
 use reelsmith::pipeline::providers::instant::Instant as Instantly;
 use reelsmith::pipeline::providers::{Answer, ProviderError, Providers, StoryboardArtist};
@@ -135,7 +135,7 @@ async fn a_dead_workers_run_is_taken_over_and_only_unfinished_units_rerun() {
     let run = state.runs.last().unwrap();
     assert_eq!(run.attempt, 1, "the same run resumed, not a new attempt");
     let tries = e.unit_tries(video).await.unwrap();
-    let reused = tries.iter().filter(|t| t.run_id == run.id && t.outcome == "memo").count() as u32;
+    let reused = tries.iter().filter(|t| t.run_id == run.id && t.outcome == TryOutcome::Memo).count() as u32;
     assert!(reused >= done_by_first, "finished units came from the memo ({reused} < {done_by_first})");
     assert_eq!(calls(e)[1] - calls_before, u64::from(8 - reused), "only unfinished units were made again");
     let pngs: Vec<_> = e.blobs.list().unwrap();
@@ -220,7 +220,7 @@ async fn permanent_errors_fail_at_once_and_transient_ones_are_retried() {
         new_video(e, "Transient", 2, true, Some(r#"[{"phase":3,"beat":1,"action":"fail","message":"429 Too Many Requests"}]"#)).await;
     drain_expect(e, "SSF").await;
     let tries = e.unit_tries(video).await.unwrap();
-    let failed: Vec<_> = tries.iter().filter(|t| t.outcome == "transient").collect();
+    let failed: Vec<_> = tries.iter().filter(|t| t.outcome == TryOutcome::Transient).collect();
     assert_eq!(failed.len(), 3);
     assert!(failed.iter().all(|t| t.message.as_deref() == Some("429 Too Many Requests")));
     let state = e.video_state(video).await.unwrap();
@@ -232,9 +232,9 @@ async fn permanent_errors_fail_at_once_and_transient_ones_are_retried() {
     let video = new_video(e, "Permanent", 3, true, None).await;
     drain_expect(e, "SF").await;
     let tries = e.unit_tries(video).await.unwrap();
-    let refused: Vec<_> = tries.iter().filter(|t| t.outcome != "ok" && t.outcome != "memo").collect();
+    let refused: Vec<_> = tries.iter().filter(|t| t.outcome != TryOutcome::Ok && t.outcome != TryOutcome::Memo).collect();
     assert_eq!(refused.len(), 1, "one try, not three: {tries:?}");
-    assert_eq!((refused[0].outcome.as_str(), refused[0].unit), ("permanent", 1));
+    assert_eq!((refused[0].outcome, refused[0].unit), (TryOutcome::Permanent, 1));
     assert_eq!(e.providers.calls_of(Phase::Storyboard), 3, "beats 0 and 2 once each, beat 1 once");
     let state = e.video_state(video).await.unwrap();
     let error = state.runs.last().unwrap().error.clone().unwrap();

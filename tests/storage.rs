@@ -4,11 +4,13 @@ mod common;
 
 use common::*;
 use reelsmith::domain::rules::Refusal;
-use reelsmith::domain::{BranchStatus, CheckpointId, CheckpointStatus, Phase, RunKind, RunStatus, VideoId};
+use reelsmith::domain::{
+    BranchId, BranchStatus, CheckpointId, CheckpointStatus, Entity, Phase, RunId, RunKind, RunStatus, TryOutcome, VideoId,
+};
 use reelsmith::pipeline::CoreError;
 use reelsmith::pipeline::commands::ContinueOutcome;
 use reelsmith::pipeline::worker::WorkOutcome;
-use reelsmith::storage::VideoState;
+use reelsmith::storage::{self, BranchRecord, CheckpointRecord, Constraint, RunRecord, StorageError, VideoState};
 
 const FAIL_BEAT0_ONCE: &str = r#"[{"phase":2,"beat":0,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"}]"#;
 
@@ -147,24 +149,24 @@ async fn bad_ids_are_not_found_and_change_nothing() {
 
     let unknown = VideoId(uuid::Uuid::new_v4());
     let err = e.continue_video(unknown, None, None, true).await.unwrap_err();
-    assert!(matches!(&err, CoreError::NotFound { what: "video", .. }), "{err:?}");
+    assert!(matches!(&err, CoreError::NotFound { what: Entity::Video, .. }), "{err:?}");
     assert!(err.to_string().contains("video not found"));
 
     let err = e.continue_video(video, Some(foreign), None, true).await.unwrap_err();
-    assert!(matches!(&err, CoreError::NotFound { what: "checkpoint", .. }), "a checkpoint of another video: {err:?}");
+    assert!(matches!(&err, CoreError::NotFound { what: Entity::Checkpoint, .. }), "a checkpoint of another video: {err:?}");
 
     let err = e.continue_video(video, Some(CheckpointId(uuid::Uuid::new_v4())), None, true).await.unwrap_err();
-    assert!(matches!(&err, CoreError::NotFound { what: "checkpoint", .. }));
+    assert!(matches!(&err, CoreError::NotFound { what: Entity::Checkpoint, .. }));
 
     let err = e.continue_video(video, None, Some("nope"), true).await.unwrap_err();
-    assert!(matches!(&err, CoreError::NotFound { what: "branch", .. }));
+    assert!(matches!(&err, CoreError::NotFound { what: Entity::Branch, .. }));
 
     let err = reelsmith::domain::VideoId::parse("video_id", "12345").unwrap_err();
     assert_eq!(err.field, "video_id");
     assert!(err.message.contains("not a valid video id"));
 
     let err = e.create_branch(video, foreign, "alt").await.unwrap_err();
-    assert!(matches!(&err, CoreError::NotFound { what: "checkpoint", .. }));
+    assert!(matches!(&err, CoreError::NotFound { what: Entity::Checkpoint, .. }));
     assert_eq!(snapshot(e).await, before, "nothing changed");
 }
 
@@ -216,7 +218,7 @@ async fn the_retry_limit_is_enforced_and_changes_nothing() {
     assert_eq!(snapshot(e).await, before);
     // Every try of the affected unit was recorded: 1 + 2 automatic per run, 6 runs.
     let tries = e.unit_tries(video).await.unwrap();
-    let failed = tries.iter().filter(|t| t.outcome == "transient" && t.unit == 1).count();
+    let failed = tries.iter().filter(|t| t.outcome == TryOutcome::Transient && t.unit == 1).count();
     assert_eq!(failed, 18);
 }
 
@@ -335,8 +337,8 @@ async fn costs_are_recorded_per_run_and_memo_hits_are_free() {
     assert_eq!(phase2[1].cost_micros, 1);
     let tries = e.unit_tries(video).await.unwrap();
     let retry_tries: Vec<_> = tries.iter().filter(|t| t.run_id == phase2[1].id).collect();
-    assert_eq!(retry_tries.iter().filter(|t| t.outcome == "memo").count(), 3);
-    assert!(retry_tries.iter().filter(|t| t.outcome == "memo").all(|t| t.cost_micros == 0));
+    assert_eq!(retry_tries.iter().filter(|t| t.outcome == TryOutcome::Memo).count(), 3);
+    assert!(retry_tries.iter().filter(|t| t.outcome == TryOutcome::Memo).all(|t| t.cost_micros == 0));
 }
 
 #[tokio::test]
@@ -344,4 +346,37 @@ async fn the_suite_runs_on_the_backend_it_was_asked_for() {
     let env = env().await;
     let wanted_postgres = std::env::var("REELSMITH_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"));
     assert_eq!(is_postgres(&env), wanted_postgres, "{}", env.url);
+}
+
+/// Each named constraint, broken on purpose, is known by `storage::violated`: PostgreSQL names
+/// the constraint, SQLite lists the index's columns (or names the index).
+#[tokio::test]
+async fn a_broken_constraint_is_known_by_name() {
+    let env = env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Constraints", 2, false, None).await;
+    step_ok(e).await;
+    let state = e.video_state(video).await.unwrap();
+    let mut conn = e.store.pool().acquire().await.unwrap();
+    let refused = |written: Result<(), StorageError>| {
+        let error = written.expect_err("the schema refuses the write");
+        assert!(error.is_unique_violation(), "{error:?}");
+        storage::violated(&error)
+    };
+
+    let twin = BranchRecord { id: BranchId(uuid::Uuid::new_v4()), ..state.branches[0].clone() };
+    assert_eq!(refused(storage::insert_branch(&mut conn, &twin).await), Some(Constraint::BranchName));
+
+    let first = state.runs[0].clone();
+    let queued = |attempt| RunRecord { id: RunId(uuid::Uuid::new_v4()), attempt, status: RunStatus::Queued, ..first.clone() };
+    storage::insert_run(&mut conn, &queued(2)).await.unwrap();
+    assert_eq!(refused(storage::insert_run(&mut conn, &queued(3)).await), Some(Constraint::OneActiveRun));
+    let same_attempt = RunRecord { id: RunId(uuid::Uuid::new_v4()), status: RunStatus::Cancelled, ..first.clone() };
+    assert_eq!(refused(storage::insert_run(&mut conn, &same_attempt).await), Some(Constraint::RunAttempt));
+
+    let same_version = CheckpointRecord { id: CheckpointId(uuid::Uuid::new_v4()), ..state.checkpoints[0].clone() };
+    assert_eq!(refused(storage::insert_checkpoint(&mut conn, &same_version).await), Some(Constraint::CheckpointVersion));
+
+    assert_eq!(refused(storage::insert_video(&mut conn, &state.video).await), Some(Constraint::PrimaryKey { table: "videos" }));
+    assert_eq!(storage::violated(&StorageError::Locked(3)), None);
 }

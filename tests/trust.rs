@@ -75,7 +75,7 @@ async fn writes_under_a_stale_token_change_nothing() {
     let before = snapshot(e).await;
     let mut tx = e.store.write().await.unwrap();
     let now = reelsmith::pipeline::now_ms();
-    assert!(!storage::hold_lease(&mut tx, &stale, now + 10_000).await.unwrap());
+    assert!(!storage::hold_lease(&mut tx, &stale, now, 10_000).await.unwrap());
     assert!(!storage::set_run_progress(&mut tx, &stale, 5, 5, 99).await.unwrap());
     assert!(!storage::add_run_progress(&mut tx, &stale, 5, 99).await.unwrap());
     assert!(!storage::release_run(&mut tx, &stale).await.unwrap());
@@ -83,7 +83,7 @@ async fn writes_under_a_stale_token_change_nothing() {
     tx.commit().await.unwrap();
     assert_eq!(snapshot(e).await, before, "a stale token wrote something");
     let mut tx = e.store.write().await.unwrap();
-    assert!(storage::hold_lease(&mut tx, &current, now + 10_000).await.unwrap(), "the current holder still may");
+    assert!(storage::hold_lease(&mut tx, &current, now, 10_000).await.unwrap(), "the current holder still may");
     tx.rollback().await.unwrap();
     let _ = video;
 }
@@ -285,4 +285,22 @@ async fn the_first_claim_of_a_run_takes_token_one_for_its_video() {
         storage::claim_run(&mut tx, "w", reelsmith::pipeline::now_ms(), 10_000).await.unwrap().expect("claimable");
     tx.commit().await.unwrap();
     assert_eq!((lease.video, lease.run, lease.token), (video, run.id, 1));
+}
+
+/// A lease that expired is lost even before anyone claims the run: its worker (which stalled past
+/// it) cannot renew it, and the run is free for the next claim.
+#[tokio::test]
+async fn an_expired_lease_cannot_be_renewed() {
+    let env = env().await;
+    let e = &env.engine;
+    new_video(e, "Expired", 2, false, None).await;
+    let mut tx = e.store.write().await.unwrap();
+    let (_, lease) = storage::claim_run(&mut tx, "w", reelsmith::pipeline::now_ms(), 10_000).await.unwrap().expect("claimable");
+    tx.commit().await.unwrap();
+    expire_leases(&env).await;
+    let mut tx = e.store.write().await.unwrap();
+    assert!(!storage::hold_lease(&mut tx, &lease, reelsmith::pipeline::now_ms(), 10_000).await.unwrap());
+    let next = storage::claim_run(&mut tx, "other", reelsmith::pipeline::now_ms(), 10_000).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(next.map(|(_, l)| l.token), Some(2), "the run went to the next claim");
 }

@@ -3,8 +3,9 @@ use std::collections::HashMap;
 
 use super::error::AppError;
 use super::types::*;
+use crate::domain::rules::BranchView;
 use crate::domain::rules::{allowed_actions, branch_status};
-use crate::domain::{BranchName, CheckpointId, CheckpointStatus, Manifest, Phase, RunStatus};
+use crate::domain::{BranchName, BranchStatus, CheckpointId, CheckpointStatus, Entity, Manifest, Phase, RunStatus, TryOutcome};
 use crate::pipeline::EngineConfig;
 use crate::pipeline::commands::ContinueOutcome;
 use crate::storage::{BranchRecord, CheckpointRecord, RunRecord, UnitTryRecord, VideoState};
@@ -15,8 +16,8 @@ fn checkpoint(state: &VideoState, c: &CheckpointRecord) -> CheckpointWire {
         phase: c.phase,
         phase_number: c.phase.number(),
         version: c.version,
-        status: c.status.wire().into(),
-        origin: c.origin.wire().into(),
+        status: c.status,
+        origin: c.origin,
         parent_id: c.parent_id.map(|p| p.to_string()),
         branch: state.branch(c.branch_id).map(|b| b.name.clone()).unwrap_or_default(),
         head_of: state.branches.iter().filter(|b| b.head_id == Some(c.id)).map(|b| b.name.clone()).collect(),
@@ -51,10 +52,10 @@ fn run(state: &VideoState, r: &RunRecord, tries: &[UnitTryRecord]) -> RunWire {
     let mine = tries.iter().filter(|t| t.run_id == r.id);
     let (mut calls, mut memo_hits, mut failed) = (0, 0, 0);
     for t in mine {
-        match t.outcome.as_str() {
-            "ok" => calls += 1,
-            "memo" => memo_hits += 1,
-            _ => failed += 1,
+        match t.outcome {
+            TryOutcome::Ok => calls += 1,
+            TryOutcome::Memo => memo_hits += 1,
+            TryOutcome::Transient | TryOutcome::Permanent | TryOutcome::Cancelled => failed += 1,
         }
     }
     RunWire {
@@ -62,8 +63,8 @@ fn run(state: &VideoState, r: &RunRecord, tries: &[UnitTryRecord]) -> RunWire {
         branch: state.branch(r.branch_id).map(|b| b.name.clone()).unwrap_or_default(),
         phase: r.phase,
         attempt: r.attempt,
-        kind: r.kind.wire().into(),
-        status: r.status.wire().into(),
+        kind: r.kind,
+        status: r.status,
         error: r.error.clone(),
         failed_beat: r.failed_unit.filter(|_| matches!(r.phase, Phase::Storyboard | Phase::Clips)),
         from_checkpoint: r.from_checkpoint.map(|c| c.to_string()),
@@ -84,9 +85,9 @@ fn progress(r: &RunRecord, tries: &[UnitTryRecord]) -> ProgressWire {
     let failed_run = r.status.is_failure();
     for (i, unit) in units.iter_mut().enumerate() {
         let mine: Vec<&UnitTryRecord> = tries.iter().filter(|t| t.run_id == r.id && t.unit as usize == i).collect();
-        *unit = if mine.iter().any(|t| t.outcome == "ok") {
+        *unit = if mine.iter().any(|t| t.outcome == TryOutcome::Ok) {
             UnitState::Done
-        } else if mine.iter().any(|t| t.outcome == "memo") {
+        } else if mine.iter().any(|t| t.outcome == TryOutcome::Memo) {
             UnitState::Reused
         } else if failed_run && (!mine.is_empty() || r.failed_unit == Some(i as u32)) {
             UnitState::Failed
@@ -140,7 +141,7 @@ fn error_of(r: &RunRecord) -> ErrorWire {
 
 pub fn summary(state: &VideoState) -> VideoSummary {
     let main = state.branch_named(BranchName::MAIN);
-    let status = main.map(|b| branch_status(&state.branch_view(b))).unwrap_or(crate::domain::BranchStatus::Processing);
+    let status = main.map(|b| branch_status(&state.branch_view(b))).unwrap_or(BranchStatus::Processing);
     let head = main.and_then(|b| b.head_id).and_then(|id| state.checkpoint(id));
     let poster_url = main.and_then(|b| {
         state.line_of(b).iter().find_map(|c| match &c.manifest {
@@ -169,46 +170,16 @@ pub fn status(
     config: &EngineConfig,
 ) -> Result<VideoStatusWire, AppError> {
     let name = branch.filter(|b| !b.is_empty()).unwrap_or(BranchName::MAIN);
-    let branch = state.branch_named(name).ok_or_else(|| AppError::NotFound { what: "branch".into(), id: name.into() })?;
+    let branch = state.branch_named(name).ok_or_else(|| AppError::NotFound { what: Entity::Branch, id: name.into() })?;
     let view = state.branch_view(branch);
     let status = branch_status(&view);
     let head = branch.head_id.and_then(|id| state.checkpoint(id));
     let branch_runs: Vec<&RunRecord> = state.runs.iter().filter(|r| r.branch_id == branch.id).collect();
     let latest = branch_runs.iter().max_by_key(|r| (r.created_at, r.attempt)).copied();
-    let error = match (status, view.latest_from_head.and_then(|v| state.runs.iter().find(|r| r.id == v.id))) {
-        (crate::domain::BranchStatus::Failed, Some(r)) => Some(error_of(r)),
-        // A pending edit after a failure: the card stays so the person sees what happened.
-        (crate::domain::BranchStatus::AwaitingApproval, _) => latest.filter(|r| r.status.is_failure()).map(error_of),
-        _ => None,
-    };
-    let current_phase = match view.active_run {
-        Some(r) => Some(r.phase),
-        None => match (status, view.latest_from_head) {
-            (crate::domain::BranchStatus::Failed, Some(r)) => Some(r.phase),
-            _ => head.map(|h| h.phase),
-        },
-    };
-    let active_branches = state
-        .branches
-        .iter()
-        .map(|b| {
-            let v = state.branch_view(b);
-            let h = b.head_id.and_then(|id| state.checkpoint(id));
-            BranchWire {
-                branch_name: b.name.clone(),
-                latest_checkpoint_id: h.map(|c| c.id.to_string()),
-                phase_number: h.map(|c| c.phase.number()),
-                status: h.map(|c| c.status.wire().to_string()),
-                branch_status: branch_status(&v),
-                can_continue: allowed_actions(&v, config.limits()).can_continue,
-                forked_from: b.forked_from.map(|c| c.to_string()),
-            }
-        })
-        .collect();
     let progress = view
         .active_run
         .and_then(|a| state.runs.iter().find(|r| r.id == a.id))
-        .or(latest.filter(|r| r.status.is_failure() && status == crate::domain::BranchStatus::Failed))
+        .or(latest.filter(|r| r.status.is_failure() && status == BranchStatus::Failed))
         .map(|r| progress(r, tries));
     let mut runs: Vec<RunWire> = branch_runs.iter().map(|r| run(state, r, tries)).collect();
     runs.sort_by_key(|r| r.created_at);
@@ -222,11 +193,11 @@ pub fn status(
         budget_micros: state.video.budget_micros,
         branch: branch.name.clone(),
         status,
-        current_phase,
-        error,
+        current_phase: current_phase(&view, status, head),
+        error: error_card(state, &view, status, latest),
         current_checkpoint: head.filter(|h| h.status == CheckpointStatus::Pending).map(|h| checkpoint(state, h)),
         checkpoint_tree: tree(state),
-        active_branches,
+        active_branches: branches(state, config),
         runs,
         allowed: allowed_actions(&view, config.limits()),
         progress,
@@ -236,11 +207,49 @@ pub fn status(
     })
 }
 
+/// The failure the error card shows: the branch's failed run, or, while a pending edit follows
+/// a failure, the latest failed run (so the person sees what happened).
+fn error_card(state: &VideoState, view: &BranchView, status: BranchStatus, latest: Option<&RunRecord>) -> Option<ErrorWire> {
+    match (status, view.latest_from_head.and_then(|v| state.runs.iter().find(|r| r.id == v.id))) {
+        (BranchStatus::Failed, Some(r)) => Some(error_of(r)),
+        (BranchStatus::AwaitingApproval, _) => latest.filter(|r| r.status.is_failure()).map(error_of),
+        _ => None,
+    }
+}
+
+fn current_phase(view: &BranchView, status: BranchStatus, head: Option<&CheckpointRecord>) -> Option<Phase> {
+    match view.active_run {
+        Some(r) => Some(r.phase),
+        None => match (status, view.latest_from_head) {
+            (BranchStatus::Failed, Some(r)) => Some(r.phase),
+            _ => head.map(|h| h.phase),
+        },
+    }
+}
+
+fn branches(state: &VideoState, config: &EngineConfig) -> Vec<BranchWire> {
+    state
+        .branches
+        .iter()
+        .map(|b| {
+            let v = state.branch_view(b);
+            let h = b.head_id.and_then(|id| state.checkpoint(id));
+            BranchWire {
+                branch_name: b.name.clone(),
+                latest_checkpoint_id: h.map(|c| c.id.to_string()),
+                phase_number: h.map(|c| c.phase.number()),
+                status: h.map(|c| c.status),
+                branch_status: branch_status(&v),
+                can_continue: allowed_actions(&v, config.limits()).can_continue,
+                forked_from: b.forked_from.map(|c| c.to_string()),
+            }
+        })
+        .collect()
+}
+
 pub fn continue_result(outcome: ContinueOutcome) -> ContinueResult {
     match outcome {
-        ContinueOutcome::Started { run, kind, attempt } => {
-            ContinueResult::Started { run_id: run.to_string(), kind: kind.wire().into(), attempt }
-        }
+        ContinueOutcome::Started { run, kind, attempt } => ContinueResult::Started { run_id: run.to_string(), kind, attempt },
         ContinueOutcome::AlreadyRunning { run } => ContinueResult::AlreadyRunning { run_id: run.to_string() },
         ContinueOutcome::Completed { .. } => ContinueResult::Completed,
     }

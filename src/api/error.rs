@@ -1,14 +1,15 @@
 //! The one error that crosses to the browser: typed, with a sentence and a next step, no internals.
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use leptos::server_fn::{Bytes, Encodes};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Refusal;
+use crate::domain::{Entity, Refusal};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum AppError {
     #[error("{what} not found")]
-    NotFound { what: String, id: String },
+    NotFound { what: Entity, id: String },
     #[error("{message}")]
     InvalidInput { field: String, message: String },
     #[error("{0}")]
@@ -23,13 +24,7 @@ impl AppError {
     /// The sentence a person reads.
     pub fn sentence(&self) -> String {
         match self {
-            AppError::NotFound { what, .. } => {
-                let mut s = what.clone();
-                if let Some(first) = s.get_mut(0..1) {
-                    first.make_ascii_uppercase();
-                }
-                format!("{s} not found.")
-            }
+            AppError::NotFound { what, .. } => format!("{} not found.", what.label()),
             AppError::InvalidInput { message, .. } => {
                 let mut s = message.clone();
                 if let Some(first) = s.get_mut(0..1) {
@@ -76,6 +71,41 @@ impl FromServerFnError for AppError {
             other => AppError::Transport(other.to_string()),
         }
     }
+
+    /// Called on the server only, to send the error as a server function's answer: the moment
+    /// the error sets the response's HTTP status (`AppError::respond`).
+    fn ser(&self) -> Bytes {
+        #[cfg(feature = "ssr")]
+        self.respond();
+        <JsonEncoding as Encodes<Self>>::encode(self).expect("an AppError is plain data")
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl AppError {
+    /// The HTTP status the error answers with: 404 not found, 409 refused, 422 invalid, 500 for
+    /// the rest.
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            AppError::NotFound { .. } => StatusCode::NOT_FOUND,
+            AppError::Refused(_) => StatusCode::CONFLICT,
+            AppError::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Internal | AppError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Sets the status of the server function's response (leptos_axum applies it). Not for a
+    /// form posted without JavaScript (it accepts HTML): that answer stays a redirect to the page.
+    fn respond(&self) {
+        use leptos::prelude::use_context;
+        let accepts_html = use_context::<axum::http::request::Parts>()
+            .and_then(|parts| parts.headers.get(axum::http::header::ACCEPT)?.to_str().ok().map(|a| a.contains("text/html")))
+            .unwrap_or(false);
+        if let (false, Some(response)) = (accepts_html, use_context::<leptos_axum::ResponseOptions>()) {
+            response.set_status(self.status());
+        }
+    }
 }
 
 #[cfg(feature = "ssr")]
@@ -83,7 +113,7 @@ impl From<crate::pipeline::CoreError> for AppError {
     fn from(e: crate::pipeline::CoreError) -> Self {
         use crate::pipeline::CoreError;
         match e {
-            CoreError::NotFound { what, id } => AppError::NotFound { what: what.into(), id },
+            CoreError::NotFound { what, id } => AppError::NotFound { what, id },
             CoreError::Invalid(i) => AppError::InvalidInput { field: i.field, message: i.message },
             CoreError::Refused(r) => AppError::Refused(r),
             other => {

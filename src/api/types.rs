@@ -2,7 +2,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::rules::AllowedActions;
-use crate::domain::{BranchStatus, Phase, Script};
+use crate::domain::{BranchStatus, CheckpointStatus, Origin, Phase, RunKind, RunStatus, Script};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServerSettings {
@@ -29,8 +29,8 @@ pub struct CheckpointWire {
     pub phase: Phase,
     pub phase_number: u8,
     pub version: u32,
-    pub status: String,
-    pub origin: String,
+    pub status: CheckpointStatus,
+    pub origin: Origin,
     pub parent_id: Option<String>,
     /// The branch the checkpoint was made on.
     pub branch: String,
@@ -52,7 +52,8 @@ pub struct BranchWire {
     pub branch_name: String,
     pub latest_checkpoint_id: Option<String>,
     pub phase_number: Option<u8>,
-    pub status: Option<String>,
+    /// The status of the branch's newest checkpoint.
+    pub status: Option<CheckpointStatus>,
     pub branch_status: BranchStatus,
     pub can_continue: bool,
     pub forked_from: Option<String>,
@@ -64,8 +65,8 @@ pub struct RunWire {
     pub branch: String,
     pub phase: Phase,
     pub attempt: u32,
-    pub kind: String,
-    pub status: String,
+    pub kind: RunKind,
+    pub status: RunStatus,
     pub error: Option<String>,
     pub failed_beat: Option<u32>,
     pub from_checkpoint: Option<String>,
@@ -160,7 +161,7 @@ pub struct VideoStatusWire {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ContinueResult {
-    Started { run_id: String, kind: String, attempt: u32 },
+    Started { run_id: String, kind: RunKind, attempt: u32 },
     AlreadyRunning { run_id: String },
     Completed,
 }

@@ -67,7 +67,8 @@ impl Phase {
 }
 
 macro_rules! wire_enum {
-    ($name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
@@ -83,6 +84,13 @@ macro_rules! wire_enum {
                 match s { $($wire => Some($name::$variant),)+ _ => None }
             }
         }
+
+        /// The wire name, for pages and CSS classes.
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.wire())
+            }
+        }
     };
 }
 
@@ -95,6 +103,33 @@ wire_enum!(RunKind {
     Retry => "retry",
     Regenerate => "regenerate",
 });
+wire_enum!(
+    /// How one try of one unit ended (`unit_tries.outcome`; the schema lists the same words).
+    TryOutcome {
+        Ok => "ok",
+        Memo => "memo",
+        Transient => "transient",
+        Permanent => "permanent",
+        Cancelled => "cancelled",
+    }
+);
+wire_enum!(
+    /// What a "not found" is about: the words of the error and the 404 page.
+    Entity { Video => "video", Branch => "branch", Checkpoint => "checkpoint", Run => "run" }
+);
+
+impl Entity {
+    /// The word that starts a sentence: "Video", "Branch", …
+    pub fn label(self) -> &'static str {
+        match self {
+            Entity::Video => "Video",
+            Entity::Branch => "Branch",
+            Entity::Checkpoint => "Checkpoint",
+            Entity::Run => "Run",
+        }
+    }
+}
+
 wire_enum!(RunStatus {
     Queued => "queued",
     Running => "running",
@@ -169,6 +204,14 @@ mod tests {
         }
         for k in RunKind::ALL {
             assert_eq!(RunKind::from_wire(k.wire()), Some(*k));
+        }
+        for o in TryOutcome::ALL {
+            assert_eq!(TryOutcome::from_wire(o.wire()), Some(*o));
+            assert_eq!(serde_json::to_string(o).unwrap(), format!("\"{}\"", o.wire()));
+        }
+        for e in Entity::ALL {
+            assert_eq!(serde_json::to_string(e).unwrap(), format!("\"{e}\""));
+            assert_eq!(e.label().to_lowercase(), e.wire());
         }
         assert_eq!(RunStatus::from_wire("done"), None);
     }

@@ -6,10 +6,10 @@ use uuid::Uuid;
 use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{self, ContinueRequest, Decision, GivenCheckpoint};
 use crate::domain::{
-    BranchId, BranchName, CheckpointId, CheckpointStatus, InvalidInput, Manifest, NewVideo, Origin, Phase, Refusal, RunId, RunKind,
+    BranchId, BranchName, CheckpointId, CheckpointStatus, Entity, InvalidInput, Manifest, NewVideo, Origin, Phase, Refusal, RunId, RunKind,
     RunStatus, Script, Timestamp, VideoId,
 };
-use crate::storage::{self, BranchRecord, CheckpointRecord, Regenerate, RunRecord, StorageError, Tx, VideoRecord, VideoState};
+use crate::storage::{self, BranchRecord, CheckpointRecord, Constraint, Regenerate, RunRecord, Tx, VideoRecord, VideoState, WriteTx};
 
 /// What a continue did. Expected outcomes are data, not errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,29 +26,30 @@ impl ContinueOutcome {
             ContinueOutcome::Completed { .. } => None,
         }
     }
+
+    /// Whether the continue changed the video (returning the run already going changes nothing).
+    pub fn is_change(&self) -> bool {
+        !matches!(self, ContinueOutcome::AlreadyRunning { .. })
+    }
 }
 
-/// How many times a command is re-run after losing a race on a unique index.
-const RACE_RETRIES: usize = 8;
-
-async fn load(tx: &mut Tx, video: VideoId) -> Result<VideoState, CoreError> {
-    storage::load_video_state(tx, video).await?.ok_or_else(|| CoreError::not_found("video", video))
+pub(crate) async fn load(tx: &mut Tx, video: VideoId) -> Result<VideoState, CoreError> {
+    storage::load_video_state(tx, video).await?.ok_or_else(|| CoreError::not_found(Entity::Video, video))
 }
 
 fn branch_of<'a>(state: &'a VideoState, name: Option<&str>) -> Result<&'a BranchRecord, CoreError> {
     let name = name.filter(|n| !n.is_empty()).unwrap_or(BranchName::MAIN);
-    state.branch_named(name).ok_or_else(|| CoreError::not_found("branch", name))
+    state.branch_named(name).ok_or_else(|| CoreError::not_found(Entity::Branch, name))
 }
 
 fn checkpoint_of(state: &VideoState, id: CheckpointId) -> Result<&CheckpointRecord, CoreError> {
     // A checkpoint of another video is "not found" here: ids never cross videos.
-    state.checkpoint(id).ok_or_else(|| CoreError::not_found("checkpoint", id))
+    state.checkpoint(id).ok_or_else(|| CoreError::not_found(Entity::Checkpoint, id))
 }
 
 /// Carries out a rule-table decision inside the caller's transaction.
 pub(crate) async fn apply_decision(
     tx: &mut Tx,
-    state: &VideoState,
     branch: &BranchRecord,
     decision: Decision,
     now: Timestamp,
@@ -59,10 +60,10 @@ pub(crate) async fn apply_decision(
                 let from = from.expect("approval needs a checkpoint");
                 if !storage::approve_checkpoint(tx, from, now).await? {
                     // Someone approved it between our read and write: re-run the command.
-                    return Err(StorageError::Database(sqlx::Error::Protocol("checkpoint approved concurrently".into())).into());
+                    return Err(CoreError::LostRace);
                 }
             }
-            let run = new_run(state, branch, phase, from, attempt, kind, None, now);
+            let run = new_run(branch, RunStart { phase, from, attempt, kind, regenerate: None }, now);
             storage::insert_run(tx, &run).await?;
             Ok(ContinueOutcome::Started { run: run.id, kind, attempt })
         }
@@ -74,20 +75,21 @@ pub(crate) async fn apply_decision(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn new_run(
-    state: &VideoState,
-    branch: &BranchRecord,
+/// What a new run makes, and from where.
+struct RunStart {
     phase: Phase,
     from: Option<CheckpointId>,
     attempt: u32,
     kind: RunKind,
     regenerate: Option<Regenerate>,
-    now: Timestamp,
-) -> RunRecord {
+}
+
+/// A queued run on `branch`.
+fn new_run(branch: &BranchRecord, start: RunStart, now: Timestamp) -> RunRecord {
+    let RunStart { phase, from, attempt, kind, regenerate } = start;
     RunRecord {
         id: RunId(Uuid::new_v4()),
-        video_id: state.video.id,
+        video_id: branch.video_id,
         branch_id: branch.id,
         from_checkpoint: from,
         phase,
@@ -109,70 +111,39 @@ fn new_run(
     }
 }
 
-fn lost_race(e: &CoreError) -> bool {
-    match e {
-        CoreError::Storage(s) => {
-            s.is_unique_violation()
-                || s.is_busy()
-                || matches!(s, StorageError::Database(sqlx::Error::Protocol(m)) if m.contains("concurrently"))
-        }
-        _ => false,
-    }
-}
-
 impl Engine {
-    /// Runs `body` in a write transaction, again after losing a race to a concurrent caller; the
-    /// second time round the rule table sees the winner's write (e.g. the run it queued).
-    /// The video's row is locked (and its change counter bumped) before `body` reads anything, so
+    /// A command's write: one transaction through `Store::write_retrying`, so a command that lost
+    /// a race runs again and the rule table sees the winner's write (e.g. the run it queued).
+    /// The video's row is locked (and its change counter bumped) before `work` reads anything, so
     /// a video's commands run one at a time on PostgreSQL too: under READ COMMITTED two of them
     /// could otherwise both decide on the same old state and both commit.
-    async fn write_tx<T, F>(&self, video: VideoId, body: F) -> Result<T, CoreError>
-    where
-        F: for<'t> Fn(&'t mut Tx) -> futures::future::BoxFuture<'t, Result<T, CoreError>>,
-    {
-        self.write_tx_counted(video, body, |_| true).await
+    async fn write_video<T>(&self, video: VideoId, work: impl AsyncFn(&mut WriteTx) -> Result<T, CoreError>) -> Result<T, CoreError> {
+        self.write_video_if(video, |_| true, work).await
     }
 
-    /// `write_tx`, counting a change of the video only when `changed` says the result is one
+    /// `write_video`, counting a change of the video only when `changed` says the result is one
     /// (a continue that returns the run already going changes nothing).
-    async fn write_tx_counted<T, F>(&self, video: VideoId, body: F, changed: fn(&T) -> bool) -> Result<T, CoreError>
-    where
-        F: for<'t> Fn(&'t mut Tx) -> futures::future::BoxFuture<'t, Result<T, CoreError>>,
-    {
-        let mut last = None;
-        for _ in 0..RACE_RETRIES {
-            let mut tx = self.store.write().await?;
-            let done = async {
-                storage::lock_video(&mut tx, self.store.backend(), video).await?;
-                let value = body(&mut tx).await?;
+    async fn write_video_if<T>(
+        &self,
+        video: VideoId,
+        changed: fn(&T) -> bool,
+        work: impl AsyncFn(&mut WriteTx) -> Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
+        let backend = self.store.backend();
+        let value = self
+            .store
+            .write_retrying(async move |tx| {
+                storage::lock_video(tx, backend, video).await?;
+                let value = work(tx).await?;
                 if changed(&value) {
-                    storage::touch_video(&mut tx, video).await?;
+                    storage::touch_video(tx, video).await?;
                 }
                 Ok::<_, CoreError>(value)
-            }
-            .await;
-            match done {
-                Ok(value) => match tx.commit().await {
-                    Ok(()) => {
-                        self.events.changed(video);
-                        self.wake.notify_waiters();
-                        return Ok(value);
-                    }
-                    Err(e) => last = Some(CoreError::from(e)),
-                },
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    if !lost_race(&e) {
-                        return Err(e);
-                    }
-                    last = Some(e);
-                }
-            }
-            if !last.as_ref().is_some_and(lost_race) {
-                break;
-            }
-        }
-        Err(last.unwrap_or_else(|| CoreError::Internal("write failed".into())))
+            })
+            .await?;
+        self.events.changed(video);
+        self.wake.notify_waiters();
+        Ok(value)
     }
 
     /// A new video with its `main` branch and the first run of phase 1.
@@ -191,24 +162,20 @@ impl Engine {
             changes: 0,
         };
         let id = video.id;
-        self.write_tx(id, move |tx| {
-            let video = video.clone();
-            Box::pin(async move {
-                storage::insert_video(tx, &video).await?;
-                let main = BranchRecord {
-                    id: BranchId(Uuid::new_v4()),
-                    video_id: video.id,
-                    name: BranchName::MAIN.into(),
-                    head_id: None,
-                    forked_from: None,
-                    created_at: now,
-                };
-                storage::insert_branch(tx, &main).await?;
-                let state = VideoState { video: video.clone(), branches: vec![main.clone()], checkpoints: vec![], runs: vec![] };
-                let run = new_run(&state, &main, Phase::Script, None, 1, RunKind::Initial, None, now);
-                storage::insert_run(tx, &run).await?;
-                Ok(())
-            })
+        self.write_video(id, async move |tx| {
+            storage::insert_video(tx, &video).await?;
+            let main = BranchRecord {
+                id: BranchId(Uuid::new_v4()),
+                video_id: video.id,
+                name: BranchName::MAIN.into(),
+                head_id: None,
+                forked_from: None,
+                created_at: now,
+            };
+            storage::insert_branch(tx, &main).await?;
+            let first = RunStart { phase: Phase::Script, from: None, attempt: 1, kind: RunKind::Initial, regenerate: None };
+            storage::insert_run(tx, &new_run(&main, first, now)).await?;
+            Ok(())
         })
         .await?;
         Ok(id)
@@ -225,19 +192,15 @@ impl Engine {
     ) -> Result<ContinueOutcome, CoreError> {
         let limits = self.config.limits();
         let branch = branch.map(str::to_string);
-        let changed: fn(&ContinueOutcome) -> bool = |o| !matches!(o, ContinueOutcome::AlreadyRunning { .. });
-        self.write_tx_counted(video, move |tx| {
-            let branch = branch.clone();
-            Box::pin(async move {
-                let now = now_ms();
-                let state = load(tx, video).await?;
-                let branch = branch_of(&state, branch.as_deref())?;
-                let given =
-                    checkpoint.map(|id| checkpoint_of(&state, id).map(|c| GivenCheckpoint { id: c.id, status: c.status })).transpose()?;
-                let decision = rules::decide(&state.branch_view(branch), ContinueRequest { checkpoint: given, force_retry }, limits)?;
-                apply_decision(tx, &state, branch, decision, now).await
-            })
-        }, changed)
+        self.write_video_if(video, ContinueOutcome::is_change, async move |tx| {
+            let now = now_ms();
+            let state = load(tx, video).await?;
+            let branch = branch_of(&state, branch.as_deref())?;
+            let given =
+                checkpoint.map(|id| checkpoint_of(&state, id).map(|c| GivenCheckpoint { id: c.id, status: c.status })).transpose()?;
+            let decision = rules::decide(&state.branch_view(branch), ContinueRequest { checkpoint: given, force_retry }, limits)?;
+            apply_decision(tx, branch, decision, now).await
+        })
         .await
     }
 
@@ -256,41 +219,38 @@ impl Engine {
     ) -> Result<CheckpointId, CoreError> {
         let script = Script::parse_edit(script_json)?;
         let branch = branch.map(str::to_string);
-        self.write_tx(video, move |tx| {
-            let (script, branch) = (script.clone(), branch.clone());
-            Box::pin(async move {
-                let now = now_ms();
-                let state = load(tx, video).await?;
-                let branch = branch_of(&state, branch.as_deref())?;
-                let target = checkpoint_of(&state, checkpoint)?;
-                rules::decide_edit(&state.branch_view(branch), target.phase, state.on_line(branch, checkpoint))?;
-                let Manifest::Script { script: old, seed } = &target.manifest else {
-                    return Err(Refusal::OnlyScriptsAreEditable { phase: target.phase }.into());
-                };
-                if *old == script {
-                    return Err(InvalidInput::new("script", "nothing changed; edit a field before saving").into());
-                }
-                let edited = CheckpointRecord {
-                    id: CheckpointId(Uuid::new_v4()),
-                    video_id: video,
-                    branch_id: branch.id,
-                    parent_id: target.parent_id,
-                    phase: target.phase,
-                    version: state.next_version(target.parent_id, target.phase),
-                    status: CheckpointStatus::Pending,
-                    origin: Origin::Edited,
-                    manifest: Manifest::Script { script: script.clone(), seed: *seed },
-                    run_id: None,
-                    created_at: now,
-                    approved_at: None,
-                };
-                storage::insert_checkpoint(tx, &edited).await?;
-                storage::set_branch_head(tx, branch.id, edited.id).await?;
-                if branch.name == BranchName::MAIN {
-                    storage::set_video_title(tx, video, &script.title).await?;
-                }
-                Ok(edited.id)
-            })
+        self.write_video(video, async move |tx| {
+            let now = now_ms();
+            let state = load(tx, video).await?;
+            let branch = branch_of(&state, branch.as_deref())?;
+            let target = checkpoint_of(&state, checkpoint)?;
+            rules::decide_edit(&state.branch_view(branch), target.phase, state.on_line(branch, checkpoint))?;
+            let Manifest::Script { script: old, seed } = &target.manifest else {
+                return Err(Refusal::OnlyScriptsAreEditable { phase: target.phase }.into());
+            };
+            if *old == script {
+                return Err(InvalidInput::new("script", "nothing changed; edit a field before saving").into());
+            }
+            let edited = CheckpointRecord {
+                id: CheckpointId(Uuid::new_v4()),
+                video_id: video,
+                branch_id: branch.id,
+                parent_id: target.parent_id,
+                phase: target.phase,
+                version: state.next_version(target.parent_id, target.phase),
+                status: CheckpointStatus::Pending,
+                origin: Origin::Edited,
+                manifest: Manifest::Script { script: script.clone(), seed: *seed },
+                run_id: None,
+                created_at: now,
+                approved_at: None,
+            };
+            storage::insert_checkpoint(tx, &edited).await?;
+            storage::set_branch_head(tx, branch.id, edited.id).await?;
+            if branch.name == BranchName::MAIN {
+                storage::set_video_title(tx, video, &script.title).await?;
+            }
+            Ok(edited.id)
         })
         .await
     }
@@ -298,31 +258,30 @@ impl Engine {
     /// A new branch whose head is `from`; names are unique per video (a schema constraint).
     pub async fn create_branch(&self, video: VideoId, from: CheckpointId, name: &str) -> Result<BranchId, CoreError> {
         let name = BranchName::parse(name)?;
-        let result = self
-            .write_tx(video, move |tx| {
-                let name = name.clone();
-                Box::pin(async move {
-                    let state = load(tx, video).await?;
-                    checkpoint_of(&state, from)?;
-                    if state.branch_named(name.as_str()).is_some() {
-                        return Err(Refusal::BranchNameTaken { name: name.to_string() }.into());
-                    }
-                    let branch = BranchRecord {
-                        id: BranchId(Uuid::new_v4()),
-                        video_id: video,
-                        name: name.to_string(),
-                        head_id: Some(from),
-                        forked_from: Some(from),
-                        created_at: now_ms(),
-                    };
-                    storage::insert_branch(tx, &branch).await?;
-                    Ok(branch.id)
-                })
+        let created = self
+            .write_video(video, async move |tx| {
+                let state = load(tx, video).await?;
+                checkpoint_of(&state, from)?;
+                if state.branch_named(name.as_str()).is_some() {
+                    return Err(Refusal::BranchNameTaken { name: name.to_string() }.into());
+                }
+                let branch = BranchRecord {
+                    id: BranchId(Uuid::new_v4()),
+                    video_id: video,
+                    name: name.to_string(),
+                    head_id: Some(from),
+                    forked_from: Some(from),
+                    created_at: now_ms(),
+                };
+                storage::insert_branch(tx, &branch).await?;
+                Ok(branch.id)
             })
             .await;
-        match result {
+        match created {
             // Two people picked the same name at once: the constraint decided.
-            Err(CoreError::Storage(e)) if e.is_unique_violation() => Err(Refusal::BranchNameTaken { name: "that name".into() }.into()),
+            Err(CoreError::Storage(e)) if storage::violated(&e) == Some(Constraint::BranchName) => {
+                Err(Refusal::BranchNameTaken { name: "that name".into() }.into())
+            }
             other => other,
         }
     }
@@ -331,23 +290,20 @@ impl Engine {
     pub async fn cancel(&self, video: VideoId, branch: Option<&str>) -> Result<RunId, CoreError> {
         let branch = branch.map(str::to_string);
         let run = self
-            .write_tx(video, move |tx| {
-                let branch = branch.clone();
-                Box::pin(async move {
-                    let state = load(tx, video).await?;
-                    let branch = branch_of(&state, branch.as_deref())?;
-                    let run = rules::decide_cancel(&state.branch_view(branch))?;
-                    let ended =
-                        storage::finish_run(tx, run, storage::Ender::Person, RunStatus::Cancelled, Some("Cancelled by user"), None, now_ms())
-                            .await?;
-                    if !ended {
-                        // The run ended between our read and our write (it cannot, with the video
-                        // locked; if it ever does, say what happened rather than "cancelled").
-                        return Err(Refusal::NothingToCancel.into());
-                    }
-                    storage::clear_staged(tx, run).await?;
-                    Ok(run)
-                })
+            .write_video(video, async move |tx| {
+                let state = load(tx, video).await?;
+                let branch = branch_of(&state, branch.as_deref())?;
+                let run = rules::decide_cancel(&state.branch_view(branch))?;
+                let ended =
+                    storage::finish_run(tx, run, storage::Ender::Person, RunStatus::Cancelled, Some("Cancelled by user"), None, now_ms())
+                        .await?;
+                if !ended {
+                    // The run ended between our read and our write (it cannot, with the video
+                    // locked; if it ever does, say what happened rather than "cancelled").
+                    return Err(Refusal::NothingToCancel.into());
+                }
+                storage::clear_staged(tx, run).await?;
+                Ok(run)
             })
             .await?;
         self.cancelled.send_modify(|set| {
@@ -357,12 +313,9 @@ impl Engine {
     }
 
     pub async fn set_auto_continue(&self, video: VideoId, on: bool) -> Result<(), CoreError> {
-        self.write_tx(video, move |tx| {
-            Box::pin(async move {
-                load(tx, video).await?;
-                storage::set_auto_continue(tx, video, on).await?;
-                Ok(())
-            })
+        self.write_video(video, async move |tx| {
+            load(tx, video).await?;
+            Ok(storage::set_auto_continue(tx, video, on).await?)
         })
         .await
     }
@@ -372,12 +325,9 @@ impl Engine {
         if budget_micros.is_some_and(|b| !(0..=1_000_000_000_000).contains(&b)) {
             return Err(InvalidInput::new("budget", "the budget must be between $0 and $1,000,000").into());
         }
-        self.write_tx(video, move |tx| {
-            Box::pin(async move {
-                load(tx, video).await?;
-                storage::set_budget(tx, video, budget_micros).await?;
-                Ok(())
-            })
+        self.write_video(video, async move |tx| {
+            load(tx, video).await?;
+            Ok(storage::set_budget(tx, video, budget_micros).await?)
         })
         .await
     }
@@ -392,27 +342,24 @@ impl Engine {
         beat: u32,
     ) -> Result<RunId, CoreError> {
         let branch = branch.map(str::to_string);
-        self.write_tx(video, move |tx| {
-            let branch = branch.clone();
-            Box::pin(async move {
-                let now = now_ms();
-                let state = load(tx, video).await?;
-                let branch = branch_of(&state, branch.as_deref())?;
-                let target = checkpoint_of(&state, checkpoint)?;
-                let beats = target.manifest.seeds().map(|s| s.len() as u32).unwrap_or(0);
-                rules::decide_regenerate(&state.branch_view(branch), target.phase, state.on_line(branch, checkpoint), beat, beats)?;
-                let old_seed = target.manifest.seeds().and_then(|s| s.get(beat as usize)).copied().unwrap_or(0);
-                let attempt = state
-                    .runs
-                    .iter()
-                    .filter(|r| r.branch_id == branch.id && r.regenerate.as_ref().is_some_and(|g| g.of == checkpoint))
-                    .count() as u32
+        self.write_video(video, async move |tx| {
+            let now = now_ms();
+            let state = load(tx, video).await?;
+            let branch = branch_of(&state, branch.as_deref())?;
+            let target = checkpoint_of(&state, checkpoint)?;
+            let beats = target.manifest.seeds().map(|s| s.len() as u32).unwrap_or(0);
+            rules::decide_regenerate(&state.branch_view(branch), target.phase, state.on_line(branch, checkpoint), beat, beats)?;
+            let old_seed = target.manifest.seeds().and_then(|s| s.get(beat as usize)).copied().unwrap_or(0);
+            let attempt =
+                state.runs.iter().filter(|r| r.branch_id == branch.id && r.regenerate.as_ref().is_some_and(|g| g.of == checkpoint)).count()
+                    as u32
                     + 1;
-                let regenerate = Regenerate { beat, seed: super::mix_seed(old_seed, now as u64, u64::from(attempt)), of: checkpoint };
-                let run = new_run(&state, branch, target.phase, target.parent_id, attempt, RunKind::Regenerate, Some(regenerate), now);
-                storage::insert_run(tx, &run).await?;
-                Ok(run.id)
-            })
+            let regenerate = Regenerate { beat, seed: super::mix_seed(old_seed, now as u64, u64::from(attempt)), of: checkpoint };
+            let start =
+                RunStart { phase: target.phase, from: target.parent_id, attempt, kind: RunKind::Regenerate, regenerate: Some(regenerate) };
+            let run = new_run(branch, start, now);
+            storage::insert_run(tx, &run).await?;
+            Ok(run.id)
         })
         .await
     }

@@ -56,7 +56,7 @@ impl super::Engine {
         let mut tx = self.store.read().await?;
         let found = crate::storage::get_video(&mut tx, video).await;
         let _ = tx.rollback().await;
-        found?.map(|v| v.changes).ok_or_else(|| super::CoreError::not_found("video", video))
+        found?.map(|v| v.changes).ok_or_else(|| super::CoreError::not_found(crate::domain::Entity::Video, video))
     }
 }
 

@@ -29,7 +29,6 @@ pub async fn effects(
     run: RunId,
 ) -> Result<Effects, StorageError> {
     let mut effects = Effects::default();
-    let key = unit_key(phase, unit);
     for (index, rule) in plan.rules.iter().enumerate() {
         if !rule.matches(phase, beat) {
             continue;
@@ -38,17 +37,17 @@ pub async fn effects(
             FaultAction::Delay => effects.delay_ms += rule.ms.unwrap_or(0),
             FaultAction::Hang => effects.hang = true,
             FaultAction::Fail | FaultAction::Crash => {
-                let mut tx = store.write().await?;
-                let hits = storage::fault_hits(&mut tx, video, index, &key).await?;
-                let affected = if rule.action == FaultAction::Crash {
-                    (hits.len() as u32) < rule.times()
-                } else {
-                    hits.contains(&run) || (hits.len() as u32) < rule.times()
-                };
-                if affected {
-                    storage::record_fault_hit(&mut tx, video, index, &key, run).await?;
-                }
-                tx.commit().await?;
+                let (key, crash, times) = (unit_key(phase, unit), rule.action == FaultAction::Crash, rule.times());
+                let affected = store
+                    .write_retrying(async move |tx| {
+                        let hits = storage::fault_hits(tx, video, index, &key).await?;
+                        let affected = (hits.len() as u32) < times || (!crash && hits.contains(&run));
+                        if affected {
+                            storage::record_fault_hit(tx, video, index, &key, run).await?;
+                        }
+                        Ok::<_, StorageError>(affected)
+                    })
+                    .await?;
                 if affected {
                     match rule.action {
                         FaultAction::Crash => effects.crash = true,

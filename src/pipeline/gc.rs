@@ -64,6 +64,8 @@ impl Engine {
         if candidates.is_empty() {
             return Ok(report);
         }
+        // One attempt, not `write_retrying`: the files are removed as it goes, and a second
+        // attempt would not find them.
         let mut tx = self.store.write().await?;
         let live = live_hashes(&mut tx).await?;
         for (sha, bytes) in candidates {

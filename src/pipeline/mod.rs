@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::domain::rules::Limits;
-use crate::domain::{InvalidInput, Refusal, RunId, Timestamp};
-use crate::storage::{StorageError, Store};
+use crate::domain::{Entity, InvalidInput, Refusal, RunId, Timestamp};
+use crate::storage::{Retryable, StorageError, Store};
 use blobs::BlobStore;
 use events::Events;
 use providers::Providers;
@@ -93,7 +93,7 @@ impl Engine {
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
     #[error("{what} not found: {id}")]
-    NotFound { what: &'static str, id: String },
+    NotFound { what: Entity, id: String },
     #[error("invalid input: {0}")]
     Invalid(#[from] InvalidInput),
     #[error("refused: {0}")]
@@ -105,6 +105,10 @@ pub enum CoreError {
     /// The worker's claim on its run was taken over, cancelled or ended: it must write nothing.
     #[error("the run is no longer held by this worker")]
     LeaseLost,
+    /// A concurrent writer changed what this write read (e.g. approved the checkpoint first):
+    /// running it again decides on the winner's write.
+    #[error("lost a race with a concurrent writer")]
+    LostRace,
 }
 
 impl From<sqlx::Error> for CoreError {
@@ -125,13 +129,19 @@ impl CoreError {
         }
     }
 
-    /// Lost a race with a concurrent writer, or the database was busy: trying again may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, CoreError::Storage(s) if s.is_unique_violation() || s.is_busy())
-    }
-
-    pub fn not_found(what: &'static str, id: impl ToString) -> CoreError {
+    pub fn not_found(what: Entity, id: impl ToString) -> CoreError {
         CoreError::NotFound { what, id: id.to_string() }
+    }
+}
+
+impl Retryable for CoreError {
+    /// Lost a race with a concurrent writer, or the database was busy: trying again may succeed.
+    fn is_retryable(&self) -> bool {
+        match self {
+            CoreError::LostRace => true,
+            CoreError::Storage(s) => s.is_retryable(),
+            _ => false,
+        }
     }
 }
 

@@ -7,14 +7,16 @@ use futures::StreamExt;
 use std::time::Duration;
 use tokio::sync::watch;
 
-use super::commands::apply_decision;
+use super::commands::{apply_decision, load};
 use super::faults;
 use super::providers::{Costed, ProviderError};
 use super::units::{self, UnitInput, UnitOutput, UnitPlan};
 use super::{CoreError, Engine, now_ms};
-use crate::domain::rules::{self, ContinueRequest, GivenCheckpoint};
-use crate::domain::{BranchName, CheckpointId, CheckpointStatus, ClipRef, Manifest, Origin, Phase, RunStatus};
-use crate::storage::{self, CheckpointRecord, Ender, Lease, MemoEntry, RunRecord, UnitTryRecord, VideoRecord, WriteTx};
+use crate::domain::rules::{ContinueRequest, GivenCheckpoint, Limits, decide};
+use crate::domain::{
+    BranchName, CheckpointId, CheckpointStatus, ClipRef, Entity, Manifest, Origin, Phase, RunStatus, Timestamp, TryOutcome,
+};
+use crate::storage::{self, CheckpointRecord, Ender, Lease, MemoEntry, RunRecord, Tx, UnitTryRecord, VideoRecord, VideoState, WriteTx};
 
 /// What one step of a worker did; tests step workers by hand with `work_once`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,9 +44,67 @@ enum UnitEnd {
     Stopped,
 }
 
+/// Why a unit made no output.
+enum Halt {
+    /// Cancelled, lease lost or shutting down: the unit writes nothing more.
+    Stopped,
+    /// The unit failed for good, with the provider's message (or the database's).
+    Failed(String),
+}
+
+impl Halt {
+    /// A unit's read or write of the database failed: a lost lease stops the unit, anything else fails it.
+    fn storage(e: CoreError) -> Halt {
+        match e {
+            CoreError::LeaseLost => Halt::Stopped,
+            e => Halt::Failed(format!("could not save the result: {}", e.plain())),
+        }
+    }
+}
+
+/// What a provider answered for one try, its output stored as blobs: the output and its cost.
+type Answer = Result<(UnitOutput, i64), ProviderError>;
+
+/// What every unit of one run shares.
+struct UnitJob<'a> {
+    run: &'a RunRecord,
+    lease: &'a Lease,
+    video: &'a VideoRecord,
+    /// How many units the run has.
+    total: u32,
+    /// The provider of the run's phase, as recorded with each try and memo entry.
+    provider: String,
+}
+
+impl UnitJob<'_> {
+    /// A try that failed, for the attempts history.
+    fn failed_try(&self, plan: &UnitPlan, try_no: u32, outcome: TryOutcome, message: &str, started: Timestamp) -> UnitTryRecord {
+        UnitTryRecord {
+            run_id: self.run.id,
+            unit: plan.index,
+            try_no,
+            outcome,
+            message: Some(message.to_string()),
+            provider: self.provider.clone(),
+            cost_micros: 0,
+            started_at: started,
+            finished_at: now_ms(),
+        }
+    }
+}
+
+/// Where a finished unit's output came from.
+enum Source {
+    /// Made by the provider, starting at `started`.
+    Provider { output: UnitOutput, cost_micros: i64, started: Timestamp },
+    /// Reused from the memo (free).
+    Memo,
+}
+
 impl Engine {
     /// Claims one run (queued, or abandoned by a dead worker) and runs it to the end.
     pub async fn work_once(&self, owner: &str, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
+        // Not `write_retrying`: finding nothing to claim rolls back, so an idle poll commits nothing.
         let mut tx = self.store.write().await?;
         let claimed = storage::claim_run(&mut tx, owner, now_ms(), self.config.lease_ms).await?;
         let Some((run, lease)) = claimed else {
@@ -91,78 +151,84 @@ impl Engine {
         }
     }
 
-    /// A write transaction for a held run: the video is locked and counted first, like every
-    /// writer's, then the lease is checked (and extended). `LeaseLost`: nothing may be written.
-    async fn begin_fenced(&self, lease: &Lease) -> Result<WriteTx, CoreError> {
-        let mut tx = self.store.write().await?;
-        storage::touch_video(&mut tx, lease.video).await?;
-        if !storage::hold_lease(&mut tx, lease, now_ms() + self.config.lease_ms).await? {
-            let _ = tx.rollback().await;
-            return Err(CoreError::LeaseLost);
+    /// A write for a held run, through `Store::write_retrying`: the video is locked and counted
+    /// first, like every writer's, then the lease is checked (and extended) and handed to `work`.
+    /// `LeaseLost`: nothing was written.
+    async fn write_fenced<T>(
+        &self,
+        lease: &Lease,
+        work: impl AsyncFn(&mut WriteTx, &Lease) -> Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
+        let (held, lease_ms) = (lease.clone(), self.config.lease_ms);
+        let written = self
+            .store
+            .write_retrying(async move |tx| {
+                storage::touch_video(tx, held.video).await?;
+                if !storage::hold_lease(tx, &held, now_ms(), lease_ms).await? {
+                    return Err(CoreError::LeaseLost);
+                }
+                work(tx, &held).await
+            })
+            .await;
+        if written.is_ok() {
+            self.events.changed(lease.video);
         }
-        Ok(tx)
+        written
     }
 
     async fn execute(
         &self,
         run: RunRecord,
         lease: &Lease,
-        stop_rx: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<WorkOutcome, CoreError> {
         let state = self.video_state(run.video_id).await?;
         let (plans, seeds) = match units::plan(self, &state, &run) {
             Ok(p) => p,
-            Err(e) => return self.fail_run(lease, format!("Cannot start the {} phase: {e}", run.phase.label()), None, &stop_rx).await,
+            Err(e) => return self.fail_run(lease, format!("Cannot start the {} phase: {e}", run.phase.label()), None, &stop).await,
         };
         let total = plans.len() as u32;
-        match self.begin_fenced(lease).await {
-            Ok(mut tx) => {
-                storage::set_run_progress(&mut tx, lease, total, 0, 0).await?;
-                tx.commit().await?;
-                self.events.changed(run.video_id);
-            }
+        match self.write_fenced(lease, async move |tx, lease| Ok(storage::set_run_progress(tx, lease, total, 0, 0).await?)).await {
+            Ok(_) => {}
             Err(CoreError::LeaseLost) => return Ok(WorkOutcome::Stopped),
             Err(e) => return Err(e),
         }
-
-        let ends: Vec<UnitEnd> = futures::stream::iter(plans.clone())
-            .map(|plan| self.run_unit(&run, lease, &state.video, plan, total, stop_rx.clone()))
+        let job = UnitJob { run: &run, lease, video: &state.video, total, provider: self.providers.id_of(run.phase) };
+        let ends: Vec<UnitEnd> = futures::stream::iter(plans)
+            .map(|plan| self.run_unit(&job, plan, stop.clone()))
             .buffer_unordered(self.config.unit_concurrency.max(1))
             .collect()
             .await;
+        if *stop.borrow() || ends.iter().any(|e| matches!(e, UnitEnd::Stopped)) {
+            return self.stopped(lease, shutdown).await;
+        }
+        match outputs_of(ends) {
+            Ok(outputs) => {
+                let manifest = units::manifest_of(run.phase, state.video.seed, seeds, outputs)?;
+                self.commit_success(run, lease, manifest).await
+            }
+            Err(failures) => {
+                let first = &failures[0];
+                let mut error = format!("Failed to generate {}: {}", units::describe(run.phase, first.beat), first.message);
+                if failures.len() > 1 {
+                    error.push_str(&format!(" ({} of {} units failed)", failures.len(), total));
+                }
+                self.fail_run(lease, error, first.beat, &stop).await
+            }
+        }
+    }
 
-        if *stop_rx.borrow() || ends.iter().any(|e| matches!(e, UnitEnd::Stopped)) {
-            if *shutdown.borrow() {
-                let mut tx = self.store.write().await?;
-                storage::release_run(&mut tx, lease).await?;
-                tx.commit().await?;
-                tracing::info!(run = %run.id, "run handed back at shutdown");
-            }
-            self.events.changed(run.video_id);
-            return Ok(WorkOutcome::Stopped);
+    /// The run stopped before its end (cancelled, lease lost, shutdown); at shutdown it goes back
+    /// to the queue, for the next worker to resume from the memo.
+    async fn stopped(&self, lease: &Lease, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
+        if *shutdown.borrow() {
+            let held = lease.clone();
+            self.store.write_retrying(async move |tx| storage::release_run(tx, &held).await).await?;
+            tracing::info!(run = %lease.run, "run handed back at shutdown");
         }
-        let mut failures: Vec<UnitFailure> = Vec::new();
-        let mut outputs: Vec<(u32, UnitOutput)> = Vec::new();
-        for end in ends {
-            match end {
-                UnitEnd::Done(i, o) => outputs.push((i, o)),
-                UnitEnd::Failed(f) => failures.push(f),
-                UnitEnd::Stopped => unreachable!("handled above"),
-            }
-        }
-        if !failures.is_empty() {
-            failures.sort_by_key(|f| f.index);
-            let first = &failures[0];
-            let mut error = format!("Failed to generate {}: {}", units::describe(run.phase, first.beat), first.message);
-            if failures.len() > 1 {
-                error.push_str(&format!(" ({} of {} units failed)", failures.len(), total));
-            }
-            return self.fail_run(lease, error, first.beat, &stop_rx).await;
-        }
-        outputs.sort_by_key(|(i, _)| *i);
-        let manifest = units::manifest_of(run.phase, state.video.seed, seeds, outputs.into_iter().map(|(_, o)| o).collect())?;
-        self.commit_success(&run, lease, manifest).await
+        self.events.changed(lease.video);
+        Ok(WorkOutcome::Stopped)
     }
 
     /// Renews the lease; stops the run when it is cancelled, taken over, or the server shuts
@@ -177,160 +243,161 @@ impl Engine {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {
                     let asked = now_ms();
-                    let renew = async {
-                        let mut tx = self.store.write().await?;
-                        let held = storage::hold_lease(&mut tx, &lease, asked + lease_ms).await?;
-                        tx.commit().await?;
-                        Ok::<_, CoreError>(held)
-                    };
-                    match tokio::time::timeout(period, renew).await {
+                    match tokio::time::timeout(period, self.renew(&lease, asked)).await {
                         Ok(Ok(true)) => held_until = asked + lease_ms,
                         Ok(Ok(false)) => {
                             tracing::warn!(run = %lease.run, token = lease.token, "lease lost: the run was cancelled, finished or taken over");
-                            let _ = stop.send(true);
-                            return;
+                            break;
                         }
                         Ok(Err(e)) if now_ms() < held_until - lease_ms / 2 => tracing::warn!(run = %lease.run, error = %e, "cannot renew the lease yet"),
                         Err(_) if now_ms() < held_until - lease_ms / 2 => tracing::warn!(run = %lease.run, "renewing the lease is slow"),
                         _ => {
                             tracing::error!(run = %lease.run, "cannot renew the lease: stopping the run before it may be taken over");
-                            let _ = stop.send(true);
-                            return;
+                            break;
                         }
                     }
                 }
                 changed = cancelled.changed() => {
                     if changed.is_err() || cancelled.borrow().contains(&lease.run) {
-                        let _ = stop.send(true);
-                        return;
+                        break;
                     }
                 }
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
-                        let _ = stop.send(true);
-                        return;
+                        break;
                     }
                 }
             }
         }
+        let _ = stop.send(true);
     }
 
-    async fn run_unit(
-        &self,
-        run: &RunRecord,
-        lease: &Lease,
-        video: &VideoRecord,
-        plan: UnitPlan,
-        total: u32,
-        mut stop: watch::Receiver<bool>,
-    ) -> UnitEnd {
-        match self.run_unit_inner(run, lease, video, &plan, total, &mut stop).await {
-            Ok(Some(output)) => UnitEnd::Done(plan.index, output),
-            Ok(None) => UnitEnd::Stopped,
-            Err(message) => UnitEnd::Failed(UnitFailure { index: plan.index, beat: plan.beat, message }),
+    /// Extends a held lease by `lease_ms` from `now`; false when the run is no longer ours
+    /// (cancelled, finished, taken over, or its lease already expired).
+    async fn renew(&self, lease: &Lease, now: Timestamp) -> Result<bool, storage::StorageError> {
+        let (held, lease_ms) = (lease.clone(), self.config.lease_ms);
+        self.store.write_retrying(async move |tx| storage::hold_lease(tx, &held, now, lease_ms).await).await
+    }
+
+    async fn run_unit(&self, job: &UnitJob<'_>, plan: UnitPlan, mut stop: watch::Receiver<bool>) -> UnitEnd {
+        match self.make_unit(job, &plan, &mut stop).await {
+            Ok(output) => UnitEnd::Done(plan.index, output),
+            Err(Halt::Stopped) => UnitEnd::Stopped,
+            Err(Halt::Failed(message)) => UnitEnd::Failed(UnitFailure { index: plan.index, beat: plan.beat, message }),
         }
     }
 
-    /// `Ok(None)`: stopped. `Err`: the unit failed for good, with the provider's message.
-    async fn run_unit_inner(
-        &self,
-        run: &RunRecord,
-        lease: &Lease,
-        video: &VideoRecord,
-        plan: &UnitPlan,
-        total: u32,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<Option<UnitOutput>, String> {
-        let provider = self.providers.id_of(run.phase);
-        let storage_err = |e: &CoreError| format!("could not save the result: {}", e.plain());
-        let fx = if self.config.fault_injection && !video.fault_plan.is_empty() {
-            faults::effects(&self.store, video.id, &video.fault_plan, run.phase, plan.index, plan.beat, run.id)
-                .await
-                .map_err(|e| storage_err(&CoreError::from(e)))?
-        } else {
-            faults::Effects::default()
-        };
+    /// One unit, in steps: what the fault plan does to it, its output from the memo if an
+    /// earlier run made it, else the provider's (tried again after transient errors).
+    async fn make_unit(&self, job: &UnitJob<'_>, plan: &UnitPlan, stop: &mut watch::Receiver<bool>) -> Result<UnitOutput, Halt> {
+        let fx = self.fault_effects(job, plan).await?;
         if fx.crash {
-            tracing::error!(run = %run.id, unit = plan.index, "fault plan: crashing the process now");
+            tracing::error!(run = %job.run.id, unit = plan.index, "fault plan: crashing the process now");
             std::process::abort();
         }
         if fx.delay_ms > 0 && !sleep_unless_stopped(Duration::from_millis(fx.delay_ms), stop).await {
-            return Ok(None);
+            return Err(Halt::Stopped);
         }
         if fx.hang {
             let _ = stop.wait_for(|s| *s).await;
-            return Ok(None);
+            return Err(Halt::Stopped);
         }
-        if fx.fail.is_none() {
-            let memo = async {
-                let mut tx = self.store.read().await?;
-                let m = storage::memo_get(&mut tx, &plan.key).await?;
-                let _ = tx.rollback().await;
-                Ok::<_, CoreError>(m)
-            }
+        if fx.fail.is_none()
+            && let Some(output) = self.reuse(job, plan).await?
+        {
+            return Ok(output);
+        }
+        self.make_with_retries(job, plan, fx.fail.as_deref(), stop).await
+    }
+
+    async fn fault_effects(&self, job: &UnitJob<'_>, plan: &UnitPlan) -> Result<faults::Effects, Halt> {
+        let (video, run) = (job.video, job.run);
+        if !self.config.fault_injection || video.fault_plan.is_empty() {
+            return Ok(faults::Effects::default());
+        }
+        faults::effects(&self.store, video.id, &video.fault_plan, run.phase, plan.index, plan.beat, run.id)
             .await
-            .map_err(|e| storage_err(&e))?;
-            // A memo entry whose files were lost (disk trouble, manual cleanup) is made again.
-            if let Some(m) = memo
-                && let Ok(output) = serde_json::from_str::<UnitOutput>(&m.output)
-                && output.blobs().iter().all(|b| self.blobs.intact(b))
-            {
-                let now = now_ms();
-                return match self.record_unit(run, lease, plan, total, &provider, None, 0, "memo", None, now, now).await {
-                    Ok(()) => Ok(Some(output)),
-                    Err(CoreError::LeaseLost) => Ok(None),
-                    Err(e) => Err(storage_err(&e)),
-                };
-            }
+            .map_err(|e| Halt::storage(e.into()))
+    }
+
+    /// The unit's output from the memo, recorded as reused; `None` when there is none, or when its
+    /// files were lost (disk trouble, manual cleanup) and it must be made again.
+    async fn reuse(&self, job: &UnitJob<'_>, plan: &UnitPlan) -> Result<Option<UnitOutput>, Halt> {
+        let memo = async {
+            let mut tx = self.store.read().await?;
+            let m = storage::memo_get(&mut tx, &plan.key).await?;
+            let _ = tx.rollback().await;
+            Ok::<_, CoreError>(m)
         }
+        .await
+        .map_err(Halt::storage)?;
+        let Some(output) = memo
+            .and_then(|m| serde_json::from_str::<UnitOutput>(&m.output).ok())
+            .filter(|output| output.blobs().iter().all(|b| self.blobs.intact(b)))
+        else {
+            return Ok(None);
+        };
+        self.record_unit(job, plan, Source::Memo).await.map_err(Halt::storage)?;
+        Ok(Some(output))
+    }
+
+    /// Calls the provider (or fails as the fault plan says), trying again after a transient
+    /// error with exponential backoff and jitter; every failed try is recorded.
+    async fn make_with_retries(
+        &self,
+        job: &UnitJob<'_>,
+        plan: &UnitPlan,
+        fail: Option<&str>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<UnitOutput, Halt> {
         let tries = 1 + self.config.extra_tries;
         for try_no in 1..=tries {
             if *stop.borrow() {
-                return Ok(None);
+                return Err(Halt::Stopped);
             }
             let started = now_ms();
-            let answer = match &fx.fail {
-                Some(message) => Err(ProviderError::Transient(message.clone())),
-                None => {
-                    self.providers.count_call(run.phase);
-                    let call = self.call(run.phase, plan.input.clone());
-                    tokio::select! {
-                        answer = call => answer,
-                        _ = stop.wait_for(|s| *s) => return Ok(None),
-                    }
-                }
-            };
-            let answer = match answer {
-                Ok(costed) => self.store_output(costed).await,
-                Err(e) => Err(e),
-            };
-            match answer {
-                Ok((output, cost)) => {
-                    return match self.record_unit(run, lease, plan, total, &provider, Some(&output), cost, "ok", None, started, now_ms()).await
-                    {
-                        Ok(()) => Ok(Some(output)),
-                        Err(CoreError::LeaseLost) => Ok(None),
-                        Err(e) => Err(storage_err(&e)),
-                    };
+            match self.try_once(job.run.phase, plan, fail, stop).await? {
+                Ok((output, cost_micros)) => {
+                    let source = Source::Provider { output: output.clone(), cost_micros, started };
+                    self.record_unit(job, plan, source).await.map_err(Halt::storage)?;
+                    return Ok(output);
                 }
                 Err(ProviderError::Transient(message)) => {
-                    self.record_try(run, lease, plan, try_no, &provider, "transient", &message, started).await;
+                    self.record_try(job, job.failed_try(plan, try_no, TryOutcome::Transient, &message, started)).await;
                     if try_no == tries {
-                        return Err(message);
+                        return Err(Halt::Failed(message));
                     }
                     let base = self.config.backoff_base_ms.saturating_mul(1 << (try_no - 1));
                     let jitter = fastrand::u64(0..=self.config.backoff_base_ms.max(1));
                     if !sleep_unless_stopped(Duration::from_millis(base + jitter), stop).await {
-                        return Ok(None);
+                        return Err(Halt::Stopped);
                     }
                 }
                 Err(ProviderError::Permanent(message)) => {
-                    self.record_try(run, lease, plan, try_no, &provider, "permanent", &message, started).await;
-                    return Err(message);
+                    self.record_try(job, job.failed_try(plan, try_no, TryOutcome::Permanent, &message, started)).await;
+                    return Err(Halt::Failed(message));
                 }
             }
         }
         unreachable!("the last try returns")
+    }
+
+    /// One try: the provider's answer (or the fault plan's failure), its output stored as blobs.
+    async fn try_once(&self, phase: Phase, plan: &UnitPlan, fail: Option<&str>, stop: &mut watch::Receiver<bool>) -> Result<Answer, Halt> {
+        let answer = match fail {
+            Some(message) => Err(ProviderError::Transient(message.to_string())),
+            None => {
+                self.providers.count_call(phase);
+                tokio::select! {
+                    answer = self.call(phase, plan.input.clone()) => answer,
+                    _ = stop.wait_for(|s| *s) => return Err(Halt::Stopped),
+                }
+            }
+        };
+        Ok(match answer {
+            Ok(costed) => self.store_output(costed).await,
+            Err(e) => Err(e),
+        })
     }
 
     async fn call(&self, phase: Phase, input: UnitInput) -> Result<Costed<Produced>, ProviderError> {
@@ -395,108 +462,90 @@ impl Engine {
         stored.map(|o| (o, cost)).map_err(|e| ProviderError::Transient(format!("could not store the output: {e}")))
     }
 
-    /// Memoizes and stages a finished unit, records its try and counts its progress: one transaction.
-    #[allow(clippy::too_many_arguments)]
-    async fn record_unit(
-        &self,
-        run: &RunRecord,
-        lease: &Lease,
-        plan: &UnitPlan,
-        total: u32,
-        provider: &str,
-        output: Option<&UnitOutput>,
-        cost_micros: i64,
-        outcome: &str,
-        message: Option<String>,
-        started: i64,
-        finished: i64,
-    ) -> Result<(), CoreError> {
-        let mut tx = self.begin_fenced(lease).await?;
-        if let Some(output) = output {
-            // Checked under the write lock, which `gc` holds while it deletes: a file it removed
-            // after this unit stored it must not get a memo row.
-            if let Some(lost) = output.blobs().into_iter().find(|b| !self.blobs.intact(b)) {
-                let _ = tx.rollback().await;
-                return Err(CoreError::Internal(format!("the stored output {} vanished before it was recorded", lost.sha256)));
+    /// Memoizes (when made now) and stages a finished unit, records its try and counts its
+    /// progress: one transaction.
+    async fn record_unit(&self, job: &UnitJob<'_>, plan: &UnitPlan, source: Source) -> Result<(), CoreError> {
+        let finished = now_ms();
+        let (made, cost_micros, outcome, started) = match source {
+            Source::Provider { output, cost_micros, started } => {
+                let entry = MemoEntry {
+                    key: plan.key.clone(),
+                    phase: job.run.phase,
+                    provider: job.provider.clone(),
+                    output: serde_json::to_string(&output).expect("outputs serialize"),
+                    cost_micros,
+                };
+                (Some((output, entry)), cost_micros, TryOutcome::Ok, started)
             }
-            for blob in output.blobs() {
-                storage::blob_put(&mut tx, &blob.sha256, blob.bytes, &blob.media_type, finished).await?;
-            }
-            let entry = MemoEntry {
-                key: plan.key.clone(),
-                phase: run.phase,
-                provider: provider.to_string(),
-                output: serde_json::to_string(output).expect("outputs serialize"),
-                cost_micros,
-            };
-            storage::memo_put(&mut tx, &entry, finished).await?;
-        }
-        storage::stage_unit(&mut tx, run.id, plan.index, &plan.key).await?;
-        let try_record = UnitTryRecord {
-            run_id: run.id,
+            Source::Memo => (None, 0, TryOutcome::Memo, finished),
+        };
+        let tried = UnitTryRecord {
+            run_id: job.run.id,
             unit: plan.index,
             try_no: 0,
-            outcome: outcome.to_string(),
-            message,
-            provider: provider.to_string(),
+            outcome,
+            message: None,
+            provider: job.provider.clone(),
             cost_micros,
             started_at: started,
             finished_at: finished,
         };
-        storage::insert_unit_try(&mut tx, &try_record).await?;
-        storage::add_run_progress(&mut tx, lease, total, cost_micros).await?;
-        tx.commit().await?;
-        self.events.changed(run.video_id);
-        Ok(())
+        let (blobs, key, total) = (self.blobs.clone(), plan.key.clone(), job.total);
+        self.write_fenced(job.lease, async move |tx, lease| {
+            if let Some((output, entry)) = &made {
+                // Checked under the write lock, which `gc` holds while it deletes: a file it removed
+                // after this unit stored it must not get a memo row.
+                if let Some(lost) = output.blobs().into_iter().find(|b| !blobs.intact(b)) {
+                    return Err(CoreError::Internal(format!("the stored output {} vanished before it was recorded", lost.sha256)));
+                }
+                for blob in output.blobs() {
+                    storage::blob_put(tx, &blob.sha256, blob.bytes, &blob.media_type, finished).await?;
+                }
+                storage::memo_put(tx, entry, finished).await?;
+            }
+            storage::stage_unit(tx, lease.run, tried.unit, &key).await?;
+            storage::insert_unit_try(tx, &tried).await?;
+            storage::add_run_progress(tx, lease, total, tried.cost_micros).await?;
+            Ok(())
+        })
+        .await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn record_try(&self, run: &RunRecord, lease: &Lease, plan: &UnitPlan, try_no: u32, provider: &str, outcome: &str, message: &str, started: i64) {
-        let record = UnitTryRecord {
-            run_id: run.id,
-            unit: plan.index,
-            try_no,
-            outcome: outcome.to_string(),
-            message: Some(message.to_string()),
-            provider: provider.to_string(),
-            cost_micros: 0,
-            started_at: started,
-            finished_at: now_ms(),
-        };
-        let written = async {
-            let mut tx = self.begin_fenced(lease).await?;
-            storage::insert_unit_try(&mut tx, &record).await?;
-            tx.commit().await?;
-            Ok::<_, CoreError>(())
-        }
-        .await;
+    /// Records a failed try; one that cannot be recorded is logged, and the unit goes on.
+    async fn record_try(&self, job: &UnitJob<'_>, tried: UnitTryRecord) {
+        let written = self.write_fenced(job.lease, async move |tx, _| Ok(storage::insert_unit_try(tx, &tried).await?)).await;
         if let Err(e) = written {
             tracing::warn!(error = %e, "could not record a failed try");
+            self.events.changed(job.lease.video);
         }
-        self.events.changed(run.video_id);
     }
 
     /// Records the run's failure under its lease. The heartbeat keeps renewing meanwhile; if the
     /// database refuses for longer than the lease can be held, the heartbeat gives up and so does
     /// this: the run is then taken over when its lease expires, instead of looking busy while
     /// nobody works on it.
-    async fn fail_run(&self, lease: &Lease, error: String, beat: Option<u32>, stop: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
+    async fn fail_run(
+        &self,
+        lease: &Lease,
+        error: String,
+        beat: Option<u32>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<WorkOutcome, CoreError> {
         tracing::warn!(run = %lease.run, %error, "run failed");
         let mut wait = Duration::from_millis(100);
         loop {
-            let written = async {
-                let mut tx = self.begin_fenced(lease).await?;
-                if !storage::finish_run(&mut tx, lease.run, Ender::Worker(lease), RunStatus::Failed, Some(&error), beat, now_ms()).await? {
-                    let _ = tx.rollback().await;
-                    return Err(CoreError::LeaseLost);
-                }
-                storage::clear_staged(&mut tx, lease.run).await?;
-                tx.commit().await?;
-                Ok::<_, CoreError>(())
-            }
-            .await;
+            let message = error.clone();
+            let written = self
+                .write_fenced(lease, async move |tx, lease| {
+                    let now = now_ms();
+                    if !storage::finish_run(tx, lease.run, Ender::Worker(lease), RunStatus::Failed, Some(&message), beat, now).await? {
+                        return Err(CoreError::LeaseLost);
+                    }
+                    Ok(storage::clear_staged(tx, lease.run).await?)
+                })
+                .await;
             match written {
-                Ok(()) => break,
+                Ok(()) => return Ok(WorkOutcome::Failed { error }),
                 Err(CoreError::LeaseLost) => {
                     self.events.changed(lease.video);
                     return Ok(WorkOutcome::Stopped);
@@ -509,97 +558,103 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        self.events.changed(lease.video);
-        Ok(WorkOutcome::Failed { error })
     }
 
     /// The phase succeeded: checkpoint, new branch head, end of run and (auto-continue) the next
     /// run, in one transaction.
-    async fn commit_success(&self, run: &RunRecord, lease: &Lease, manifest: Manifest) -> Result<WorkOutcome, CoreError> {
-        let mut last_err = None;
-        for _ in 0..8 {
-            let mut tx = match self.begin_fenced(lease).await {
-                Ok(tx) => tx,
-                Err(CoreError::LeaseLost) => return Ok(WorkOutcome::Stopped),
-                Err(e) if e.is_retryable() => {
-                    last_err = Some(e);
-                    continue;
+    async fn commit_success(&self, run: RunRecord, lease: &Lease, manifest: Manifest) -> Result<WorkOutcome, CoreError> {
+        let (limits, phase) = (self.config.limits(), run.phase);
+        let committed = self
+            .write_fenced(lease, async move |tx, lease| {
+                let now = now_ms();
+                if !storage::finish_run(tx, run.id, Ender::Worker(lease), RunStatus::Succeeded, None, None, now).await? {
+                    return Err(CoreError::LeaseLost);
                 }
-                Err(e) => return Err(e),
-            };
-            let now = now_ms();
-            if !storage::finish_run(&mut tx, run.id, Ender::Worker(lease), RunStatus::Succeeded, None, None, now).await? {
-                let _ = tx.rollback().await;
-                return Ok(WorkOutcome::Stopped);
-            }
-            let Some(mut state) = storage::load_video_state(&mut tx, run.video_id).await? else {
-                return Err(CoreError::not_found("video", run.video_id));
-            };
-            let checkpoint = CheckpointRecord {
-                id: CheckpointId(uuid::Uuid::new_v4()),
-                video_id: run.video_id,
-                branch_id: run.branch_id,
-                parent_id: run.from_checkpoint,
-                phase: run.phase,
-                version: state.next_version(run.from_checkpoint, run.phase),
-                status: CheckpointStatus::Pending,
-                origin: Origin::Generated,
-                manifest: manifest.clone(),
-                run_id: Some(run.id),
-                created_at: now,
-                approved_at: None,
-            };
-            let result = async {
-                storage::insert_checkpoint(&mut tx, &checkpoint).await?;
-                storage::set_branch_head(&mut tx, run.branch_id, checkpoint.id).await?;
-                let branch = state.branch(run.branch_id).cloned().ok_or_else(|| CoreError::not_found("branch", run.branch_id))?;
-                if let (Manifest::Script { script, .. }, true) = (&manifest, branch.name == BranchName::MAIN) {
-                    storage::set_video_title(&mut tx, run.video_id, &script.title).await?;
-                }
+                let state = load(tx, run.video_id).await?;
+                let checkpoint = write_checkpoint(tx, &state, &run, &manifest, now).await?;
                 // Every new checkpoint, a regenerated version included (SPEC §4, auto-continue).
                 if state.video.auto_continue {
-                    let branch = crate::storage::BranchRecord { head_id: Some(checkpoint.id), ..branch };
-                    state.checkpoints.push(checkpoint.clone());
-                    if let Some(b) = state.branches.iter_mut().find(|b| b.id == branch.id) {
-                        *b = branch.clone();
-                    }
-                    if let Some(r) = state.runs.iter_mut().find(|r| r.id == run.id) {
-                        r.status = RunStatus::Succeeded;
-                    }
-                    let request = ContinueRequest {
-                        checkpoint: Some(GivenCheckpoint { id: checkpoint.id, status: CheckpointStatus::Pending }),
-                        force_retry: false,
-                    };
-                    // A refusal here (a spent budget) just leaves the checkpoint waiting for a person.
-                    if let Ok(decision) = rules::decide(&state.branch_view(&branch), request, self.config.limits()) {
-                        apply_decision(&mut tx, &state, &branch, decision.automatic(), now).await?;
-                    }
+                    auto_continue(tx, &run, checkpoint, limits, now).await?;
                 }
-                storage::clear_staged(&mut tx, run.id).await?;
-                Ok::<_, CoreError>(())
-            }
+                storage::clear_staged(tx, run.id).await?;
+                Ok(checkpoint)
+            })
             .await;
-            match result {
-                Ok(()) => match tx.commit().await {
-                    Ok(()) => {
-                        self.events.changed(run.video_id);
-                        self.wake.notify_waiters();
-                        tracing::info!(run = %run.id, checkpoint = %checkpoint.id, phase = run.phase.wire(), "checkpoint written");
-                        return Ok(WorkOutcome::Succeeded { checkpoint: checkpoint.id });
-                    }
-                    Err(e) => last_err = Some(CoreError::from(e)),
-                },
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    match &e {
-                        _ if e.is_retryable() => last_err = Some(e),
-                        _ => return Err(e),
-                    }
-                }
+        match committed {
+            Ok(checkpoint) => {
+                self.wake.notify_waiters();
+                tracing::info!(run = %lease.run, checkpoint = %checkpoint, phase = phase.wire(), "checkpoint written");
+                Ok(WorkOutcome::Succeeded { checkpoint })
             }
+            Err(CoreError::LeaseLost) => Ok(WorkOutcome::Stopped),
+            Err(e) => Err(e),
         }
-        Err(last_err.unwrap_or_else(|| CoreError::Internal("could not commit the checkpoint".into())))
     }
+}
+
+/// The units' outputs in order, or (when any failed) the failures, first unit first.
+fn outputs_of(ends: Vec<UnitEnd>) -> Result<Vec<UnitOutput>, Vec<UnitFailure>> {
+    let mut failures: Vec<UnitFailure> = Vec::new();
+    let mut outputs: Vec<(u32, UnitOutput)> = Vec::new();
+    for end in ends {
+        match end {
+            UnitEnd::Done(i, o) => outputs.push((i, o)),
+            UnitEnd::Failed(f) => failures.push(f),
+            UnitEnd::Stopped => unreachable!("a stopped run commits nothing"),
+        }
+    }
+    if !failures.is_empty() {
+        failures.sort_by_key(|f| f.index);
+        return Err(failures);
+    }
+    outputs.sort_by_key(|(i, _)| *i);
+    Ok(outputs.into_iter().map(|(_, o)| o).collect())
+}
+
+/// Writes the run's checkpoint (pending, the next version under its parent) as its branch's new
+/// head; a script on `main` also names the video.
+async fn write_checkpoint(
+    tx: &mut Tx,
+    state: &VideoState,
+    run: &RunRecord,
+    manifest: &Manifest,
+    now: Timestamp,
+) -> Result<CheckpointId, CoreError> {
+    let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
+    let checkpoint = CheckpointRecord {
+        id: CheckpointId(uuid::Uuid::new_v4()),
+        video_id: run.video_id,
+        branch_id: run.branch_id,
+        parent_id: run.from_checkpoint,
+        phase: run.phase,
+        version: state.next_version(run.from_checkpoint, run.phase),
+        status: CheckpointStatus::Pending,
+        origin: Origin::Generated,
+        manifest: manifest.clone(),
+        run_id: Some(run.id),
+        created_at: now,
+        approved_at: None,
+    };
+    storage::insert_checkpoint(tx, &checkpoint).await?;
+    storage::set_branch_head(tx, run.branch_id, checkpoint.id).await?;
+    if let (Manifest::Script { script, .. }, true) = (manifest, branch.name == BranchName::MAIN) {
+        storage::set_video_title(tx, run.video_id, &script.title).await?;
+    }
+    Ok(checkpoint.id)
+}
+
+/// Continues from the new checkpoint as a person's approve & continue would, on the state read
+/// again (the checkpoint now heads the branch), with the run kind `auto`. A refusal (a spent
+/// budget) just leaves the checkpoint waiting for a person.
+async fn auto_continue(tx: &mut Tx, run: &RunRecord, checkpoint: CheckpointId, limits: Limits, now: Timestamp) -> Result<(), CoreError> {
+    let state = load(tx, run.video_id).await?;
+    let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
+    let request =
+        ContinueRequest { checkpoint: Some(GivenCheckpoint { id: checkpoint, status: CheckpointStatus::Pending }), force_retry: false };
+    if let Ok(decision) = decide(&state.branch_view(branch), request, limits) {
+        apply_decision(tx, branch, decision.automatic(), now).await?;
+    }
+    Ok(())
 }
 
 /// What a provider made, before it is stored.

@@ -3,9 +3,11 @@
 //! One code path serves SQLite (the embedded default) and PostgreSQL (scale-out) through sqlx's
 //! `Any` driver; the schema keeps to types both understand.
 
+mod constraints;
 mod queries;
 mod records;
 
+pub use constraints::{Constraint, violated};
 pub use queries::*;
 pub use records::*;
 
@@ -23,6 +25,12 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(3);
 /// SQLite's own wait inside one statement, shorter than `LOCK_WAIT` so the statement's "busy"
 /// reaches our retry logic before the outer wait gives up.
 const BUSY_TIMEOUT_MS: u64 = 2_500;
+/// How many times `write_retrying` runs its work before it reports a lost race or a busy database.
+const ATTEMPTS: u32 = 8;
+/// How long `write_retrying` keeps starting attempts: long enough for a burst of lost races or a
+/// deadlock's quick refusal, shorter than one statement's lock wait, so a write that already
+/// waited that out is reported rather than made to wait again.
+const RETRY_WINDOW: Duration = Duration::from_millis(BUSY_TIMEOUT_MS / 2);
 
 /// A write transaction that counts its commit (the benchmark's commits-per-run figure).
 pub struct WriteTx {
@@ -59,6 +67,18 @@ impl WriteTx {
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Backend, StorageError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StorageError::BadUrl(url.to_string()))
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +147,59 @@ impl StorageError {
     }
 }
 
+/// An error `Store::write_retrying` can sort: it carries storage errors, and says whether another
+/// attempt may succeed (a lost race, a busy database).
+pub trait Retryable: From<StorageError> {
+    fn is_retryable(&self) -> bool;
+}
+
+impl Retryable for StorageError {
+    fn is_retryable(&self) -> bool {
+        self.is_unique_violation() || self.is_busy()
+    }
+}
+
+/// The pool's per-connection set-up: how long a writer waits for a lock, how durable a commit is,
+/// and never handing out a connection that a failed write may have broken.
+fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // Writers queue on the lock instead of failing at once.
+                    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"))).execute(&mut *conn).await?;
+                    // WAL + NORMAL survives a killed process intact; a power cut may drop the last
+                    // commits, which the memo and leases recover from (a unit is made again).
+                    // REELSMITH_SQLITE_SYNCHRONOUS=full fsyncs every commit instead.
+                    let full = std::env::var("REELSMITH_SQLITE_SYNCHRONOUS").is_ok_and(|m| m.eq_ignore_ascii_case("full"));
+                    let pragma = if full { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
+                    sqlx::query(pragma).execute(&mut *conn).await?;
+                } else {
+                    // PostgreSQL's counterpart of busy_timeout: a statement waiting on a row
+                    // lock gives up (55P03) instead of waiting forever.
+                    sqlx::query(sqlx::AssertSqlSafe(format!("SET lock_timeout = {BUSY_TIMEOUT_MS}"))).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        // A commit that failed on a disk error can leave a connection that believes it is still
+        // in a transaction (its rollback then fails too); such a connection is closed instead
+        // of being handed out again. The query first lets any queued rollback finish.
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                let failed_at = WRITE_FAILED_AT.load(std::sync::atomic::Ordering::Acquire);
+                let opened_at = since_start().saturating_sub(meta.age).as_millis() as u64;
+                if failed_at > 0 && opened_at <= failed_at {
+                    return Ok(false);
+                }
+                sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                Ok(!sqlx::Connection::is_in_transaction(&*conn))
+            })
+        })
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
@@ -140,13 +213,7 @@ impl Store {
     pub async fn open(url: &str, max_connections: u32) -> Result<Store, StorageError> {
         sqlx::any::install_default_drivers();
         since_start();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
-        } else {
-            return Err(StorageError::BadUrl(url.to_string()));
-        };
+        let backend = Backend::of(url)?;
         let url = match backend {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_string(),
@@ -156,45 +223,7 @@ impl Store {
         let probe =
             <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options).await.map_err(|e| StorageError::Connect(e.to_string()))?;
         let _ = sqlx::Connection::close(probe).await;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // Writers queue on the lock instead of failing at once.
-                        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"))).execute(&mut *conn).await?;
-                        // WAL + NORMAL survives a killed process intact; a power cut may drop the last
-                        // commits, which the memo and leases recover from (a unit is made again).
-                        // REELSMITH_SQLITE_SYNCHRONOUS=full fsyncs every commit instead.
-                        let full = std::env::var("REELSMITH_SQLITE_SYNCHRONOUS").is_ok_and(|m| m.eq_ignore_ascii_case("full"));
-                        let pragma = if full { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
-                        sqlx::query(pragma).execute(&mut *conn).await?;
-                    } else {
-                        // PostgreSQL's counterpart of busy_timeout: a statement waiting on a row
-                        // lock gives up (55P03) instead of waiting forever.
-                        sqlx::query(sqlx::AssertSqlSafe(format!("SET lock_timeout = {BUSY_TIMEOUT_MS}"))).execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            })
-            // A commit that failed on a disk error can leave a connection that believes it is still
-            // in a transaction (its rollback then fails too); such a connection is closed instead
-            // of being handed out again. The query first lets any queued rollback finish.
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    let failed_at = WRITE_FAILED_AT.load(std::sync::atomic::Ordering::Acquire);
-                    let opened_at = since_start().saturating_sub(meta.age).as_millis() as u64;
-                    if failed_at > 0 && opened_at <= failed_at {
-                        return Ok(false);
-                    }
-                    sqlx::query("SELECT 1").execute(&mut *conn).await?;
-                    Ok(!sqlx::Connection::is_in_transaction(&*conn))
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(|e| StorageError::Connect(e.to_string()))?;
+        let pool = pool_options(backend, max_connections).connect_with(options).await.map_err(|e| StorageError::Connect(e.to_string()))?;
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.map_err(|e| StorageError::Connect(e.to_string()))?;
         }
@@ -231,6 +260,40 @@ impl Store {
                 tracing::warn!("waited {} s for the database write lock", LOCK_WAIT.as_secs());
                 Err(StorageError::Locked(LOCK_WAIT.as_secs()))
             }
+        }
+    }
+
+    /// Runs `work` in a write transaction (`write`) and commits. When `work` or the commit loses
+    /// a race (a unique index refused the write, or `work` says so) or finds the database busy,
+    /// the transaction is rolled back and `work` runs again on what the winner wrote.
+    ///
+    /// The wait is bounded: at most `ATTEMPTS` attempts, none started after `RETRY_WINDOW`, each
+    /// statement's wait capped by `busy_timeout`/`lock_timeout`, and a wait for the write lock
+    /// (`LOCK_WAIT`) that timed out is reported, not repeated. So a worker's write gives up well
+    /// within its lease.
+    ///
+    /// `work` should own what it captures (`async move`): an async closure that borrows from its
+    /// caller's stack makes the caller's future fail the `Send` check (a current rustc
+    /// limitation with async closures).
+    pub async fn write_retrying<T, E: Retryable>(&self, work: impl AsyncFn(&mut WriteTx) -> Result<T, E>) -> Result<T, E> {
+        let started = std::time::Instant::now();
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.write().await?;
+            let error = match work(&mut tx).await {
+                Ok(value) => match tx.commit().await {
+                    Ok(()) => return Ok(value),
+                    Err(e) => E::from(StorageError::from(e)),
+                },
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    e
+                }
+            };
+            if attempt == ATTEMPTS || !error.is_retryable() || started.elapsed() >= RETRY_WINDOW {
+                return Err(error);
+            }
+            attempt += 1;
         }
     }
 

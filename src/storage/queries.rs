@@ -252,14 +252,19 @@ pub async fn claim_run(conn: &mut AnyConnection, owner: &str, now: Timestamp, le
 /// Extends the lease if it is still held (same owner and token, still running); false when the
 /// run is no longer ours: cancelled, finished, or taken over. On PostgreSQL it also locks the
 /// run's row until the transaction ends, so no claim can slip in before the caller commits.
-pub async fn hold_lease(conn: &mut AnyConnection, lease: &Lease, expires: Timestamp) -> Result<bool> {
+///
+/// A lease that has expired is lost even if nobody has claimed the run yet: a worker that stalled
+/// past its lease must not carry on as if nothing happened (a claimer may be about to take it).
+pub async fn hold_lease(conn: &mut AnyConnection, lease: &Lease, now: Timestamp, lease_ms: i64) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE runs SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 AND lease_token = $4 AND status = 'running'",
+        "UPDATE runs SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 AND lease_token = $4 AND status = 'running' \
+         AND lease_expires_at >= $5",
     )
-    .bind(expires)
+    .bind(now + lease_ms)
     .bind(lease.run.to_string())
     .bind(&lease.owner)
     .bind(lease.token)
+    .bind(now)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -364,7 +369,7 @@ pub async fn insert_unit_try(conn: &mut AnyConnection, t: &UnitTryRecord) -> Res
     .bind(t.run_id.to_string())
     .bind(i64::from(t.unit))
     .bind(i64::from(t.try_no))
-    .bind(&t.outcome)
+    .bind(t.outcome.wire())
     .bind(&t.message)
     .bind(&t.provider)
     .bind(t.cost_micros)

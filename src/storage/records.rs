@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::StorageError;
 use crate::domain::rules::{BranchView, HeadView, RunView};
 use crate::domain::{
-    BranchId, CheckpointId, CheckpointStatus, FaultPlan, Manifest, Origin, Phase, RunId, RunKind, RunStatus, Timestamp, VideoId,
+    BranchId, CheckpointId, CheckpointStatus, FaultPlan, Manifest, Origin, Phase, RunId, RunKind, RunStatus, Timestamp, TryOutcome, VideoId,
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -88,7 +88,7 @@ pub struct UnitTryRecord {
     pub run_id: RunId,
     pub unit: u32,
     pub try_no: u32,
-    pub outcome: String,
+    pub outcome: TryOutcome,
     pub message: Option<String>,
     pub provider: String,
     pub cost_micros: i64,
@@ -225,7 +225,7 @@ impl UnitTryRecord {
             run_id: RunId(uuid(row, "run_id")?),
             unit: u32_of(row, "unit")?,
             try_no: u32_of(row, "try_no")?,
-            outcome: row.try_get("outcome")?,
+            outcome: wire(row, "outcome", TryOutcome::from_wire)?,
             message: row.try_get("message")?,
             provider: row.try_get("provider")?,
             cost_micros: row.try_get("cost_micros")?,

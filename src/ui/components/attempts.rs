@@ -2,6 +2,7 @@
 use leptos::prelude::*;
 
 use crate::api::{VideoStatusWire, dollars};
+use crate::domain::RunKind;
 use crate::ui::duration;
 
 #[component]
@@ -12,7 +13,8 @@ pub fn Attempts(s: VideoStatusWire) -> impl IntoView {
         .iter()
         .rev()
         .map(|r| {
-            let attempt = if r.kind == "retry" { format!("{} (Retry #{})", r.attempt, r.attempt - 1) } else { r.attempt.to_string() };
+            let attempt =
+                if r.kind == RunKind::Retry { format!("{} (Retry #{})", r.attempt, r.attempt - 1) } else { r.attempt.to_string() };
             let work = format!(
                 "{} made · {} reused{}",
                 r.calls,
@@ -23,8 +25,8 @@ pub fn Attempts(s: VideoStatusWire) -> impl IntoView {
                 <tr class=format!("run-{}", r.status)>
                     <td>{format!("{} {}", r.phase.number(), r.phase.label())}</td>
                     <td>{attempt}</td>
-                    <td>{r.kind.clone()}</td>
-                    <td><span class=format!("chip {}", r.status)>{r.status.clone()}</span></td>
+                    <td>{r.kind.wire()}</td>
+                    <td><span class=format!("chip {}", r.status)>{r.status.wire()}</span></td>
                     <td>{duration(r.started_at, r.finished_at)}</td>
                     <td class="muted small">{work}</td>
                     <td class="num">{dollars(r.cost_micros)}</td>

@@ -3,6 +3,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
 use crate::api::{TreeNode, VideoStatusWire, create_branch};
+use crate::domain::Origin;
 use crate::ui::pages::status::StatusCtx;
 
 #[component]
@@ -49,8 +50,8 @@ fn node(n: TreeNode, make: Action<(String, String), Result<String, crate::api::A
         <li>
             <div class=format!("tree-node status-{}", c.status)>
                 <span class="tree-label">{label.clone()}</span>
-                <span class=format!("chip {}", c.status)>{c.status.clone()}</span>
-                {(c.origin == "edited").then(|| view! { <span class="chip">"edited"</span> })}
+                <span class=format!("chip {}", c.status)>{c.status.wire()}</span>
+                {(c.origin == Origin::Edited).then(|| view! { <span class="chip">"edited"</span> })}
                 <span class="chip muted">{format!("on {}", c.branch)}</span>
                 {heads}
                 <button class="small" aria-expanded=move || open.get().to_string()

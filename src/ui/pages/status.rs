@@ -4,6 +4,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use std::future::Future;
 
 use crate::api::{AppError, VideoStatusWire, get_status};
+use crate::domain::Entity;
 use crate::ui::components::{
     artifacts::Artifacts,
     attempts::Attempts,
@@ -102,13 +103,13 @@ pub fn StatusPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match status.await {
                     Ok(s) => view! { <StatusView s/> }.into_any(),
-                    Err(AppError::NotFound { what, .. }) if what == "branch" => {
+                    Err(AppError::NotFound { what: Entity::Branch, .. }) => {
                         set_not_found_status();
-                        view! { <NotFoundMessage what="Branch"/> }.into_any()
+                        view! { <NotFoundMessage what=Entity::Branch.label()/> }.into_any()
                     }
                     Err(AppError::NotFound { .. } | AppError::InvalidInput { .. }) => {
                         set_not_found_status();
-                        view! { <NotFoundMessage what="Video"/> }.into_any()
+                        view! { <NotFoundMessage what=Entity::Video.label()/> }.into_any()
                     }
                     Err(e) => view! {
                         <section class="card"><p class="error-text">{e.sentence()} " " {e.next_step()}</p></section>

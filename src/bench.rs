@@ -13,6 +13,7 @@ use axum::http::Request;
 use tokio::sync::{Notify, broadcast, watch};
 use tower::ServiceExt;
 
+use crate::domain::video::Video;
 use crate::domain::{CheckpointId, NewVideo, Phase, RunId, RunKind, RunStatus, Script, TryOutcome, VideoId};
 use crate::pipeline::Engine;
 use crate::pipeline::events::Changed;
@@ -22,7 +23,6 @@ use crate::pipeline::providers::{
 use crate::pipeline::worker::WorkOutcome;
 use crate::server::StartError;
 use crate::server::options::Options;
-use crate::storage::VideoState;
 
 type BenchResult<T> = Result<T, StartError>;
 
@@ -130,7 +130,7 @@ async fn wait_for<T>(
     events: &mut broadcast::Receiver<Changed>,
     video: VideoId,
     what: &str,
-    mut check: impl FnMut(&VideoState) -> BenchResult<Option<T>>,
+    mut check: impl FnMut(&Video) -> BenchResult<Option<T>>,
 ) -> BenchResult<T> {
     let deadline = tokio::time::Instant::now() + STUCK;
     loop {
@@ -150,7 +150,7 @@ async fn wait_for<T>(
 }
 
 /// The video's render checkpoint, or an error if any run of it failed (but `expected`).
-fn rendered(state: &VideoState, expected: Option<RunId>) -> BenchResult<Option<CheckpointId>> {
+fn rendered(state: &Video, expected: Option<RunId>) -> BenchResult<Option<CheckpointId>> {
     if let Some(r) = state.runs.iter().find(|r| r.status.is_failure() && Some(r.id) != expected) {
         return Err(fail(format!("a {} run failed: {}", r.phase.label(), r.error.as_deref().unwrap_or("?"))));
     }
@@ -256,7 +256,7 @@ struct UnitsOf {
     reused: BTreeSet<u32>,
 }
 
-fn units_of(tries: &[crate::storage::UnitTryRecord], run: RunId) -> UnitsOf {
+fn units_of(tries: &[crate::domain::video::UnitTry], run: RunId) -> UnitsOf {
     let mut u = UnitsOf { failed: BTreeSet::new(), made: BTreeSet::new(), reused: BTreeSet::new() };
     let mut tried = BTreeSet::new();
     for t in tries.iter().filter(|t| t.run_id == run) {

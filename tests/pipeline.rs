@@ -7,9 +7,9 @@ use reelsmith::domain::{CheckpointId, Manifest, Phase, TryOutcome, VideoId};
 use reelsmith::pipeline::Engine;
 use reelsmith::pipeline::providers::instant::Instant as Instantly;
 use reelsmith::pipeline::providers::{Answer, ProviderError, Providers, StoryboardArtist};
-use std::sync::Arc;
 use reelsmith::pipeline::worker::WorkOutcome;
 use reelsmith::storage::VideoState;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn local_env() -> TestEnv {
@@ -227,7 +227,11 @@ async fn permanent_errors_fail_at_once_and_transient_ones_are_retried() {
     assert!(state.runs.last().unwrap().error.as_deref().unwrap().contains("clip for beat 2: 429 Too Many Requests"));
 
     // A permanent error (a content-policy refusal) is tried once: no automatic retry.
-    let env = env_with(Providers::new(Arc::new(Instantly), Arc::new(Refuses { beat: 1 }), Arc::new(Instantly), Arc::new(Instantly)), fast_config()).await;
+    let env = env_with(
+        Providers::new(Arc::new(Instantly), Arc::new(Refuses { beat: 1 }), Arc::new(Instantly), Arc::new(Instantly)),
+        fast_config(),
+    )
+    .await;
     let e = &env.engine;
     let video = new_video(e, "Permanent", 3, true, None).await;
     drain_expect(e, "SF").await;

@@ -200,7 +200,8 @@ async fn fifty_racing_edit_and_continue_pairs_leave_a_valid_branch() {
         let edited = edited.to_string();
         let (a, b) = (e.clone(), e.clone());
         handles.push(tokio::spawn(async move {
-            let (edit, cont) = tokio::join!(a.edit_script(video, None, script, &edited), b.continue_video(video, Some(script), None, false));
+            let (edit, cont) =
+                tokio::join!(a.edit_script(video, None, script, &edited), b.continue_video(video, Some(script), None, false));
             (video, script, edit, cont)
         }));
     }

@@ -1,16 +1,15 @@
-//! Records → wire types. Statuses and allowed actions come from the rule table, nothing is decided here.
+//! Domain → wire types. Field mapping only: what the page shows is decided in
+//! `domain::video::branch_report` (and the rule table behind it).
 use std::collections::HashMap;
 
 use super::error::AppError;
 use super::types::*;
-use crate::domain::rules::BranchView;
-use crate::domain::rules::{allowed_actions, branch_status};
-use crate::domain::{BranchName, BranchStatus, CheckpointId, CheckpointStatus, Entity, Manifest, Phase, RunStatus, TryOutcome};
+use crate::domain::video::{self, BranchLine, BranchReport, Checkpoint, ErrorCard, Progress, Run, RunTally, UnitTry, Video};
+use crate::domain::{CheckpointId, Entity, Manifest};
 use crate::pipeline::EngineConfig;
 use crate::pipeline::commands::ContinueOutcome;
-use crate::storage::{BranchRecord, CheckpointRecord, RunRecord, UnitTryRecord, VideoState};
 
-fn checkpoint(state: &VideoState, c: &CheckpointRecord) -> CheckpointWire {
+fn checkpoint(state: &Video, c: &Checkpoint) -> CheckpointWire {
     CheckpointWire {
         id: c.id.to_string(),
         phase: c.phase,
@@ -27,16 +26,12 @@ fn checkpoint(state: &VideoState, c: &CheckpointRecord) -> CheckpointWire {
     }
 }
 
-fn tree(state: &VideoState) -> Vec<TreeNode> {
-    let mut children: HashMap<Option<CheckpointId>, Vec<&CheckpointRecord>> = HashMap::new();
+fn tree(state: &Video) -> Vec<TreeNode> {
+    let mut children: HashMap<Option<CheckpointId>, Vec<&Checkpoint>> = HashMap::new();
     for c in &state.checkpoints {
         children.entry(c.parent_id).or_default().push(c);
     }
-    fn build(
-        state: &VideoState,
-        map: &HashMap<Option<CheckpointId>, Vec<&CheckpointRecord>>,
-        parent: Option<CheckpointId>,
-    ) -> Vec<TreeNode> {
+    fn build(state: &Video, map: &HashMap<Option<CheckpointId>, Vec<&Checkpoint>>, parent: Option<CheckpointId>) -> Vec<TreeNode> {
         map.get(&parent)
             .map(|list| {
                 let mut list = list.clone();
@@ -48,16 +43,7 @@ fn tree(state: &VideoState) -> Vec<TreeNode> {
     build(state, &children, None)
 }
 
-fn run(state: &VideoState, r: &RunRecord, tries: &[UnitTryRecord]) -> RunWire {
-    let mine = tries.iter().filter(|t| t.run_id == r.id);
-    let (mut calls, mut memo_hits, mut failed) = (0, 0, 0);
-    for t in mine {
-        match t.outcome {
-            TryOutcome::Ok => calls += 1,
-            TryOutcome::Memo => memo_hits += 1,
-            TryOutcome::Transient | TryOutcome::Permanent | TryOutcome::Cancelled => failed += 1,
-        }
-    }
+fn run(state: &Video, r: &Run, tally: RunTally) -> RunWire {
     RunWire {
         id: r.id.to_string(),
         branch: state.branch(r.branch_id).map(|b| b.name.clone()).unwrap_or_default(),
@@ -66,7 +52,7 @@ fn run(state: &VideoState, r: &RunRecord, tries: &[UnitTryRecord]) -> RunWire {
         kind: r.kind,
         status: r.status,
         error: r.error.clone(),
-        failed_beat: r.failed_unit.filter(|_| matches!(r.phase, Phase::Storyboard | Phase::Clips)),
+        failed_beat: r.failed_beat(),
         from_checkpoint: r.from_checkpoint.map(|c| c.to_string()),
         cost_micros: r.cost_micros,
         units_total: r.units_total,
@@ -74,37 +60,23 @@ fn run(state: &VideoState, r: &RunRecord, tries: &[UnitTryRecord]) -> RunWire {
         created_at: r.created_at,
         started_at: r.started_at,
         finished_at: r.finished_at,
-        calls,
-        memo_hits,
-        failed_tries: failed,
+        calls: tally.calls,
+        memo_hits: tally.memo_hits,
+        failed_tries: tally.failed_tries,
     }
 }
 
-fn progress(r: &RunRecord, tries: &[UnitTryRecord]) -> ProgressWire {
-    let mut units = vec![if r.status == RunStatus::Queued { UnitState::Waiting } else { UnitState::Running }; r.units_total as usize];
-    let failed_run = r.status.is_failure();
-    for (i, unit) in units.iter_mut().enumerate() {
-        let mine: Vec<&UnitTryRecord> = tries.iter().filter(|t| t.run_id == r.id && t.unit as usize == i).collect();
-        *unit = if mine.iter().any(|t| t.outcome == TryOutcome::Ok) {
-            UnitState::Done
-        } else if mine.iter().any(|t| t.outcome == TryOutcome::Memo) {
-            UnitState::Reused
-        } else if failed_run && (!mine.is_empty() || r.failed_unit == Some(i as u32)) {
-            UnitState::Failed
-        } else if !mine.is_empty() {
-            UnitState::Retrying
-        } else if failed_run {
-            UnitState::Waiting
-        } else {
-            *unit
-        };
-    }
-    ProgressWire { run_id: r.id.to_string(), phase: r.phase, units, units_done: r.units_done, units_total: r.units_total }
+fn progress(p: Progress) -> ProgressWire {
+    ProgressWire { run_id: p.run.to_string(), phase: p.phase, units: p.units, units_done: p.units_done, units_total: p.units_total }
 }
 
-fn artifacts(state: &VideoState, branch: &BranchRecord) -> ArtifactsWire {
+fn error(e: ErrorCard) -> ErrorWire {
+    ErrorWire { message: e.message, phase: e.phase, beat: e.beat, run_id: e.run.to_string(), attempt: e.attempt }
+}
+
+fn artifacts(state: &Video, line: &[&Checkpoint]) -> ArtifactsWire {
     let mut a = ArtifactsWire::default();
-    for c in state.line_of(branch) {
+    for c in line {
         match &c.manifest {
             Manifest::Script { script, .. } => {
                 a.script = Some(script.clone());
@@ -129,122 +101,64 @@ fn artifacts(state: &VideoState, branch: &BranchRecord) -> ArtifactsWire {
     a
 }
 
-fn error_of(r: &RunRecord) -> ErrorWire {
-    ErrorWire {
-        message: r.error.clone().unwrap_or_else(|| "The phase failed".into()),
-        phase: r.phase,
-        beat: r.failed_unit.filter(|_| matches!(r.phase, Phase::Storyboard | Phase::Clips)),
-        run_id: r.id.to_string(),
-        attempt: r.attempt,
+fn branch(line: &BranchLine<'_>) -> BranchWire {
+    BranchWire {
+        branch_name: line.branch.name.clone(),
+        latest_checkpoint_id: line.head.map(|c| c.id.to_string()),
+        phase_number: line.head.map(|c| c.phase.number()),
+        status: line.head.map(|c| c.status),
+        branch_status: line.status,
+        can_continue: line.can_continue,
+        forked_from: line.branch.forked_from.map(|c| c.to_string()),
     }
 }
 
-pub fn summary(state: &VideoState) -> VideoSummary {
-    let main = state.branch_named(BranchName::MAIN);
-    let status = main.map(|b| branch_status(&state.branch_view(b))).unwrap_or(BranchStatus::Processing);
-    let head = main.and_then(|b| b.head_id).and_then(|id| state.checkpoint(id));
-    let poster_url = main.and_then(|b| {
-        state.line_of(b).iter().find_map(|c| match &c.manifest {
-            Manifest::Render { poster, .. } => Some(poster.url()),
-            Manifest::Storyboard { frames, .. } => frames.first().map(|f| f.url()),
-            _ => None,
-        })
-    });
-    let current_phase = main.and_then(|b| state.runs.iter().rev().find(|r| r.branch_id == b.id).map(|r| r.phase)).or(head.map(|h| h.phase));
+pub fn summary(state: &Video) -> VideoSummary {
+    let s = video::summary(state);
     VideoSummary {
         video_id: state.video.id.to_string(),
         title: state.video.title.clone(),
-        status,
-        current_phase,
-        poster_url,
+        status: s.status,
+        current_phase: s.current_phase,
+        poster_url: s.poster_url,
         created_at: state.video.created_at,
-        total_cost_micros: state.spent_micros(),
+        total_cost_micros: s.spent_micros,
         beats: state.video.beats,
     }
 }
 
-pub fn status(
-    state: &VideoState,
-    branch: Option<&str>,
-    tries: &[UnitTryRecord],
-    config: &EngineConfig,
-) -> Result<VideoStatusWire, AppError> {
-    let name = branch.filter(|b| !b.is_empty()).unwrap_or(BranchName::MAIN);
-    let branch = state.branch_named(name).ok_or_else(|| AppError::NotFound { what: Entity::Branch, id: name.into() })?;
-    let view = state.branch_view(branch);
-    let status = branch_status(&view);
-    let head = branch.head_id.and_then(|id| state.checkpoint(id));
-    let branch_runs: Vec<&RunRecord> = state.runs.iter().filter(|r| r.branch_id == branch.id).collect();
-    let latest = branch_runs.iter().max_by_key(|r| (r.created_at, r.attempt)).copied();
-    let progress = view
-        .active_run
-        .and_then(|a| state.runs.iter().find(|r| r.id == a.id))
-        .or(latest.filter(|r| r.status.is_failure() && status == BranchStatus::Failed))
-        .map(|r| progress(r, tries));
-    let mut runs: Vec<RunWire> = branch_runs.iter().map(|r| run(state, r, tries)).collect();
-    runs.sort_by_key(|r| r.created_at);
-    Ok(VideoStatusWire {
-        changes: state.video.changes,
-        video_id: state.video.id.to_string(),
-        title: state.video.title.clone(),
-        prompt: state.video.prompt.clone(),
-        beats: state.video.beats,
-        auto_continue: state.video.auto_continue,
-        budget_micros: state.video.budget_micros,
-        branch: branch.name.clone(),
-        status,
-        current_phase: current_phase(&view, status, head),
-        error: error_card(state, &view, status, latest),
-        current_checkpoint: head.filter(|h| h.status == CheckpointStatus::Pending).map(|h| checkpoint(state, h)),
+/// The status page of one branch (`main` when none is named).
+pub fn status(state: &Video, branch: Option<&str>, tries: &[UnitTry], config: &EngineConfig) -> Result<VideoStatusWire, AppError> {
+    let report = video::branch_report(state, tries, branch.unwrap_or_default(), config.limits())
+        .map_err(|missing| AppError::NotFound { what: Entity::Branch, id: missing.0 })?;
+    Ok(status_wire(state, report, config.fault_injection))
+}
+
+fn status_wire(state: &Video, report: BranchReport<'_>, fault_injection: bool) -> VideoStatusWire {
+    let v = &state.video;
+    VideoStatusWire {
+        changes: v.changes,
+        video_id: v.id.to_string(),
+        title: v.title.clone(),
+        prompt: v.prompt.clone(),
+        beats: v.beats,
+        auto_continue: v.auto_continue,
+        budget_micros: v.budget_micros,
+        branch: report.branch.name.clone(),
+        status: report.status,
+        current_phase: report.current_phase,
+        error: report.error.map(error),
+        current_checkpoint: report.pending.map(|h| checkpoint(state, h)),
         checkpoint_tree: tree(state),
-        active_branches: branches(state, config),
-        runs,
-        allowed: allowed_actions(&view, config.limits()),
-        progress,
-        artifacts: artifacts(state, branch),
-        total_cost_micros: state.spent_micros(),
-        fault_injection: config.fault_injection,
-    })
-}
-
-/// The failure the error card shows: the branch's failed run, or, while a pending edit follows
-/// a failure, the latest failed run (so the person sees what happened).
-fn error_card(state: &VideoState, view: &BranchView, status: BranchStatus, latest: Option<&RunRecord>) -> Option<ErrorWire> {
-    match (status, view.latest_from_head.and_then(|v| state.runs.iter().find(|r| r.id == v.id))) {
-        (BranchStatus::Failed, Some(r)) => Some(error_of(r)),
-        (BranchStatus::AwaitingApproval, _) => latest.filter(|r| r.status.is_failure()).map(error_of),
-        _ => None,
+        active_branches: report.branches.iter().map(branch).collect(),
+        runs: report.runs.iter().map(|&(r, tally)| run(state, r, tally)).collect(),
+        allowed: report.allowed,
+        retry_label: report.retry_label,
+        progress: report.progress.map(progress),
+        artifacts: artifacts(state, &report.line),
+        total_cost_micros: report.spent_micros,
+        fault_injection,
     }
-}
-
-fn current_phase(view: &BranchView, status: BranchStatus, head: Option<&CheckpointRecord>) -> Option<Phase> {
-    match view.active_run {
-        Some(r) => Some(r.phase),
-        None => match (status, view.latest_from_head) {
-            (BranchStatus::Failed, Some(r)) => Some(r.phase),
-            _ => head.map(|h| h.phase),
-        },
-    }
-}
-
-fn branches(state: &VideoState, config: &EngineConfig) -> Vec<BranchWire> {
-    state
-        .branches
-        .iter()
-        .map(|b| {
-            let v = state.branch_view(b);
-            let h = b.head_id.and_then(|id| state.checkpoint(id));
-            BranchWire {
-                branch_name: b.name.clone(),
-                latest_checkpoint_id: h.map(|c| c.id.to_string()),
-                phase_number: h.map(|c| c.phase.number()),
-                status: h.map(|c| c.status),
-                branch_status: branch_status(&v),
-                can_continue: allowed_actions(&v, config.limits()).can_continue,
-                forked_from: b.forked_from.map(|c| c.to_string()),
-            }
-        })
-        .collect()
 }
 
 pub fn continue_result(outcome: ContinueOutcome) -> ContinueResult {

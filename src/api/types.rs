@@ -1,7 +1,8 @@
-//! Wire types: what the server functions send to the browser. Separate from records and domain types.
+//! Wire types: what the server functions send to the browser. Separate from rows and domain types.
 use serde::{Deserialize, Serialize};
 
 use crate::domain::rules::AllowedActions;
+pub use crate::domain::video::UnitState;
 use crate::domain::{BranchStatus, CheckpointStatus, Origin, Phase, RunKind, RunStatus, Script};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,17 +92,6 @@ pub struct ErrorWire {
     pub attempt: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnitState {
-    Waiting,
-    Running,
-    Retrying,
-    Done,
-    Reused,
-    Failed,
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProgressWire {
     pub run_id: String,
@@ -150,6 +140,8 @@ pub struct VideoStatusWire {
     pub active_branches: Vec<BranchWire>,
     pub runs: Vec<RunWire>,
     pub allowed: AllowedActions,
+    /// The error card's button label.
+    pub retry_label: String,
     pub progress: Option<ProgressWire>,
     pub artifacts: ArtifactsWire,
     pub total_cost_micros: i64,

@@ -1,4 +1,5 @@
-//! The pure core: ids, phases, checkpoints, branches, runs, artifacts, fault plans and the rule table.
+//! The pure core: ids, phases, checkpoints, branches, runs, artifacts, fault plans, the rule table
+//! and the read model of one video with its projection for the status page (`video`).
 //!
 //! Nothing in here touches a database, a clock, a random source or the web: time and new ids
 //! are passed in, so every rule can be tested exhaustively.
@@ -10,6 +11,7 @@ pub mod model;
 pub mod rules;
 pub mod script;
 pub mod validate;
+pub mod video;
 
 pub use fault::{FaultAction, FaultPlan, FaultRule};
 pub use ids::{BranchId, CheckpointId, RunId, VideoId};
@@ -18,3 +20,4 @@ pub use model::{BranchStatus, CheckpointStatus, Entity, Origin, Phase, RunKind, 
 pub use rules::{BranchView, Decision, HeadView, Refusal, RunView, decide};
 pub use script::{Beat, Script};
 pub use validate::{BranchName, InvalidInput, NewVideo};
+pub use video::Video;

@@ -6,10 +6,10 @@ use openh264::Timestamp;
 use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, FrameType, UsageType, VuiConfig};
 use openh264::formats::YUVSlices;
 
-use crate::media::{MediaError, Stop};
 use crate::media::picture::{Motion, Yuv420, decode_png, read_art_rows};
 use crate::media::render::mux_h264;
 use crate::media::text::caption_overlay;
+use crate::media::{MediaError, Stop};
 
 /// One encoded clip.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,11 +5,12 @@ use uuid::Uuid;
 
 use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{self, ContinueRequest, Decision, GivenCheckpoint};
+use crate::domain::video::{Branch, Checkpoint, Regenerate, Run, UnitTry, Video, VideoInfo};
 use crate::domain::{
     BranchId, BranchName, CheckpointId, CheckpointStatus, Entity, InvalidInput, Manifest, NewVideo, Origin, Phase, Refusal, RunId, RunKind,
     RunStatus, Script, Timestamp, VideoId,
 };
-use crate::storage::{self, BranchRecord, CheckpointRecord, Constraint, Regenerate, RunRecord, Tx, VideoRecord, VideoState, WriteTx};
+use crate::storage::{self, Constraint, Tx, WriteTx};
 
 /// What a continue did. Expected outcomes are data, not errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,27 +34,22 @@ impl ContinueOutcome {
     }
 }
 
-pub(crate) async fn load(tx: &mut Tx, video: VideoId) -> Result<VideoState, CoreError> {
+pub(crate) async fn load(tx: &mut Tx, video: VideoId) -> Result<Video, CoreError> {
     storage::load_video_state(tx, video).await?.ok_or_else(|| CoreError::not_found(Entity::Video, video))
 }
 
-fn branch_of<'a>(state: &'a VideoState, name: Option<&str>) -> Result<&'a BranchRecord, CoreError> {
+fn branch_of<'a>(state: &'a Video, name: Option<&str>) -> Result<&'a Branch, CoreError> {
     let name = name.filter(|n| !n.is_empty()).unwrap_or(BranchName::MAIN);
     state.branch_named(name).ok_or_else(|| CoreError::not_found(Entity::Branch, name))
 }
 
-fn checkpoint_of(state: &VideoState, id: CheckpointId) -> Result<&CheckpointRecord, CoreError> {
+fn checkpoint_of(state: &Video, id: CheckpointId) -> Result<&Checkpoint, CoreError> {
     // A checkpoint of another video is "not found" here: ids never cross videos.
     state.checkpoint(id).ok_or_else(|| CoreError::not_found(Entity::Checkpoint, id))
 }
 
 /// Carries out a rule-table decision inside the caller's transaction.
-pub(crate) async fn apply_decision(
-    tx: &mut Tx,
-    branch: &BranchRecord,
-    decision: Decision,
-    now: Timestamp,
-) -> Result<ContinueOutcome, CoreError> {
+pub(crate) async fn apply_decision(tx: &mut Tx, branch: &Branch, decision: Decision, now: Timestamp) -> Result<ContinueOutcome, CoreError> {
     match decision {
         Decision::Start { kind, phase, from, attempt, approve } => {
             if approve {
@@ -85,9 +81,9 @@ struct RunStart {
 }
 
 /// A queued run on `branch`.
-fn new_run(branch: &BranchRecord, start: RunStart, now: Timestamp) -> RunRecord {
+fn new_run(branch: &Branch, start: RunStart, now: Timestamp) -> Run {
     let RunStart { phase, from, attempt, kind, regenerate } = start;
-    RunRecord {
+    Run {
         id: RunId(Uuid::new_v4()),
         video_id: branch.video_id,
         branch_id: branch.id,
@@ -149,7 +145,7 @@ impl Engine {
     /// A new video with its `main` branch and the first run of phase 1.
     pub async fn create_video(&self, new: NewVideo, seed: Option<u64>) -> Result<VideoId, CoreError> {
         let now = now_ms();
-        let video = VideoRecord {
+        let video = VideoInfo {
             id: VideoId(Uuid::new_v4()),
             title: new.prompt.chars().take(80).collect(),
             prompt: new.prompt,
@@ -164,7 +160,7 @@ impl Engine {
         let id = video.id;
         self.write_video(id, async move |tx| {
             storage::insert_video(tx, &video).await?;
-            let main = BranchRecord {
+            let main = Branch {
                 id: BranchId(Uuid::new_v4()),
                 video_id: video.id,
                 name: BranchName::MAIN.into(),
@@ -231,7 +227,7 @@ impl Engine {
             if *old == script {
                 return Err(InvalidInput::new("script", "nothing changed; edit a field before saving").into());
             }
-            let edited = CheckpointRecord {
+            let edited = Checkpoint {
                 id: CheckpointId(Uuid::new_v4()),
                 video_id: video,
                 branch_id: branch.id,
@@ -265,7 +261,7 @@ impl Engine {
                 if state.branch_named(name.as_str()).is_some() {
                     return Err(Refusal::BranchNameTaken { name: name.to_string() }.into());
                 }
-                let branch = BranchRecord {
+                let branch = Branch {
                     id: BranchId(Uuid::new_v4()),
                     video_id: video,
                     name: name.to_string(),
@@ -365,14 +361,14 @@ impl Engine {
     }
 
     /// One video's whole state, read in one snapshot.
-    pub async fn video_state(&self, video: VideoId) -> Result<VideoState, CoreError> {
+    pub async fn video_state(&self, video: VideoId) -> Result<Video, CoreError> {
         let mut tx = self.store.read().await?;
         let state = load(&mut tx, video).await;
         let _ = tx.rollback().await;
         state
     }
 
-    pub async fn list_videos(&self, limit: i64) -> Result<Vec<VideoState>, CoreError> {
+    pub async fn list_videos(&self, limit: i64) -> Result<Vec<Video>, CoreError> {
         let mut tx = self.store.read().await?;
         let videos = storage::list_videos(&mut tx, limit).await?;
         let mut out = Vec::with_capacity(videos.len());
@@ -386,7 +382,7 @@ impl Engine {
     }
 
     /// What the status page shows: the video's state and its unit tries, read in one snapshot.
-    pub async fn status_snapshot(&self, video: VideoId) -> Result<(VideoState, Vec<storage::UnitTryRecord>), CoreError> {
+    pub async fn status_snapshot(&self, video: VideoId) -> Result<(Video, Vec<UnitTry>), CoreError> {
         let mut tx = self.store.read().await?;
         let state = load(&mut tx, video).await;
         let tries = match &state {
@@ -397,7 +393,7 @@ impl Engine {
         Ok((state?, tries?))
     }
 
-    pub async fn unit_tries(&self, video: VideoId) -> Result<Vec<storage::UnitTryRecord>, CoreError> {
+    pub async fn unit_tries(&self, video: VideoId) -> Result<Vec<UnitTry>, CoreError> {
         let mut tx = self.store.read().await?;
         let tries = storage::unit_tries_of_video(&mut tx, video).await?;
         let _ = tx.rollback().await;

@@ -3,8 +3,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{CoreError, Engine, mix_seed};
+use crate::domain::video::{Checkpoint, Run, Video};
 use crate::domain::{BlobRef, ClipRef, Manifest, Phase, Script};
-use crate::storage::{CheckpointRecord, RunRecord, VideoState};
 
 #[derive(Clone, Debug)]
 pub enum UnitInput {
@@ -64,7 +64,7 @@ pub fn memo_key(phase: Phase, provider: &str, input: &UnitInput) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-fn parent(state: &VideoState, id: Option<crate::domain::CheckpointId>, phase: Phase) -> Result<&CheckpointRecord, CoreError> {
+fn parent(state: &Video, id: Option<crate::domain::CheckpointId>, phase: Phase) -> Result<&Checkpoint, CoreError> {
     let c = id
         .and_then(|id| state.checkpoint(id))
         .ok_or_else(|| CoreError::Internal(format!("the {} checkpoint this phase needs is missing", phase.label())))?;
@@ -74,12 +74,12 @@ fn parent(state: &VideoState, id: Option<crate::domain::CheckpointId>, phase: Ph
     Ok(c)
 }
 
-fn script_of(c: &CheckpointRecord) -> Result<&Script, CoreError> {
+fn script_of(c: &Checkpoint) -> Result<&Script, CoreError> {
     c.manifest.script().ok_or_else(|| CoreError::Internal("script checkpoint without a script".into()))
 }
 
 /// The seeds of a beat-per-unit phase: derived from the video's seed, except the regenerated beat.
-fn seeds_for(engine_seed: u64, phase: Phase, beats: usize, run: &RunRecord, state: &VideoState) -> Vec<u64> {
+fn seeds_for(engine_seed: u64, phase: Phase, beats: usize, run: &Run, state: &Video) -> Vec<u64> {
     let mut seeds: Vec<u64> = match &run.regenerate {
         Some(regen) => state
             .checkpoint(regen.of)
@@ -97,7 +97,7 @@ fn seeds_for(engine_seed: u64, phase: Phase, beats: usize, run: &RunRecord, stat
 }
 
 /// Plans the units of a run from the checkpoints it starts from. Returns the plans and the seeds.
-pub fn plan(engine: &Engine, state: &VideoState, run: &RunRecord) -> Result<(Vec<UnitPlan>, Vec<u64>), CoreError> {
+pub fn plan(engine: &Engine, state: &Video, run: &Run) -> Result<(Vec<UnitPlan>, Vec<u64>), CoreError> {
     let cfg = &engine.config;
     let video = &state.video;
     let provider = engine.providers.id_of(run.phase);

@@ -13,10 +13,11 @@ use super::providers::{Costed, ProviderError};
 use super::units::{self, UnitInput, UnitOutput, UnitPlan};
 use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{ContinueRequest, GivenCheckpoint, Limits, decide};
+use crate::domain::video::{Checkpoint, Run, UnitTry, Video, VideoInfo};
 use crate::domain::{
     BranchName, CheckpointId, CheckpointStatus, ClipRef, Entity, Manifest, Origin, Phase, RunStatus, Timestamp, TryOutcome,
 };
-use crate::storage::{self, CheckpointRecord, Ender, Lease, MemoEntry, RunRecord, Tx, UnitTryRecord, VideoRecord, VideoState, WriteTx};
+use crate::storage::{self, Ender, Lease, MemoEntry, Tx, WriteTx};
 
 /// What one step of a worker did; tests step workers by hand with `work_once`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,9 +68,9 @@ type Answer = Result<(UnitOutput, i64), ProviderError>;
 
 /// What every unit of one run shares.
 struct UnitJob<'a> {
-    run: &'a RunRecord,
+    run: &'a Run,
     lease: &'a Lease,
-    video: &'a VideoRecord,
+    video: &'a VideoInfo,
     /// How many units the run has.
     total: u32,
     /// The provider of the run's phase, as recorded with each try and memo entry.
@@ -78,8 +79,8 @@ struct UnitJob<'a> {
 
 impl UnitJob<'_> {
     /// A try that failed, for the attempts history.
-    fn failed_try(&self, plan: &UnitPlan, try_no: u32, outcome: TryOutcome, message: &str, started: Timestamp) -> UnitTryRecord {
-        UnitTryRecord {
+    fn failed_try(&self, plan: &UnitPlan, try_no: u32, outcome: TryOutcome, message: &str, started: Timestamp) -> UnitTry {
+        UnitTry {
             run_id: self.run.id,
             unit: plan.index,
             try_no,
@@ -178,7 +179,7 @@ impl Engine {
 
     async fn execute(
         &self,
-        run: RunRecord,
+        run: Run,
         lease: &Lease,
         stop: watch::Receiver<bool>,
         shutdown: &watch::Receiver<bool>,
@@ -479,7 +480,7 @@ impl Engine {
             }
             Source::Memo => (None, 0, TryOutcome::Memo, finished),
         };
-        let tried = UnitTryRecord {
+        let tried = UnitTry {
             run_id: job.run.id,
             unit: plan.index,
             try_no: 0,
@@ -512,7 +513,7 @@ impl Engine {
     }
 
     /// Records a failed try; one that cannot be recorded is logged, and the unit goes on.
-    async fn record_try(&self, job: &UnitJob<'_>, tried: UnitTryRecord) {
+    async fn record_try(&self, job: &UnitJob<'_>, tried: UnitTry) {
         let written = self.write_fenced(job.lease, async move |tx, _| Ok(storage::insert_unit_try(tx, &tried).await?)).await;
         if let Err(e) = written {
             tracing::warn!(error = %e, "could not record a failed try");
@@ -562,7 +563,7 @@ impl Engine {
 
     /// The phase succeeded: checkpoint, new branch head, end of run and (auto-continue) the next
     /// run, in one transaction.
-    async fn commit_success(&self, run: RunRecord, lease: &Lease, manifest: Manifest) -> Result<WorkOutcome, CoreError> {
+    async fn commit_success(&self, run: Run, lease: &Lease, manifest: Manifest) -> Result<WorkOutcome, CoreError> {
         let (limits, phase) = (self.config.limits(), run.phase);
         let committed = self
             .write_fenced(lease, async move |tx, lease| {
@@ -613,15 +614,9 @@ fn outputs_of(ends: Vec<UnitEnd>) -> Result<Vec<UnitOutput>, Vec<UnitFailure>> {
 
 /// Writes the run's checkpoint (pending, the next version under its parent) as its branch's new
 /// head; a script on `main` also names the video.
-async fn write_checkpoint(
-    tx: &mut Tx,
-    state: &VideoState,
-    run: &RunRecord,
-    manifest: &Manifest,
-    now: Timestamp,
-) -> Result<CheckpointId, CoreError> {
+async fn write_checkpoint(tx: &mut Tx, state: &Video, run: &Run, manifest: &Manifest, now: Timestamp) -> Result<CheckpointId, CoreError> {
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
-    let checkpoint = CheckpointRecord {
+    let checkpoint = Checkpoint {
         id: CheckpointId(uuid::Uuid::new_v4()),
         video_id: run.video_id,
         branch_id: run.branch_id,
@@ -646,7 +641,7 @@ async fn write_checkpoint(
 /// Continues from the new checkpoint as a person's approve & continue would, on the state read
 /// again (the checkpoint now heads the branch), with the run kind `auto`. A refusal (a spent
 /// budget) just leaves the checkpoint waiting for a person.
-async fn auto_continue(tx: &mut Tx, run: &RunRecord, checkpoint: CheckpointId, limits: Limits, now: Timestamp) -> Result<(), CoreError> {
+async fn auto_continue(tx: &mut Tx, run: &Run, checkpoint: CheckpointId, limits: Limits, now: Timestamp) -> Result<(), CoreError> {
     let state = load(tx, run.video_id).await?;
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
     let request =

@@ -3,7 +3,8 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::StorageError;
-use super::records::*;
+use super::records::{Decode, key_of};
+use crate::domain::video::{Branch, Checkpoint, Run, UnitTry, Video, VideoInfo};
 use crate::domain::{BranchId, CheckpointId, Phase, RunId, RunStatus, Timestamp, VideoId};
 
 type Result<T> = std::result::Result<T, StorageError>;
@@ -22,7 +23,7 @@ fn json(value: &impl serde::Serialize) -> String {
 
 // ---- videos -------------------------------------------------------------------------------
 
-pub async fn insert_video(conn: &mut AnyConnection, v: &VideoRecord) -> Result<()> {
+pub async fn insert_video(conn: &mut AnyConnection, v: &VideoInfo) -> Result<()> {
     sqlx::query(
         "INSERT INTO videos (id, prompt, title, beats, seed, auto_continue, fault_plan, budget_micros, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -41,20 +42,20 @@ pub async fn insert_video(conn: &mut AnyConnection, v: &VideoRecord) -> Result<(
     Ok(())
 }
 
-pub async fn get_video(conn: &mut AnyConnection, id: VideoId) -> Result<Option<VideoRecord>> {
+pub async fn get_video(conn: &mut AnyConnection, id: VideoId) -> Result<Option<VideoInfo>> {
     let row = sqlx::query(AssertSqlSafe(format!("SELECT {VIDEO_COLS} FROM videos WHERE id = $1")))
         .bind(id.to_string())
         .fetch_optional(conn)
         .await?;
-    row.as_ref().map(VideoRecord::decode).transpose()
+    row.as_ref().map(VideoInfo::decode).transpose()
 }
 
-pub async fn list_videos(conn: &mut AnyConnection, limit: i64) -> Result<Vec<VideoRecord>> {
+pub async fn list_videos(conn: &mut AnyConnection, limit: i64) -> Result<Vec<VideoInfo>> {
     let rows = sqlx::query(AssertSqlSafe(format!("SELECT {VIDEO_COLS} FROM videos ORDER BY created_at DESC, id LIMIT $1")))
         .bind(limit)
         .fetch_all(conn)
         .await?;
-    rows.iter().map(VideoRecord::decode).collect()
+    rows.iter().map(VideoInfo::decode).collect()
 }
 
 /// Locks the video's row until the transaction ends, on PostgreSQL: every command on a video
@@ -97,7 +98,7 @@ pub async fn set_budget(conn: &mut AnyConnection, id: VideoId, budget_micros: Op
 
 // ---- branches -----------------------------------------------------------------------------
 
-pub async fn insert_branch(conn: &mut AnyConnection, b: &BranchRecord) -> Result<()> {
+pub async fn insert_branch(conn: &mut AnyConnection, b: &Branch) -> Result<()> {
     sqlx::query("INSERT INTO branches (id, video_id, name, head_id, forked_from, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(b.id.to_string())
         .bind(b.video_id.to_string())
@@ -117,7 +118,7 @@ pub async fn set_branch_head(conn: &mut AnyConnection, branch: BranchId, head: C
 
 // ---- checkpoints --------------------------------------------------------------------------
 
-pub async fn insert_checkpoint(conn: &mut AnyConnection, c: &CheckpointRecord) -> Result<()> {
+pub async fn insert_checkpoint(conn: &mut AnyConnection, c: &Checkpoint) -> Result<()> {
     sqlx::query(
         "INSERT INTO checkpoints (id, video_id, branch_id, parent_id, parent_key, phase, version, status, origin, \
          manifest, run_id, created_at, approved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -150,17 +151,17 @@ pub async fn approve_checkpoint(conn: &mut AnyConnection, id: CheckpointId, now:
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn get_checkpoint(conn: &mut AnyConnection, id: CheckpointId) -> Result<Option<CheckpointRecord>> {
+pub async fn get_checkpoint(conn: &mut AnyConnection, id: CheckpointId) -> Result<Option<Checkpoint>> {
     let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE id = $1")))
         .bind(id.to_string())
         .fetch_optional(conn)
         .await?;
-    row.as_ref().map(CheckpointRecord::decode).transpose()
+    row.as_ref().map(Checkpoint::decode).transpose()
 }
 
 // ---- runs ---------------------------------------------------------------------------------
 
-pub async fn insert_run(conn: &mut AnyConnection, r: &RunRecord) -> Result<()> {
+pub async fn insert_run(conn: &mut AnyConnection, r: &Run) -> Result<()> {
     let from_key = match &r.regenerate {
         Some(regen) => format!("regenerate:{}", regen.of),
         None => key_of(r.from_checkpoint),
@@ -189,18 +190,18 @@ pub async fn insert_run(conn: &mut AnyConnection, r: &RunRecord) -> Result<()> {
     Ok(())
 }
 
-pub async fn get_run(conn: &mut AnyConnection, id: RunId) -> Result<Option<RunRecord>> {
+pub async fn get_run(conn: &mut AnyConnection, id: RunId) -> Result<Option<Run>> {
     let row =
         sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLS} FROM runs WHERE id = $1"))).bind(id.to_string()).fetch_optional(conn).await?;
-    row.as_ref().map(RunRecord::decode).transpose()
+    row.as_ref().map(Run::decode).transpose()
 }
 
-pub async fn active_run_of_branch(conn: &mut AnyConnection, branch: BranchId) -> Result<Option<RunRecord>> {
+pub async fn active_run_of_branch(conn: &mut AnyConnection, branch: BranchId) -> Result<Option<Run>> {
     let row = sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLS} FROM runs WHERE branch_id = $1 AND status IN ('queued', 'running')")))
         .bind(branch.to_string())
         .fetch_optional(conn)
         .await?;
-    row.as_ref().map(RunRecord::decode).transpose()
+    row.as_ref().map(Run::decode).transpose()
 }
 
 /// A worker's claim on a run. Each claim takes the next token, and every write the worker makes
@@ -215,7 +216,7 @@ pub struct Lease {
 
 /// Claims the oldest queued run, or a running one whose lease expired (its worker died or
 /// stalled), under a new fencing token. The video's row is locked first, like every writer's.
-pub async fn claim_run(conn: &mut AnyConnection, owner: &str, now: Timestamp, lease_ms: i64) -> Result<Option<(RunRecord, Lease)>> {
+pub async fn claim_run(conn: &mut AnyConnection, owner: &str, now: Timestamp, lease_ms: i64) -> Result<Option<(Run, Lease)>> {
     let candidate = sqlx::query(
         "SELECT id, video_id FROM runs WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < $1) \
          ORDER BY created_at, id LIMIT 1",
@@ -271,7 +272,13 @@ pub async fn hold_lease(conn: &mut AnyConnection, lease: &Lease, now: Timestamp,
 }
 
 /// Sets a held run's unit count and progress; false (nothing written) when the lease is lost.
-pub async fn set_run_progress(conn: &mut AnyConnection, lease: &Lease, units_total: u32, units_done: u32, cost_micros: i64) -> Result<bool> {
+pub async fn set_run_progress(
+    conn: &mut AnyConnection,
+    lease: &Lease,
+    units_total: u32,
+    units_done: u32,
+    cost_micros: i64,
+) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE runs SET units_total = $1, units_done = $2, cost_micros = $3 \
          WHERE id = $4 AND lease_token = $5 AND status = 'running'",
@@ -311,12 +318,8 @@ pub async fn finish_run(
         Ender::Worker(_) => format!("{SET} WHERE id = $5 AND status = 'running' AND lease_token = $6"),
         Ender::Person => format!("{SET} WHERE id = $5 AND status IN ('queued', 'running')"),
     };
-    let mut query = sqlx::query(AssertSqlSafe(query))
-        .bind(status.wire())
-        .bind(error)
-        .bind(failed_unit.map(i64::from))
-        .bind(now)
-        .bind(run.to_string());
+    let mut query =
+        sqlx::query(AssertSqlSafe(query)).bind(status.wire()).bind(error).bind(failed_unit.map(i64::from)).bind(now).bind(run.to_string());
     if let Ender::Worker(lease) = by {
         query = query.bind(lease.token);
     }
@@ -330,7 +333,7 @@ pub async fn run_status(conn: &mut AnyConnection, run: RunId) -> Result<Option<R
 
 // ---- one video's whole state ----------------------------------------------------------------
 
-pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<Option<VideoState>> {
+pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<Option<Video>> {
     let Some(video) = get_video(&mut *conn, id).await? else { return Ok(None) };
     let key = id.to_string();
     let branches = sqlx::query(AssertSqlSafe(format!("SELECT {BRANCH_COLS} FROM branches WHERE video_id = $1 ORDER BY created_at, name")))
@@ -338,7 +341,7 @@ pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<O
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(BranchRecord::decode)
+        .map(Branch::decode)
         .collect::<Result<Vec<_>>>()?;
     let checkpoints =
         sqlx::query(AssertSqlSafe(format!("SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE video_id = $1 ORDER BY created_at, id")))
@@ -346,21 +349,21 @@ pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<O
             .fetch_all(&mut *conn)
             .await?
             .iter()
-            .map(CheckpointRecord::decode)
+            .map(Checkpoint::decode)
             .collect::<Result<Vec<_>>>()?;
     let runs = sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLS} FROM runs WHERE video_id = $1 ORDER BY created_at, id")))
         .bind(&key)
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(RunRecord::decode)
+        .map(Run::decode)
         .collect::<Result<Vec<_>>>()?;
-    Ok(Some(VideoState { video, branches, checkpoints, runs }))
+    Ok(Some(Video { video, branches, checkpoints, runs }))
 }
 
 // ---- unit tries, memo, blobs, staging -----------------------------------------------------
 
-pub async fn insert_unit_try(conn: &mut AnyConnection, t: &UnitTryRecord) -> Result<()> {
+pub async fn insert_unit_try(conn: &mut AnyConnection, t: &UnitTry) -> Result<()> {
     sqlx::query(
         "INSERT INTO unit_tries (id, run_id, unit, try_no, outcome, message, provider, cost_micros, started_at, finished_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -380,7 +383,7 @@ pub async fn insert_unit_try(conn: &mut AnyConnection, t: &UnitTryRecord) -> Res
     Ok(())
 }
 
-pub async fn unit_tries_of_video(conn: &mut AnyConnection, video: VideoId) -> Result<Vec<UnitTryRecord>> {
+pub async fn unit_tries_of_video(conn: &mut AnyConnection, video: VideoId) -> Result<Vec<UnitTry>> {
     let rows = sqlx::query(
         "SELECT t.run_id, t.unit, t.try_no, t.outcome, t.message, t.provider, t.cost_micros, t.started_at, t.finished_at \
          FROM unit_tries t JOIN runs r ON r.id = t.run_id WHERE r.video_id = $1 ORDER BY t.started_at, t.unit, t.try_no",
@@ -388,7 +391,7 @@ pub async fn unit_tries_of_video(conn: &mut AnyConnection, video: VideoId) -> Re
     .bind(video.to_string())
     .fetch_all(conn)
     .await?;
-    rows.iter().map(UnitTryRecord::decode).collect()
+    rows.iter().map(UnitTry::decode).collect()
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -1,99 +1,21 @@
-//! Records as stored, decoded into domain types, and the in-memory view of one video's state.
+//! Rows as stored, decoded into the domain's types (`domain::video`).
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::StorageError;
-use crate::domain::rules::{BranchView, HeadView, RunView};
-use crate::domain::{
-    BranchId, CheckpointId, CheckpointStatus, FaultPlan, Manifest, Origin, Phase, RunId, RunKind, RunStatus, Timestamp, TryOutcome, VideoId,
+use crate::domain::video::{Branch, Checkpoint, Run, UnitTry, VideoInfo};
+use crate::domain::{BranchId, CheckpointId, CheckpointStatus, Origin, Phase, RunId, RunKind, RunStatus, TryOutcome, VideoId};
+
+// The stored shapes are the domain's; these names keep the storage API's old spelling for callers.
+pub use crate::domain::video::{
+    Branch as BranchRecord, Checkpoint as CheckpointRecord, Regenerate, Run as RunRecord, UnitTry as UnitTryRecord, Video as VideoState,
+    VideoInfo as VideoRecord,
 };
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct VideoRecord {
-    pub id: VideoId,
-    pub prompt: String,
-    pub title: String,
-    pub beats: u32,
-    pub seed: u64,
-    pub auto_continue: bool,
-    pub fault_plan: FaultPlan,
-    pub budget_micros: Option<i64>,
-    pub created_at: Timestamp,
-    /// Counts every committed change of the video (see `touch_video`).
-    pub changes: i64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct BranchRecord {
-    pub id: BranchId,
-    pub video_id: VideoId,
-    pub name: String,
-    pub head_id: Option<CheckpointId>,
-    pub forked_from: Option<CheckpointId>,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct CheckpointRecord {
-    pub id: CheckpointId,
-    pub video_id: VideoId,
-    pub branch_id: BranchId,
-    pub parent_id: Option<CheckpointId>,
-    pub phase: Phase,
-    pub version: u32,
-    pub status: CheckpointStatus,
-    pub origin: Origin,
-    pub manifest: Manifest,
-    pub run_id: Option<RunId>,
-    pub created_at: Timestamp,
-    pub approved_at: Option<Timestamp>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Regenerate {
-    pub beat: u32,
-    pub seed: u64,
-    /// The checkpoint whose other beats are reused.
-    pub of: CheckpointId,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunRecord {
-    pub id: RunId,
-    pub video_id: VideoId,
-    pub branch_id: BranchId,
-    pub from_checkpoint: Option<CheckpointId>,
-    pub phase: Phase,
-    pub attempt: u32,
-    pub kind: RunKind,
-    pub status: RunStatus,
-    pub regenerate: Option<Regenerate>,
-    pub error: Option<String>,
-    pub failed_unit: Option<u32>,
-    pub units_total: u32,
-    pub units_done: u32,
-    pub cost_micros: i64,
-    pub created_at: Timestamp,
-    pub started_at: Option<Timestamp>,
-    pub finished_at: Option<Timestamp>,
-    pub lease_owner: Option<String>,
-    pub lease_expires_at: Option<Timestamp>,
-    /// Taken anew by every claim (see `storage::Lease`).
-    pub lease_token: i64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct UnitTryRecord {
-    pub run_id: RunId,
-    pub unit: u32,
-    pub try_no: u32,
-    pub outcome: TryOutcome,
-    pub message: Option<String>,
-    pub provider: String,
-    pub cost_micros: i64,
-    pub started_at: Timestamp,
-    pub finished_at: Timestamp,
+/// Decoding one row into its domain type.
+pub(crate) trait Decode: Sized {
+    fn decode(row: &AnyRow) -> Result<Self, StorageError>;
 }
 
 pub(crate) fn key_of(id: Option<CheckpointId>) -> String {
@@ -132,9 +54,9 @@ fn u32_of(row: &AnyRow, col: &str) -> Result<u32, StorageError> {
     u32::try_from(n).map_err(|_| StorageError::Corrupt(format!("{col} = {n}")))
 }
 
-impl VideoRecord {
-    pub(crate) fn decode(row: &AnyRow) -> Result<Self, StorageError> {
-        Ok(VideoRecord {
+impl Decode for VideoInfo {
+    fn decode(row: &AnyRow) -> Result<Self, StorageError> {
+        Ok(VideoInfo {
             id: VideoId(uuid(row, "id")?),
             prompt: row.try_get("prompt")?,
             title: row.try_get("title")?,
@@ -149,9 +71,9 @@ impl VideoRecord {
     }
 }
 
-impl BranchRecord {
-    pub(crate) fn decode(row: &AnyRow) -> Result<Self, StorageError> {
-        Ok(BranchRecord {
+impl Decode for Branch {
+    fn decode(row: &AnyRow) -> Result<Self, StorageError> {
+        Ok(Branch {
             id: BranchId(uuid(row, "id")?),
             video_id: VideoId(uuid(row, "video_id")?),
             name: row.try_get("name")?,
@@ -162,9 +84,9 @@ impl BranchRecord {
     }
 }
 
-impl CheckpointRecord {
-    pub(crate) fn decode(row: &AnyRow) -> Result<Self, StorageError> {
-        Ok(CheckpointRecord {
+impl Decode for Checkpoint {
+    fn decode(row: &AnyRow) -> Result<Self, StorageError> {
+        Ok(Checkpoint {
             id: CheckpointId(uuid(row, "id")?),
             video_id: VideoId(uuid(row, "video_id")?),
             branch_id: BranchId(uuid(row, "branch_id")?),
@@ -181,8 +103,8 @@ impl CheckpointRecord {
     }
 }
 
-impl RunRecord {
-    pub(crate) fn decode(row: &AnyRow) -> Result<Self, StorageError> {
+impl Decode for Run {
+    fn decode(row: &AnyRow) -> Result<Self, StorageError> {
         let beat: Option<i64> = row.try_get("regenerate_beat")?;
         let seed: Option<i64> = row.try_get("regenerate_seed")?;
         let of = opt_uuid(row, "regenerate_of")?;
@@ -190,7 +112,7 @@ impl RunRecord {
             (Some(beat), Some(seed), Some(of)) => Some(Regenerate { beat: beat as u32, seed: seed as u64, of: CheckpointId(of) }),
             _ => None,
         };
-        Ok(RunRecord {
+        Ok(Run {
             id: RunId(uuid(row, "id")?),
             video_id: VideoId(uuid(row, "video_id")?),
             branch_id: BranchId(uuid(row, "branch_id")?),
@@ -213,15 +135,11 @@ impl RunRecord {
             lease_token: row.try_get("lease_token")?,
         })
     }
-
-    pub fn view(&self) -> RunView {
-        RunView { id: self.id, from: self.from_checkpoint, phase: self.phase, status: self.status, attempt: self.attempt, kind: self.kind }
-    }
 }
 
-impl UnitTryRecord {
-    pub(crate) fn decode(row: &AnyRow) -> Result<Self, StorageError> {
-        Ok(UnitTryRecord {
+impl Decode for UnitTry {
+    fn decode(row: &AnyRow) -> Result<Self, StorageError> {
+        Ok(UnitTry {
             run_id: RunId(uuid(row, "run_id")?),
             unit: u32_of(row, "unit")?,
             try_no: u32_of(row, "try_no")?,
@@ -232,74 +150,5 @@ impl UnitTryRecord {
             started_at: row.try_get("started_at")?,
             finished_at: row.try_get("finished_at")?,
         })
-    }
-}
-
-/// One video with its branches, checkpoints and runs, loaded in one snapshot.
-#[derive(Clone, Debug)]
-pub struct VideoState {
-    pub video: VideoRecord,
-    pub branches: Vec<BranchRecord>,
-    /// Oldest first.
-    pub checkpoints: Vec<CheckpointRecord>,
-    /// Oldest first.
-    pub runs: Vec<RunRecord>,
-}
-
-impl VideoState {
-    pub fn checkpoint(&self, id: CheckpointId) -> Option<&CheckpointRecord> {
-        self.checkpoints.iter().find(|c| c.id == id)
-    }
-
-    pub fn branch(&self, id: BranchId) -> Option<&BranchRecord> {
-        self.branches.iter().find(|b| b.id == id)
-    }
-
-    pub fn branch_named(&self, name: &str) -> Option<&BranchRecord> {
-        self.branches.iter().find(|b| b.name == name)
-    }
-
-    pub fn spent_micros(&self) -> i64 {
-        self.runs.iter().map(|r| r.cost_micros).sum()
-    }
-
-    /// The rule table's input for one branch.
-    pub fn branch_view(&self, branch: &BranchRecord) -> BranchView {
-        let head = branch.head_id.and_then(|id| self.checkpoint(id)).map(|c| HeadView { id: c.id, phase: c.phase, status: c.status });
-        let from_head: Vec<&RunRecord> = self
-            .runs
-            .iter()
-            .filter(|r| r.branch_id == branch.id && r.from_checkpoint == branch.head_id && r.regenerate.is_none())
-            .collect();
-        let latest = from_head.iter().max_by_key(|r| r.attempt);
-        BranchView {
-            head,
-            active_run: self.runs.iter().find(|r| r.branch_id == branch.id && r.status.is_active()).map(RunRecord::view),
-            latest_from_head: latest.map(|r| r.view()),
-            attempts_from_head: latest.map(|r| r.attempt).unwrap_or(0),
-            retries_from_head: from_head.iter().filter(|r| r.kind == RunKind::Retry).count() as u32,
-            spent_micros: self.spent_micros(),
-            budget_micros: self.video.budget_micros,
-        }
-    }
-
-    /// The checkpoints from the branch's head back to phase 1.
-    pub fn line_of(&self, branch: &BranchRecord) -> Vec<&CheckpointRecord> {
-        let mut line = Vec::new();
-        let mut next = branch.head_id;
-        while let Some(c) = next.and_then(|id| self.checkpoint(id)) {
-            line.push(c);
-            next = c.parent_id;
-        }
-        line
-    }
-
-    pub fn on_line(&self, branch: &BranchRecord, checkpoint: CheckpointId) -> bool {
-        self.line_of(branch).iter().any(|c| c.id == checkpoint)
-    }
-
-    /// The next version number among checkpoints with this parent and phase.
-    pub fn next_version(&self, parent: Option<CheckpointId>, phase: Phase) -> u32 {
-        self.checkpoints.iter().filter(|c| c.parent_id == parent && c.phase == phase).map(|c| c.version).max().unwrap_or(0) + 1
     }
 }

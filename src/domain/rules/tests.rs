@@ -200,8 +200,11 @@ fn auto_continue_marks_the_kind() {
 }
 
 mod model {
-    //! A reference model of one video (branches, checkpoints, runs) driven only through the rule table.
+    //! A reference model of one video (branches, checkpoints, runs) driven only through the rule
+    //! table, seen through the real read model (`domain::video`).
     use super::*;
+    use crate::domain::video;
+    use crate::domain::{BranchId, FaultPlan, Manifest, Origin, VideoId};
     use proptest::prelude::*;
 
     #[derive(Clone, Debug, PartialEq)]
@@ -222,6 +225,52 @@ mod model {
         pub attempt: u32,
         pub kind: RunKind,
         pub status: RunStatus,
+    }
+
+    impl Cp {
+        fn domain(&self, video_id: VideoId, branch_id: BranchId) -> video::Checkpoint {
+            video::Checkpoint {
+                id: self.id,
+                video_id,
+                branch_id,
+                parent_id: self.parent,
+                phase: self.phase,
+                version: self.version,
+                status: self.status,
+                origin: Origin::Generated,
+                manifest: Manifest::Storyboard { frames: Vec::new(), seeds: Vec::new() },
+                run_id: None,
+                created_at: 0,
+                approved_at: None,
+            }
+        }
+    }
+
+    impl Run {
+        fn domain(&self, video_id: VideoId, branch_id: BranchId, created_at: i64) -> video::Run {
+            video::Run {
+                id: self.id,
+                video_id,
+                branch_id,
+                from_checkpoint: self.from,
+                phase: self.phase,
+                attempt: self.attempt,
+                kind: self.kind,
+                status: self.status,
+                regenerate: None,
+                error: None,
+                failed_unit: None,
+                units_total: 1,
+                units_done: 0,
+                cost_micros: 0,
+                created_at,
+                started_at: None,
+                finished_at: None,
+                lease_owner: None,
+                lease_expires_at: None,
+                lease_token: 0,
+            }
+        }
     }
 
     #[derive(Clone, Debug, PartialEq, Default)]
@@ -289,27 +338,46 @@ mod model {
             self.cps.iter().find(|c| c.id == id).unwrap()
         }
 
-        /// What storage computes for the rule table, here from the model.
-        pub fn view(&self, branch: usize) -> BranchView {
-            let head = self.heads[branch].map(|id| {
-                let c = self.cp(id);
-                HeadView { id, phase: c.phase, status: c.status }
-            });
-            let to_view = |r: &Run| RunView { id: r.id, from: r.from, phase: r.phase, status: r.status, attempt: r.attempt, kind: r.kind };
-            let from_head: Vec<&Run> = self.runs.iter().filter(|r| r.branch == branch && r.from == self.heads[branch]).collect();
-            BranchView {
-                head,
-                active_run: self.runs.iter().find(|r| r.branch == branch && r.status.is_active()).map(to_view),
-                latest_from_head: from_head.last().map(|r| to_view(r)),
-                attempts_from_head: from_head.len() as u32,
-                retries_from_head: from_head.iter().filter(|r| r.kind == RunKind::Retry).count() as u32,
-                spent_micros: 0,
+        /// The model as the domain's read model, so the rule table gets exactly what the real
+        /// `Video::branch_view` computes, not a copy of it.
+        pub fn domain(&self) -> video::Video {
+            let vid = VideoId(Uuid::nil());
+            let branch_id = |b: usize| BranchId(Uuid::from_u128(u128::MAX - b as u128));
+            let info = video::VideoInfo {
+                id: vid,
+                prompt: String::new(),
+                title: String::new(),
+                beats: 1,
+                seed: 0,
+                auto_continue: false,
+                fault_plan: FaultPlan::default(),
                 budget_micros: None,
+                created_at: 0,
+                changes: 0,
+            };
+            let branch = |(b, &head_id): (usize, &Option<CheckpointId>)| video::Branch {
+                id: branch_id(b),
+                video_id: vid,
+                name: b.to_string(),
+                head_id,
+                forked_from: None,
+                created_at: 0,
+            };
+            video::Video {
+                video: info,
+                branches: self.heads.iter().enumerate().map(branch).collect(),
+                checkpoints: self.cps.iter().map(|c| c.domain(vid, branch_id(0))).collect(),
+                runs: self.runs.iter().enumerate().map(|(i, r)| r.domain(vid, branch_id(r.branch), i as i64)).collect(),
             }
         }
 
+        pub fn view(&self, branch: usize) -> BranchView {
+            let video = self.domain();
+            video.branch_view(&video.branches[branch])
+        }
+
         fn next_version(&self, parent: Option<CheckpointId>, phase: Phase) -> u32 {
-            self.cps.iter().filter(|c| c.parent == parent && c.phase == phase).map(|c| c.version).max().unwrap_or(0) + 1
+            self.domain().next_version(parent, phase)
         }
 
         /// Applies a step; returns whether it was accepted.

@@ -16,12 +16,7 @@ pub fn ErrorCard(s: VideoStatusWire, e: ErrorWire) -> impl IntoView {
     let retry = ctx.action(move |(checkpoint, force_retry): (Option<String>, bool)| async move {
         continue_video(ctx.video_id.get_untracked(), checkpoint, ctx.branch_param(), force_retry).await.map(|_| ())
     });
-    let label = if failed {
-        format!("Retry from Last Checkpoint (Retry #{} of {})", allowed.next_retry_number, allowed.retry_limit)
-    } else {
-        let version = s.current_checkpoint.as_ref().map(|c| format!(" ({} v{})", c.phase.label(), c.version)).unwrap_or_default();
-        format!("Retry from Last Checkpoint{version}")
-    };
+    let label = s.retry_label.clone();
     let where_ = match e.beat {
         Some(b) => format!("Phase {} · {} · beat {} · attempt {}", e.phase.number(), e.phase.label(), b + 1, e.attempt),
         None => format!("Phase {} · {} · attempt {}", e.phase.number(), e.phase.label(), e.attempt),

@@ -1,0 +1,148 @@
+//! The status page's projection on small hand-built videos.
+use super::*;
+use crate::domain::model::BranchStatus;
+use crate::domain::rules::Limits;
+use uuid::Uuid;
+
+const VIDEO: VideoId = VideoId(Uuid::from_u128(1));
+const MAIN: BranchId = BranchId(Uuid::from_u128(2));
+
+fn cp(n: u128, parent: Option<u128>, phase: Phase, version: u32, status: CheckpointStatus) -> Checkpoint {
+    Checkpoint {
+        id: CheckpointId(Uuid::from_u128(n)),
+        video_id: VIDEO,
+        branch_id: MAIN,
+        parent_id: parent.map(|p| CheckpointId(Uuid::from_u128(p))),
+        phase,
+        version,
+        status,
+        origin: Origin::Generated,
+        manifest: Manifest::Storyboard { frames: Vec::new(), seeds: Vec::new() },
+        run_id: None,
+        created_at: n as i64,
+        approved_at: None,
+    }
+}
+
+fn run(n: u128, from: Option<u128>, phase: Phase, attempt: u32, status: RunStatus) -> Run {
+    Run {
+        id: RunId(Uuid::from_u128(1000 + n)),
+        video_id: VIDEO,
+        branch_id: MAIN,
+        from_checkpoint: from.map(|c| CheckpointId(Uuid::from_u128(c))),
+        phase,
+        attempt,
+        kind: if attempt > 1 { RunKind::Retry } else { RunKind::Continue },
+        status,
+        regenerate: None,
+        error: None,
+        failed_unit: None,
+        units_total: 3,
+        units_done: 0,
+        cost_micros: 10,
+        created_at: 100 + n as i64,
+        started_at: None,
+        finished_at: None,
+        lease_owner: None,
+        lease_expires_at: None,
+        lease_token: 0,
+    }
+}
+
+fn failed_try(run: &Run, unit: u32) -> UnitTry {
+    UnitTry {
+        run_id: run.id,
+        unit,
+        try_no: 1,
+        outcome: TryOutcome::Permanent,
+        message: None,
+        provider: "test".into(),
+        cost_micros: 0,
+        started_at: 0,
+        finished_at: 0,
+    }
+}
+
+/// Phase 1 approved, phase 2 failed on beat 2.
+fn failed_storyboard() -> Video {
+    let mut failed = run(2, Some(10), Phase::Storyboard, 1, RunStatus::Failed);
+    failed.error = Some("the artist dropped the pencil".into());
+    failed.failed_unit = Some(1);
+    Video {
+        video: VideoInfo {
+            id: VIDEO,
+            prompt: "p".into(),
+            title: "t".into(),
+            beats: 3,
+            seed: 0,
+            auto_continue: false,
+            fault_plan: FaultPlan::default(),
+            budget_micros: None,
+            created_at: 0,
+            changes: 7,
+        },
+        branches: vec![Branch {
+            id: MAIN,
+            video_id: VIDEO,
+            name: "main".into(),
+            head_id: Some(CheckpointId(Uuid::from_u128(10))),
+            forked_from: None,
+            created_at: 0,
+        }],
+        checkpoints: vec![cp(10, None, Phase::Script, 1, CheckpointStatus::Approved)],
+        runs: vec![run(1, None, Phase::Script, 1, RunStatus::Succeeded), failed],
+    }
+}
+
+#[test]
+fn a_failed_phase_shows_its_error_progress_and_retry() {
+    let video = failed_storyboard();
+    let tries = [failed_try(&video.runs[1], 1)];
+    let report = branch_report(&video, &tries, "", Limits::default()).unwrap();
+    assert_eq!(report.status, BranchStatus::Failed);
+    assert_eq!(report.current_phase, Some(Phase::Storyboard));
+    let error = report.error.clone().unwrap();
+    assert_eq!((error.run, error.phase, error.beat, error.attempt), (video.runs[1].id, Phase::Storyboard, Some(1), 1));
+    assert_eq!(error.message, "the artist dropped the pencil");
+    let progress = report.progress.clone().unwrap();
+    assert_eq!(progress.run, video.runs[1].id);
+    assert_eq!(progress.units, vec![UnitState::Waiting, UnitState::Failed, UnitState::Waiting]);
+    assert!(report.allowed.can_retry && !report.allowed.can_continue);
+    assert_eq!(report.retry_label, "Retry from Last Checkpoint (Retry #1 of 5)");
+    assert_eq!(report.runs.iter().map(|(_, t)| t.failed_tries).sum::<u32>(), 1);
+    assert_eq!(report.spent_micros, 20);
+    assert_eq!(report.branches.len(), 1);
+}
+
+#[test]
+fn an_edit_after_a_failure_keeps_the_error_card_and_continues_from_the_new_version() {
+    let mut video = failed_storyboard();
+    video.checkpoints.push(cp(11, None, Phase::Script, 2, CheckpointStatus::Pending));
+    video.branches[0].head_id = Some(CheckpointId(Uuid::from_u128(11)));
+    let report = branch_report(&video, &[], "main", Limits::default()).unwrap();
+    assert_eq!(report.status, BranchStatus::AwaitingApproval);
+    assert_eq!(report.error.map(|e| e.run), Some(video.runs[1].id));
+    assert_eq!(report.progress, None);
+    assert_eq!(report.current_phase, Some(Phase::Script));
+    assert_eq!(report.pending.map(|c| c.version), Some(2));
+    assert_eq!(report.retry_label, "Retry from Last Checkpoint (Script v2)");
+    assert!(report.allowed.can_continue);
+}
+
+#[test]
+fn a_running_phase_shows_its_own_progress() {
+    let mut video = failed_storyboard();
+    video.runs.push(run(3, Some(10), Phase::Storyboard, 2, RunStatus::Running));
+    let report = branch_report(&video, &[], "main", Limits::default()).unwrap();
+    assert_eq!(report.status, BranchStatus::Processing);
+    assert_eq!(report.error, None);
+    assert_eq!(report.progress.map(|p| (p.run, p.units)), Some((video.runs[2].id, vec![UnitState::Running; 3])));
+    assert!(report.allowed.can_cancel);
+}
+
+#[test]
+fn an_unknown_branch_is_named_in_the_error() {
+    let video = failed_storyboard();
+    assert_eq!(branch_report(&video, &[], "nope", Limits::default()).unwrap_err(), NoSuchBranch("nope".into()));
+    assert_eq!(summary(&video).status, BranchStatus::Failed);
+}

@@ -23,6 +23,14 @@ macro_rules! id_type {
             }
         }
 
+        /// A stored id: the text column holds the uuid.
+        impl TryFrom<String> for $name {
+            type Error = uuid::Error;
+            fn try_from(raw: String) -> Result<Self, uuid::Error> {
+                Uuid::parse_str(&raw).map(Self)
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.fmt(f)

@@ -16,7 +16,7 @@ pub mod video;
 pub use fault::{FaultAction, FaultPlan, FaultRule};
 pub use ids::{BranchId, CheckpointId, RunId, VideoId};
 pub use manifest::{BlobRef, ClipRef, Manifest};
-pub use model::{BranchStatus, CheckpointStatus, Entity, Origin, Phase, RunKind, RunStatus, Timestamp, TryOutcome};
+pub use model::{BranchStatus, CheckpointStatus, Entity, Origin, Phase, RunKind, RunStatus, Timestamp, TryOutcome, UnknownWord};
 pub use rules::{BranchView, Decision, HeadView, Refusal, RunView, decide};
 pub use script::{Beat, Script};
 pub use validate::{BranchName, InvalidInput, NewVideo};

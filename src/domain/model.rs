@@ -66,6 +66,21 @@ impl Phase {
     }
 }
 
+/// A stored word or number that names no variant (a corrupt row, or one from a newer schema).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {word:?} is not one this version knows")]
+pub struct UnknownWord {
+    pub what: &'static str,
+    pub word: String,
+}
+
+impl TryFrom<i64> for Phase {
+    type Error = UnknownWord;
+    fn try_from(n: i64) -> Result<Self, UnknownWord> {
+        Phase::from_number(n).ok_or_else(|| UnknownWord { what: "phase", word: n.to_string() })
+    }
+}
+
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $wire:literal),+ $(,)? }) => {
         $(#[$doc])*
@@ -82,6 +97,13 @@ macro_rules! wire_enum {
 
             pub fn from_wire(s: &str) -> Option<Self> {
                 match s { $($wire => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownWord;
+            fn try_from(word: String) -> Result<Self, UnknownWord> {
+                $name::from_wire(&word).ok_or(UnknownWord { what: stringify!($name), word })
             }
         }
 

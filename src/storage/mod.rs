@@ -81,6 +81,16 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// The backend a connection talks to.
+    pub fn of_connection(conn: &sqlx::AnyConnection) -> Backend {
+        match conn.backend_name() {
+            "PostgreSQL" => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("database URL must start with sqlite:// or postgres:// (got \"{0}\")")]
@@ -119,7 +129,16 @@ impl From<sqlx::Error> for StorageError {
         if broken {
             WRITE_FAILED_AT.store(since_start().as_millis() as u64 + 1, std::sync::atomic::Ordering::Release);
         }
-        StorageError::Database(e)
+        match e {
+            // A row whose id, word or number does not read as its type.
+            // (sqlx 0.9's `FromRow` derive loses a `try_from` error's text: it says "unprintable".)
+            sqlx::Error::ColumnDecode { index, source } => {
+                let detail = source.to_string();
+                let detail = if detail.starts_with("unprintable") { String::new() } else { format!(": {detail}") };
+                StorageError::Corrupt(format!("column {index} does not read as its type{detail}"))
+            }
+            e => StorageError::Database(e),
+        }
     }
 }
 

@@ -1,21 +1,17 @@
 //! The statements, as functions over one connection (usually a transaction's).
-use sqlx::{AnyConnection, AssertSqlSafe, Row};
+//!
+//! Every statement is literal SQL that both databases run. Entities are read whole (`SELECT *`)
+//! into their `FromRow` rows, which pick their columns by name and check every id and word as
+//! they read it; `tests/it/storage.rs` runs every function here on SQLite and PostgreSQL.
+use sqlx::{AnyConnection, FromRow};
 use uuid::Uuid;
 
-use super::StorageError;
-use super::records::{Decode, key_of};
+use super::records::{BranchRow, CheckpointRow, RunRow, UnitTryRow, VideoRow, key_of};
+use super::{Backend, StorageError};
 use crate::domain::video::{Branch, Checkpoint, Run, UnitTry, Video, VideoInfo};
 use crate::domain::{BranchId, CheckpointId, Phase, RunId, RunStatus, Timestamp, VideoId};
 
 type Result<T> = std::result::Result<T, StorageError>;
-
-const VIDEO_COLS: &str = "id, prompt, title, beats, seed, auto_continue, fault_plan, budget_micros, created_at, changes";
-const BRANCH_COLS: &str = "id, video_id, name, head_id, forked_from, created_at";
-const CHECKPOINT_COLS: &str =
-    "id, video_id, branch_id, parent_id, phase, version, status, origin, manifest, run_id, created_at, approved_at";
-const RUN_COLS: &str = "id, video_id, branch_id, from_checkpoint, phase, attempt, kind, status, regenerate_beat, \
-    regenerate_seed, regenerate_of, error, failed_unit, units_total, units_done, cost_micros, created_at, started_at, \
-    finished_at, lease_owner, lease_expires_at, lease_token";
 
 fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("records serialize")
@@ -43,26 +39,21 @@ pub async fn insert_video(conn: &mut AnyConnection, v: &VideoInfo) -> Result<()>
 }
 
 pub async fn get_video(conn: &mut AnyConnection, id: VideoId) -> Result<Option<VideoInfo>> {
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT {VIDEO_COLS} FROM videos WHERE id = $1")))
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(VideoInfo::decode).transpose()
+    let row: Option<VideoRow> = sqlx::query_as("SELECT * FROM videos WHERE id = $1").bind(id.to_string()).fetch_optional(conn).await?;
+    row.map(VideoInfo::try_from).transpose()
 }
 
 pub async fn list_videos(conn: &mut AnyConnection, limit: i64) -> Result<Vec<VideoInfo>> {
-    let rows = sqlx::query(AssertSqlSafe(format!("SELECT {VIDEO_COLS} FROM videos ORDER BY created_at DESC, id LIMIT $1")))
-        .bind(limit)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(VideoInfo::decode).collect()
+    let rows: Vec<VideoRow> =
+        sqlx::query_as("SELECT * FROM videos ORDER BY created_at DESC, id LIMIT $1").bind(limit).fetch_all(conn).await?;
+    rows.into_iter().map(VideoInfo::try_from).collect()
 }
 
 /// Locks the video's row until the transaction ends, on PostgreSQL: every command on a video
 /// calls this first, so a video's writers run one at a time on both databases (SQLite's
 /// `BEGIN IMMEDIATE` already serialises all writers).
-pub async fn lock_video(conn: &mut AnyConnection, backend: super::Backend, id: VideoId) -> Result<()> {
-    if backend == super::Backend::Postgres {
+pub async fn lock_video(conn: &mut AnyConnection, backend: Backend, id: VideoId) -> Result<()> {
+    if backend == Backend::Postgres {
         sqlx::query("SELECT id FROM videos WHERE id = $1 FOR UPDATE").bind(id.to_string()).execute(conn).await?;
     }
     Ok(())
@@ -77,8 +68,9 @@ pub async fn touch_video(conn: &mut AnyConnection, id: VideoId) -> Result<bool> 
 
 /// The video's change counter (0 for an unknown video).
 pub async fn video_changes(conn: &mut AnyConnection, id: VideoId) -> Result<i64> {
-    let row = sqlx::query("SELECT changes FROM videos WHERE id = $1").bind(id.to_string()).fetch_optional(conn).await?;
-    Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0))
+    let changes: Option<i64> =
+        sqlx::query_scalar("SELECT changes FROM videos WHERE id = $1").bind(id.to_string()).fetch_optional(conn).await?;
+    Ok(changes.unwrap_or(0))
 }
 
 pub async fn set_video_title(conn: &mut AnyConnection, id: VideoId, title: &str) -> Result<()> {
@@ -151,13 +143,6 @@ pub async fn approve_checkpoint(conn: &mut AnyConnection, id: CheckpointId, now:
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn get_checkpoint(conn: &mut AnyConnection, id: CheckpointId) -> Result<Option<Checkpoint>> {
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE id = $1")))
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(Checkpoint::decode).transpose()
-}
 
 // ---- runs ---------------------------------------------------------------------------------
 
@@ -190,19 +175,7 @@ pub async fn insert_run(conn: &mut AnyConnection, r: &Run) -> Result<()> {
     Ok(())
 }
 
-pub async fn get_run(conn: &mut AnyConnection, id: RunId) -> Result<Option<Run>> {
-    let row =
-        sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLS} FROM runs WHERE id = $1"))).bind(id.to_string()).fetch_optional(conn).await?;
-    row.as_ref().map(Run::decode).transpose()
-}
 
-pub async fn active_run_of_branch(conn: &mut AnyConnection, branch: BranchId) -> Result<Option<Run>> {
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLS} FROM runs WHERE branch_id = $1 AND status IN ('queued', 'running')")))
-        .bind(branch.to_string())
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(Run::decode).transpose()
-}
 
 /// A worker's claim on a run. Each claim takes the next token, and every write the worker makes
 /// for the run is conditional on still holding it: a claim taken over has a stale token.
@@ -215,39 +188,38 @@ pub struct Lease {
 }
 
 /// Claims the oldest queued run, or a running one whose lease expired (its worker died or
-/// stalled), under a new fencing token. The video's row is locked first, like every writer's.
+/// stalled), under a new fencing token, in one `UPDATE … RETURNING`; then counts the change on
+/// its video.
+///
+/// On PostgreSQL the candidate is picked `FOR UPDATE SKIP LOCKED` together with its video's row:
+/// claimers never wait on each other or on a command busy with that video, and the video's lock
+/// is already held when the change is counted, so the claim takes its locks in the same order as
+/// every other writer (video, then run) and cannot deadlock with them. The outer `WHERE` repeats
+/// the claim condition: it is checked again on the row as it is when locked.
 pub async fn claim_run(conn: &mut AnyConnection, owner: &str, now: Timestamp, lease_ms: i64) -> Result<Option<(Run, Lease)>> {
-    let candidate = sqlx::query(
-        "SELECT id, video_id FROM runs WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < $1) \
-         ORDER BY created_at, id LIMIT 1",
-    )
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(candidate) = candidate else { return Ok(None) };
-    let (id, video): (String, String) = (candidate.try_get(0)?, candidate.try_get(1)?);
-    let video = VideoId(Uuid::parse_str(&video).map_err(|_| StorageError::Corrupt(format!("run video id {video}")))?);
-    touch_video(&mut *conn, video).await?;
-    // The WHERE repeats the claim condition so two claimers on PostgreSQL cannot both win.
-    let claimed = sqlx::query(
-        "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
-         lease_token = lease_token + 1 \
-         WHERE id = $4 AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3))",
-    )
-    .bind(owner)
-    .bind(now + lease_ms)
-    .bind(now)
-    .bind(&id)
-    .execute(&mut *conn)
-    .await?;
-    if claimed.rows_affected() != 1 {
-        return Ok(None);
-    }
-    let run = get_run(conn, RunId(Uuid::parse_str(&id).map_err(|_| StorageError::Corrupt(format!("run id {id}")))?)).await?;
-    Ok(run.map(|run| {
-        let lease = Lease { run: run.id, video: run.video_id, owner: owner.to_string(), token: run.lease_token };
-        (run, lease)
-    }))
+    let claim = match Backend::of_connection(conn) {
+        Backend::Sqlite => {
+            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
+             lease_token = lease_token + 1 \
+             WHERE id = (SELECT id FROM runs WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < $3) \
+                         ORDER BY created_at, id LIMIT 1) \
+             AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3)) RETURNING *"
+        }
+        Backend::Postgres => {
+            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
+             lease_token = lease_token + 1 \
+             WHERE id = (SELECT r.id FROM runs r JOIN videos v ON v.id = r.video_id \
+                         WHERE r.status = 'queued' OR (r.status = 'running' AND r.lease_expires_at < $3) \
+                         ORDER BY r.created_at, r.id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3)) RETURNING *"
+        }
+    };
+    let row: Option<RunRow> =
+        sqlx::query_as(claim).bind(owner).bind(now + lease_ms).bind(now).fetch_optional(&mut *conn).await?;
+    let Some(run) = row.map(Run::from) else { return Ok(None) };
+    touch_video(conn, run.video_id).await?;
+    let lease = Lease { run: run.id, video: run.video_id, owner: owner.to_string(), token: run.lease_token };
+    Ok(Some((run, lease)))
 }
 
 /// Extends the lease if it is still held (same owner and token, still running); false when the
@@ -312,53 +284,43 @@ pub async fn finish_run(
     failed_unit: Option<u32>,
     now: Timestamp,
 ) -> Result<bool> {
-    const SET: &str =
-        "UPDATE runs SET status = $1, error = $2, failed_unit = $3, finished_at = $4, lease_owner = NULL, lease_expires_at = NULL";
-    let query = match by {
-        Ender::Worker(_) => format!("{SET} WHERE id = $5 AND status = 'running' AND lease_token = $6"),
-        Ender::Person => format!("{SET} WHERE id = $5 AND status IN ('queued', 'running')"),
+    let (sql, token) = match by {
+        Ender::Worker(lease) => (
+            "UPDATE runs SET status = $1, error = $2, failed_unit = $3, finished_at = $4, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $5 AND status = 'running' AND lease_token = $6",
+            Some(lease.token),
+        ),
+        Ender::Person => (
+            "UPDATE runs SET status = $1, error = $2, failed_unit = $3, finished_at = $4, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $5 AND status IN ('queued', 'running')",
+            None,
+        ),
     };
-    let mut query =
-        sqlx::query(AssertSqlSafe(query)).bind(status.wire()).bind(error).bind(failed_unit.map(i64::from)).bind(now).bind(run.to_string());
-    if let Ender::Worker(lease) = by {
-        query = query.bind(lease.token);
+    let mut query = sqlx::query(sql).bind(status.wire()).bind(error).bind(failed_unit.map(i64::from)).bind(now).bind(run.to_string());
+    if let Some(token) = token {
+        query = query.bind(token);
     }
     Ok(query.execute(conn).await?.rows_affected() == 1)
 }
 
-pub async fn run_status(conn: &mut AnyConnection, run: RunId) -> Result<Option<RunStatus>> {
-    let row = sqlx::query("SELECT status FROM runs WHERE id = $1").bind(run.to_string()).fetch_optional(conn).await?;
-    Ok(row.and_then(|r| r.try_get::<String, _>(0).ok()).and_then(|s| RunStatus::from_wire(&s)))
-}
 
 // ---- one video's whole state ----------------------------------------------------------------
 
 pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<Option<Video>> {
     let Some(video) = get_video(&mut *conn, id).await? else { return Ok(None) };
     let key = id.to_string();
-    let branches = sqlx::query(AssertSqlSafe(format!("SELECT {BRANCH_COLS} FROM branches WHERE video_id = $1 ORDER BY created_at, name")))
-        .bind(&key)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(Branch::decode)
-        .collect::<Result<Vec<_>>>()?;
-    let checkpoints =
-        sqlx::query(AssertSqlSafe(format!("SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE video_id = $1 ORDER BY created_at, id")))
-            .bind(&key)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(Checkpoint::decode)
-            .collect::<Result<Vec<_>>>()?;
-    let runs = sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLS} FROM runs WHERE video_id = $1 ORDER BY created_at, id")))
-        .bind(&key)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(Run::decode)
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Some(Video { video, branches, checkpoints, runs }))
+    let branches: Vec<BranchRow> =
+        sqlx::query_as("SELECT * FROM branches WHERE video_id = $1 ORDER BY created_at, name").bind(&key).fetch_all(&mut *conn).await?;
+    let checkpoints: Vec<CheckpointRow> =
+        sqlx::query_as("SELECT * FROM checkpoints WHERE video_id = $1 ORDER BY created_at, id").bind(&key).fetch_all(&mut *conn).await?;
+    let runs: Vec<RunRow> =
+        sqlx::query_as("SELECT * FROM runs WHERE video_id = $1 ORDER BY created_at, id").bind(&key).fetch_all(&mut *conn).await?;
+    Ok(Some(Video {
+        video,
+        branches: branches.into_iter().map(Branch::from).collect(),
+        checkpoints: checkpoints.into_iter().map(Checkpoint::try_from).collect::<Result<_>>()?,
+        runs: runs.into_iter().map(Run::from).collect(),
+    }))
 }
 
 // ---- unit tries, memo, blobs, staging -----------------------------------------------------
@@ -384,19 +346,19 @@ pub async fn insert_unit_try(conn: &mut AnyConnection, t: &UnitTry) -> Result<()
 }
 
 pub async fn unit_tries_of_video(conn: &mut AnyConnection, video: VideoId) -> Result<Vec<UnitTry>> {
-    let rows = sqlx::query(
-        "SELECT t.run_id, t.unit, t.try_no, t.outcome, t.message, t.provider, t.cost_micros, t.started_at, t.finished_at \
-         FROM unit_tries t JOIN runs r ON r.id = t.run_id WHERE r.video_id = $1 ORDER BY t.started_at, t.unit, t.try_no",
+    let rows: Vec<UnitTryRow> = sqlx::query_as(
+        "SELECT t.* FROM unit_tries t JOIN runs r ON r.id = t.run_id WHERE r.video_id = $1 ORDER BY t.started_at, t.unit, t.try_no",
     )
     .bind(video.to_string())
     .fetch_all(conn)
     .await?;
-    rows.iter().map(UnitTry::decode).collect()
+    Ok(rows.into_iter().map(UnitTry::from).collect())
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct MemoEntry {
     pub key: String,
+    #[sqlx(try_from = "i64")]
     pub phase: Phase,
     pub provider: String,
     pub output: String,
@@ -404,18 +366,8 @@ pub struct MemoEntry {
 }
 
 pub async fn memo_get(conn: &mut AnyConnection, key: &str) -> Result<Option<MemoEntry>> {
-    let row =
-        sqlx::query("SELECT key, phase, provider, output, cost_micros FROM memo WHERE key = $1").bind(key).fetch_optional(conn).await?;
-    row.map(|row| {
-        Ok(MemoEntry {
-            key: row.try_get("key")?,
-            phase: Phase::from_number(row.try_get("phase")?).ok_or_else(|| StorageError::Corrupt("memo phase".into()))?,
-            provider: row.try_get("provider")?,
-            output: row.try_get("output")?,
-            cost_micros: row.try_get("cost_micros")?,
-        })
-    })
-    .transpose()
+    let entry = sqlx::query_as("SELECT key, phase, provider, output, cost_micros FROM memo WHERE key = $1").bind(key).fetch_optional(conn).await?;
+    Ok(entry)
 }
 
 /// Records a unit's output under its input key; a concurrent writer of the same key wins harmlessly.
@@ -446,9 +398,6 @@ pub async fn blob_put(conn: &mut AnyConnection, sha256: &str, bytes: u64, media_
     Ok(())
 }
 
-pub async fn blob_count(conn: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query("SELECT COUNT(*) FROM blobs").fetch_one(conn).await?.try_get(0)?)
-}
 
 pub async fn stage_unit(conn: &mut AnyConnection, run: RunId, unit: u32, memo_key: &str) -> Result<()> {
     sqlx::query("INSERT INTO staged_units (run_id, unit, memo_key) VALUES ($1, $2, $3) ON CONFLICT (run_id, unit) DO NOTHING")
@@ -467,26 +416,11 @@ pub async fn clear_staged(conn: &mut AnyConnection, run: RunId) -> Result<()> {
 
 /// Every blob hash something still needs: checkpoints' manifests, memo outputs, and staged units.
 pub async fn referenced_manifests(conn: &mut AnyConnection) -> Result<Vec<String>> {
-    let mut docs: Vec<String> = sqlx::query("SELECT manifest FROM checkpoints")
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<std::result::Result<_, _>>()?;
-    let memo: Vec<String> = sqlx::query("SELECT output FROM memo")
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<std::result::Result<_, _>>()?;
-    docs.extend(memo);
+    let mut docs: Vec<String> = sqlx::query_scalar("SELECT manifest FROM checkpoints").fetch_all(&mut *conn).await?;
+    docs.extend(sqlx::query_scalar::<_, String>("SELECT output FROM memo").fetch_all(&mut *conn).await?);
     Ok(docs)
 }
 
-pub async fn all_blobs(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
-    let rows = sqlx::query("SELECT sha256, bytes FROM blobs").fetch_all(conn).await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
-}
 
 pub async fn delete_blob_row(conn: &mut AnyConnection, sha256: &str) -> Result<()> {
     sqlx::query("DELETE FROM blobs WHERE sha256 = $1").bind(sha256).execute(conn).await?;
@@ -497,18 +431,13 @@ pub async fn delete_blob_row(conn: &mut AnyConnection, sha256: &str) -> Result<(
 
 /// How many distinct runs a fault rule has affected for one unit.
 pub async fn fault_hits(conn: &mut AnyConnection, video: VideoId, rule: usize, unit_key: &str) -> Result<Vec<RunId>> {
-    let rows = sqlx::query("SELECT run_id FROM fault_hits WHERE video_id = $1 AND rule_index = $2 AND unit_key = $3")
+    let runs: Vec<String> = sqlx::query_scalar("SELECT run_id FROM fault_hits WHERE video_id = $1 AND rule_index = $2 AND unit_key = $3")
         .bind(video.to_string())
         .bind(rule as i64)
         .bind(unit_key)
         .fetch_all(conn)
         .await?;
-    rows.iter()
-        .map(|r| {
-            let s: String = r.try_get(0)?;
-            Uuid::parse_str(&s).map(RunId).map_err(|_| StorageError::Corrupt(format!("fault hit run {s}")))
-        })
-        .collect()
+    runs.into_iter().map(|run| RunId::try_from(run.clone()).map_err(|_| StorageError::Corrupt(format!("fault hit run {run:?}")))).collect()
 }
 
 pub async fn record_fault_hit(conn: &mut AnyConnection, video: VideoId, rule: usize, unit_key: &str, run: RunId) -> Result<()> {

@@ -1,11 +1,10 @@
-//! Rows as stored, decoded into the domain's types (`domain::video`).
-use sqlx::Row;
-use sqlx::any::AnyRow;
-use uuid::Uuid;
+//! Rows as stored (`FromRow`, ids and words checked as they are read), and their domain types
+//! (`domain::video`).
+use sqlx::FromRow;
 
 use super::StorageError;
 use crate::domain::video::{Branch, Checkpoint, Run, UnitTry, VideoInfo};
-use crate::domain::{BranchId, CheckpointId, CheckpointStatus, Origin, Phase, RunId, RunKind, RunStatus, TryOutcome, VideoId};
+use crate::domain::{BranchId, CheckpointId, CheckpointStatus, Origin, Phase, RunId, RunKind, RunStatus, Timestamp, TryOutcome, VideoId};
 
 // The stored shapes are the domain's; these names keep the storage API's old spelling for callers.
 pub use crate::domain::video::{
@@ -13,142 +12,221 @@ pub use crate::domain::video::{
     VideoInfo as VideoRecord,
 };
 
-/// Decoding one row into its domain type.
-pub(crate) trait Decode: Sized {
-    fn decode(row: &AnyRow) -> Result<Self, StorageError>;
-}
-
 pub(crate) fn key_of(id: Option<CheckpointId>) -> String {
     id.map(|c| c.to_string()).unwrap_or_default()
 }
 
-fn uuid(row: &AnyRow, col: &str) -> Result<Uuid, StorageError> {
-    let raw: String = row.try_get(col)?;
-    Uuid::parse_str(&raw).map_err(|_| StorageError::Corrupt(format!("{col} = {raw:?} is not a uuid")))
+/// An optional id column: NULL (or an empty string) is none.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Maybe<T>(Option<T>);
+
+impl<T: TryFrom<String>> TryFrom<Option<String>> for Maybe<T> {
+    type Error = T::Error;
+    fn try_from(raw: Option<String>) -> Result<Self, T::Error> {
+        raw.filter(|s| !s.is_empty()).map(T::try_from).transpose().map(Maybe)
+    }
 }
 
-fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, StorageError> {
-    let raw: Option<String> = row.try_get(col)?;
-    raw.filter(|s| !s.is_empty())
-        .map(|s| Uuid::parse_str(&s).map_err(|_| StorageError::Corrupt(format!("{col} = {s:?} is not a uuid"))))
-        .transpose()
+fn json<T: serde::de::DeserializeOwned>(col: &str, raw: &str) -> Result<T, StorageError> {
+    serde_json::from_str(raw).map_err(|e| StorageError::Corrupt(format!("{col}: {e}")))
 }
 
-fn phase(row: &AnyRow) -> Result<Phase, StorageError> {
-    let n: i64 = row.try_get("phase")?;
-    Phase::from_number(n).ok_or_else(|| StorageError::Corrupt(format!("phase {n}")))
+#[derive(FromRow)]
+pub(crate) struct VideoRow {
+    #[sqlx(try_from = "String")]
+    id: VideoId,
+    prompt: String,
+    title: String,
+    #[sqlx(try_from = "i64")]
+    beats: u32,
+    seed: i64,
+    auto_continue: i64,
+    fault_plan: String,
+    budget_micros: Option<i64>,
+    created_at: Timestamp,
+    changes: i64,
 }
 
-fn wire<T>(row: &AnyRow, col: &str, parse: fn(&str) -> Option<T>) -> Result<T, StorageError> {
-    let raw: String = row.try_get(col)?;
-    parse(&raw).ok_or_else(|| StorageError::Corrupt(format!("{col} = {raw:?}")))
-}
-
-fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T, StorageError> {
-    let raw: String = row.try_get(col)?;
-    serde_json::from_str(&raw).map_err(|e| StorageError::Corrupt(format!("{col}: {e}")))
-}
-
-fn u32_of(row: &AnyRow, col: &str) -> Result<u32, StorageError> {
-    let n: i64 = row.try_get(col)?;
-    u32::try_from(n).map_err(|_| StorageError::Corrupt(format!("{col} = {n}")))
-}
-
-impl Decode for VideoInfo {
-    fn decode(row: &AnyRow) -> Result<Self, StorageError> {
+impl TryFrom<VideoRow> for VideoInfo {
+    type Error = StorageError;
+    fn try_from(r: VideoRow) -> Result<Self, StorageError> {
         Ok(VideoInfo {
-            id: VideoId(uuid(row, "id")?),
-            prompt: row.try_get("prompt")?,
-            title: row.try_get("title")?,
-            beats: u32_of(row, "beats")?,
-            seed: row.try_get::<i64, _>("seed")? as u64,
-            auto_continue: row.try_get::<i64, _>("auto_continue")? != 0,
-            fault_plan: json(row, "fault_plan")?,
-            budget_micros: row.try_get("budget_micros")?,
-            created_at: row.try_get("created_at")?,
-            changes: row.try_get("changes")?,
+            id: r.id,
+            prompt: r.prompt,
+            title: r.title,
+            beats: r.beats,
+            seed: r.seed as u64,
+            auto_continue: r.auto_continue != 0,
+            fault_plan: json("fault_plan", &r.fault_plan)?,
+            budget_micros: r.budget_micros,
+            created_at: r.created_at,
+            changes: r.changes,
         })
     }
 }
 
-impl Decode for Branch {
-    fn decode(row: &AnyRow) -> Result<Self, StorageError> {
-        Ok(Branch {
-            id: BranchId(uuid(row, "id")?),
-            video_id: VideoId(uuid(row, "video_id")?),
-            name: row.try_get("name")?,
-            head_id: opt_uuid(row, "head_id")?.map(CheckpointId),
-            forked_from: opt_uuid(row, "forked_from")?.map(CheckpointId),
-            created_at: row.try_get("created_at")?,
-        })
+#[derive(FromRow)]
+pub(crate) struct BranchRow {
+    #[sqlx(try_from = "String")]
+    id: BranchId,
+    #[sqlx(try_from = "String")]
+    video_id: VideoId,
+    name: String,
+    #[sqlx(try_from = "Option<String>")]
+    head_id: Maybe<CheckpointId>,
+    #[sqlx(try_from = "Option<String>")]
+    forked_from: Maybe<CheckpointId>,
+    created_at: Timestamp,
+}
+
+impl From<BranchRow> for Branch {
+    fn from(r: BranchRow) -> Self {
+        Branch { id: r.id, video_id: r.video_id, name: r.name, head_id: r.head_id.0, forked_from: r.forked_from.0, created_at: r.created_at }
     }
 }
 
-impl Decode for Checkpoint {
-    fn decode(row: &AnyRow) -> Result<Self, StorageError> {
+#[derive(FromRow)]
+pub(crate) struct CheckpointRow {
+    #[sqlx(try_from = "String")]
+    id: CheckpointId,
+    #[sqlx(try_from = "String")]
+    video_id: VideoId,
+    #[sqlx(try_from = "String")]
+    branch_id: BranchId,
+    #[sqlx(try_from = "Option<String>")]
+    parent_id: Maybe<CheckpointId>,
+    #[sqlx(try_from = "i64")]
+    phase: Phase,
+    #[sqlx(try_from = "i64")]
+    version: u32,
+    #[sqlx(try_from = "String")]
+    status: CheckpointStatus,
+    #[sqlx(try_from = "String")]
+    origin: Origin,
+    manifest: String,
+    #[sqlx(try_from = "Option<String>")]
+    run_id: Maybe<RunId>,
+    created_at: Timestamp,
+    approved_at: Option<Timestamp>,
+}
+
+impl TryFrom<CheckpointRow> for Checkpoint {
+    type Error = StorageError;
+    fn try_from(r: CheckpointRow) -> Result<Self, StorageError> {
         Ok(Checkpoint {
-            id: CheckpointId(uuid(row, "id")?),
-            video_id: VideoId(uuid(row, "video_id")?),
-            branch_id: BranchId(uuid(row, "branch_id")?),
-            parent_id: opt_uuid(row, "parent_id")?.map(CheckpointId),
-            phase: phase(row)?,
-            version: u32_of(row, "version")?,
-            status: wire(row, "status", CheckpointStatus::from_wire)?,
-            origin: wire(row, "origin", Origin::from_wire)?,
-            manifest: json(row, "manifest")?,
-            run_id: opt_uuid(row, "run_id")?.map(RunId),
-            created_at: row.try_get("created_at")?,
-            approved_at: row.try_get("approved_at")?,
+            id: r.id,
+            video_id: r.video_id,
+            branch_id: r.branch_id,
+            parent_id: r.parent_id.0,
+            phase: r.phase,
+            version: r.version,
+            status: r.status,
+            origin: r.origin,
+            manifest: json("manifest", &r.manifest)?,
+            run_id: r.run_id.0,
+            created_at: r.created_at,
+            approved_at: r.approved_at,
         })
     }
 }
 
-impl Decode for Run {
-    fn decode(row: &AnyRow) -> Result<Self, StorageError> {
-        let beat: Option<i64> = row.try_get("regenerate_beat")?;
-        let seed: Option<i64> = row.try_get("regenerate_seed")?;
-        let of = opt_uuid(row, "regenerate_of")?;
-        let regenerate = match (beat, seed, of) {
-            (Some(beat), Some(seed), Some(of)) => Some(Regenerate { beat: beat as u32, seed: seed as u64, of: CheckpointId(of) }),
+#[derive(FromRow)]
+pub(crate) struct RunRow {
+    #[sqlx(try_from = "String")]
+    id: RunId,
+    #[sqlx(try_from = "String")]
+    video_id: VideoId,
+    #[sqlx(try_from = "String")]
+    branch_id: BranchId,
+    #[sqlx(try_from = "Option<String>")]
+    from_checkpoint: Maybe<CheckpointId>,
+    #[sqlx(try_from = "i64")]
+    phase: Phase,
+    #[sqlx(try_from = "i64")]
+    attempt: u32,
+    #[sqlx(try_from = "String")]
+    kind: RunKind,
+    #[sqlx(try_from = "String")]
+    status: RunStatus,
+    regenerate_beat: Option<i64>,
+    regenerate_seed: Option<i64>,
+    #[sqlx(try_from = "Option<String>")]
+    regenerate_of: Maybe<CheckpointId>,
+    error: Option<String>,
+    failed_unit: Option<i64>,
+    #[sqlx(try_from = "i64")]
+    units_total: u32,
+    #[sqlx(try_from = "i64")]
+    units_done: u32,
+    cost_micros: i64,
+    created_at: Timestamp,
+    started_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<Timestamp>,
+    lease_token: i64,
+}
+
+impl From<RunRow> for Run {
+    fn from(r: RunRow) -> Self {
+        let regenerate = match (r.regenerate_beat, r.regenerate_seed, r.regenerate_of.0) {
+            (Some(beat), Some(seed), Some(of)) => Some(Regenerate { beat: beat as u32, seed: seed as u64, of }),
             _ => None,
         };
-        Ok(Run {
-            id: RunId(uuid(row, "id")?),
-            video_id: VideoId(uuid(row, "video_id")?),
-            branch_id: BranchId(uuid(row, "branch_id")?),
-            from_checkpoint: opt_uuid(row, "from_checkpoint")?.map(CheckpointId),
-            phase: phase(row)?,
-            attempt: u32_of(row, "attempt")?,
-            kind: wire(row, "kind", RunKind::from_wire)?,
-            status: wire(row, "status", RunStatus::from_wire)?,
+        Run {
+            id: r.id,
+            video_id: r.video_id,
+            branch_id: r.branch_id,
+            from_checkpoint: r.from_checkpoint.0,
+            phase: r.phase,
+            attempt: r.attempt,
+            kind: r.kind,
+            status: r.status,
             regenerate,
-            error: row.try_get("error")?,
-            failed_unit: row.try_get::<Option<i64>, _>("failed_unit")?.map(|u| u as u32),
-            units_total: u32_of(row, "units_total")?,
-            units_done: u32_of(row, "units_done")?,
-            cost_micros: row.try_get("cost_micros")?,
-            created_at: row.try_get("created_at")?,
-            started_at: row.try_get("started_at")?,
-            finished_at: row.try_get("finished_at")?,
-            lease_owner: row.try_get("lease_owner")?,
-            lease_expires_at: row.try_get("lease_expires_at")?,
-            lease_token: row.try_get("lease_token")?,
-        })
+            error: r.error,
+            failed_unit: r.failed_unit.map(|u| u as u32),
+            units_total: r.units_total,
+            units_done: r.units_done,
+            cost_micros: r.cost_micros,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            lease_owner: r.lease_owner,
+            lease_expires_at: r.lease_expires_at,
+            lease_token: r.lease_token,
+        }
     }
 }
 
-impl Decode for UnitTry {
-    fn decode(row: &AnyRow) -> Result<Self, StorageError> {
-        Ok(UnitTry {
-            run_id: RunId(uuid(row, "run_id")?),
-            unit: u32_of(row, "unit")?,
-            try_no: u32_of(row, "try_no")?,
-            outcome: wire(row, "outcome", TryOutcome::from_wire)?,
-            message: row.try_get("message")?,
-            provider: row.try_get("provider")?,
-            cost_micros: row.try_get("cost_micros")?,
-            started_at: row.try_get("started_at")?,
-            finished_at: row.try_get("finished_at")?,
-        })
+#[derive(FromRow)]
+pub(crate) struct UnitTryRow {
+    #[sqlx(try_from = "String")]
+    run_id: RunId,
+    #[sqlx(try_from = "i64")]
+    unit: u32,
+    #[sqlx(try_from = "i64")]
+    try_no: u32,
+    #[sqlx(try_from = "String")]
+    outcome: TryOutcome,
+    message: Option<String>,
+    provider: String,
+    cost_micros: i64,
+    started_at: Timestamp,
+    finished_at: Timestamp,
+}
+
+impl From<UnitTryRow> for UnitTry {
+    fn from(r: UnitTryRow) -> Self {
+        UnitTry {
+            run_id: r.run_id,
+            unit: r.unit,
+            try_no: r.try_no,
+            outcome: r.outcome,
+            message: r.message,
+            provider: r.provider,
+            cost_micros: r.cost_micros,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! The core's promises under races: fenced leases, serialised writers, a live channel that never
 //! misses a change, bounded failure recording, and blobs that `gc` cannot take from a committing
 //! unit. On SQLite (default) or PostgreSQL (REELSMITH_TEST_DATABASE_URL).
-mod common;
 
-use common::*;
+
+use crate::common::*;
 use reelsmith::domain::rules::Refusal;
 use reelsmith::domain::{CheckpointId, Phase, RunStatus};
 use reelsmith::pipeline::CoreError;

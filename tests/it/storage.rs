@@ -1,8 +1,8 @@
 //! Commands, rule table and storage together, on SQLite (default) or PostgreSQL
 //! (REELSMITH_TEST_DATABASE_URL). Providers here do no media work.
-mod common;
 
-use common::*;
+
+use crate::common::*;
 use reelsmith::domain::rules::Refusal;
 use reelsmith::domain::{
     BranchId, BranchStatus, CheckpointId, CheckpointStatus, Entity, Phase, RunId, RunKind, RunStatus, TryOutcome, VideoId,

@@ -1,8 +1,8 @@
 //! The pipeline with the real local providers: memoization, retries that redo only what failed,
 //! takeover of a dead worker's run, determinism, regeneration and garbage collection.
-mod common;
 
-use common::*;
+
+use crate::common::*;
 use reelsmith::domain::{CheckpointId, Manifest, Phase, TryOutcome, VideoId};
 use reelsmith::pipeline::Engine;
 use reelsmith::pipeline::providers::instant::Instant as Instantly;

@@ -17,7 +17,7 @@
 //! 3: one per beat), a failed or cancelled one nothing.
 //!
 //! Readings of the SPEC where it is silent or ambiguous are marked "SPEC reading" below.
-mod common;
+
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -872,7 +872,7 @@ impl Harness {
 
     /// Runs one step on both sides and compares everything.
     async fn step(&mut self, step: &Step) -> Result<(), String> {
-        let before = common::snapshot(&self.engine).await;
+        let before = crate::common::snapshot(&self.engine).await;
         let model_before = self.model.clone();
         let limit = self.model.limit;
         let e = self.engine.clone();
@@ -1067,7 +1067,7 @@ impl Harness {
         self.compare_outcome(&expected, &got).map_err(|m| self.fail_report(step, m))?;
         if matches!(expected, Out::Refused(_) | Out::AlreadyRunning { .. } | Out::Idle) || matches!(got, Got::Refused { .. }) {
             // Returning the active run changes nothing either, not even the video row's counter.
-            let after = common::snapshot(&self.engine).await;
+            let after = crate::common::snapshot(&self.engine).await;
             if after != before {
                 let gone: Vec<_> = before.iter().filter(|r| !after.contains(r)).collect();
                 let came: Vec<_> = after.iter().filter(|r| !before.contains(r)).collect();

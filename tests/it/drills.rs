@@ -13,8 +13,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const LISTENING: &str = "reelsmith: listening on http://";
 
@@ -139,7 +137,7 @@ impl Server {
         let (addr, expected) = (self.addr, format!("reelsmith {instance}"));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match http(addr, "GET", "/health", &[], "").await {
+            match get(addr, "/health").await {
                 Ok((200, body)) if body.trim() == expected => return,
                 Ok((200, body)) => panic!("{addr}/health answers {body:?}, not our server ({expected:?})"),
                 Ok(other) => assert!(Instant::now() < deadline, "{addr}/health still answers {other:?}"),
@@ -159,58 +157,24 @@ impl Server {
     }
 }
 
-fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| {
-            let enc: String = v
-                .bytes()
-                .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-                .collect();
-            format!("{k}={enc}")
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+/// `GET` with a real HTTP client: (status, body).
+async fn get(addr: SocketAddr, path: &str) -> reqwest::Result<(u16, String)> {
+    let response = reqwest::get(format!("http://{addr}{path}")).await?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await?))
 }
 
-/// One plain HTTP/1.1 request with `Connection: close`: (status, body).
-async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let Some((head, mut payload)) = text.split_once("\r\n\r\n") else {
-        return Err(std::io::Error::other(format!("not an HTTP response: {text:?}")));
-    };
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
-    let mut decoded = String::new();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        while let Some((size, rest)) = payload.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            decoded.push_str(&rest[..n]);
-            payload = &rest[n + 2..];
-        }
-    } else {
-        decoded = payload.to_string();
-    }
-    Ok((status, decoded))
-}
-
-/// A server-function call: (status, JSON body).
+/// A server-function call, posted as a form like the pages' own: (status, JSON body).
 async fn call(addr: SocketAddr, name: &str, fields: &[(&str, &str)]) -> (u16, Value) {
-    let headers = [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")];
-    let (status, body) = http(addr, "POST", &format!("/api/{name}"), &headers, &form(fields)).await.expect("a server-function call");
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/api/{name}"))
+        .header("Accept", "application/json")
+        .form(fields)
+        .send()
+        .await
+        .expect("a server-function call");
+    let status = response.status().as_u16();
+    let body = response.text().await.expect("a server-function answer");
     (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
 }
 

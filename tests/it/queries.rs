@@ -1,0 +1,224 @@
+//! Every function of `storage::queries` against the real database (SQLite, or PostgreSQL under
+//! `make test-postgres`). `sqlx::Any` cannot check SQL at compile time, so this is the check: each
+//! statement runs on each backend, and what it wrote reads back as the same domain value.
+use crate::common::*;
+use reelsmith::domain::video::{Branch, Checkpoint, Regenerate, Run, UnitTry, VideoInfo};
+use reelsmith::domain::{
+    BranchId, CheckpointId, CheckpointStatus, FaultPlan, Manifest, Origin, Phase, RunId, RunKind, RunStatus, Script, TryOutcome, VideoId,
+};
+use reelsmith::storage::{self, Ender, MemoEntry, StorageError};
+use uuid::Uuid;
+
+fn video_info(now: i64) -> VideoInfo {
+    VideoInfo {
+        id: VideoId(Uuid::new_v4()),
+        prompt: "Every statement, once".into(),
+        title: "Queries".into(),
+        beats: 2,
+        seed: u64::MAX - 7,
+        auto_continue: false,
+        fault_plan: FaultPlan::parse(r#"[{"phase":2,"beat":1,"action":"fail","times":1}]"#, 2).unwrap(),
+        budget_micros: None,
+        created_at: now,
+        changes: 0,
+    }
+}
+
+fn script_manifest() -> Manifest {
+    let script = Script::parse_edit(
+        r#"{"title":"Queries","beats":[{"narration":"One.","visual":"A desk.","duration_ms":1000},{"narration":"Two.","visual":"A lamp.","duration_ms":1000}]}"#,
+    )
+    .expect("a valid script");
+    Manifest::Script { script, seed: 3 }
+}
+
+#[tokio::test]
+async fn every_query_runs_and_reads_back_what_it_wrote() {
+    let env = env().await;
+    let store = &env.engine.store;
+    let now = reelsmith::pipeline::now_ms();
+    let mut tx = store.write().await.unwrap();
+
+    // Videos.
+    let mut info = video_info(now);
+    storage::insert_video(&mut tx, &info).await.unwrap();
+    assert_eq!(storage::get_video(&mut tx, info.id).await.unwrap(), Some(info.clone()));
+    storage::set_video_title(&mut tx, info.id, "Renamed").await.unwrap();
+    storage::set_auto_continue(&mut tx, info.id, true).await.unwrap();
+    storage::set_budget(&mut tx, info.id, Some(1_500_000)).await.unwrap();
+    storage::lock_video(&mut tx, store.backend(), info.id).await.unwrap();
+    assert!(storage::touch_video(&mut tx, info.id).await.unwrap());
+    assert!(!storage::touch_video(&mut tx, VideoId(Uuid::new_v4())).await.unwrap(), "no such video");
+    assert_eq!(storage::video_changes(&mut tx, info.id).await.unwrap(), 1);
+    assert_eq!(storage::video_changes(&mut tx, VideoId(Uuid::new_v4())).await.unwrap(), 0);
+    (info.title, info.auto_continue, info.budget_micros, info.changes) = ("Renamed".into(), true, Some(1_500_000), 1);
+    assert_eq!(storage::list_videos(&mut tx, 10).await.unwrap(), vec![info.clone()]);
+
+    // A branch and its head checkpoint.
+    let branch = Branch { id: BranchId(Uuid::new_v4()), video_id: info.id, name: "main".into(), head_id: None, forked_from: None, created_at: now };
+    storage::insert_branch(&mut tx, &branch).await.unwrap();
+    let checkpoint = Checkpoint {
+        id: CheckpointId(Uuid::new_v4()),
+        video_id: info.id,
+        branch_id: branch.id,
+        parent_id: None,
+        phase: Phase::Script,
+        version: 1,
+        status: CheckpointStatus::Pending,
+        origin: Origin::Edited,
+        manifest: script_manifest(),
+        run_id: None,
+        created_at: now,
+        approved_at: None,
+    };
+    storage::insert_checkpoint(&mut tx, &checkpoint).await.unwrap();
+    storage::set_branch_head(&mut tx, branch.id, checkpoint.id).await.unwrap();
+    assert!(storage::approve_checkpoint(&mut tx, checkpoint.id, now + 1).await.unwrap());
+    assert!(!storage::approve_checkpoint(&mut tx, checkpoint.id, now + 2).await.unwrap(), "approved only once");
+
+    // A regenerate run: every optional column set.
+    let run = Run {
+        id: RunId(Uuid::new_v4()),
+        video_id: info.id,
+        branch_id: branch.id,
+        from_checkpoint: Some(checkpoint.id),
+        phase: Phase::Storyboard,
+        attempt: 1,
+        kind: RunKind::Regenerate,
+        status: RunStatus::Queued,
+        regenerate: Some(Regenerate { beat: 1, seed: 99, of: checkpoint.id }),
+        error: None,
+        failed_unit: None,
+        units_total: 2,
+        units_done: 0,
+        cost_micros: 0,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        lease_owner: None,
+        lease_expires_at: None,
+        lease_token: 0,
+    };
+    storage::insert_run(&mut tx, &run).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // Claims and the fenced writes.
+    let mut tx = store.write().await.unwrap();
+    let (claimed, first) = storage::claim_run(&mut tx, "w1", now, 10_000).await.unwrap().expect("the queued run");
+    assert_eq!((claimed.id, claimed.status, claimed.started_at, first.token), (run.id, RunStatus::Running, Some(now), 1));
+    assert!(storage::claim_run(&mut tx, "w2", now, 10_000).await.unwrap().is_none(), "nothing else to claim");
+    assert!(storage::hold_lease(&mut tx, &first, now + 1, 10_000).await.unwrap());
+    assert!(storage::set_run_progress(&mut tx, &first, 2, 0, 5).await.unwrap());
+    assert!(storage::add_run_progress(&mut tx, &first, 2, 7).await.unwrap());
+    assert!(storage::release_run(&mut tx, &first).await.unwrap());
+    let (_, second) = storage::claim_run(&mut tx, "w2", now + 2, 10_000).await.unwrap().expect("released to the queue");
+    assert_eq!(second.token, 2);
+    assert!(!storage::add_run_progress(&mut tx, &first, 2, 1000).await.unwrap(), "the first lease is stale");
+    assert!(!storage::finish_run(&mut tx, run.id, Ender::Worker(&first), RunStatus::Succeeded, None, None, now + 3).await.unwrap());
+    assert!(storage::finish_run(&mut tx, run.id, Ender::Worker(&second), RunStatus::Failed, Some("boom"), Some(1), now + 3).await.unwrap());
+    assert!(!storage::finish_run(&mut tx, run.id, Ender::Person, RunStatus::Cancelled, None, None, now + 4).await.unwrap(), "already over");
+
+    // Tries, memo, blobs, staging, fault hits.
+    let tried = UnitTry {
+        run_id: run.id,
+        unit: 1,
+        try_no: 2,
+        outcome: TryOutcome::Transient,
+        message: Some("502".into()),
+        provider: "local".into(),
+        cost_micros: 0,
+        started_at: now,
+        finished_at: now + 1,
+    };
+    storage::insert_unit_try(&mut tx, &tried).await.unwrap();
+    assert_eq!(storage::unit_tries_of_video(&mut tx, info.id).await.unwrap(), vec![tried]);
+    let memo = MemoEntry { key: "k1".into(), phase: Phase::Storyboard, provider: "local".into(), output: r#"{"sha":"ab"}"#.into(), cost_micros: 4 };
+    storage::memo_put(&mut tx, &memo, now).await.unwrap();
+    storage::memo_put(&mut tx, &MemoEntry { output: "loser".into(), ..memo.clone() }, now).await.unwrap();
+    assert_eq!(storage::memo_get(&mut tx, "k1").await.unwrap(), Some(memo.clone()), "the first writer of a key wins");
+    assert_eq!(storage::memo_get(&mut tx, "k2").await.unwrap(), None);
+    storage::blob_put(&mut tx, "ab", 10, "image/png", now).await.unwrap();
+    storage::blob_put(&mut tx, "ab", 10, "image/png", now).await.unwrap();
+    storage::stage_unit(&mut tx, run.id, 0, "k1").await.unwrap();
+    storage::stage_unit(&mut tx, run.id, 0, "k1").await.unwrap();
+    storage::clear_staged(&mut tx, run.id).await.unwrap();
+    let docs = storage::referenced_manifests(&mut tx).await.unwrap();
+    assert!(docs.contains(&memo.output) && docs.iter().any(|d| d.contains("A lamp.")), "{docs:?}");
+    storage::delete_blob_row(&mut tx, "ab").await.unwrap();
+    storage::record_fault_hit(&mut tx, info.id, 0, "2:1", run.id).await.unwrap();
+    storage::record_fault_hit(&mut tx, info.id, 0, "2:1", run.id).await.unwrap();
+    assert_eq!(storage::fault_hits(&mut tx, info.id, 0, "2:1").await.unwrap(), vec![run.id]);
+    assert_eq!(storage::fault_hits(&mut tx, info.id, 1, "2:1").await.unwrap(), vec![]);
+
+    // The whole video, as the read model sees it.
+    let state = storage::load_video_state(&mut tx, info.id).await.unwrap().expect("the video");
+    tx.commit().await.unwrap();
+    assert_eq!(state.video.changes, 3, "one touch and two claims");
+    assert_eq!(state.branches, vec![Branch { head_id: Some(checkpoint.id), ..branch }]);
+    assert_eq!(state.checkpoints, vec![Checkpoint { status: CheckpointStatus::Approved, approved_at: Some(now + 1), ..checkpoint }]);
+    let ended = Run {
+        status: RunStatus::Failed,
+        error: Some("boom".into()),
+        failed_unit: Some(1),
+        units_done: 1,
+        cost_micros: 12,
+        started_at: Some(now),
+        finished_at: Some(now + 3),
+        lease_token: 2,
+        ..run
+    };
+    assert_eq!(state.runs, vec![ended]);
+    let mut tx = store.write().await.unwrap();
+    assert!(storage::load_video_state(&mut tx, VideoId(Uuid::new_v4())).await.unwrap().is_none());
+}
+
+/// A row whose id or word does not read as its type is reported as corrupt, naming the column;
+/// it is never read as some default.
+#[tokio::test]
+async fn a_corrupt_row_is_reported_not_guessed() {
+    let env = env().await;
+    let store = &env.engine.store;
+    let mut tx = store.write().await.unwrap();
+    sqlx::query(
+        "INSERT INTO videos (id, prompt, title, beats, seed, auto_continue, fault_plan, budget_micros, created_at) \
+         VALUES ('not-a-uuid', 'p', 't', 2, 1, 0, '[]', NULL, 1)",
+    )
+    .execute(&mut **tx)
+    .await
+    .unwrap();
+    let err = storage::list_videos(&mut tx, 10).await.unwrap_err();
+    assert!(matches!(&err, StorageError::Corrupt(m) if m == "column id does not read as its type"), "{err:?}");
+    let mut info = video_info(2);
+    info.title = "Good".into();
+    storage::insert_video(&mut tx, &info).await.unwrap();
+    sqlx::query("UPDATE videos SET fault_plan = '{' WHERE id = $1").bind(info.id.to_string()).execute(&mut **tx).await.unwrap();
+    let err = storage::get_video(&mut tx, info.id).await.unwrap_err();
+    assert!(matches!(&err, StorageError::Corrupt(m) if m.starts_with("fault_plan")), "{err:?}");
+}
+
+/// Claimers racing for a queue of runs each get a different run, at once, with the first token;
+/// none fails and none is claimed twice (on PostgreSQL: `FOR UPDATE SKIP LOCKED`).
+#[tokio::test]
+async fn racing_claimers_each_get_a_different_run() {
+    let env = env().await;
+    let e = &env.engine;
+    for n in 0..6 {
+        new_video(e, &format!("Queue {n}"), 2, false, None).await;
+    }
+    let claims = (0..6).map(|n| {
+        let store = e.store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.write().await.unwrap();
+            let claimed = storage::claim_run(&mut tx, &format!("w{n}"), reelsmith::pipeline::now_ms(), 10_000).await.unwrap();
+            tx.commit().await.unwrap();
+            claimed.map(|(run, lease)| (run.id, lease.token))
+        })
+    });
+    let mut won: Vec<(RunId, i64)> = futures::future::join_all(claims).await.into_iter().map(|r| r.unwrap().expect("a run each")).collect();
+    won.sort();
+    won.dedup();
+    assert_eq!(won.len(), 6, "six different runs: {won:?}");
+    assert!(won.iter().all(|(_, token)| *token == 1));
+    let mut tx = e.store.write().await.unwrap();
+    assert!(storage::claim_run(&mut tx, "late", reelsmith::pipeline::now_ms(), 10_000).await.unwrap().is_none());
+}

@@ -190,69 +190,68 @@ impl BranchView {
 pub fn decide(view: &BranchView, request: ContinueRequest, limits: Limits) -> Result<Decision, Refusal> {
     let given = request.checkpoint;
     if let Some(active) = view.active_run {
-        return match given {
-            g if g.map(|g| g.id) == active.from => Ok(Decision::AlreadyRunning { run: active.id }),
-            // Row 7: another approved checkpoint is refused as approved, running or not.
-            Some(g) if g.status == CheckpointStatus::Approved => Err(Refusal::AlreadyApproved),
-            _ => Err(Refusal::Busy { run: active.id }),
-        };
+        return while_running(active, given);
     }
     let Some(head) = view.head else {
         // Phase 1 has made no checkpoint on this branch yet.
         if given.is_some() {
             return Err(Refusal::NotOnBranch);
         }
-        return match view.latest_from_head {
-            Some(run) if run.status.is_failure() => {
-                if request.force_retry {
-                    view.retry(Phase::Script, None, limits)
-                } else {
-                    Err(Refusal::RetryNeedsForce)
-                }
-            }
-            Some(_) => Err(Refusal::AlreadyApproved),
-            None => {
-                view.budget_check()?;
-                Ok(Decision::Start { kind: RunKind::Initial, phase: Phase::Script, from: None, attempt: 1, approve: false })
-            }
-        };
+        return view.start_or_retry(RunKind::Initial, Phase::Script, None, request.force_retry, limits, Refusal::RetryNeedsForce);
     };
-    let Some(given) = given else {
-        return Err(Refusal::NotBranchHead);
-    };
-    if given.id != head.id {
-        return Err(match given.status {
-            CheckpointStatus::Approved => Refusal::AlreadyApproved,
-            CheckpointStatus::Pending => Refusal::NotBranchHead,
-        });
+    match given {
+        Some(g) if g.id == head.id => at_head(view, head, request.force_retry, limits),
+        Some(g) if g.status == CheckpointStatus::Approved => Err(Refusal::AlreadyApproved),
+        _ => Err(Refusal::NotBranchHead),
     }
+}
+
+/// A branch with a run queued or running: the same request again gets that run (idempotent).
+fn while_running(active: RunView, given: Option<GivenCheckpoint>) -> Result<Decision, Refusal> {
+    match given {
+        g if g.map(|g| g.id) == active.from => Ok(Decision::AlreadyRunning { run: active.id }),
+        // Row 7: another approved checkpoint is refused as approved, running or not.
+        Some(g) if g.status == CheckpointStatus::Approved => Err(Refusal::AlreadyApproved),
+        _ => Err(Refusal::Busy { run: active.id }),
+    }
+}
+
+/// The request names the branch's head: approve it and go on, or retry what failed after it.
+fn at_head(view: &BranchView, head: HeadView, force_retry: bool, limits: Limits) -> Result<Decision, Refusal> {
     match (head.status, head.phase.next()) {
         (CheckpointStatus::Pending, None) => Ok(Decision::ApproveFinal { checkpoint: head.id }),
+        (CheckpointStatus::Approved, None) => Err(Refusal::AlreadyApproved),
         (CheckpointStatus::Pending, Some(next)) => {
             view.budget_check()?;
-            Ok(Decision::Start {
-                kind: RunKind::Continue,
-                phase: next,
-                from: Some(head.id),
-                attempt: view.attempts_from_head + 1,
-                approve: true,
-            })
+            let attempt = view.attempts_from_head + 1;
+            Ok(Decision::Start { kind: RunKind::Continue, phase: next, from: Some(head.id), attempt, approve: true })
         }
-        (CheckpointStatus::Approved, None) => Err(Refusal::AlreadyApproved),
-        (CheckpointStatus::Approved, Some(next)) => match view.latest_from_head {
+        (CheckpointStatus::Approved, Some(next)) => {
+            view.start_or_retry(RunKind::Continue, next, Some(head.id), force_retry, limits, Refusal::AlreadyApprovedUseForceRetry)
+        }
+    }
+}
+
+impl BranchView {
+    /// Nothing pending to approve: the first run from here, a retry of the one that failed (only
+    /// when forced, else `needs_force`), or a refusal when a run from here already succeeded.
+    fn start_or_retry(
+        &self,
+        kind: RunKind,
+        phase: Phase,
+        from: Option<CheckpointId>,
+        force_retry: bool,
+        limits: Limits,
+        needs_force: Refusal,
+    ) -> Result<Decision, Refusal> {
+        match self.latest_from_head {
             None => {
-                view.budget_check()?;
-                Ok(Decision::Start { kind: RunKind::Continue, phase: next, from: Some(head.id), attempt: 1, approve: false })
+                self.budget_check()?;
+                Ok(Decision::Start { kind, phase, from, attempt: 1, approve: false })
             }
-            Some(run) if run.status.is_failure() => {
-                if request.force_retry {
-                    view.retry(next, Some(head.id), limits)
-                } else {
-                    Err(Refusal::AlreadyApprovedUseForceRetry)
-                }
-            }
+            Some(run) if run.status.is_failure() => if force_retry { self.retry(phase, from, limits) } else { Err(needs_force) },
             Some(_) => Err(Refusal::AlreadyApproved),
-        },
+        }
     }
 }
 

@@ -100,7 +100,44 @@ pub struct UnitTry {
     pub finished_at: Timestamp,
 }
 
+/// What a new run makes, and from where.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunStart {
+    pub phase: Phase,
+    pub from: Option<CheckpointId>,
+    pub attempt: u32,
+    pub kind: RunKind,
+    pub regenerate: Option<Regenerate>,
+}
+
 impl Run {
+    /// A queued run on `branch`, as a command creates it.
+    pub fn queued(id: RunId, branch: &Branch, start: RunStart, now: Timestamp) -> Run {
+        let RunStart { phase, from, attempt, kind, regenerate } = start;
+        Run {
+            id,
+            video_id: branch.video_id,
+            branch_id: branch.id,
+            from_checkpoint: from,
+            phase,
+            attempt,
+            kind,
+            status: RunStatus::Queued,
+            regenerate,
+            error: None,
+            failed_unit: None,
+            units_total: 0,
+            units_done: 0,
+            cost_micros: 0,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            lease_owner: None,
+            lease_expires_at: None,
+            lease_token: 0,
+        }
+    }
+
     pub fn view(&self) -> RunView {
         RunView { id: self.id, from: self.from_checkpoint, phase: self.phase, status: self.status, attempt: self.attempt, kind: self.kind }
     }

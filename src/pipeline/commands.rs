@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{self, ContinueRequest, Decision, GivenCheckpoint};
-use crate::domain::video::{Branch, Checkpoint, Regenerate, Run, UnitTry, Video, VideoInfo};
+use crate::domain::video::{Branch, Checkpoint, Regenerate, Run, RunStart, UnitTry, Video, VideoInfo};
 use crate::domain::{
     BranchId, BranchName, CheckpointId, CheckpointStatus, Entity, InvalidInput, Manifest, NewVideo, Origin, Phase, Refusal, RunId, RunKind,
     RunStatus, Script, Timestamp, VideoId,
@@ -59,7 +59,7 @@ pub(crate) async fn apply_decision(tx: &mut Tx, branch: &Branch, decision: Decis
                     return Err(CoreError::LostRace);
                 }
             }
-            let run = new_run(branch, RunStart { phase, from, attempt, kind, regenerate: None }, now);
+            let run = Run::queued(RunId(Uuid::new_v4()), branch, RunStart { phase, from, attempt, kind, regenerate: None }, now);
             storage::insert_run(tx, &run).await?;
             Ok(ContinueOutcome::Started { run: run.id, kind, attempt })
         }
@@ -68,42 +68,6 @@ pub(crate) async fn apply_decision(tx: &mut Tx, branch: &Branch, decision: Decis
             Ok(ContinueOutcome::Completed { checkpoint })
         }
         Decision::AlreadyRunning { run } => Ok(ContinueOutcome::AlreadyRunning { run }),
-    }
-}
-
-/// What a new run makes, and from where.
-struct RunStart {
-    phase: Phase,
-    from: Option<CheckpointId>,
-    attempt: u32,
-    kind: RunKind,
-    regenerate: Option<Regenerate>,
-}
-
-/// A queued run on `branch`.
-fn new_run(branch: &Branch, start: RunStart, now: Timestamp) -> Run {
-    let RunStart { phase, from, attempt, kind, regenerate } = start;
-    Run {
-        id: RunId(Uuid::new_v4()),
-        video_id: branch.video_id,
-        branch_id: branch.id,
-        from_checkpoint: from,
-        phase,
-        attempt,
-        kind,
-        status: RunStatus::Queued,
-        regenerate,
-        error: None,
-        failed_unit: None,
-        units_total: 0,
-        units_done: 0,
-        cost_micros: 0,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-        lease_owner: None,
-        lease_expires_at: None,
-        lease_token: 0,
     }
 }
 
@@ -170,7 +134,7 @@ impl Engine {
             };
             storage::insert_branch(tx, &main).await?;
             let first = RunStart { phase: Phase::Script, from: None, attempt: 1, kind: RunKind::Initial, regenerate: None };
-            storage::insert_run(tx, &new_run(&main, first, now)).await?;
+            storage::insert_run(tx, &Run::queued(RunId(Uuid::new_v4()), &main, first, now)).await?;
             Ok(())
         })
         .await?;
@@ -353,7 +317,7 @@ impl Engine {
             let regenerate = Regenerate { beat, seed: super::mix_seed(old_seed, now as u64, u64::from(attempt)), of: checkpoint };
             let start =
                 RunStart { phase: target.phase, from: target.parent_id, attempt, kind: RunKind::Regenerate, regenerate: Some(regenerate) };
-            let run = new_run(branch, start, now);
+            let run = Run::queued(RunId(Uuid::new_v4()), branch, start, now);
             storage::insert_run(tx, &run).await?;
             Ok(run.id)
         })

@@ -2,7 +2,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{CoreError, Engine, mix_seed};
+use super::{CoreError, Engine, EngineConfig, mix_seed};
 use crate::domain::video::{Checkpoint, Run, Video};
 use crate::domain::{BlobRef, ClipRef, Manifest, Phase, Script};
 
@@ -99,65 +99,72 @@ fn seeds_for(engine_seed: u64, phase: Phase, beats: usize, run: &Run, state: &Vi
 /// Plans the units of a run from the checkpoints it starts from. Returns the plans and the seeds.
 pub fn plan(engine: &Engine, state: &Video, run: &Run) -> Result<(Vec<UnitPlan>, Vec<u64>), CoreError> {
     let cfg = &engine.config;
-    let video = &state.video;
-    let provider = engine.providers.id_of(run.phase);
-    let mk = |index: u32, beat: Option<u32>, input: UnitInput| UnitPlan { key: memo_key(run.phase, &provider, &input), index, beat, input };
-    match run.phase {
+    let (inputs, seeds) = match run.phase {
         Phase::Script => {
-            Ok((vec![mk(0, None, UnitInput::Script { prompt: video.prompt.clone(), beats: video.beats, seed: video.seed })], vec![]))
+            let video = &state.video;
+            (vec![UnitInput::Script { prompt: video.prompt.clone(), beats: video.beats, seed: video.seed }], vec![])
         }
-        Phase::Storyboard => {
-            let script = script_of(parent(state, run.from_checkpoint, Phase::Script)?)?;
-            let seeds = seeds_for(video.seed, Phase::Storyboard, script.beats.len(), run, state);
-            let plans = (0..script.beats.len())
-                .map(|i| {
-                    let input = UnitInput::Frame { script: script.clone(), index: i, seed: seeds[i], width: cfg.width, height: cfg.height };
-                    mk(i as u32, Some(i as u32), input)
-                })
-                .collect();
-            Ok((plans, seeds))
-        }
-        Phase::Clips => {
-            let board = parent(state, run.from_checkpoint, Phase::Storyboard)?;
-            let script = script_of(parent(state, board.parent_id, Phase::Script)?)?;
-            let Manifest::Storyboard { frames, .. } = &board.manifest else {
-                return Err(CoreError::Internal("storyboard checkpoint without frames".into()));
-            };
-            let seeds = seeds_for(video.seed, Phase::Clips, frames.len(), run, state);
-            let plans = frames
-                .iter()
-                .zip(&script.beats)
-                .enumerate()
-                .map(|(i, (frame, beat))| {
-                    let input = UnitInput::Clip {
-                        still: frame.clone(),
-                        caption: beat.narration.clone(),
-                        duration_ms: beat.duration_ms,
-                        fps: cfg.fps,
-                        seed: seeds[i],
-                    };
-                    mk(i as u32, Some(i as u32), input)
-                })
-                .collect();
-            Ok((plans, seeds))
-        }
-        Phase::Render => {
-            let clips = parent(state, run.from_checkpoint, Phase::Clips)?;
-            let board = parent(state, clips.parent_id, Phase::Storyboard)?;
-            let script = script_of(parent(state, board.parent_id, Phase::Script)?)?;
-            let (Manifest::Clips { clips, .. }, Manifest::Storyboard { frames, .. }) = (&clips.manifest, &board.manifest) else {
-                return Err(CoreError::Internal("render inputs are incomplete".into()));
-            };
-            let poster_still = frames.first().cloned().ok_or_else(|| CoreError::Internal("storyboard without frames".into()))?;
-            let input = UnitInput::Render {
-                streams: clips.iter().map(|c| c.stream.clone()).collect(),
-                poster_still,
-                title: script.title.clone(),
-                fps: cfg.fps,
-            };
-            Ok((vec![mk(0, None, input)], vec![]))
-        }
-    }
+        Phase::Storyboard => frame_inputs(cfg, state, run)?,
+        Phase::Clips => clip_inputs(cfg, state, run)?,
+        Phase::Render => (vec![render_input(cfg, state, run)?], vec![]),
+    };
+    let provider = engine.providers.id_of(run.phase);
+    let per_beat = matches!(run.phase, Phase::Storyboard | Phase::Clips);
+    let plans = (0u32..)
+        .zip(inputs)
+        .map(|(index, input)| UnitPlan { key: memo_key(run.phase, &provider, &input), index, beat: per_beat.then_some(index), input })
+        .collect();
+    Ok((plans, seeds))
+}
+
+/// One storyboard frame per beat of the script the run starts from.
+fn frame_inputs(cfg: &EngineConfig, state: &Video, run: &Run) -> Result<(Vec<UnitInput>, Vec<u64>), CoreError> {
+    let script = script_of(parent(state, run.from_checkpoint, Phase::Script)?)?;
+    let seeds = seeds_for(state.video.seed, Phase::Storyboard, script.beats.len(), run, state);
+    let inputs = (0..script.beats.len())
+        .map(|i| UnitInput::Frame { script: script.clone(), index: i, seed: seeds[i], width: cfg.width, height: cfg.height })
+        .collect();
+    Ok((inputs, seeds))
+}
+
+/// One clip per storyboard frame, as long as its beat.
+fn clip_inputs(cfg: &EngineConfig, state: &Video, run: &Run) -> Result<(Vec<UnitInput>, Vec<u64>), CoreError> {
+    let board = parent(state, run.from_checkpoint, Phase::Storyboard)?;
+    let script = script_of(parent(state, board.parent_id, Phase::Script)?)?;
+    let Manifest::Storyboard { frames, .. } = &board.manifest else {
+        return Err(CoreError::Internal("storyboard checkpoint without frames".into()));
+    };
+    let seeds = seeds_for(state.video.seed, Phase::Clips, frames.len(), run, state);
+    let inputs = frames
+        .iter()
+        .zip(&script.beats)
+        .zip(&seeds)
+        .map(|((frame, beat), &seed)| UnitInput::Clip {
+            still: frame.clone(),
+            caption: beat.narration.clone(),
+            duration_ms: beat.duration_ms,
+            fps: cfg.fps,
+            seed,
+        })
+        .collect();
+    Ok((inputs, seeds))
+}
+
+/// The one render: every clip's stream, the first frame as poster, the script's title.
+fn render_input(cfg: &EngineConfig, state: &Video, run: &Run) -> Result<UnitInput, CoreError> {
+    let clips = parent(state, run.from_checkpoint, Phase::Clips)?;
+    let board = parent(state, clips.parent_id, Phase::Storyboard)?;
+    let script = script_of(parent(state, board.parent_id, Phase::Script)?)?;
+    let (Manifest::Clips { clips, .. }, Manifest::Storyboard { frames, .. }) = (&clips.manifest, &board.manifest) else {
+        return Err(CoreError::Internal("render inputs are incomplete".into()));
+    };
+    let poster_still = frames.first().cloned().ok_or_else(|| CoreError::Internal("storyboard without frames".into()))?;
+    Ok(UnitInput::Render {
+        streams: clips.iter().map(|c| c.stream.clone()).collect(),
+        poster_still,
+        title: script.title.clone(),
+        fps: cfg.fps,
+    })
 }
 
 /// Assembles the checkpoint's manifest from the units' outputs, in unit order.

@@ -190,10 +190,8 @@ impl Engine {
             Err(e) => return self.fail_run(lease, format!("Cannot start the {} phase: {e}", run.phase.label()), None, &stop).await,
         };
         let total = plans.len() as u32;
-        match self.write_fenced(lease, async move |tx, lease| Ok(storage::set_run_progress(tx, lease, total, 0, 0).await?)).await {
-            Ok(_) => {}
-            Err(CoreError::LeaseLost) => return Ok(WorkOutcome::Stopped),
-            Err(e) => return Err(e),
+        if !self.begin_units(lease, total).await? {
+            return Ok(WorkOutcome::Stopped);
         }
         let job = UnitJob { run: &run, lease, video: &state.video, total, provider: self.providers.id_of(run.phase) };
         let ends: Vec<UnitEnd> = futures::stream::iter(plans)
@@ -209,14 +207,16 @@ impl Engine {
                 let manifest = units::manifest_of(run.phase, state.video.seed, seeds, outputs)?;
                 self.commit_success(run, lease, manifest).await
             }
-            Err(failures) => {
-                let first = &failures[0];
-                let mut error = format!("Failed to generate {}: {}", units::describe(run.phase, first.beat), first.message);
-                if failures.len() > 1 {
-                    error.push_str(&format!(" ({} of {} units failed)", failures.len(), total));
-                }
-                self.fail_run(lease, error, first.beat, &stop).await
-            }
+            Err(failures) => self.fail_run(lease, failure_message(run.phase, &failures, total), failures[0].beat, &stop).await,
+        }
+    }
+
+    /// Sets the run's unit count, progress starting at zero; false when the lease was lost.
+    async fn begin_units(&self, lease: &Lease, total: u32) -> Result<bool, CoreError> {
+        match self.write_fenced(lease, async move |tx, lease| Ok(storage::set_run_progress(tx, lease, total, 0, 0).await?)).await {
+            Ok(_) => Ok(true),
+            Err(CoreError::LeaseLost) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -467,30 +467,7 @@ impl Engine {
     /// progress: one transaction.
     async fn record_unit(&self, job: &UnitJob<'_>, plan: &UnitPlan, source: Source) -> Result<(), CoreError> {
         let finished = now_ms();
-        let (made, cost_micros, outcome, started) = match source {
-            Source::Provider { output, cost_micros, started } => {
-                let entry = MemoEntry {
-                    key: plan.key.clone(),
-                    phase: job.run.phase,
-                    provider: job.provider.clone(),
-                    output: serde_json::to_string(&output).expect("outputs serialize"),
-                    cost_micros,
-                };
-                (Some((output, entry)), cost_micros, TryOutcome::Ok, started)
-            }
-            Source::Memo => (None, 0, TryOutcome::Memo, finished),
-        };
-        let tried = UnitTry {
-            run_id: job.run.id,
-            unit: plan.index,
-            try_no: 0,
-            outcome,
-            message: None,
-            provider: job.provider.clone(),
-            cost_micros,
-            started_at: started,
-            finished_at: finished,
-        };
+        let (made, tried) = finished_try(job, plan, source, finished);
         let (blobs, key, total) = (self.blobs.clone(), plan.key.clone(), job.total);
         self.write_fenced(job.lease, async move |tx, lease| {
             if let Some((output, entry)) = &made {
@@ -675,4 +652,43 @@ async fn sleep_unless_stopped(d: Duration, stop: &mut watch::Receiver<bool>) -> 
         _ = stop.wait_for(|s| *s) => true,
     };
     !stopped && !*stop.borrow()
+}
+
+/// The error card's sentence for a phase whose units failed: the first failure, and how many.
+fn failure_message(phase: Phase, failures: &[UnitFailure], total: u32) -> String {
+    let first = &failures[0];
+    let mut error = format!("Failed to generate {}: {}", units::describe(phase, first.beat), first.message);
+    if failures.len() > 1 {
+        error.push_str(&format!(" ({} of {} units failed)", failures.len(), total));
+    }
+    error
+}
+
+/// A finished unit's try, and its memo entry when it was made now (not reused).
+fn finished_try(job: &UnitJob<'_>, plan: &UnitPlan, source: Source, finished: Timestamp) -> (Option<(UnitOutput, MemoEntry)>, UnitTry) {
+    let (made, cost_micros, outcome, started) = match source {
+        Source::Provider { output, cost_micros, started } => {
+            let entry = MemoEntry {
+                key: plan.key.clone(),
+                phase: job.run.phase,
+                provider: job.provider.clone(),
+                output: serde_json::to_string(&output).expect("outputs serialize"),
+                cost_micros,
+            };
+            (Some((output, entry)), cost_micros, TryOutcome::Ok, started)
+        }
+        Source::Memo => (None, 0, TryOutcome::Memo, finished),
+    };
+    let tried = UnitTry {
+        run_id: job.run.id,
+        unit: plan.index,
+        try_no: 0,
+        outcome,
+        message: None,
+        provider: job.provider.clone(),
+        cost_micros,
+        started_at: started,
+        finished_at: finished,
+    };
+    (made, tried)
 }

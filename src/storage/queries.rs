@@ -40,13 +40,13 @@ pub async fn insert_video(conn: &mut AnyConnection, v: &VideoInfo) -> Result<()>
 
 pub async fn get_video(conn: &mut AnyConnection, id: VideoId) -> Result<Option<VideoInfo>> {
     let row: Option<VideoRow> = sqlx::query_as("SELECT * FROM videos WHERE id = $1").bind(id.to_string()).fetch_optional(conn).await?;
-    row.map(VideoInfo::try_from).transpose()
+    Ok(row.map(VideoInfo::from))
 }
 
 pub async fn list_videos(conn: &mut AnyConnection, limit: i64) -> Result<Vec<VideoInfo>> {
     let rows: Vec<VideoRow> =
         sqlx::query_as("SELECT * FROM videos ORDER BY created_at DESC, id LIMIT $1").bind(limit).fetch_all(conn).await?;
-    rows.into_iter().map(VideoInfo::try_from).collect()
+    Ok(rows.into_iter().map(VideoInfo::from).collect())
 }
 
 /// Locks the video's row until the transaction ends, on PostgreSQL: every command on a video
@@ -318,7 +318,7 @@ pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<O
     Ok(Some(Video {
         video,
         branches: branches.into_iter().map(Branch::from).collect(),
-        checkpoints: checkpoints.into_iter().map(Checkpoint::try_from).collect::<Result<_>>()?,
+        checkpoints: checkpoints.into_iter().map(Checkpoint::from).collect(),
         runs: runs.into_iter().map(Run::from).collect(),
     }))
 }

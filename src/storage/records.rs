@@ -2,9 +2,8 @@
 //! (`domain::video`).
 use sqlx::FromRow;
 
-use super::StorageError;
 use crate::domain::video::{Branch, Checkpoint, Run, UnitTry, VideoInfo};
-use crate::domain::{BranchId, CheckpointId, CheckpointStatus, Origin, Phase, RunId, RunKind, RunStatus, Timestamp, TryOutcome, VideoId};
+use crate::domain::{BranchId, FaultPlan, Manifest, CheckpointId, CheckpointStatus, Origin, Phase, RunId, RunKind, RunStatus, Timestamp, TryOutcome, VideoId};
 
 // The stored shapes are the domain's; these names keep the storage API's old spelling for callers.
 pub use crate::domain::video::{
@@ -27,8 +26,15 @@ impl<T: TryFrom<String>> TryFrom<Option<String>> for Maybe<T> {
     }
 }
 
-fn json<T: serde::de::DeserializeOwned>(col: &str, raw: &str) -> Result<T, StorageError> {
-    serde_json::from_str(raw).map_err(|e| StorageError::Corrupt(format!("{col}: {e}")))
+/// A JSON document column, parsed as it is read.
+#[derive(Clone, Debug)]
+pub(crate) struct Stored<T>(T);
+
+impl<T: serde::de::DeserializeOwned> TryFrom<String> for Stored<T> {
+    type Error = serde_json::Error;
+    fn try_from(raw: String) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(&raw).map(Stored)
+    }
 }
 
 #[derive(FromRow)]
@@ -41,27 +47,27 @@ pub(crate) struct VideoRow {
     beats: u32,
     seed: i64,
     auto_continue: i64,
-    fault_plan: String,
+    #[sqlx(try_from = "String")]
+    fault_plan: Stored<FaultPlan>,
     budget_micros: Option<i64>,
     created_at: Timestamp,
     changes: i64,
 }
 
-impl TryFrom<VideoRow> for VideoInfo {
-    type Error = StorageError;
-    fn try_from(r: VideoRow) -> Result<Self, StorageError> {
-        Ok(VideoInfo {
+impl From<VideoRow> for VideoInfo {
+    fn from(r: VideoRow) -> Self {
+        VideoInfo {
             id: r.id,
             prompt: r.prompt,
             title: r.title,
             beats: r.beats,
             seed: r.seed as u64,
             auto_continue: r.auto_continue != 0,
-            fault_plan: json("fault_plan", &r.fault_plan)?,
+            fault_plan: r.fault_plan.0,
             budget_micros: r.budget_micros,
             created_at: r.created_at,
             changes: r.changes,
-        })
+        }
     }
 }
 
@@ -103,17 +109,17 @@ pub(crate) struct CheckpointRow {
     status: CheckpointStatus,
     #[sqlx(try_from = "String")]
     origin: Origin,
-    manifest: String,
+    #[sqlx(try_from = "String")]
+    manifest: Stored<Manifest>,
     #[sqlx(try_from = "Option<String>")]
     run_id: Maybe<RunId>,
     created_at: Timestamp,
     approved_at: Option<Timestamp>,
 }
 
-impl TryFrom<CheckpointRow> for Checkpoint {
-    type Error = StorageError;
-    fn try_from(r: CheckpointRow) -> Result<Self, StorageError> {
-        Ok(Checkpoint {
+impl From<CheckpointRow> for Checkpoint {
+    fn from(r: CheckpointRow) -> Self {
+        Checkpoint {
             id: r.id,
             video_id: r.video_id,
             branch_id: r.branch_id,
@@ -122,11 +128,11 @@ impl TryFrom<CheckpointRow> for Checkpoint {
             version: r.version,
             status: r.status,
             origin: r.origin,
-            manifest: json("manifest", &r.manifest)?,
+            manifest: r.manifest.0,
             run_id: r.run_id.0,
             created_at: r.created_at,
             approved_at: r.approved_at,
-        })
+        }
     }
 }
 

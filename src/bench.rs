@@ -18,7 +18,8 @@ use crate::domain::{CheckpointId, NewVideo, Phase, RunId, RunKind, RunStatus, Sc
 use crate::pipeline::Engine;
 use crate::pipeline::events::Changed;
 use crate::pipeline::providers::{
-    Answer, ClipAnimator, ClipBytes, Providers, RenderBytes, Renderer, ScriptWriter, StoryboardArtist, instant::Instant as InstantProvider,
+    Answer, ClipAnimator, ClipBytes, Providers, RenderBytes, Renderer, ScriptWriter, StoryboardArtist, UnitCall,
+    instant::Instant as InstantProvider,
 };
 use crate::pipeline::worker::WorkOutcome;
 use crate::server::StartError;
@@ -212,9 +213,9 @@ impl ScriptWriter for Recording {
     fn id(&self) -> String {
         ScriptWriter::id(&self.inner)
     }
-    fn write(&self, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
+    fn write(&self, call: &UnitCall, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
         self.calls.note(Phase::Script, 0);
-        self.inner.write(prompt, beats, seed)
+        self.inner.write(call, prompt, beats, seed)
     }
 }
 
@@ -222,9 +223,9 @@ impl StoryboardArtist for Recording {
     fn id(&self) -> String {
         StoryboardArtist::id(&self.inner)
     }
-    fn draw(&self, script: Script, index: usize, seed: u64, w: u32, h: u32) -> Answer<Vec<u8>> {
+    fn draw(&self, call: &UnitCall, script: Script, index: usize, seed: u64, w: u32, h: u32) -> Answer<Vec<u8>> {
         self.calls.note(Phase::Storyboard, index);
-        self.inner.draw(script, index, seed, w, h)
+        self.inner.draw(call, script, index, seed, w, h)
     }
 }
 
@@ -232,9 +233,19 @@ impl ClipAnimator for Recording {
     fn id(&self) -> String {
         ClipAnimator::id(&self.inner)
     }
-    fn animate(&self, still_png: Vec<u8>, caption: String, duration_ms: u32, fps: u32, seed: u64) -> Answer<ClipBytes> {
+    #[allow(clippy::too_many_arguments)]
+    fn animate(
+        &self,
+        call: &UnitCall,
+        still: Vec<u8>,
+        prompt: String,
+        caption: String,
+        duration_ms: u32,
+        fps: u32,
+        seed: u64,
+    ) -> Answer<ClipBytes> {
         self.calls.note(Phase::Clips, 0);
-        self.inner.animate(still_png, caption, duration_ms, fps, seed)
+        self.inner.animate(call, still, prompt, caption, duration_ms, fps, seed)
     }
 }
 
@@ -242,9 +253,16 @@ impl Renderer for Recording {
     fn id(&self) -> String {
         Renderer::id(&self.inner)
     }
-    fn render(&self, clip_streams: Vec<Vec<u8>>, fps: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
+    fn render(
+        &self,
+        call: &UnitCall,
+        clip_streams: Vec<Vec<u8>>,
+        fps: u32,
+        poster_still_png: Vec<u8>,
+        title: String,
+    ) -> Answer<RenderBytes> {
         self.calls.note(Phase::Render, 0);
-        self.inner.render(clip_streams, fps, poster_still_png, title)
+        self.inner.render(call, clip_streams, fps, poster_still_png, title)
     }
 }
 

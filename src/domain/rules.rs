@@ -249,7 +249,13 @@ impl BranchView {
                 self.budget_check()?;
                 Ok(Decision::Start { kind, phase, from, attempt: 1, approve: false })
             }
-            Some(run) if run.status.is_failure() => if force_retry { self.retry(phase, from, limits) } else { Err(needs_force) },
+            Some(run) if run.status.is_failure() => {
+                if force_retry {
+                    self.retry(phase, from, limits)
+                } else {
+                    Err(needs_force)
+                }
+            }
             Some(_) => Err(Refusal::AlreadyApproved),
         }
     }

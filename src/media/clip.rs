@@ -40,6 +40,25 @@ pub fn make_clip(still_png: &[u8], caption: &str, duration_ms: u32, fps: u32, se
 /// `make_clip` that checks `stop` before every frame and returns `MediaError::Stopped` once it
 /// is set, so a cancelled run does not keep a blocking thread encoding.
 pub fn make_clip_until(still_png: &[u8], caption: &str, duration_ms: u32, fps: u32, seed: u64, stop: &Stop) -> Result<Clip, MediaError> {
+    let frames = frame_count(duration_ms, fps)?;
+    let still = decode_png(still_png)?;
+    let (w, h) = still.dimensions();
+    check_size(w, h, "the still")?;
+    let art_rows = read_art_rows(still_png).unwrap_or(h);
+    let source = Yuv420::from_rgb(&still);
+    drop(still);
+    let motion = Motion::new(seed, w, h, art_rows);
+    let overlay = caption_overlay(w, h, caption, None).for_yuv();
+    encode_clip(w, h, fps, frames, stop, |i, frame| {
+        let t = i as f32 / (frames - 1) as f32;
+        source.sample_into(motion.view_at(t), frame);
+        overlay.apply(&mut frame.y, &mut frame.u, &mut frame.v);
+        Ok(())
+    })
+}
+
+/// How many frames a clip of `duration_ms` at `fps` has; refuses what the encoder cannot make.
+pub(crate) fn frame_count(duration_ms: u32, fps: u32) -> Result<u32, MediaError> {
     if !(1..=MAX_FPS).contains(&fps) {
         return Err(MediaError::InvalidInput(format!("frame rate {fps} is out of range; use 1..={MAX_FPS} fps")));
     }
@@ -56,21 +75,30 @@ pub fn make_clip_until(still_png: &[u8], caption: &str, duration_ms: u32, fps: u
             "clip duration {duration_ms} ms at {fps} fps gives {frames} frame(s); a clip needs at least 2"
         )));
     }
-    let still = decode_png(still_png)?;
-    let (w, h) = still.dimensions();
-    if w % 2 != 0 || h % 2 != 0 || w < 16 || h < 16 {
-        return Err(MediaError::InvalidInput(format!("the still is {w}x{h}; H.264 needs even width and height of at least 16")));
+    Ok(frames)
+}
+
+/// H.264 needs even sizes of at least 16; the encoder's level caps the rest.
+pub(crate) fn check_size(w: u32, h: u32, what: &str) -> Result<(), MediaError> {
+    if !w.is_multiple_of(2) || !h.is_multiple_of(2) || w < 16 || h < 16 {
+        return Err(MediaError::InvalidInput(format!("{what} is {w}x{h}; H.264 needs even width and height of at least 16")));
     }
     if w.max(h) > 3840 || w.min(h) > 2160 {
-        return Err(MediaError::InvalidInput(format!("the still is {w}x{h}; the encoder supports at most 3840x2160")));
+        return Err(MediaError::InvalidInput(format!("{what} is {w}x{h}; the encoder supports at most 3840x2160")));
     }
+    Ok(())
+}
 
-    let art_rows = read_art_rows(still_png).unwrap_or(h);
-    let source = Yuv420::from_rgb(&still);
-    drop(still);
-    let motion = Motion::new(seed, w, h, art_rows);
-    let overlay = caption_overlay(w, h, caption, None).for_yuv();
-
+/// Encodes `frames` frames of `w`x`h` at `fps`, each drawn by `fill`, into a clip (stream and
+/// preview). Checks `stop` before every frame. The first frame is an IDR carrying SPS/PPS.
+pub(crate) fn encode_clip(
+    w: u32,
+    h: u32,
+    fps: u32,
+    frames: u32,
+    stop: &Stop,
+    mut fill: impl FnMut(u32, &mut Yuv420) -> Result<(), MediaError>,
+) -> Result<Clip, MediaError> {
     let mut encoder = new_encoder(fps)?;
     let mut frame = Yuv420::new(w as usize, h as usize);
     let mut stream = Vec::with_capacity(HEADER_LEN + frames as usize * 8 * 1024);
@@ -83,9 +111,7 @@ pub fn make_clip_until(still_png: &[u8], caption: &str, duration_ms: u32, fps: u
         if stop.is_stopped() {
             return Err(MediaError::Stopped);
         }
-        let t = i as f32 / (frames - 1) as f32;
-        source.sample_into(motion.view_at(t), &mut frame);
-        overlay.apply(&mut frame.y, &mut frame.u, &mut frame.v);
+        fill(i, &mut frame)?;
         let yuv = YUVSlices::new((&frame.y, &frame.u, &frame.v), (w as usize, h as usize), (w as usize, w as usize / 2, w as usize / 2));
         let ms = u64::from(i) * 1000 / u64::from(fps);
         let bits = encoder.encode_at(&yuv, Timestamp::from_millis(ms)).map_err(|e| MediaError::Encoder(format!("frame {i}: {e}")))?;
@@ -101,7 +127,6 @@ pub fn make_clip_until(still_png: &[u8], caption: &str, duration_ms: u32, fps: u
         stream.extend_from_slice(&access_unit);
         stop.frame_done();
     }
-
     let parsed = parse_stream(&stream).map_err(|e| MediaError::Encoder(format!("produced an unreadable stream: {e}")))?;
     if !has_parameter_sets(parsed.frames[0]) {
         return Err(MediaError::Encoder("the first frame lacks SPS/PPS".into()));

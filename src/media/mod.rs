@@ -4,6 +4,7 @@
 //! can be retried from its checkpoint and produce byte-identical artifacts.
 
 mod clip;
+mod normalize;
 mod picture;
 mod render;
 mod script;
@@ -12,6 +13,7 @@ mod storyboard;
 mod text;
 
 pub use clip::{Clip, make_clip, make_clip_until};
+pub use normalize::{image_size, normalize_clip, normalize_image};
 pub use render::{Rendered, render_video};
 pub use script::write_script;
 pub use storyboard::draw_storyboard;

@@ -33,6 +33,9 @@ pub struct EngineConfig {
     /// Automatic tries after a transient provider error, per unit.
     pub extra_tries: u32,
     pub backoff_base_ms: u64,
+    /// How many times a unit whose content the provider's moderation refused is tried again
+    /// with a new seed.
+    pub rerolls: u32,
     pub lease_ms: i64,
     pub width: u32,
     pub height: u32,
@@ -47,6 +50,7 @@ impl Default for EngineConfig {
             unit_concurrency: 2,
             extra_tries: 2,
             backoff_base_ms: 200,
+            rerolls: 2,
             lease_ms: 10_000,
             width: 1280,
             height: 720,

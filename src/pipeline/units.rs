@@ -10,8 +10,24 @@ use crate::domain::{BlobRef, ClipRef, Manifest, Phase, Script};
 pub enum UnitInput {
     Script { prompt: String, beats: u32, seed: u64 },
     Frame { script: Script, index: usize, seed: u64, width: u32, height: u32 },
-    Clip { still: BlobRef, caption: String, duration_ms: u32, fps: u32, seed: u64 },
+    Clip { still: BlobRef, prompt: String, caption: String, duration_ms: u32, fps: u32, seed: u64 },
     Render { streams: Vec<BlobRef>, poster_still: BlobRef, title: String, fps: u32 },
+}
+
+impl UnitInput {
+    /// The same unit with a new seed, for the `n`th try after a moderation refusal (the memo
+    /// keeps the unit's own key: what it stores is the unit's output, whichever seed made it).
+    pub fn rerolled(self, n: u32) -> UnitInput {
+        let new = |seed: u64| mix_seed(seed, 0x7e_4011, u64::from(n));
+        match self {
+            UnitInput::Script { prompt, beats, seed } => UnitInput::Script { prompt, beats, seed: new(seed) },
+            UnitInput::Frame { script, index, seed, width, height } => UnitInput::Frame { script, index, seed: new(seed), width, height },
+            UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed } => {
+                UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed: new(seed) }
+            }
+            render @ UnitInput::Render { .. } => render,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -52,8 +68,8 @@ pub fn memo_key(phase: Phase, provider: &str, input: &UnitInput) -> String {
             "title": script.title, "beats": script.beats.len(), "index": index, "beat": script.beats[*index],
             "seed": seed, "width": width, "height": height,
         }),
-        UnitInput::Clip { still, caption, duration_ms, fps, seed } => serde_json::json!({
-            "still": still.sha256, "caption": caption, "duration_ms": duration_ms, "fps": fps, "seed": seed,
+        UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed } => serde_json::json!({
+            "still": still.sha256, "prompt": prompt, "caption": caption, "duration_ms": duration_ms, "fps": fps, "seed": seed,
         }),
         UnitInput::Render { streams, poster_still, title, fps } => serde_json::json!({
             "streams": streams.iter().map(|s| &s.sha256).collect::<Vec<_>>(), "poster": poster_still.sha256,
@@ -141,6 +157,7 @@ fn clip_inputs(cfg: &EngineConfig, state: &Video, run: &Run) -> Result<(Vec<Unit
         .zip(&seeds)
         .map(|((frame, beat), &seed)| UnitInput::Clip {
             still: frame.clone(),
+            prompt: beat.visual.clone(),
             caption: beat.narration.clone(),
             duration_ms: beat.duration_ms,
             fps: cfg.fps,

@@ -9,13 +9,16 @@ use tokio::sync::watch;
 
 use super::commands::{apply_decision, load};
 use super::faults;
-use super::providers::{Costed, ProviderError};
+use super::providers::{Costed, JobBook, ProviderError, UnitCall};
+
+/// The longest wait a rate limit's `Retry-After` is honoured for; a longer one waits this long.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
 use super::units::{self, UnitInput, UnitOutput, UnitPlan};
 use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{ContinueRequest, GivenCheckpoint, Limits, decide};
 use crate::domain::video::{Checkpoint, Run, UnitTry, Video, VideoInfo};
 use crate::domain::{
-    BranchName, CheckpointId, CheckpointStatus, ClipRef, Entity, Manifest, Origin, Phase, RunStatus, Timestamp, TryOutcome,
+    BranchName, CheckpointId, CheckpointStatus, ClipRef, Entity, Manifest, Origin, Phase, RunId, RunStatus, Timestamp, TryOutcome,
 };
 use crate::storage::{self, Ender, Lease, MemoEntry, Tx, WriteTx};
 
@@ -200,7 +203,7 @@ impl Engine {
             .collect()
             .await;
         if *stop.borrow() || ends.iter().any(|e| matches!(e, UnitEnd::Stopped)) {
-            return self.stopped(lease, shutdown).await;
+            return self.stopped(lease, run.phase, shutdown).await;
         }
         match outputs_of(ends) {
             Ok(outputs) => {
@@ -222,14 +225,41 @@ impl Engine {
 
     /// The run stopped before its end (cancelled, lease lost, shutdown); at shutdown it goes back
     /// to the queue, for the next worker to resume from the memo.
-    async fn stopped(&self, lease: &Lease, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
+    async fn stopped(&self, lease: &Lease, phase: Phase, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
         if *shutdown.borrow() {
             let held = lease.clone();
             self.store.write_retrying(async move |tx| storage::release_run(tx, &held).await).await?;
             tracing::info!(run = %lease.run, "run handed back at shutdown");
+        } else {
+            self.cancel_remote_jobs(lease.run, phase).await;
         }
         self.events.changed(lease.video);
         Ok(WorkOutcome::Stopped)
+    }
+
+    /// A cancelled run's remote jobs are cancelled too, so nobody pays for output no one will
+    /// use. A run that stopped for another reason (its lease was taken over) keeps them: the
+    /// worker that took it over attaches to them.
+    async fn cancel_remote_jobs(&self, run: RunId, phase: Phase) {
+        let jobs = async {
+            let mut tx = self.store.read().await?;
+            let cancelled = storage::run_status(&mut tx, run).await? == Some(RunStatus::Cancelled);
+            let jobs = if cancelled { storage::jobs_of_run(&mut tx, run).await? } else { vec![] };
+            let _ = tx.rollback().await;
+            Ok::<_, storage::StorageError>(jobs)
+        };
+        let jobs = jobs.await.unwrap_or_else(|e| {
+            tracing::warn!(run = %run, error = %e, "cannot list the cancelled run's remote jobs");
+            vec![]
+        });
+        for job in jobs {
+            self.providers.cancel(phase, job.job_id.clone()).await;
+            let book = JobBook::new(self.store.clone());
+            if let Err(e) = book.forget(&job.call_key).await {
+                tracing::warn!(run = %run, error = %e, "cannot forget a cancelled remote job");
+            }
+            tracing::info!(run = %run, provider = %job.provider, "remote job cancelled with its run");
+        }
     }
 
     /// Renews the lease; stops the run when it is cancelled, taken over, or the server shuts
@@ -343,7 +373,8 @@ impl Engine {
     }
 
     /// Calls the provider (or fails as the fault plan says), trying again after a transient
-    /// error with exponential backoff and jitter; every failed try is recorded.
+    /// error with exponential backoff and jitter (or after the wait a rate limit asked for), and
+    /// with a new seed after a moderation refusal; every failed try is recorded.
     async fn make_with_retries(
         &self,
         job: &UnitJob<'_>,
@@ -352,45 +383,71 @@ impl Engine {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<UnitOutput, Halt> {
         let tries = 1 + self.config.extra_tries;
-        for try_no in 1..=tries {
+        let (mut input, mut transient, mut rerolls) = (plan.input.clone(), 0, 0);
+        for try_no in 1.. {
             if *stop.borrow() {
                 return Err(Halt::Stopped);
             }
             let started = now_ms();
-            match self.try_once(job.run.phase, plan, fail, stop).await? {
+            let error = match self.try_once(job, plan, input.clone(), fail, stop).await? {
                 Ok((output, cost_micros)) => {
-                    let source = Source::Provider { output: output.clone(), cost_micros, started };
-                    self.record_unit(job, plan, source).await.map_err(Halt::storage)?;
+                    self.record_unit(job, plan, Source::Provider { output: output.clone(), cost_micros, started })
+                        .await
+                        .map_err(Halt::storage)?;
                     return Ok(output);
                 }
-                Err(ProviderError::Transient(message)) => {
-                    self.record_try(job, job.failed_try(plan, try_no, TryOutcome::Transient, &message, started)).await;
-                    if try_no == tries {
-                        return Err(Halt::Failed(message));
-                    }
-                    let base = self.config.backoff_base_ms.saturating_mul(1 << (try_no - 1));
-                    let jitter = fastrand::u64(0..=self.config.backoff_base_ms.max(1));
-                    if !sleep_unless_stopped(Duration::from_millis(base + jitter), stop).await {
-                        return Err(Halt::Stopped);
-                    }
+                Err(e) => e,
+            };
+            let outcome = if matches!(error, ProviderError::Permanent(_)) { TryOutcome::Permanent } else { TryOutcome::Transient };
+            self.record_try(job, job.failed_try(plan, try_no, outcome, &error.to_string(), started)).await;
+            let wait = match error {
+                ProviderError::Permanent(message) => return Err(Halt::Failed(message)),
+                ProviderError::Rejected(message) if rerolls == self.config.rerolls => {
+                    return Err(Halt::Failed(format!("{message} (refused {} times, each with a new seed)", rerolls + 1)));
                 }
-                Err(ProviderError::Permanent(message)) => {
-                    self.record_try(job, job.failed_try(plan, try_no, TryOutcome::Permanent, &message, started)).await;
+                ProviderError::Rejected(_) => {
+                    rerolls += 1;
+                    input = input.rerolled(rerolls);
+                    Duration::ZERO
+                }
+                ProviderError::Transient(message) | ProviderError::RateLimited { message, .. } if transient + 1 == tries => {
                     return Err(Halt::Failed(message));
                 }
+                ProviderError::Transient(_) => self.backoff(&mut transient),
+                ProviderError::RateLimited { after, .. } => self.backoff(&mut transient).max(after.min(MAX_RATE_LIMIT_WAIT)),
+            };
+            if !sleep_unless_stopped(wait, stop).await {
+                return Err(Halt::Stopped);
             }
         }
-        unreachable!("the last try returns")
+        unreachable!("every try returns or waits")
+    }
+
+    /// The wait before the next try after `transient` transient failures (counting this one):
+    /// exponential, with jitter.
+    fn backoff(&self, transient: &mut u32) -> Duration {
+        *transient += 1;
+        let base = self.config.backoff_base_ms.saturating_mul(1 << (*transient - 1));
+        Duration::from_millis(base + fastrand::u64(0..=self.config.backoff_base_ms.max(1)))
     }
 
     /// One try: the provider's answer (or the fault plan's failure), its output stored as blobs.
-    async fn try_once(&self, phase: Phase, plan: &UnitPlan, fail: Option<&str>, stop: &mut watch::Receiver<bool>) -> Result<Answer, Halt> {
+    async fn try_once(
+        &self,
+        job: &UnitJob<'_>,
+        plan: &UnitPlan,
+        input: UnitInput,
+        fail: Option<&str>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Answer, Halt> {
+        let phase = job.run.phase;
+        let call = UnitCall { key: plan.key.clone(), run: job.run.id, jobs: JobBook::new(self.store.clone()) };
         let answer = match fail {
             Some(message) => Err(ProviderError::Transient(message.to_string())),
             None => {
                 self.providers.count_call(phase);
                 tokio::select! {
-                    answer = self.call(phase, plan.input.clone()) => answer,
+                    answer = self.call(phase, &call, input) => answer,
                     _ = stop.wait_for(|s| *s) => return Err(Halt::Stopped),
                 }
             }
@@ -401,11 +458,11 @@ impl Engine {
         })
     }
 
-    async fn call(&self, phase: Phase, input: UnitInput) -> Result<Costed<Produced>, ProviderError> {
+    async fn call(&self, phase: Phase, call: &UnitCall, input: UnitInput) -> Result<Costed<Produced>, ProviderError> {
         let p = &self.providers;
         Ok(match input {
             UnitInput::Script { prompt, beats, seed } => {
-                let c = p.script.write(prompt, beats, seed).await?;
+                let c = p.script.write(call, prompt, beats, seed).await?;
                 debug_assert_eq!(phase, Phase::Script);
                 if let Err(e) = c.value.validate() {
                     return Err(ProviderError::Permanent(format!("the script provider returned an invalid script: {e}")));
@@ -413,13 +470,13 @@ impl Engine {
                 Costed { value: Produced::Script(c.value), cost_micros: c.cost_micros }
             }
             UnitInput::Frame { script, index, seed, width, height } => {
-                let c = p.storyboard.draw(script, index, seed, width, height).await?;
+                let c = p.storyboard.draw(call, script, index, seed, width, height).await?;
                 Costed { value: Produced::Frame(c.value), cost_micros: c.cost_micros }
             }
-            UnitInput::Clip { still, caption, duration_ms, fps, seed } => {
+            UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed } => {
                 let bytes =
                     self.blobs.read(&still).map_err(|e| ProviderError::Permanent(format!("the storyboard image is missing: {e}")))?;
-                let c = p.clips.animate(bytes, caption, duration_ms, fps, seed).await?;
+                let c = p.clips.animate(call, bytes, prompt, caption, duration_ms, fps, seed).await?;
                 Costed { value: Produced::Clip(c.value), cost_micros: c.cost_micros }
             }
             UnitInput::Render { streams, poster_still, title, fps } => {
@@ -429,7 +486,7 @@ impl Engine {
                 }
                 let still =
                     self.blobs.read(&poster_still).map_err(|e| ProviderError::Permanent(format!("the poster image is missing: {e}")))?;
-                let c = p.render.render(clips, fps, still, title).await?;
+                let c = p.render.render(call, clips, fps, still, title).await?;
                 Costed { value: Produced::Render(c.value), cost_micros: c.cost_micros }
             }
         })
@@ -482,6 +539,8 @@ impl Engine {
                 storage::memo_put(tx, entry, finished).await?;
             }
             storage::stage_unit(tx, lease.run, tried.unit, &key).await?;
+            // The unit's remote job (if any) is done with: its output is stored and memoized.
+            storage::forget_job(tx, &key).await?;
             storage::insert_unit_try(tx, &tried).await?;
             storage::add_run_progress(tx, lease, total, tried.cost_micros).await?;
             Ok(())

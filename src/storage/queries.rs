@@ -143,7 +143,6 @@ pub async fn approve_checkpoint(conn: &mut AnyConnection, id: CheckpointId, now:
     Ok(done.rows_affected() == 1)
 }
 
-
 // ---- runs ---------------------------------------------------------------------------------
 
 pub async fn insert_run(conn: &mut AnyConnection, r: &Run) -> Result<()> {
@@ -174,8 +173,6 @@ pub async fn insert_run(conn: &mut AnyConnection, r: &Run) -> Result<()> {
     .await?;
     Ok(())
 }
-
-
 
 /// A worker's claim on a run. Each claim takes the next token, and every write the worker makes
 /// for the run is conditional on still holding it: a claim taken over has a stale token.
@@ -214,8 +211,7 @@ pub async fn claim_run(conn: &mut AnyConnection, owner: &str, now: Timestamp, le
              AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3)) RETURNING *"
         }
     };
-    let row: Option<RunRow> =
-        sqlx::query_as(claim).bind(owner).bind(now + lease_ms).bind(now).fetch_optional(&mut *conn).await?;
+    let row: Option<RunRow> = sqlx::query_as(claim).bind(owner).bind(now + lease_ms).bind(now).fetch_optional(&mut *conn).await?;
     let Some(run) = row.map(Run::from) else { return Ok(None) };
     touch_video(conn, run.video_id).await?;
     let lease = Lease { run: run.id, video: run.video_id, owner: owner.to_string(), token: run.lease_token };
@@ -303,7 +299,6 @@ pub async fn finish_run(
     Ok(query.execute(conn).await?.rows_affected() == 1)
 }
 
-
 // ---- one video's whole state ----------------------------------------------------------------
 
 pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<Option<Video>> {
@@ -366,7 +361,8 @@ pub struct MemoEntry {
 }
 
 pub async fn memo_get(conn: &mut AnyConnection, key: &str) -> Result<Option<MemoEntry>> {
-    let entry = sqlx::query_as("SELECT key, phase, provider, output, cost_micros FROM memo WHERE key = $1").bind(key).fetch_optional(conn).await?;
+    let entry =
+        sqlx::query_as("SELECT key, phase, provider, output, cost_micros FROM memo WHERE key = $1").bind(key).fetch_optional(conn).await?;
     Ok(entry)
 }
 
@@ -398,7 +394,6 @@ pub async fn blob_put(conn: &mut AnyConnection, sha256: &str, bytes: u64, media_
     Ok(())
 }
 
-
 pub async fn stage_unit(conn: &mut AnyConnection, run: RunId, unit: u32, memo_key: &str) -> Result<()> {
     sqlx::query("INSERT INTO staged_units (run_id, unit, memo_key) VALUES ($1, $2, $3) ON CONFLICT (run_id, unit) DO NOTHING")
         .bind(run.to_string())
@@ -420,7 +415,6 @@ pub async fn referenced_manifests(conn: &mut AnyConnection) -> Result<Vec<String
     docs.extend(sqlx::query_scalar::<_, String>("SELECT output FROM memo").fetch_all(&mut *conn).await?);
     Ok(docs)
 }
-
 
 pub async fn delete_blob_row(conn: &mut AnyConnection, sha256: &str) -> Result<()> {
     sqlx::query("DELETE FROM blobs WHERE sha256 = $1").bind(sha256).execute(conn).await?;
@@ -482,4 +476,59 @@ pub async fn release_run(conn: &mut AnyConnection, lease: &Lease) -> Result<bool
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+// ---- remote jobs ----------------------------------------------------------------------------
+
+/// A remote job a unit started (`provider_jobs`).
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+pub struct ProviderJob {
+    pub call_key: String,
+    #[sqlx(try_from = "String")]
+    pub run_id: RunId,
+    pub provider: String,
+    pub job_id: String,
+}
+
+/// The job recorded for a unit's call, if any.
+pub async fn job_of_call(conn: &mut AnyConnection, call_key: &str) -> Result<Option<ProviderJob>> {
+    Ok(sqlx::query_as("SELECT call_key, run_id, provider, job_id FROM provider_jobs WHERE call_key = $1")
+        .bind(call_key)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Records a job just started; the call's earlier job (one that failed) is replaced.
+pub async fn record_job(conn: &mut AnyConnection, job: &ProviderJob, now: Timestamp) -> Result<()> {
+    sqlx::query("DELETE FROM provider_jobs WHERE call_key = $1").bind(&job.call_key).execute(&mut *conn).await?;
+    sqlx::query("INSERT INTO provider_jobs (call_key, run_id, provider, job_id, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&job.call_key)
+        .bind(job.run_id.to_string())
+        .bind(&job.provider)
+        .bind(&job.job_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Forgets a call's job (it ended, and its output is stored or its failure recorded).
+pub async fn forget_job(conn: &mut AnyConnection, call_key: &str) -> Result<()> {
+    sqlx::query("DELETE FROM provider_jobs WHERE call_key = $1").bind(call_key).execute(conn).await?;
+    Ok(())
+}
+
+/// A run's status now (`None`: no such run).
+pub async fn run_status(conn: &mut AnyConnection, run: RunId) -> Result<Option<RunStatus>> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM runs WHERE id = $1").bind(run.to_string()).fetch_optional(conn).await?;
+    status.map(|s| RunStatus::try_from(s).map_err(|e| StorageError::Corrupt(e.to_string()))).transpose()
+}
+
+/// The jobs a run still has out (to cancel them with the run).
+pub async fn jobs_of_run(conn: &mut AnyConnection, run: RunId) -> Result<Vec<ProviderJob>> {
+    Ok(sqlx::query_as("SELECT call_key, run_id, provider, job_id FROM provider_jobs WHERE run_id = $1 ORDER BY call_key")
+        .bind(run.to_string())
+        .fetch_all(conn)
+        .await?)
 }

@@ -3,7 +3,9 @@
 use sqlx::FromRow;
 
 use crate::domain::video::{Branch, Checkpoint, Run, UnitTry, VideoInfo};
-use crate::domain::{BranchId, FaultPlan, Manifest, CheckpointId, CheckpointStatus, Origin, Phase, RunId, RunKind, RunStatus, Timestamp, TryOutcome, VideoId};
+use crate::domain::{
+    BranchId, CheckpointId, CheckpointStatus, FaultPlan, Manifest, Origin, Phase, RunId, RunKind, RunStatus, Timestamp, TryOutcome, VideoId,
+};
 
 // The stored shapes are the domain's; these names keep the storage API's old spelling for callers.
 pub use crate::domain::video::{
@@ -87,7 +89,14 @@ pub(crate) struct BranchRow {
 
 impl From<BranchRow> for Branch {
     fn from(r: BranchRow) -> Self {
-        Branch { id: r.id, video_id: r.video_id, name: r.name, head_id: r.head_id.0, forked_from: r.forked_from.0, created_at: r.created_at }
+        Branch {
+            id: r.id,
+            video_id: r.video_id,
+            name: r.name,
+            head_id: r.head_id.0,
+            forked_from: r.forked_from.0,
+            created_at: r.created_at,
+        }
     }
 }
 

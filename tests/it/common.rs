@@ -1,7 +1,6 @@
 //! A fresh database (SQLite file, or a new PostgreSQL database when REELSMITH_TEST_DATABASE_URL is
 //! set) and data directory per test, and helpers to step the worker by hand.
 
-
 use std::path::PathBuf;
 use tokio::sync::watch;
 

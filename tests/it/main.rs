@@ -8,6 +8,6 @@ mod common;
 mod drills;
 mod model;
 mod pipeline;
+mod queries;
 mod storage;
 mod trust;
-mod queries;

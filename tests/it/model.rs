@@ -18,7 +18,6 @@
 //!
 //! Readings of the SPEC where it is silent or ambiguous are marked "SPEC reading" below.
 
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,7 +28,7 @@ use reelsmith::domain::{BranchStatus, CheckpointId, CheckpointStatus, Manifest, 
 use reelsmith::pipeline::commands::ContinueOutcome;
 use reelsmith::pipeline::providers::instant::Instant;
 use reelsmith::pipeline::providers::{
-    Answer, ClipAnimator, ClipBytes, ProviderError, Providers, RenderBytes, Renderer, ScriptWriter, StoryboardArtist,
+    Answer, ClipAnimator, ClipBytes, ProviderError, Providers, RenderBytes, Renderer, ScriptWriter, StoryboardArtist, UnitCall,
 };
 use reelsmith::pipeline::worker::WorkOutcome;
 use reelsmith::pipeline::{CoreError, Engine, EngineConfig, blobs::BlobStore};
@@ -62,8 +61,8 @@ impl ScriptWriter for Switch {
     fn id(&self) -> String {
         Switch::id(self)
     }
-    fn write(&self, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
-        self.refuse().unwrap_or_else(|| Instant.write(prompt, beats, seed))
+    fn write(&self, call: &UnitCall, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
+        self.refuse().unwrap_or_else(|| Instant.write(call, prompt, beats, seed))
     }
 }
 
@@ -71,8 +70,8 @@ impl StoryboardArtist for Switch {
     fn id(&self) -> String {
         Switch::id(self)
     }
-    fn draw(&self, script: Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>> {
-        self.refuse().unwrap_or_else(|| Instant.draw(script, index, seed, width, height))
+    fn draw(&self, call: &UnitCall, script: Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>> {
+        self.refuse().unwrap_or_else(|| Instant.draw(call, script, index, seed, width, height))
     }
 }
 
@@ -80,8 +79,18 @@ impl ClipAnimator for Switch {
     fn id(&self) -> String {
         Switch::id(self)
     }
-    fn animate(&self, still_png: Vec<u8>, caption: String, duration_ms: u32, fps: u32, seed: u64) -> Answer<ClipBytes> {
-        self.refuse().unwrap_or_else(|| Instant.animate(still_png, caption, duration_ms, fps, seed))
+    #[allow(clippy::too_many_arguments)]
+    fn animate(
+        &self,
+        call: &UnitCall,
+        still: Vec<u8>,
+        prompt: String,
+        caption: String,
+        duration_ms: u32,
+        fps: u32,
+        seed: u64,
+    ) -> Answer<ClipBytes> {
+        self.refuse().unwrap_or_else(|| Instant.animate(call, still, prompt, caption, duration_ms, fps, seed))
     }
 }
 
@@ -89,8 +98,15 @@ impl Renderer for Switch {
     fn id(&self) -> String {
         Switch::id(self)
     }
-    fn render(&self, clip_streams: Vec<Vec<u8>>, fps: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
-        self.refuse().unwrap_or_else(|| Instant.render(clip_streams, fps, poster_still_png, title))
+    fn render(
+        &self,
+        call: &UnitCall,
+        clip_streams: Vec<Vec<u8>>,
+        fps: u32,
+        poster_still_png: Vec<u8>,
+        title: String,
+    ) -> Answer<RenderBytes> {
+        self.refuse().unwrap_or_else(|| Instant.render(call, clip_streams, fps, poster_still_png, title))
     }
 }
 

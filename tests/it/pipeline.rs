@@ -1,12 +1,11 @@
 //! The pipeline with the real local providers: memoization, retries that redo only what failed,
 //! takeover of a dead worker's run, determinism, regeneration and garbage collection.
 
-
 use crate::common::*;
 use reelsmith::domain::{CheckpointId, Manifest, Phase, TryOutcome, VideoId};
 use reelsmith::pipeline::Engine;
 use reelsmith::pipeline::providers::instant::Instant as Instantly;
-use reelsmith::pipeline::providers::{Answer, ProviderError, Providers, StoryboardArtist};
+use reelsmith::pipeline::providers::{Answer, ProviderError, Providers, StoryboardArtist, UnitCall};
 use reelsmith::pipeline::worker::WorkOutcome;
 use reelsmith::storage::VideoState;
 use std::sync::Arc;
@@ -254,11 +253,19 @@ impl StoryboardArtist for Refuses {
     fn id(&self) -> String {
         "refuses/1".into()
     }
-    fn draw(&self, script: reelsmith::domain::Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>> {
+    fn draw(
+        &self,
+        call: &UnitCall,
+        script: reelsmith::domain::Script,
+        index: usize,
+        seed: u64,
+        width: u32,
+        height: u32,
+    ) -> Answer<Vec<u8>> {
         if index == self.beat {
             return Box::pin(async { Err(ProviderError::Permanent("the prompt was refused by the content policy".into())) });
         }
-        Instantly.draw(script, index, seed, width, height)
+        Instantly.draw(call, script, index, seed, width, height)
     }
 }
 

@@ -55,7 +55,8 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
     assert_eq!(storage::list_videos(&mut tx, 10).await.unwrap(), vec![info.clone()]);
 
     // A branch and its head checkpoint.
-    let branch = Branch { id: BranchId(Uuid::new_v4()), video_id: info.id, name: "main".into(), head_id: None, forked_from: None, created_at: now };
+    let branch =
+        Branch { id: BranchId(Uuid::new_v4()), video_id: info.id, name: "main".into(), head_id: None, forked_from: None, created_at: now };
     storage::insert_branch(&mut tx, &branch).await.unwrap();
     let checkpoint = Checkpoint {
         id: CheckpointId(Uuid::new_v4()),
@@ -113,7 +114,13 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
     };
     storage::insert_unit_try(&mut tx, &tried).await.unwrap();
     assert_eq!(storage::unit_tries_of_video(&mut tx, info.id).await.unwrap(), vec![tried]);
-    let memo = MemoEntry { key: "k1".into(), phase: Phase::Storyboard, provider: "local".into(), output: r#"{"sha":"ab"}"#.into(), cost_micros: 4 };
+    let memo = MemoEntry {
+        key: "k1".into(),
+        phase: Phase::Storyboard,
+        provider: "local".into(),
+        output: r#"{"sha":"ab"}"#.into(),
+        cost_micros: 4,
+    };
     storage::memo_put(&mut tx, &memo, now).await.unwrap();
     storage::memo_put(&mut tx, &MemoEntry { output: "loser".into(), ..memo.clone() }, now).await.unwrap();
     assert_eq!(storage::memo_get(&mut tx, "k1").await.unwrap(), Some(memo.clone()), "the first writer of a key wins");

@@ -1,7 +1,6 @@
 //! Commands, rule table and storage together, on SQLite (default) or PostgreSQL
 //! (REELSMITH_TEST_DATABASE_URL). Providers here do no media work.
 
-
 use crate::common::*;
 use reelsmith::domain::rules::Refusal;
 use reelsmith::domain::{

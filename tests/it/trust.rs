@@ -2,7 +2,6 @@
 //! misses a change, bounded failure recording, and blobs that `gc` cannot take from a committing
 //! unit. On SQLite (default) or PostgreSQL (REELSMITH_TEST_DATABASE_URL).
 
-
 use crate::common::*;
 use reelsmith::domain::rules::Refusal;
 use reelsmith::domain::{CheckpointId, Phase, RunStatus};

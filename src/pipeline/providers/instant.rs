@@ -12,7 +12,7 @@ impl ScriptWriter for Instant {
     fn id(&self) -> String {
         "instant/1".into()
     }
-    fn write(&self, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
+    fn write(&self, _: &UnitCall, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
         let title: String = prompt.chars().take(60).collect();
         let beats = (0..beats)
             .map(|i| Beat { narration: format!("Beat {} of {title} ({seed})", i + 1), visual: "A plain frame".into(), duration_ms: 2000 })
@@ -25,7 +25,7 @@ impl StoryboardArtist for Instant {
     fn id(&self) -> String {
         "instant/1".into()
     }
-    fn draw(&self, script: Script, index: usize, seed: u64, _: u32, _: u32) -> Answer<Vec<u8>> {
+    fn draw(&self, _: &UnitCall, script: Script, index: usize, seed: u64, _: u32, _: u32) -> Answer<Vec<u8>> {
         ready(format!("frame:{}:{index}:{}:{seed}", script.title, script.beats[index].narration).into_bytes(), 1)
     }
 }
@@ -34,7 +34,17 @@ impl ClipAnimator for Instant {
     fn id(&self) -> String {
         "instant/1".into()
     }
-    fn animate(&self, still_png: Vec<u8>, caption: String, duration_ms: u32, _: u32, seed: u64) -> Answer<ClipBytes> {
+    #[allow(clippy::too_many_arguments)]
+    fn animate(
+        &self,
+        _: &UnitCall,
+        still_png: Vec<u8>,
+        _: String,
+        caption: String,
+        duration_ms: u32,
+        _: u32,
+        seed: u64,
+    ) -> Answer<ClipBytes> {
         let mut stream = still_png;
         stream.extend(format!(":{caption}:{duration_ms}:{seed}").bytes());
         ready(ClipBytes { preview_mp4: [b"preview:".as_slice(), &stream].concat(), stream, frames: 1 }, 1)
@@ -45,7 +55,7 @@ impl Renderer for Instant {
     fn id(&self) -> String {
         "instant/1".into()
     }
-    fn render(&self, clip_streams: Vec<Vec<u8>>, _: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
+    fn render(&self, _: &UnitCall, clip_streams: Vec<Vec<u8>>, _: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
         let frames = clip_streams.len() as u32;
         ready(
             RenderBytes {

@@ -41,7 +41,7 @@ impl ScriptWriter for LocalScript {
     fn id(&self) -> String {
         "local-script/1".into()
     }
-    fn write(&self, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
+    fn write(&self, _: &UnitCall, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
         blocking(move |_| Ok(media::write_script(&prompt, beats, seed)), 2_000)
     }
 }
@@ -50,7 +50,7 @@ impl StoryboardArtist for LocalStoryboard {
     fn id(&self) -> String {
         "local-storyboard/1".into()
     }
-    fn draw(&self, script: Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>> {
+    fn draw(&self, _: &UnitCall, script: Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>> {
         blocking(move |_| media::draw_storyboard(&script, index, seed, width, height), 10_000)
     }
 }
@@ -59,7 +59,17 @@ impl ClipAnimator for LocalClips {
     fn id(&self) -> String {
         "local-clips/1".into()
     }
-    fn animate(&self, still_png: Vec<u8>, caption: String, duration_ms: u32, fps: u32, seed: u64) -> Answer<ClipBytes> {
+    #[allow(clippy::too_many_arguments)]
+    fn animate(
+        &self,
+        _: &UnitCall,
+        still_png: Vec<u8>,
+        _: String,
+        caption: String,
+        duration_ms: u32,
+        fps: u32,
+        seed: u64,
+    ) -> Answer<ClipBytes> {
         blocking(
             move |stop| {
                 media::make_clip_until(&still_png, &caption, duration_ms, fps, seed, stop).map(|c| ClipBytes {
@@ -77,7 +87,7 @@ impl Renderer for LocalRender {
     fn id(&self) -> String {
         "local-render/1".into()
     }
-    fn render(&self, clip_streams: Vec<Vec<u8>>, fps: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
+    fn render(&self, _: &UnitCall, clip_streams: Vec<Vec<u8>>, fps: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
         blocking(
             move |_| {
                 let refs: Vec<&[u8]> = clip_streams.iter().map(Vec::as_slice).collect();

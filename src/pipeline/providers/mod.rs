@@ -1,21 +1,73 @@
 //! One trait per phase, so remote providers can replace the local ones by configuration.
 //!
-//! Errors say whether trying again may help (`Transient`: timeouts, 429, 5xx) or not (`Permanent`).
+//! Errors say whether trying again may help (`Transient`: timeouts, resets, 5xx; `RateLimited`:
+//! 429 with the wait the provider asked for), whether a new seed may help (`Rejected`: content
+//! moderation), or nothing will (`Permanent`: a refused key, a bad request, a spent quota).
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use crate::domain::{Phase, Script};
+use crate::domain::{Phase, RunId, Script};
+use crate::storage::{self, ProviderJob, Store};
 
 pub mod instant;
 pub mod local;
+pub mod remote;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
     #[error("{0}")]
     Transient(String),
+    /// Try again, but not before `after`.
+    #[error("{message}")]
+    RateLimited { message: String, after: Duration },
+    /// The provider's moderation refused this content; a new seed may pass.
+    #[error("{0}")]
+    Rejected(String),
     #[error("{0}")]
     Permanent(String),
+}
+
+/// The unit a provider call makes: its key (stable across crashes and takeovers) and run, and
+/// the book where a remote provider records the job it starts before waiting on it.
+#[derive(Clone)]
+pub struct UnitCall {
+    pub key: String,
+    pub run: RunId,
+    pub jobs: JobBook,
+}
+
+/// `provider_jobs`, for providers: which remote job a unit's call already started.
+#[derive(Clone, Debug)]
+pub struct JobBook {
+    store: Store,
+}
+
+impl JobBook {
+    pub fn new(store: Store) -> JobBook {
+        JobBook { store }
+    }
+
+    /// The job this call started earlier (before a crash or a takeover), if it is still out.
+    pub async fn started(&self, call: &str) -> Result<Option<String>, storage::StorageError> {
+        let mut tx = self.store.read().await?;
+        let job = storage::job_of_call(&mut tx, call).await?;
+        let _ = tx.rollback().await;
+        Ok(job.map(|j| j.job_id))
+    }
+
+    /// Records a job just created, before anyone waits on it.
+    pub async fn record(&self, call: &UnitCall, provider: &str, job_id: &str) -> Result<(), storage::StorageError> {
+        let job = ProviderJob { call_key: call.key.clone(), run_id: call.run, provider: provider.to_string(), job_id: job_id.to_string() };
+        self.store.write_retrying(async move |tx| storage::record_job(tx, &job, crate::pipeline::now_ms()).await).await
+    }
+
+    /// Forgets a call's job once it has ended.
+    pub async fn forget(&self, call: &str) -> Result<(), storage::StorageError> {
+        let key = call.to_string();
+        self.store.write_retrying(async move |tx| storage::forget_job(tx, &key).await).await
+    }
 }
 
 /// A provider's answer and what it cost, in micro-dollars.
@@ -45,23 +97,48 @@ pub type Answer<T> = BoxFuture<'static, Result<Costed<T>, ProviderError>>;
 pub trait ScriptWriter: Send + Sync {
     /// Name and parameters; part of every memo key, so a new provider never reuses another's output.
     fn id(&self) -> String;
-    fn write(&self, prompt: String, beats: u32, seed: u64) -> Answer<Script>;
+    fn write(&self, call: &UnitCall, prompt: String, beats: u32, seed: u64) -> Answer<Script>;
 }
 
 pub trait StoryboardArtist: Send + Sync {
     fn id(&self) -> String;
     /// Draws beat `index`; may read the script's title, beat count and that beat only.
-    fn draw(&self, script: Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>>;
+    fn draw(&self, call: &UnitCall, script: Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>>;
+    /// Cancels a remote job this provider started (the run was cancelled).
+    fn cancel(&self, _job_id: String) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 pub trait ClipAnimator: Send + Sync {
     fn id(&self) -> String;
-    fn animate(&self, still_png: Vec<u8>, caption: String, duration_ms: u32, fps: u32, seed: u64) -> Answer<ClipBytes>;
+    #[allow(clippy::too_many_arguments)]
+    fn animate(
+        &self,
+        call: &UnitCall,
+        still_png: Vec<u8>,
+        prompt: String,
+        caption: String,
+        duration_ms: u32,
+        fps: u32,
+        seed: u64,
+    ) -> Answer<ClipBytes>;
+    /// Cancels a remote job this provider started (the run was cancelled).
+    fn cancel(&self, _job_id: String) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 pub trait Renderer: Send + Sync {
     fn id(&self) -> String;
-    fn render(&self, clip_streams: Vec<Vec<u8>>, fps: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes>;
+    fn render(
+        &self,
+        call: &UnitCall,
+        clip_streams: Vec<Vec<u8>>,
+        fps: u32,
+        poster_still_png: Vec<u8>,
+        title: String,
+    ) -> Answer<RenderBytes>;
 }
 
 #[derive(Clone)]
@@ -105,6 +182,15 @@ impl Providers {
             Phase::Storyboard => self.storyboard.id(),
             Phase::Clips => self.clips.id(),
             Phase::Render => self.render.id(),
+        }
+    }
+
+    /// Cancels a remote job of `phase`'s provider.
+    pub fn cancel(&self, phase: Phase, job_id: String) -> BoxFuture<'static, ()> {
+        match phase {
+            Phase::Storyboard => self.storyboard.cancel(job_id),
+            Phase::Clips => self.clips.cancel(job_id),
+            Phase::Script | Phase::Render => Box::pin(std::future::ready(())),
         }
     }
 

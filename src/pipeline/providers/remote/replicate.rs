@@ -1,0 +1,171 @@
+//! Replicate predictions: an image model for the storyboard, an image-to-video model for clips.
+//!
+//! A prediction is paid for when it is created, so its id is recorded (`provider_jobs`) right
+//! after the create call answers and before any waiting: a unit resumed after a crash or a lease
+//! takeover attaches to the prediction already running instead of paying for a new one. That is
+//! also why the create call does not use `Prefer: wait`: a crash during a synchronous wait would
+//! lose the id. The prediction is polled instead, and cancelled when its run is cancelled.
+use base64::Engine as _;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+use super::{Endpoint, is_moderation, media, micros};
+use crate::domain::Script;
+use crate::pipeline::providers::{Answer, ClipAnimator, ClipBytes, Costed, ProviderError, StoryboardArtist, UnitCall};
+
+const MAX_IMAGE_BYTES: usize = 32 << 20;
+const MAX_VIDEO_BYTES: usize = 256 << 20;
+
+#[derive(Clone, Debug)]
+pub struct Replicate {
+    pub endpoint: Endpoint,
+    pub model: Option<String>,
+    pub version: Option<String>,
+    pub price_per_second: f64,
+    pub poll: Duration,
+}
+
+impl Replicate {
+    fn id(&self, what: &str) -> String {
+        let model = self.version.as_deref().or(self.model.as_deref()).unwrap_or_default();
+        format!("replicate-{what}/{model}@{}", self.endpoint.base_url)
+    }
+
+    /// Runs a prediction to its end (attaching to the call's earlier one if it is still out):
+    /// its first output URL and what it cost.
+    async fn predict(&self, call: &UnitCall, input: Value) -> Result<(String, i64), ProviderError> {
+        let recorded =
+            call.jobs.started(&call.key).await.map_err(|e| ProviderError::Transient(format!("cannot read the job book: {e}")))?;
+        let mut prediction = match recorded {
+            Some(id) => self.endpoint.get_json(&format!("/predictions/{id}")).await?,
+            None => {
+                let created = self.create(input).await?;
+                let id = text(&created, "id").ok_or_else(|| self.odd("the new prediction has no id"))?;
+                call.jobs
+                    .record(call, &self.id("job"), id)
+                    .await
+                    .map_err(|e| ProviderError::Transient(format!("cannot record the prediction: {e}")))?;
+                created
+            }
+        };
+        loop {
+            let id = text(&prediction, "id").ok_or_else(|| self.odd("the prediction has no id"))?.to_string();
+            match text(&prediction, "status").unwrap_or_default() {
+                "succeeded" => return self.finished(&prediction),
+                "failed" | "canceled" | "aborted" => {
+                    let _ = call.jobs.forget(&call.key).await;
+                    return Err(self.failure(&prediction));
+                }
+                "starting" | "processing" => {
+                    tokio::time::sleep(self.poll).await;
+                    prediction = self.endpoint.get_json(&format!("/predictions/{id}")).await?;
+                }
+                other => return Err(self.odd(&format!("the prediction has an unknown status {other:?}"))),
+            }
+        }
+    }
+
+    async fn create(&self, input: Value) -> Result<Value, ProviderError> {
+        match (&self.version, &self.model) {
+            (Some(version), _) => self.endpoint.post_json("/predictions", &json!({"version": version, "input": input}), &[]).await,
+            (None, Some(model)) => self.endpoint.post_json(&format!("/models/{model}/predictions"), &json!({"input": input}), &[]).await,
+            (None, None) => Err(ProviderError::Permanent("Replicate: no model or version configured".into())),
+        }
+    }
+
+    fn finished(&self, prediction: &Value) -> Result<(String, i64), ProviderError> {
+        let output = prediction.get("output").ok_or_else(|| self.odd("the prediction succeeded without output"))?;
+        let url = output.as_str().or_else(|| output.get(0).and_then(Value::as_str)).ok_or_else(|| self.odd("the output is not a URL"))?;
+        let seconds = prediction.pointer("/metrics/predict_time").and_then(Value::as_f64).unwrap_or(0.0);
+        Ok((url.to_string(), micros(seconds * self.price_per_second)))
+    }
+
+    fn failure(&self, prediction: &Value) -> ProviderError {
+        let status = text(prediction, "status").unwrap_or_default();
+        let said = text(prediction, "error").unwrap_or("no reason given");
+        let message = format!("Replicate: the prediction {status}: {said}");
+        if is_moderation(&said.to_ascii_lowercase()) {
+            ProviderError::Rejected(message)
+        } else {
+            // A model's failure (out of memory, a bad start) is often gone on the next prediction.
+            ProviderError::Transient(message)
+        }
+    }
+
+    fn odd(&self, what: &str) -> ProviderError {
+        ProviderError::Transient(format!("Replicate: {what}"))
+    }
+
+    fn cancel_job(&self, job_id: String) -> BoxFuture<'static, ()> {
+        let endpoint = self.endpoint.clone();
+        Box::pin(async move {
+            if let Err(e) = endpoint.post_json(&format!("/predictions/{job_id}/cancel"), &json!({}), &[]).await {
+                tracing::warn!(error = %e, "cannot cancel a Replicate prediction");
+            }
+        })
+    }
+}
+
+fn text<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+    v.get(field).and_then(Value::as_str)
+}
+
+/// A Replicate image model for the storyboard.
+#[derive(Clone, Debug)]
+pub struct ReplicateImages(pub Replicate);
+
+impl StoryboardArtist for ReplicateImages {
+    fn id(&self) -> String {
+        self.0.id("images")
+    }
+    fn draw(&self, call: &UnitCall, script: Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>> {
+        let (replicate, call) = (self.0.clone(), call.clone());
+        let input = json!({"prompt": super::openai::frame_prompt(&script, index), "seed": seed % (1 << 31)});
+        Box::pin(async move {
+            let (url, cost) = replicate.predict(&call, input).await?;
+            let bytes = replicate.endpoint.download(&url, "image/", MAX_IMAGE_BYTES).await?;
+            Ok(Costed { value: media::image("Replicate", bytes, width, height).await?, cost_micros: cost })
+        })
+    }
+    fn cancel(&self, job_id: String) -> BoxFuture<'static, ()> {
+        self.0.cancel_job(job_id)
+    }
+}
+
+/// A Replicate image-to-video model for clips: the storyboard still and the beat's picture text.
+#[derive(Clone, Debug)]
+pub struct ReplicateClips {
+    pub replicate: Replicate,
+    /// The model's input field for the still.
+    pub image_field: String,
+}
+
+impl ClipAnimator for ReplicateClips {
+    fn id(&self) -> String {
+        self.replicate.id("clips")
+    }
+    fn animate(
+        &self,
+        call: &UnitCall,
+        still: Vec<u8>,
+        prompt: String,
+        caption: String,
+        duration_ms: u32,
+        fps: u32,
+        seed: u64,
+    ) -> Answer<ClipBytes> {
+        let (replicate, call) = (self.replicate.clone(), call.clone());
+        let image = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&still));
+        let input = json!({self.image_field.clone(): image, "prompt": prompt, "seed": seed % (1 << 31)});
+        Box::pin(async move {
+            let (url, cost) = replicate.predict(&call, input).await?;
+            let mp4 = replicate.endpoint.download(&url, "video/", MAX_VIDEO_BYTES).await?;
+            let clip = media::clip("Replicate", mp4, still, caption, duration_ms, fps).await?;
+            Ok(Costed { value: clip, cost_micros: cost })
+        })
+    }
+    fn cancel(&self, job_id: String) -> BoxFuture<'static, ()> {
+        self.replicate.cancel_job(job_id)
+    }
+}

@@ -45,6 +45,13 @@ pub async fn server_info() -> Result<ServerSettings, AppError> {
     })
 }
 
+/// Per phase, the provider and model in use, whether its key is set, and its prices.
+#[server(endpoint = "provider_settings")]
+pub async fn provider_settings() -> Result<Vec<ProviderSetting>, AppError> {
+    let engine = engine()?;
+    Ok(engine.providers.settings.iter().map(convert::provider_setting).collect())
+}
+
 #[server(endpoint = "list_videos")]
 pub async fn list_videos() -> Result<Vec<VideoSummary>, AppError> {
     let engine = engine()?;

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::app::{App, shell};
 use crate::pipeline::providers::Providers;
+use crate::pipeline::providers::remote::ProvidersFile;
 use crate::pipeline::{Engine, EngineConfig, blobs::BlobStore};
 use crate::storage::Store;
 use options::Options;
@@ -63,8 +64,13 @@ fn prepare_data_dir(dir: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Opens the database and builds the engine with the local providers.
+/// Opens the database and builds the engine: `providers` for every phase the providers file
+/// (`--providers`) leaves out, or all of them without one.
 pub async fn engine_from(options: &Options, providers: Providers) -> Result<Engine, StartError> {
+    let providers = match &options.providers {
+        Some(path) => ProvidersFile::load(path).map_err(StartError::Config)?.build(providers, &|name| std::env::var(name).ok()),
+        None => providers,
+    };
     prepare_data_dir(&options.data_dir)?;
     let (width, height) = options.video_size().map_err(StartError::Config)?;
     let url = options.database_url();

@@ -55,6 +55,9 @@ pub struct Options {
     /// First back-off after a transient provider error, in ms.
     #[arg(long, env = "REELSMITH_BACKOFF_MS", default_value_t = 200, hide = true, global = true)]
     pub backoff_ms: u64,
+    /// A TOML file choosing remote providers per phase (SPEC §7); without it every phase is local.
+    #[arg(long, env = "REELSMITH_PROVIDERS", global = true)]
+    pub providers: Option<PathBuf>,
     /// Video size as WIDTHxHEIGHT.
     #[arg(long, env = "REELSMITH_VIDEO_SIZE", default_value = "1280x720", hide = true, global = true)]
     pub video_size: String,

@@ -94,6 +94,7 @@ pub async fn snapshot(engine: &Engine) -> Vec<String> {
         ("blobs", "sha256"),
         ("staged_units", "run_id, unit"),
         ("fault_hits", "video_id, rule_index, unit_key, run_id"),
+        ("provider_jobs", "call_key"),
     ] {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY {order}")))
             .fetch_all(engine.store.pool())
@@ -141,4 +142,9 @@ pub async fn step_ok(engine: &Engine) -> reelsmith::domain::CheckpointId {
         WorkOutcome::Succeeded { checkpoint } => checkpoint,
         other => panic!("the step should commit a checkpoint, got {other:?}"),
     }
+}
+
+/// Makes every running run's lease lapse, as if its worker had died.
+pub async fn expire_leases(env: &TestEnv) {
+    sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE status = 'running'").execute(env.engine.store.pool()).await.unwrap();
 }

@@ -8,6 +8,7 @@ mod common;
 mod drills;
 mod model;
 mod pipeline;
+mod providers;
 mod queries;
 mod storage;
 mod trust;

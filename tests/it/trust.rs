@@ -12,10 +12,6 @@ use reelsmith::storage::{self, Ender, Lease};
 use std::time::Duration;
 use tokio::sync::watch;
 
-async fn expire_leases(env: &TestEnv) {
-    sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE status = 'running'").execute(env.engine.store.pool()).await.unwrap();
-}
-
 /// Two workers with the same owner id (as `hostname-pid-wN` used to collide across containers):
 /// the first stalls mid-unit, its lease expires and the second takes the run over. The first
 /// must then commit nothing: no progress, no unit, no checkpoint.

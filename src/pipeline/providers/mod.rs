@@ -149,6 +149,8 @@ pub struct Providers {
     pub render: Arc<dyn Renderer>,
     /// Provider calls made, per phase (memo hits are not calls). For tests, benches and the log.
     pub calls: Arc<[AtomicU64; 4]>,
+    /// What the settings page shows: per phase, the provider in use and whether its key is set.
+    pub settings: Arc<remote::Settings>,
 }
 
 impl Providers {
@@ -158,7 +160,8 @@ impl Providers {
         clips: Arc<dyn ClipAnimator>,
         render: Arc<dyn Renderer>,
     ) -> Providers {
-        Providers { script, storyboard, clips, render, calls: Arc::new(Default::default()) }
+        let settings = Arc::new(remote::ProvidersFile::default().settings(&|_| None));
+        Providers { script, storyboard, clips, render, calls: Arc::new(Default::default()), settings }
     }
 
     /// The offline providers that make real files.

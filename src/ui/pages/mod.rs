@@ -1,4 +1,5 @@
 //! One module per page.
 pub mod not_found;
+pub mod settings;
 pub mod status;
 pub mod videos;

@@ -36,6 +36,8 @@ pub struct PhaseTable {
     pub size: Option<String>,
     /// Replicate clips: the input field that takes the still (models differ; default "image").
     pub image_field: Option<String>,
+    /// How long one HTTP exchange may take, in milliseconds (default 90000).
+    pub timeout_ms: Option<u64>,
     /// Replicate: how often a running prediction is polled, in milliseconds (default 1000).
     pub poll_ms: Option<u64>,
     /// Narration (a later version): the voice.
@@ -69,8 +71,13 @@ impl ProvidersFile {
     /// Reads and checks a providers file; the error names the file and the bad key.
     pub fn load(path: &std::path::Path) -> Result<ProvidersFile, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the providers file {}: {e}", path.display()))?;
-        let file: ProvidersFile = toml::from_str(&text).map_err(|e| format!("the providers file {} is invalid: {e}", path.display()))?;
-        file.check().map_err(|e| format!("the providers file {} is invalid: {e}", path.display()))?;
+        ProvidersFile::parse(&text).map_err(|e| format!("the providers file {} is invalid: {e}", path.display()))
+    }
+
+    /// Reads and checks the text of a providers file.
+    pub fn parse(text: &str) -> Result<ProvidersFile, String> {
+        let file: ProvidersFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        file.check()?;
         Ok(file)
     }
 
@@ -171,7 +178,8 @@ impl PhaseTable {
     fn endpoint(&self, name: &'static str, env: &dyn Fn(&str) -> Option<String>) -> Endpoint {
         let key_env = self.api_key_env.clone().unwrap_or_default();
         let key = env(&key_env).filter(|k| !k.is_empty());
-        Endpoint::new(name, self.base_url.as_deref().unwrap_or_default(), &key_env, key)
+        let timeout = Duration::from_millis(self.timeout_ms.unwrap_or(90_000).clamp(100, 600_000));
+        Endpoint::new(name, self.base_url.as_deref().unwrap_or_default(), &key_env, key, timeout)
     }
 
     fn replicate(&self, env: &dyn Fn(&str) -> Option<String>) -> Replicate {
@@ -234,9 +242,7 @@ price_per_1k_chars = 0.015
 "#;
 
     fn parse(text: &str) -> Result<ProvidersFile, String> {
-        let file: ProvidersFile = toml::from_str(text).map_err(|e| e.to_string())?;
-        file.check()?;
-        Ok(file)
+        ProvidersFile::parse(text)
     }
 
     #[test]

@@ -27,8 +27,6 @@ pub mod replicate;
 
 pub use config::{ProvidersFile, Settings};
 
-/// The longest a single HTTP exchange may take (Replicate's `Prefer: wait` holds up to 60 s).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most of an error body quoted in a message.
 const QUOTED_CHARS: usize = 300;
@@ -52,10 +50,11 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    pub fn new(name: &'static str, base_url: &str, key_env: &str, key: Option<String>) -> Endpoint {
+    /// `timeout` bounds each whole HTTP exchange (the providers file's `timeout_ms`).
+    pub fn new(name: &'static str, base_url: &str, key_env: &str, key: Option<String>, timeout: Duration) -> Endpoint {
         let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .build()
             .expect("an HTTP client with default TLS settings");
         Endpoint { name, base_url: base_url.trim_end_matches('/').to_string(), key_env: key_env.to_string(), key, client }
@@ -261,7 +260,7 @@ mod tests {
 
     #[test]
     fn messages_quote_the_provider_but_not_the_key() {
-        let endpoint = Endpoint::new("OpenAI", "http://x", "OPENAI_API_KEY", Some("sk-secret-123".into()));
+        let endpoint = Endpoint::new("OpenAI", "http://x", "OPENAI_API_KEY", Some("sk-secret-123".into()), Duration::from_secs(1));
         let echoed = endpoint.redacted(class(401, r#"{"error":{"message":"Incorrect API key provided: sk-secret-123"}}"#));
         let text = echoed.to_string();
         assert!(!text.contains("sk-secret-123") && text.contains("HTTP 401") && text.contains("[key]"), "{text}");

@@ -97,6 +97,16 @@ impl Replicate {
         ProviderError::Transient(format!("Replicate: {what}"))
     }
 
+    /// What became of a finished prediction's output. When it cannot be used (expired, the
+    /// wrong kind, too large, does not decode) the prediction is forgotten, so the next try makes
+    /// a new one instead of attaching to this one again.
+    async fn settle<T>(&self, call: &UnitCall, made: Result<T, ProviderError>) -> Result<T, ProviderError> {
+        if let Err(ProviderError::Permanent(_)) = &made {
+            let _ = call.jobs.forget(&call.key).await;
+        }
+        made
+    }
+
     fn cancel_job(&self, job_id: String) -> BoxFuture<'static, ()> {
         let endpoint = self.endpoint.clone();
         Box::pin(async move {
@@ -124,8 +134,11 @@ impl StoryboardArtist for ReplicateImages {
         let input = json!({"prompt": super::openai::frame_prompt(&script, index), "seed": seed % (1 << 31)});
         Box::pin(async move {
             let (url, cost) = replicate.predict(&call, input).await?;
-            let bytes = replicate.endpoint.download(&url, "image/", MAX_IMAGE_BYTES).await?;
-            Ok(Costed { value: media::image("Replicate", bytes, width, height).await?, cost_micros: cost })
+            let made = async {
+                media::image("Replicate", replicate.endpoint.download(&url, "image/", MAX_IMAGE_BYTES).await?, width, height).await
+            };
+            let png = replicate.settle(&call, made.await).await?;
+            Ok(Costed { value: png, cost_micros: cost })
         })
     }
     fn cancel(&self, job_id: String) -> BoxFuture<'static, ()> {
@@ -160,8 +173,11 @@ impl ClipAnimator for ReplicateClips {
         let input = json!({self.image_field.clone(): image, "prompt": prompt, "seed": seed % (1 << 31)});
         Box::pin(async move {
             let (url, cost) = replicate.predict(&call, input).await?;
-            let mp4 = replicate.endpoint.download(&url, "video/", MAX_VIDEO_BYTES).await?;
-            let clip = media::clip("Replicate", mp4, still, caption, duration_ms, fps).await?;
+            let made = async {
+                let mp4 = replicate.endpoint.download(&url, "video/", MAX_VIDEO_BYTES).await?;
+                media::clip("Replicate", mp4, still, caption, duration_ms, fps).await
+            };
+            let clip = replicate.settle(&call, made.await).await?;
             Ok(Costed { value: clip, cost_micros: cost })
         })
     }

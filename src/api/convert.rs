@@ -157,6 +157,7 @@ fn status_wire(state: &Video, report: BranchReport<'_>, fault_injection: bool) -
         progress: report.progress.map(progress),
         artifacts: artifacts(state, &report.line),
         total_cost_micros: report.spent_micros,
+        estimate_micros: report.estimate_micros,
         fault_injection,
     }
 }

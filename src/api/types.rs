@@ -157,6 +157,8 @@ pub struct VideoStatusWire {
     pub progress: Option<ProgressWire>,
     pub artifacts: ArtifactsWire,
     pub total_cost_micros: i64,
+    /// What the next continue or retry is estimated to cost: units the memo already holds are free.
+    pub estimate_micros: i64,
     pub fault_injection: bool,
     /// The video's change counter when this snapshot was read: the live channel says when the
     /// server's is higher, and the page refetches (see `WatchEvent`).

@@ -38,6 +38,9 @@ pub struct BranchView {
     pub retries_from_head: u32,
     pub spent_micros: i64,
     pub budget_micros: Option<i64>,
+    /// What the run a continue or retry would start is estimated to cost (its units not in the
+    /// memo, at the provider's price); 0 when unknown.
+    pub estimate_micros: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +104,7 @@ pub enum Refusal {
     RetryNeedsForce,
     RetryLimitReached { limit: u32 },
     BudgetExhausted { spent_micros: i64, budget_micros: i64 },
+    OverBudget { estimate_micros: i64, spent_micros: i64, budget_micros: i64 },
     Busy { run: RunId },
     NotBranchHead,
     NotOnBranch,
@@ -121,6 +125,12 @@ impl fmt::Display for Refusal {
             Refusal::BudgetExhausted { spent_micros, budget_micros } => {
                 write!(f, "The budget is spent: ${:.2} of ${:.2}", *spent_micros as f64 / 1e6, *budget_micros as f64 / 1e6)
             }
+            Refusal::OverBudget { estimate_micros, spent_micros, budget_micros } => write!(
+                f,
+                "The next phase is estimated at ${:.2}, more than the ${:.2} left of the budget",
+                *estimate_micros as f64 / 1e6,
+                (*budget_micros - *spent_micros) as f64 / 1e6
+            ),
             Refusal::Busy { .. } => f.write_str("A run is already active on this branch"),
             Refusal::NotBranchHead => f.write_str("That checkpoint is not the newest one on this branch"),
             Refusal::NotOnBranch => f.write_str("That checkpoint is not on this branch"),
@@ -146,7 +156,7 @@ impl Refusal {
                 "Use \"Retry from Last Checkpoint\" to run the failed phase again."
             }
             Refusal::RetryLimitReached { .. } => "Edit the previous phase or create a branch from an earlier checkpoint instead.",
-            Refusal::BudgetExhausted { .. } => "Raise the video's budget to run more phases.",
+            Refusal::BudgetExhausted { .. } | Refusal::OverBudget { .. } => "Raise the video's budget to run more phases.",
             Refusal::Busy { .. } => "Wait for the running phase to finish, or cancel it.",
             Refusal::NotBranchHead | Refusal::NotOnBranch => "Reload the page to see the branch's newest checkpoint.",
             Refusal::NothingToCancel => "Reload the page to see the latest state.",
@@ -165,6 +175,9 @@ impl BranchView {
         match self.budget_micros {
             Some(budget) if self.spent_micros >= budget => {
                 Err(Refusal::BudgetExhausted { spent_micros: self.spent_micros, budget_micros: budget })
+            }
+            Some(budget) if self.spent_micros + self.estimate_micros > budget => {
+                Err(Refusal::OverBudget { estimate_micros: self.estimate_micros, spent_micros: self.spent_micros, budget_micros: budget })
             }
             _ => Ok(()),
         }
@@ -329,7 +342,7 @@ pub fn allowed_actions(view: &BranchView, limits: Limits) -> AllowedActions {
     let proceed = decide(view, head_request(false), limits);
     let can_continue = matches!(proceed, Ok(d) if d.starts_or_approves());
     let continue_refused = match proceed {
-        Err(refusal @ Refusal::BudgetExhausted { .. }) => Some(refusal),
+        Err(refusal @ (Refusal::BudgetExhausted { .. } | Refusal::OverBudget { .. })) => Some(refusal),
         _ => None,
     };
     let retry = decide(view, head_request(true), limits);

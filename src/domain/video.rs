@@ -157,6 +157,9 @@ pub struct Video {
     pub checkpoints: Vec<Checkpoint>,
     /// Oldest first.
     pub runs: Vec<Run>,
+    /// Per branch, what the run a continue or retry would start is estimated to cost; filled by
+    /// the engine (it needs the memo and the providers' prices), empty when read bare.
+    pub estimates: Vec<(BranchId, i64)>,
 }
 
 impl Video {
@@ -201,7 +204,13 @@ impl Video {
             retries_from_head: from_head.iter().filter(|r| r.kind == RunKind::Retry).count() as u32,
             spent_micros: self.spent_micros(),
             budget_micros: self.video.budget_micros,
+            estimate_micros: self.estimate_of(branch.id),
         }
+    }
+
+    /// The estimated cost of the run a continue or retry on `branch` would start (see `estimates`).
+    pub fn estimate_of(&self, branch: BranchId) -> i64 {
+        self.estimates.iter().find(|(b, _)| *b == branch).map_or(0, |(_, micros)| *micros)
     }
 
     /// The checkpoints from the branch's head back to phase 1.

@@ -150,11 +150,11 @@ impl Engine {
         branch: Option<&str>,
         force_retry: bool,
     ) -> Result<ContinueOutcome, CoreError> {
-        let limits = self.config.limits();
+        let (limits, engine) = (self.config.limits(), self.clone());
         let branch = branch.map(str::to_string);
         self.write_video_if(video, ContinueOutcome::is_change, async move |tx| {
             let now = now_ms();
-            let state = load(tx, video).await?;
+            let state = engine.load_estimated(tx, video).await?;
             let branch = branch_of(&state, branch.as_deref())?;
             let given =
                 checkpoint.map(|id| checkpoint_of(&state, id).map(|c| GivenCheckpoint { id: c.id, status: c.status })).transpose()?;
@@ -301,14 +301,13 @@ impl Engine {
         checkpoint: CheckpointId,
         beat: u32,
     ) -> Result<RunId, CoreError> {
-        let branch = branch.map(str::to_string);
+        let (branch, engine) = (branch.map(str::to_string), self.clone());
         self.write_video(video, async move |tx| {
             let now = now_ms();
             let state = load(tx, video).await?;
             let branch = branch_of(&state, branch.as_deref())?;
             let target = checkpoint_of(&state, checkpoint)?;
             let beats = target.manifest.seeds().map(|s| s.len() as u32).unwrap_or(0);
-            rules::decide_regenerate(&state.branch_view(branch), target.phase, state.on_line(branch, checkpoint), beat, beats)?;
             let old_seed = target.manifest.seeds().and_then(|s| s.get(beat as usize)).copied().unwrap_or(0);
             let attempt =
                 state.runs.iter().filter(|r| r.branch_id == branch.id && r.regenerate.as_ref().is_some_and(|g| g.of == checkpoint)).count()
@@ -318,6 +317,9 @@ impl Engine {
             let start =
                 RunStart { phase: target.phase, from: target.parent_id, attempt, kind: RunKind::Regenerate, regenerate: Some(regenerate) };
             let run = Run::queued(RunId(Uuid::new_v4()), branch, start, now);
+            let mut view = state.branch_view(branch);
+            view.estimate_micros = if beat < beats { engine.estimate(tx, &state, &run).await? } else { 0 };
+            rules::decide_regenerate(&view, target.phase, state.on_line(branch, checkpoint), beat, beats)?;
             storage::insert_run(tx, &run).await?;
             Ok(run.id)
         })
@@ -348,7 +350,7 @@ impl Engine {
     /// What the status page shows: the video's state and its unit tries, read in one snapshot.
     pub async fn status_snapshot(&self, video: VideoId) -> Result<(Video, Vec<UnitTry>), CoreError> {
         let mut tx = self.store.read().await?;
-        let state = load(&mut tx, video).await;
+        let state = self.load_estimated(&mut tx, video).await;
         let tries = match &state {
             Ok(_) => storage::unit_tries_of_video(&mut tx, video).await.map_err(CoreError::from),
             Err(_) => Ok(Vec::new()),

@@ -6,6 +6,7 @@
 
 pub mod blobs;
 pub mod commands;
+mod estimate;
 pub mod events;
 pub mod faults;
 pub mod gc;

@@ -600,7 +600,7 @@ impl Engine {
     /// The phase succeeded: checkpoint, new branch head, end of run and (auto-continue) the next
     /// run, in one transaction.
     async fn commit_success(&self, run: Run, lease: &Lease, manifest: Manifest) -> Result<WorkOutcome, CoreError> {
-        let (limits, phase) = (self.config.limits(), run.phase);
+        let (limits, phase, engine) = (self.config.limits(), run.phase, self.clone());
         let committed = self
             .write_fenced(lease, async move |tx, lease| {
                 let now = now_ms();
@@ -611,7 +611,7 @@ impl Engine {
                 let checkpoint = write_checkpoint(tx, &state, &run, &manifest, now).await?;
                 // Every new checkpoint, a regenerated version included (SPEC §4, auto-continue).
                 if state.video.auto_continue {
-                    auto_continue(tx, &run, checkpoint, limits, now).await?;
+                    auto_continue(&engine, tx, &run, checkpoint, limits, now).await?;
                 }
                 storage::clear_staged(tx, run.id).await?;
                 Ok(checkpoint)
@@ -677,8 +677,15 @@ async fn write_checkpoint(tx: &mut Tx, state: &Video, run: &Run, manifest: &Mani
 /// Continues from the new checkpoint as a person's approve & continue would, on the state read
 /// again (the checkpoint now heads the branch), with the run kind `auto`. A refusal (a spent
 /// budget) just leaves the checkpoint waiting for a person.
-async fn auto_continue(tx: &mut Tx, run: &Run, checkpoint: CheckpointId, limits: Limits, now: Timestamp) -> Result<(), CoreError> {
-    let state = load(tx, run.video_id).await?;
+async fn auto_continue(
+    engine: &Engine,
+    tx: &mut Tx,
+    run: &Run,
+    checkpoint: CheckpointId,
+    limits: Limits,
+    now: Timestamp,
+) -> Result<(), CoreError> {
+    let state = engine.load_estimated(tx, run.video_id).await?;
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
     let request =
         ContinueRequest { checkpoint: Some(GivenCheckpoint { id: checkpoint, status: CheckpointStatus::Pending }), force_retry: false };

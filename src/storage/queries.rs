@@ -315,6 +315,7 @@ pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<O
         branches: branches.into_iter().map(Branch::from).collect(),
         checkpoints: checkpoints.into_iter().map(Checkpoint::from).collect(),
         runs: runs.into_iter().map(Run::from).collect(),
+        estimates: Vec::new(),
     }))
 }
 

@@ -535,3 +535,65 @@ async fn a_flagged_prediction_is_rerolled_with_a_new_seed() {
     let outcomes: Vec<TryOutcome> = tries(&env, video).await.into_iter().map(|t| t.outcome).collect();
     assert!(outcomes.contains(&TryOutcome::Transient));
 }
+
+/// Fails the images request for one frame (by its prompt) while `failing` is set.
+struct FrameFails {
+    marker: &'static str,
+    failing: Arc<AtomicBool>,
+}
+
+impl Respond for FrameFails {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        if body["prompt"].as_str().unwrap_or_default().contains(self.marker) && self.failing.load(Ordering::SeqCst) {
+            return openai_error(502, "Bad Gateway", "server_error");
+        }
+        image_ok()
+    }
+}
+
+async fn estimate_now(env: &TestEnv, video: VideoId) -> i64 {
+    let (state, _) = env.engine.status_snapshot(video).await.unwrap();
+    state.estimate_of(state.branch_named("main").unwrap().id)
+}
+
+/// Before a phase starts its cost is estimated, memoized units at $0; a phase whose estimate
+/// would take the video past its budget is refused before it spends anything.
+#[tokio::test]
+async fn a_phase_estimated_over_budget_is_refused_before_it_spends() {
+    use reelsmith::domain::rules::Refusal;
+    use reelsmith::pipeline::CoreError;
+    let server = MockServer::start().await;
+    let failing = Arc::new(AtomicBool::new(true));
+    Mock::given(method("POST"))
+        .and(path("/v1/images/generations"))
+        .respond_with(FrameFails { marker: "frame 2 of 3", failing: failing.clone() })
+        .mount(&server)
+        .await;
+    let env = remote_env(&table("storyboard", "openai", &server, "price_per_image = 0.04"), Providers::instant()).await;
+    let e = env.engine.clone();
+    let video = new_video(&e, "Three frames on a budget", 3, false, None).await;
+    let script = step_ok(&e).await;
+    e.set_budget(video, Some(100_000)).await.unwrap();
+    assert_eq!(estimate_now(&env, video).await, 120_000, "three images at $0.04");
+    let before = snapshot(&e).await;
+    let refused = e.continue_video(video, Some(script), None, false).await.unwrap_err();
+    assert!(matches!(refused, CoreError::Refused(Refusal::OverBudget { estimate_micros: 120_000, .. })), "{refused:?}");
+    assert!(refused.to_string().contains("more than the $0.10 left of the budget"), "{refused}");
+    assert_eq!(snapshot(&e).await, before, "a refused phase changes nothing");
+    assert_eq!(calls(&server, "POST", "/images/generations").await, 0, "and spends nothing");
+
+    e.set_budget(video, Some(200_000)).await.unwrap();
+    e.continue_video(video, Some(script), None, false).await.unwrap();
+    assert!(matches!(step(&e).await, WorkOutcome::Failed { .. }), "frame 2 fails on every try");
+    assert_eq!(estimate_now(&env, video).await, 40_000, "the retry re-makes one frame; the two made are free");
+    e.set_budget(video, Some(100_000)).await.unwrap();
+    let refused = e.continue_video(video, Some(script), None, true).await.unwrap_err();
+    assert!(matches!(refused, CoreError::Refused(Refusal::OverBudget { estimate_micros: 40_000, .. })), "{refused:?}");
+    failing.store(false, Ordering::SeqCst);
+    e.set_budget(video, Some(200_000)).await.unwrap();
+    e.continue_video(video, Some(script), None, true).await.unwrap();
+    step_ok(&e).await;
+    let spent: i64 = state(&env, video).await.runs.iter().map(|r| r.cost_micros).sum();
+    assert_eq!(spent, 1 + 80_000 + 40_000, "the script, two frames, then the one retried");
+}

@@ -368,6 +368,7 @@ mod model {
                 branches: self.heads.iter().enumerate().map(branch).collect(),
                 checkpoints: self.cps.iter().map(|c| c.domain(vid, branch_id(0))).collect(),
                 runs: self.runs.iter().enumerate().map(|(i, r)| r.domain(vid, branch_id(r.branch), i as i64)).collect(),
+                estimates: vec![],
             }
         }
 

@@ -81,6 +81,8 @@ pub struct BranchReport<'a> {
     pub line: Vec<&'a Checkpoint>,
     pub branches: Vec<BranchLine<'a>>,
     pub spent_micros: i64,
+    /// What the next continue or retry is estimated to cost (memo hits at $0).
+    pub estimate_micros: i64,
 }
 
 /// The status page of one branch (`main` when none is named).
@@ -113,6 +115,7 @@ pub fn branch_report<'a>(video: &'a Video, tries: &[UnitTry], branch: &str, limi
         line: video.line_of(branch),
         branches: branch_lines(video, limits),
         spent_micros: video.spent_micros(),
+        estimate_micros: view.estimate_micros,
     })
 }
 

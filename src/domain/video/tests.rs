@@ -91,6 +91,7 @@ fn failed_storyboard() -> Video {
         }],
         checkpoints: vec![cp(10, None, Phase::Script, 1, CheckpointStatus::Approved)],
         runs: vec![run(1, None, Phase::Script, 1, RunStatus::Succeeded), failed],
+        estimates: vec![],
     }
 }
 

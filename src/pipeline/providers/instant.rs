@@ -12,6 +12,9 @@ impl ScriptWriter for Instant {
     fn id(&self) -> String {
         "instant/1".into()
     }
+    fn unit_price(&self) -> i64 {
+        1
+    }
     fn write(&self, _: &UnitCall, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
         let title: String = prompt.chars().take(60).collect();
         let beats = (0..beats)
@@ -25,6 +28,9 @@ impl StoryboardArtist for Instant {
     fn id(&self) -> String {
         "instant/1".into()
     }
+    fn unit_price(&self) -> i64 {
+        1
+    }
     fn draw(&self, _: &UnitCall, script: Script, index: usize, seed: u64, _: u32, _: u32) -> Answer<Vec<u8>> {
         ready(format!("frame:{}:{index}:{}:{seed}", script.title, script.beats[index].narration).into_bytes(), 1)
     }
@@ -33,6 +39,9 @@ impl StoryboardArtist for Instant {
 impl ClipAnimator for Instant {
     fn id(&self) -> String {
         "instant/1".into()
+    }
+    fn unit_price(&self) -> i64 {
+        1
     }
     #[allow(clippy::too_many_arguments)]
     fn animate(
@@ -54,6 +63,9 @@ impl ClipAnimator for Instant {
 impl Renderer for Instant {
     fn id(&self) -> String {
         "instant/1".into()
+    }
+    fn unit_price(&self) -> i64 {
+        1
     }
     fn render(&self, _: &UnitCall, clip_streams: Vec<Vec<u8>>, _: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
         let frames = clip_streams.len() as u32;

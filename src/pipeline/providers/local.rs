@@ -37,12 +37,21 @@ pub struct LocalStoryboard;
 pub struct LocalClips;
 pub struct LocalRender;
 
+// Nominal prices per unit, in micro-dollars: what a comparable remote call would cost.
+const SCRIPT_PRICE: i64 = 2_000;
+const STORYBOARD_PRICE: i64 = 10_000;
+const CLIP_PRICE: i64 = 20_000;
+const RENDER_PRICE: i64 = 5_000;
+
 impl ScriptWriter for LocalScript {
     fn id(&self) -> String {
         "local-script/1".into()
     }
+    fn unit_price(&self) -> i64 {
+        SCRIPT_PRICE
+    }
     fn write(&self, _: &UnitCall, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
-        blocking(move |_| Ok(media::write_script(&prompt, beats, seed)), 2_000)
+        blocking(move |_| Ok(media::write_script(&prompt, beats, seed)), SCRIPT_PRICE)
     }
 }
 
@@ -50,14 +59,20 @@ impl StoryboardArtist for LocalStoryboard {
     fn id(&self) -> String {
         "local-storyboard/1".into()
     }
+    fn unit_price(&self) -> i64 {
+        STORYBOARD_PRICE
+    }
     fn draw(&self, _: &UnitCall, script: Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>> {
-        blocking(move |_| media::draw_storyboard(&script, index, seed, width, height), 10_000)
+        blocking(move |_| media::draw_storyboard(&script, index, seed, width, height), STORYBOARD_PRICE)
     }
 }
 
 impl ClipAnimator for LocalClips {
     fn id(&self) -> String {
         "local-clips/1".into()
+    }
+    fn unit_price(&self) -> i64 {
+        CLIP_PRICE
     }
     #[allow(clippy::too_many_arguments)]
     fn animate(
@@ -78,7 +93,7 @@ impl ClipAnimator for LocalClips {
                     frames: c.frames,
                 })
             },
-            20_000,
+            CLIP_PRICE,
         )
     }
 }
@@ -86,6 +101,9 @@ impl ClipAnimator for LocalClips {
 impl Renderer for LocalRender {
     fn id(&self) -> String {
         "local-render/1".into()
+    }
+    fn unit_price(&self) -> i64 {
+        RENDER_PRICE
     }
     fn render(&self, _: &UnitCall, clip_streams: Vec<Vec<u8>>, fps: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
         blocking(
@@ -98,7 +116,7 @@ impl Renderer for LocalRender {
                     frames: r.frames,
                 })
             },
-            5_000,
+            RENDER_PRICE,
         )
     }
 }

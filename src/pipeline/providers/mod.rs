@@ -97,11 +97,21 @@ pub type Answer<T> = BoxFuture<'static, Result<Costed<T>, ProviderError>>;
 pub trait ScriptWriter: Send + Sync {
     /// Name and parameters; part of every memo key, so a new provider never reuses another's output.
     fn id(&self) -> String;
+    /// What one unit is expected to cost, in micro-dollars, for estimates before a phase runs
+    /// (0 unless the provider says).
+    fn unit_price(&self) -> i64 {
+        0
+    }
     fn write(&self, call: &UnitCall, prompt: String, beats: u32, seed: u64) -> Answer<Script>;
 }
 
 pub trait StoryboardArtist: Send + Sync {
     fn id(&self) -> String;
+    /// What one unit is expected to cost, in micro-dollars, for estimates before a phase runs
+    /// (0 unless the provider says).
+    fn unit_price(&self) -> i64 {
+        0
+    }
     /// Draws beat `index`; may read the script's title, beat count and that beat only.
     fn draw(&self, call: &UnitCall, script: Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>>;
     /// Cancels a remote job this provider started (the run was cancelled).
@@ -112,6 +122,11 @@ pub trait StoryboardArtist: Send + Sync {
 
 pub trait ClipAnimator: Send + Sync {
     fn id(&self) -> String;
+    /// What one unit is expected to cost, in micro-dollars, for estimates before a phase runs
+    /// (0 unless the provider says).
+    fn unit_price(&self) -> i64 {
+        0
+    }
     #[allow(clippy::too_many_arguments)]
     fn animate(
         &self,
@@ -131,6 +146,11 @@ pub trait ClipAnimator: Send + Sync {
 
 pub trait Renderer: Send + Sync {
     fn id(&self) -> String;
+    /// What one unit is expected to cost, in micro-dollars, for estimates before a phase runs
+    /// (0 unless the provider says).
+    fn unit_price(&self) -> i64 {
+        0
+    }
     fn render(
         &self,
         call: &UnitCall,
@@ -185,6 +205,16 @@ impl Providers {
             Phase::Storyboard => self.storyboard.id(),
             Phase::Clips => self.clips.id(),
             Phase::Render => self.render.id(),
+        }
+    }
+
+    /// What one unit of `phase` is expected to cost, in micro-dollars.
+    pub fn unit_price(&self, phase: Phase) -> i64 {
+        match phase {
+            Phase::Script => self.script.unit_price(),
+            Phase::Storyboard => self.storyboard.unit_price(),
+            Phase::Clips => self.clips.unit_price(),
+            Phase::Render => self.render.unit_price(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The error card of a failed branch: what failed, in words, and the one-click retry.
 use leptos::prelude::*;
 
-use crate::api::{ErrorWire, VideoStatusWire, continue_video};
+use crate::api::{ErrorWire, VideoStatusWire, continue_video, dollars};
 use crate::domain::BranchStatus;
 use crate::ui::pages::status::StatusCtx;
 
@@ -37,7 +37,10 @@ pub fn ErrorCard(s: VideoStatusWire, e: ErrorWire) -> impl IntoView {
                 <p class="refusal"><strong>{format!("{r}.")}</strong> " " {r.next_step()}</p>
             })}
             {(failed && enabled).then(|| view! {
-                <p class="muted">"Only the units that failed run again; finished ones are reused at no cost."</p>
+                <p class="muted estimate">{format!(
+                    "Only the units that failed run again; finished ones are reused at no cost. Estimated cost: {}.",
+                    dollars(s.estimate_micros)
+                )}</p>
             })}
             <div class="actions">
                 <button class="primary"

@@ -82,6 +82,7 @@ pub fn Controls(s: VideoStatusWire) -> impl IntoView {
         None => format!("Spent {}; no budget set.", dollars(s.total_cost_micros)),
     };
     let refused = s.allowed.continue_refused.clone();
+    let estimate = format!("Estimated cost: {} (units already made are reused for free).", dollars(s.estimate_micros));
     let head = s.active_branches.iter().find(|b| b.branch_name == s.branch).cloned();
     let pending = s.current_checkpoint.clone();
     let fresh = s.allowed.can_continue && pending.is_none();
@@ -99,6 +100,7 @@ pub fn Controls(s: VideoStatusWire) -> impl IntoView {
                 };
                 view! {
                     <p>{what}</p>
+                    {(c.phase != Phase::Render).then(|| view! { <p class="muted estimate">{estimate.clone()}</p> })}
                     <button class="primary" disabled=move || advance.pending().get() || !s.allowed.can_continue
                         on:click=move |_| { advance.dispatch(Some(id.clone())); }>
                         {move || if advance.pending().get() { "Starting…".to_string() } else { label.clone() }}

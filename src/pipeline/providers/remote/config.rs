@@ -36,6 +36,8 @@ pub struct PhaseTable {
     pub size: Option<String>,
     /// Replicate clips: the input field that takes the still (models differ; default "image").
     pub image_field: Option<String>,
+    /// Replicate: how long a prediction usually runs, in seconds, for cost estimates (default 10).
+    pub expected_seconds: Option<f64>,
     /// How long one HTTP exchange may take, in milliseconds (default 90000).
     pub timeout_ms: Option<u64>,
     /// Replicate: how often a running prediction is polled, in milliseconds (default 1000).
@@ -188,6 +190,7 @@ impl PhaseTable {
             model: self.model.clone(),
             version: self.version.clone(),
             price_per_second: self.price_per_second.unwrap_or(0.0),
+            expected_seconds: self.expected_seconds.unwrap_or(10.0).max(0.0),
             poll: Duration::from_millis(self.poll_ms.unwrap_or(1000).clamp(10, 60_000)),
         }
     }

@@ -99,6 +99,10 @@ impl ScriptWriter for OpenAiScript {
     fn id(&self) -> String {
         format!("openai-chat/{}@{}", self.model, self.endpoint.base_url)
     }
+    /// A script's usual size: about 1k tokens in and 1.5k out.
+    fn unit_price(&self) -> i64 {
+        micros(self.price_in + 1.5 * self.price_out)
+    }
     fn write(&self, _: &UnitCall, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
         Box::pin(self.clone().ask(prompt, beats, seed))
     }
@@ -150,6 +154,9 @@ pub fn frame_prompt(script: &Script, index: usize) -> String {
 impl StoryboardArtist for OpenAiImages {
     fn id(&self) -> String {
         format!("openai-images/{}/{}@{}", self.model, self.size, self.endpoint.base_url)
+    }
+    fn unit_price(&self) -> i64 {
+        micros(self.price_per_image)
     }
     fn draw(&self, _: &UnitCall, script: Script, index: usize, _seed: u64, width: u32, height: u32) -> Answer<Vec<u8>> {
         Box::pin(self.clone().generate(frame_prompt(&script, index), width, height))

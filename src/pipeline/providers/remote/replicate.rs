@@ -23,10 +23,16 @@ pub struct Replicate {
     pub model: Option<String>,
     pub version: Option<String>,
     pub price_per_second: f64,
+    /// How long a prediction usually runs, for estimates.
+    pub expected_seconds: f64,
     pub poll: Duration,
 }
 
 impl Replicate {
+    fn unit_price(&self) -> i64 {
+        micros(self.price_per_second * self.expected_seconds)
+    }
+
     fn id(&self, what: &str) -> String {
         let model = self.version.as_deref().or(self.model.as_deref()).unwrap_or_default();
         format!("replicate-{what}/{model}@{}", self.endpoint.base_url)
@@ -129,6 +135,9 @@ impl StoryboardArtist for ReplicateImages {
     fn id(&self) -> String {
         self.0.id("images")
     }
+    fn unit_price(&self) -> i64 {
+        self.0.unit_price()
+    }
     fn draw(&self, call: &UnitCall, script: Script, index: usize, seed: u64, width: u32, height: u32) -> Answer<Vec<u8>> {
         let (replicate, call) = (self.0.clone(), call.clone());
         let input = json!({"prompt": super::openai::frame_prompt(&script, index), "seed": seed % (1 << 31)});
@@ -157,6 +166,9 @@ pub struct ReplicateClips {
 impl ClipAnimator for ReplicateClips {
     fn id(&self) -> String {
         self.replicate.id("clips")
+    }
+    fn unit_price(&self) -> i64 {
+        self.replicate.unit_price()
     }
     fn animate(
         &self,

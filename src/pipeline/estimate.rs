@@ -1,0 +1,46 @@
+//! What a run will cost before it starts: each of its units the memo cannot answer, at its
+//! provider's price per unit. The budget check refuses a run whose estimate would take the video
+//! past its budget, before it spends anything; the status page shows the estimate by the button.
+use uuid::Uuid;
+
+use super::commands::load;
+use super::{CoreError, Engine, units};
+use crate::domain::video::{Run, RunStart, Video};
+use crate::domain::{Phase, RunId, RunKind, VideoId};
+use crate::storage::{self, Tx};
+
+impl Engine {
+    /// The video's state with, per branch, the estimate of the run a continue or retry would
+    /// start there (the phase after the head, from the head).
+    pub(crate) async fn load_estimated(&self, tx: &mut Tx, video: VideoId) -> Result<Video, CoreError> {
+        let mut state = load(tx, video).await?;
+        let mut estimates = Vec::with_capacity(state.branches.len());
+        for branch in &state.branches {
+            let from = branch.head_id;
+            let phase = match from.and_then(|id| state.checkpoint(id)) {
+                Some(head) => head.phase.next(),
+                None => Some(Phase::Script),
+            };
+            let Some(phase) = phase else { continue };
+            let start = RunStart { phase, from, attempt: 1, kind: RunKind::Continue, regenerate: None };
+            let micros = self.estimate(tx, &state, &Run::queued(RunId(Uuid::nil()), branch, start, 0)).await?;
+            estimates.push((branch.id, micros));
+        }
+        state.estimates = estimates;
+        Ok(state)
+    }
+
+    /// The estimated cost of `run`: its units whose output the memo does not hold, at the price
+    /// its phase's provider asks per unit. A run whose units cannot be planned yet estimates 0.
+    pub(crate) async fn estimate(&self, tx: &mut Tx, state: &Video, run: &Run) -> Result<i64, CoreError> {
+        let Ok((plans, _)) = units::plan(self, state, run) else { return Ok(0) };
+        let price = self.providers.unit_price(run.phase);
+        let mut micros = 0;
+        for plan in plans {
+            if storage::memo_get(tx, &plan.key).await?.is_none() {
+                micros += price;
+            }
+        }
+        Ok(micros)
+    }
+}

@@ -21,8 +21,8 @@ export async function hydrated(page: Page) {
   await page.waitForFunction(() => (window as any).__reelsmith_hydrated === true || document.querySelector("body[data-hydrated]") !== null, null, { timeout: 30_000 });
 }
 
-export async function createVideo(page: Page, opts: { prompt: string; beats?: number; auto?: boolean; faultPlan?: string }) {
-  await page.goto(base() + "/");
+export async function createVideo(page: Page, opts: { prompt: string; beats?: number; auto?: boolean; faultPlan?: string; base?: string }) {
+  await page.goto((opts.base ?? base()) + "/");
   await hydrated(page);
   await page.getByLabel("Prompt").fill(opts.prompt);
   await page.getByLabel("Beats").fill(String(opts.beats ?? 2));

@@ -119,13 +119,22 @@ impl ProvidersFile {
             p.clips =
                 Arc::new(ReplicateClips { replicate: t.replicate(env), image_field: t.image_field.clone().unwrap_or("image".into()) });
         }
+        p.settings = Arc::new(self.settings(env));
         p
     }
 
     /// Per phase: the provider and model in use, whether its key is set, and its prices.
     pub fn settings(&self, env: &dyn Fn(&str) -> Option<String>) -> Settings {
-        let phases = [("Script", &self.script), ("Storyboard", &self.storyboard), ("Clips", &self.clips), ("Narration", &self.narration)];
-        phases.into_iter().map(|(phase, table)| setting(phase, table.as_ref(), env)).collect()
+        let phases = [("Script", &self.script), ("Storyboard", &self.storyboard), ("Clips", &self.clips)];
+        let mut rows: Settings = phases.into_iter().map(|(phase, table)| setting(phase, table.as_ref(), env)).collect();
+        // The file may name a voice already; this version makes no narration, and says so.
+        rows.push(PhaseSetting {
+            provider: "none: this version does not narrate".into(),
+            model: String::new(),
+            prices: String::new(),
+            ..setting("Narration", None, env)
+        });
+        rows
     }
 }
 
@@ -257,6 +266,7 @@ price_per_1k_chars = 0.015
         assert_eq!(providers.clips.id(), "replicate-clips/owner/model-name@https://api.replicate.com/v1");
         assert_eq!(providers.render.id(), "instant/1", "render stays local");
         let settings = file.settings(&env);
+        assert_eq!(*providers.settings, settings, "the settings page shows what was built");
         assert_eq!(settings[0].provider, "openai");
         assert!(settings[0].key_present && !settings[2].key_present, "{settings:?}");
         assert!(settings[2].prices.contains("$0.0014 per second"));

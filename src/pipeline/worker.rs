@@ -11,6 +11,13 @@ use super::commands::{apply_decision, load};
 use super::faults;
 use super::providers::{Costed, JobBook, ProviderError, UnitCall};
 
+/// The tries of one unit so far that failed: transiently, and by a moderation refusal.
+#[derive(Default)]
+struct Spent {
+    transient: u32,
+    rerolls: u32,
+}
+
 /// The longest wait a rate limit's `Retry-After` is honoured for; a longer one waits this long.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
 use super::units::{self, UnitInput, UnitOutput, UnitPlan};
@@ -382,8 +389,7 @@ impl Engine {
         fail: Option<&str>,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<UnitOutput, Halt> {
-        let tries = 1 + self.config.extra_tries;
-        let (mut input, mut transient, mut rerolls) = (plan.input.clone(), 0, 0);
+        let (mut input, mut spent) = (plan.input.clone(), Spent::default());
         for try_no in 1.. {
             if *stop.borrow() {
                 return Err(Halt::Stopped);
@@ -400,27 +406,35 @@ impl Engine {
             };
             let outcome = if matches!(error, ProviderError::Permanent(_)) { TryOutcome::Permanent } else { TryOutcome::Transient };
             self.record_try(job, job.failed_try(plan, try_no, outcome, &error.to_string(), started)).await;
-            let wait = match error {
-                ProviderError::Permanent(message) => return Err(Halt::Failed(message)),
-                ProviderError::Rejected(message) if rerolls == self.config.rerolls => {
-                    return Err(Halt::Failed(format!("{message} (refused {} times, each with a new seed)", rerolls + 1)));
-                }
-                ProviderError::Rejected(_) => {
-                    rerolls += 1;
-                    input = input.rerolled(rerolls);
-                    Duration::ZERO
-                }
-                ProviderError::Transient(message) | ProviderError::RateLimited { message, .. } if transient + 1 == tries => {
-                    return Err(Halt::Failed(message));
-                }
-                ProviderError::Transient(_) => self.backoff(&mut transient),
-                ProviderError::RateLimited { after, .. } => self.backoff(&mut transient).max(after.min(MAX_RATE_LIMIT_WAIT)),
-            };
+            let wait = self.after_failure(error, &mut spent, &mut input)?;
             if !sleep_unless_stopped(wait, stop).await {
                 return Err(Halt::Stopped);
             }
         }
         unreachable!("every try returns or waits")
+    }
+
+    /// What a failed try leads to: the wait before the next one (with a new seed after a
+    /// moderation refusal), or, when the error is permanent or the tries are spent, the unit's
+    /// failure.
+    fn after_failure(&self, error: ProviderError, spent: &mut Spent, input: &mut UnitInput) -> Result<Duration, Halt> {
+        let tries = 1 + self.config.extra_tries;
+        match error {
+            ProviderError::Permanent(message) => Err(Halt::Failed(message)),
+            ProviderError::Rejected(message) if spent.rerolls == self.config.rerolls => {
+                Err(Halt::Failed(format!("{message} (refused {} times, each with a new seed)", spent.rerolls + 1)))
+            }
+            ProviderError::Rejected(_) => {
+                spent.rerolls += 1;
+                *input = input.clone().rerolled(spent.rerolls);
+                Ok(Duration::ZERO)
+            }
+            ProviderError::Transient(message) | ProviderError::RateLimited { message, .. } if spent.transient + 1 == tries => {
+                Err(Halt::Failed(message))
+            }
+            ProviderError::Transient(_) => Ok(self.backoff(&mut spent.transient)),
+            ProviderError::RateLimited { after, .. } => Ok(self.backoff(&mut spent.transient).max(after.min(MAX_RATE_LIMIT_WAIT))),
+        }
     }
 
     /// The wait before the next try after `transient` transient failures (counting this one):

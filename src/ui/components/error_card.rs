@@ -7,22 +7,14 @@ use crate::ui::pages::status::StatusCtx;
 
 #[component]
 pub fn ErrorCard(s: VideoStatusWire, e: ErrorWire) -> impl IntoView {
-    let ctx = expect_context::<StatusCtx>();
     let allowed = s.allowed.clone();
-    let head = s.active_branches.iter().find(|b| b.branch_name == s.branch).and_then(|b| b.latest_checkpoint_id.clone());
     let failed = s.status == BranchStatus::Failed;
-    // After an edit the branch waits on the new version; the card then continues from it.
-    let (force_retry, enabled) = if failed { (true, allowed.can_retry) } else { (false, allowed.can_continue) };
-    let retry = ctx.action(move |(checkpoint, force_retry): (Option<String>, bool)| async move {
-        continue_video(ctx.video_id.get_untracked(), checkpoint, ctx.branch_param(), force_retry).await.map(|_| ())
-    });
-    let label = s.retry_label.clone();
+    let (enabled, refused) =
+        (if failed { allowed.can_retry } else { allowed.can_continue }, allowed.retry_refused.clone().filter(|_| failed));
     let where_ = match e.beat {
         Some(b) => format!("Phase {} · {} · beat {} · attempt {}", e.phase.number(), e.phase.label(), b + 1, e.attempt),
         None => format!("Phase {} · {} · attempt {}", e.phase.number(), e.phase.label(), e.attempt),
     };
-    let can_edit = allowed.can_edit && s.artifacts.script_checkpoint.is_some();
-    let refused = allowed.retry_refused.clone().filter(|_| failed);
     let heading =
         if failed { format!("The {} phase failed", e.phase.label().to_lowercase()) } else { "The last attempt failed".to_string() };
     view! {
@@ -42,20 +34,34 @@ pub fn ErrorCard(s: VideoStatusWire, e: ErrorWire) -> impl IntoView {
                     dollars(s.estimate_micros)
                 )}</p>
             })}
-            <div class="actions">
-                <button class="primary"
-                    disabled=move || !enabled || retry.pending().get()
-                    aria-busy=move || retry.pending().get().to_string()
-                    on:click={
-                        let head = head.clone();
-                        move |_| { retry.dispatch((head.clone(), force_retry)); }
-                    }>
-                    {move || if retry.pending().get() { "Retrying…".to_string() } else { label.clone() }}
-                </button>
-                {can_edit.then(|| view! {
-                    <button on:click=move |_| ctx.editing.set(true)>"Edit Previous Phase"</button>
-                })}
-            </div>
+            <RetryActions s enabled/>
         </section>
+    }
+}
+
+/// The one-click retry (after an edit: continue from the new version) and the way to the editor.
+#[component]
+fn RetryActions(s: VideoStatusWire, enabled: bool) -> impl IntoView {
+    let ctx = expect_context::<StatusCtx>();
+    let head = s.active_branches.iter().find(|b| b.branch_name == s.branch).and_then(|b| b.latest_checkpoint_id.clone());
+    // After an edit the branch waits on the new version; the card then continues from it.
+    let force_retry = s.status == BranchStatus::Failed;
+    let retry = ctx.action(move |(checkpoint, force_retry): (Option<String>, bool)| async move {
+        continue_video(ctx.video_id.get_untracked(), checkpoint, ctx.branch_param(), force_retry).await.map(|_| ())
+    });
+    let label = s.retry_label.clone();
+    let can_edit = s.allowed.can_edit && s.artifacts.script_checkpoint.is_some();
+    view! {
+        <div class="actions">
+            <button class="primary"
+                disabled=move || !enabled || retry.pending().get()
+                aria-busy=move || retry.pending().get().to_string()
+                on:click=move |_| { retry.dispatch((head.clone(), force_retry)); }>
+                {move || if retry.pending().get() { "Retrying…".to_string() } else { label.clone() }}
+            </button>
+            {can_edit.then(|| view! {
+                <button on:click=move |_| ctx.editing.set(true)>"Edit Previous Phase"</button>
+            })}
+        </div>
     }
 }

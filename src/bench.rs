@@ -18,8 +18,8 @@ use crate::domain::{CheckpointId, NewVideo, Phase, RunId, RunKind, RunStatus, Sc
 use crate::pipeline::Engine;
 use crate::pipeline::events::Changed;
 use crate::pipeline::providers::{
-    Answer, ClipAnimator, ClipBytes, Providers, RenderBytes, Renderer, ScriptWriter, StoryboardArtist, UnitCall,
-    instant::Instant as InstantProvider,
+    Answer, ClipAnimator, ClipBytes, ClipRequest, Providers, RenderBytes, RenderRequest, Renderer, ScriptWriter, StoryboardArtist,
+    UnitCall, instant::Instant as InstantProvider,
 };
 use crate::pipeline::worker::WorkOutcome;
 use crate::server::StartError;
@@ -233,19 +233,9 @@ impl ClipAnimator for Recording {
     fn id(&self) -> String {
         ClipAnimator::id(&self.inner)
     }
-    #[allow(clippy::too_many_arguments)]
-    fn animate(
-        &self,
-        call: &UnitCall,
-        still: Vec<u8>,
-        prompt: String,
-        caption: String,
-        duration_ms: u32,
-        fps: u32,
-        seed: u64,
-    ) -> Answer<ClipBytes> {
+    fn animate(&self, call: &UnitCall, clip: ClipRequest) -> Answer<ClipBytes> {
         self.calls.note(Phase::Clips, 0);
-        self.inner.animate(call, still, prompt, caption, duration_ms, fps, seed)
+        self.inner.animate(call, clip)
     }
 }
 
@@ -253,16 +243,9 @@ impl Renderer for Recording {
     fn id(&self) -> String {
         Renderer::id(&self.inner)
     }
-    fn render(
-        &self,
-        call: &UnitCall,
-        clip_streams: Vec<Vec<u8>>,
-        fps: u32,
-        poster_still_png: Vec<u8>,
-        title: String,
-    ) -> Answer<RenderBytes> {
+    fn render(&self, call: &UnitCall, render: RenderRequest) -> Answer<RenderBytes> {
         self.calls.note(Phase::Render, 0);
-        self.inner.render(call, clip_streams, fps, poster_still_png, title)
+        self.inner.render(call, render)
     }
 }
 

@@ -169,15 +169,3 @@ pub fn continue_result(outcome: ContinueOutcome) -> ContinueResult {
         ContinueOutcome::Completed { .. } => ContinueResult::Completed,
     }
 }
-
-pub fn provider_setting(s: &crate::pipeline::providers::remote::config::PhaseSetting) -> ProviderSetting {
-    ProviderSetting {
-        phase: s.phase.clone(),
-        provider: s.provider.clone(),
-        model: s.model.clone(),
-        base_url: s.base_url.clone(),
-        key_env: s.key_env.clone(),
-        key_present: s.key_present,
-        prices: s.prices.clone(),
-    }
-}

@@ -49,7 +49,7 @@ pub async fn server_info() -> Result<ServerSettings, AppError> {
 #[server(endpoint = "provider_settings")]
 pub async fn provider_settings() -> Result<Vec<ProviderSetting>, AppError> {
     let engine = engine()?;
-    Ok(engine.providers.settings.iter().map(convert::provider_setting).collect())
+    Ok(engine.providers.settings.to_vec())
 }
 
 #[server(endpoint = "list_videos")]

@@ -12,17 +12,7 @@ pub struct ServerSettings {
     pub version: String,
 }
 
-/// One phase's provider, for the settings page: never the key, only whether it is set.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProviderSetting {
-    pub phase: String,
-    pub provider: String,
-    pub model: String,
-    pub base_url: String,
-    pub key_env: String,
-    pub key_present: bool,
-    pub prices: String,
-}
+pub use crate::domain::ProviderSetting;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VideoSummary {

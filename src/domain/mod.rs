@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod model;
 pub mod rules;
 pub mod script;
+pub mod settings;
 pub mod validate;
 pub mod video;
 
@@ -19,5 +20,6 @@ pub use manifest::{BlobRef, ClipRef, Manifest};
 pub use model::{BranchStatus, CheckpointStatus, Entity, Origin, Phase, RunKind, RunStatus, Timestamp, TryOutcome, UnknownWord};
 pub use rules::{BranchView, Decision, HeadView, Refusal, RunView, decide};
 pub use script::{Beat, Script};
+pub use settings::ProviderSetting;
 pub use validate::{BranchName, InvalidInput, NewVideo};
 pub use video::Video;

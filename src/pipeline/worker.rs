@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::commands::{apply_decision, load};
 use super::faults;
-use super::providers::{Costed, JobBook, ProviderError, UnitCall};
+use super::providers::{ClipRequest, Costed, JobBook, ProviderError, RenderRequest, UnitCall};
 
 /// The tries of one unit so far that failed: transiently, and by a moderation refusal.
 #[derive(Default)]
@@ -490,7 +490,7 @@ impl Engine {
             UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed } => {
                 let bytes =
                     self.blobs.read(&still).map_err(|e| ProviderError::Permanent(format!("the storyboard image is missing: {e}")))?;
-                let c = p.clips.animate(call, bytes, prompt, caption, duration_ms, fps, seed).await?;
+                let c = p.clips.animate(call, ClipRequest { still_png: bytes, prompt, caption, duration_ms, fps, seed }).await?;
                 Costed { value: Produced::Clip(c.value), cost_micros: c.cost_micros }
             }
             UnitInput::Render { streams, poster_still, title, fps } => {
@@ -500,7 +500,7 @@ impl Engine {
                 }
                 let still =
                     self.blobs.read(&poster_still).map_err(|e| ProviderError::Permanent(format!("the poster image is missing: {e}")))?;
-                let c = p.render.render(call, clips, fps, still, title).await?;
+                let c = p.render.render(call, RenderRequest { clip_streams: clips, fps, poster_still_png: still, title }).await?;
                 Costed { value: Produced::Render(c.value), cost_micros: c.cost_micros }
             }
         })

@@ -28,7 +28,8 @@ use reelsmith::domain::{BranchStatus, CheckpointId, CheckpointStatus, Manifest, 
 use reelsmith::pipeline::commands::ContinueOutcome;
 use reelsmith::pipeline::providers::instant::Instant;
 use reelsmith::pipeline::providers::{
-    Answer, ClipAnimator, ClipBytes, ProviderError, Providers, RenderBytes, Renderer, ScriptWriter, StoryboardArtist, UnitCall,
+    Answer, ClipAnimator, ClipBytes, ClipRequest, ProviderError, Providers, RenderBytes, RenderRequest, Renderer, ScriptWriter,
+    StoryboardArtist, UnitCall,
 };
 use reelsmith::pipeline::worker::WorkOutcome;
 use reelsmith::pipeline::{CoreError, Engine, EngineConfig, blobs::BlobStore};
@@ -79,18 +80,8 @@ impl ClipAnimator for Switch {
     fn id(&self) -> String {
         Switch::id(self)
     }
-    #[allow(clippy::too_many_arguments)]
-    fn animate(
-        &self,
-        call: &UnitCall,
-        still: Vec<u8>,
-        prompt: String,
-        caption: String,
-        duration_ms: u32,
-        fps: u32,
-        seed: u64,
-    ) -> Answer<ClipBytes> {
-        self.refuse().unwrap_or_else(|| Instant.animate(call, still, prompt, caption, duration_ms, fps, seed))
+    fn animate(&self, call: &UnitCall, clip: ClipRequest) -> Answer<ClipBytes> {
+        self.refuse().unwrap_or_else(|| Instant.animate(call, clip))
     }
 }
 
@@ -98,15 +89,8 @@ impl Renderer for Switch {
     fn id(&self) -> String {
         Switch::id(self)
     }
-    fn render(
-        &self,
-        call: &UnitCall,
-        clip_streams: Vec<Vec<u8>>,
-        fps: u32,
-        poster_still_png: Vec<u8>,
-        title: String,
-    ) -> Answer<RenderBytes> {
-        self.refuse().unwrap_or_else(|| Instant.render(call, clip_streams, fps, poster_still_png, title))
+    fn render(&self, call: &UnitCall, render: RenderRequest) -> Answer<RenderBytes> {
+        self.refuse().unwrap_or_else(|| Instant.render(call, render))
     }
 }
 

@@ -43,19 +43,9 @@ impl ClipAnimator for Instant {
     fn unit_price(&self) -> i64 {
         1
     }
-    #[allow(clippy::too_many_arguments)]
-    fn animate(
-        &self,
-        _: &UnitCall,
-        still_png: Vec<u8>,
-        _: String,
-        caption: String,
-        duration_ms: u32,
-        _: u32,
-        seed: u64,
-    ) -> Answer<ClipBytes> {
-        let mut stream = still_png;
-        stream.extend(format!(":{caption}:{duration_ms}:{seed}").bytes());
+    fn animate(&self, _: &UnitCall, clip: ClipRequest) -> Answer<ClipBytes> {
+        let mut stream = clip.still_png;
+        stream.extend(format!(":{}:{}:{}", clip.caption, clip.duration_ms, clip.seed).bytes());
         ready(ClipBytes { preview_mp4: [b"preview:".as_slice(), &stream].concat(), stream, frames: 1 }, 1)
     }
 }
@@ -67,12 +57,12 @@ impl Renderer for Instant {
     fn unit_price(&self) -> i64 {
         1
     }
-    fn render(&self, _: &UnitCall, clip_streams: Vec<Vec<u8>>, _: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
-        let frames = clip_streams.len() as u32;
+    fn render(&self, _: &UnitCall, r: RenderRequest) -> Answer<RenderBytes> {
+        let frames = r.clip_streams.len() as u32;
         ready(
             RenderBytes {
-                mp4: clip_streams.concat(),
-                poster_png: [title.as_bytes(), &poster_still_png].concat(),
+                mp4: r.clip_streams.concat(),
+                poster_png: [r.title.as_bytes(), &r.poster_still_png].concat(),
                 duration_ms: frames * 2000,
                 frames,
             },

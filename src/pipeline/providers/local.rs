@@ -74,20 +74,10 @@ impl ClipAnimator for LocalClips {
     fn unit_price(&self) -> i64 {
         CLIP_PRICE
     }
-    #[allow(clippy::too_many_arguments)]
-    fn animate(
-        &self,
-        _: &UnitCall,
-        still_png: Vec<u8>,
-        _: String,
-        caption: String,
-        duration_ms: u32,
-        fps: u32,
-        seed: u64,
-    ) -> Answer<ClipBytes> {
+    fn animate(&self, _: &UnitCall, clip: ClipRequest) -> Answer<ClipBytes> {
         blocking(
             move |stop| {
-                media::make_clip_until(&still_png, &caption, duration_ms, fps, seed, stop).map(|c| ClipBytes {
+                media::make_clip_until(&clip.still_png, &clip.caption, clip.duration_ms, clip.fps, clip.seed, stop).map(|c| ClipBytes {
                     stream: c.stream,
                     preview_mp4: c.preview_mp4,
                     frames: c.frames,
@@ -105,11 +95,11 @@ impl Renderer for LocalRender {
     fn unit_price(&self) -> i64 {
         RENDER_PRICE
     }
-    fn render(&self, _: &UnitCall, clip_streams: Vec<Vec<u8>>, fps: u32, poster_still_png: Vec<u8>, title: String) -> Answer<RenderBytes> {
+    fn render(&self, _: &UnitCall, r: RenderRequest) -> Answer<RenderBytes> {
         blocking(
             move |_| {
-                let refs: Vec<&[u8]> = clip_streams.iter().map(Vec::as_slice).collect();
-                media::render_video(&refs, fps, &poster_still_png, &title).map(|r| RenderBytes {
+                let refs: Vec<&[u8]> = r.clip_streams.iter().map(Vec::as_slice).collect();
+                media::render_video(&refs, r.fps, &r.poster_still_png, &r.title).map(|r| RenderBytes {
                     mp4: r.mp4,
                     poster_png: r.poster_png,
                     duration_ms: r.duration_ms,

@@ -77,6 +77,28 @@ pub struct Costed<T> {
     pub cost_micros: i64,
 }
 
+/// What a clip is made from: the beat's still and what the beat says and shows.
+#[derive(Clone, Debug)]
+pub struct ClipRequest {
+    pub still_png: Vec<u8>,
+    /// The beat's picture in words (remote image-to-video models take it as their prompt).
+    pub prompt: String,
+    /// The beat's narration, drawn on the clip.
+    pub caption: String,
+    pub duration_ms: u32,
+    pub fps: u32,
+    pub seed: u64,
+}
+
+/// What the final video is made from.
+#[derive(Clone, Debug)]
+pub struct RenderRequest {
+    pub clip_streams: Vec<Vec<u8>>,
+    pub fps: u32,
+    pub poster_still_png: Vec<u8>,
+    pub title: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct ClipBytes {
     pub stream: Vec<u8>,
@@ -127,17 +149,7 @@ pub trait ClipAnimator: Send + Sync {
     fn unit_price(&self) -> i64 {
         0
     }
-    #[allow(clippy::too_many_arguments)]
-    fn animate(
-        &self,
-        call: &UnitCall,
-        still_png: Vec<u8>,
-        prompt: String,
-        caption: String,
-        duration_ms: u32,
-        fps: u32,
-        seed: u64,
-    ) -> Answer<ClipBytes>;
+    fn animate(&self, call: &UnitCall, clip: ClipRequest) -> Answer<ClipBytes>;
     /// Cancels a remote job this provider started (the run was cancelled).
     fn cancel(&self, _job_id: String) -> BoxFuture<'static, ()> {
         Box::pin(std::future::ready(()))
@@ -151,14 +163,7 @@ pub trait Renderer: Send + Sync {
     fn unit_price(&self) -> i64 {
         0
     }
-    fn render(
-        &self,
-        call: &UnitCall,
-        clip_streams: Vec<Vec<u8>>,
-        fps: u32,
-        poster_still_png: Vec<u8>,
-        title: String,
-    ) -> Answer<RenderBytes>;
+    fn render(&self, call: &UnitCall, render: RenderRequest) -> Answer<RenderBytes>;
 }
 
 #[derive(Clone)]

@@ -55,17 +55,7 @@ pub struct ProvidersFile {
     pub narration: Option<PhaseTable>,
 }
 
-/// What the settings page shows for one phase: never the key, only whether it is set.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PhaseSetting {
-    pub phase: String,
-    pub provider: String,
-    pub model: String,
-    pub base_url: String,
-    pub key_env: String,
-    pub key_present: bool,
-    pub prices: String,
-}
+pub use crate::domain::ProviderSetting as PhaseSetting;
 
 pub type Settings = Vec<PhaseSetting>;
 

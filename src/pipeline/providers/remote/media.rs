@@ -1,7 +1,7 @@
 //! Remote outputs checked and brought to the video's format, on the blocking pool: an output
 //! that does not decode as what it should be is a permanent failure of the unit, said plainly.
 use crate::media;
-use crate::pipeline::providers::{ClipBytes, ProviderError};
+use crate::pipeline::providers::{ClipBytes, ClipRequest, ProviderError};
 
 fn unusable(provider: &str, what: &str, e: impl std::fmt::Display) -> ProviderError {
     ProviderError::Permanent(format!("{provider}: the {what} cannot be used: {e}"))
@@ -16,15 +16,9 @@ pub async fn image(provider: &'static str, bytes: Vec<u8>, width: u32, height: u
 }
 
 /// A video answer as a clip of the still's size, the video's frame rate and the beat's length.
-pub async fn clip(
-    provider: &'static str,
-    mp4: Vec<u8>,
-    still_png: Vec<u8>,
-    caption: String,
-    duration_ms: u32,
-    fps: u32,
-) -> Result<ClipBytes, ProviderError> {
-    let size = media::image_size(&still_png).map_err(|e| unusable(provider, "storyboard still", e))?;
+pub async fn clip(provider: &'static str, mp4: Vec<u8>, clip: ClipRequest) -> Result<ClipBytes, ProviderError> {
+    let size = media::image_size(&clip.still_png).map_err(|e| unusable(provider, "storyboard still", e))?;
+    let ClipRequest { caption, duration_ms, fps, .. } = clip;
     tokio::task::spawn_blocking(move || media::normalize_clip(&mp4, size, fps, duration_ms, &caption, &media::Stop::default()))
         .await
         .map_err(|e| ProviderError::Transient(format!("the video task stopped: {e}")))?

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{Endpoint, is_moderation, media, micros};
 use crate::domain::Script;
-use crate::pipeline::providers::{Answer, ClipAnimator, ClipBytes, Costed, ProviderError, StoryboardArtist, UnitCall};
+use crate::pipeline::providers::{Answer, ClipAnimator, ClipBytes, ClipRequest, Costed, ProviderError, StoryboardArtist, UnitCall};
 
 const MAX_IMAGE_BYTES: usize = 32 << 20;
 const MAX_VIDEO_BYTES: usize = 256 << 20;
@@ -170,24 +170,15 @@ impl ClipAnimator for ReplicateClips {
     fn unit_price(&self) -> i64 {
         self.replicate.unit_price()
     }
-    fn animate(
-        &self,
-        call: &UnitCall,
-        still: Vec<u8>,
-        prompt: String,
-        caption: String,
-        duration_ms: u32,
-        fps: u32,
-        seed: u64,
-    ) -> Answer<ClipBytes> {
+    fn animate(&self, call: &UnitCall, clip: ClipRequest) -> Answer<ClipBytes> {
         let (replicate, call) = (self.replicate.clone(), call.clone());
-        let image = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&still));
-        let input = json!({self.image_field.clone(): image, "prompt": prompt, "seed": seed % (1 << 31)});
+        let image = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&clip.still_png));
+        let input = json!({self.image_field.clone(): image, "prompt": clip.prompt, "seed": clip.seed % (1 << 31)});
         Box::pin(async move {
             let (url, cost) = replicate.predict(&call, input).await?;
             let made = async {
                 let mp4 = replicate.endpoint.download(&url, "video/", MAX_VIDEO_BYTES).await?;
-                media::clip("Replicate", mp4, still, caption, duration_ms, fps).await
+                media::clip("Replicate", mp4, clip).await
             };
             let clip = replicate.settle(&call, made.await).await?;
             Ok(Costed { value: clip, cost_micros: cost })

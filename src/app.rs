@@ -4,7 +4,7 @@ use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
-use crate::ui::pages::{not_found::NotFound, status::StatusPage, videos::VideosPage};
+use crate::ui::pages::{account::{AccountBar, SignInPage, SignUpPage}, not_found::NotFound, status::StatusPage, videos::VideosPage};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -36,10 +36,13 @@ pub fn App() -> impl IntoView {
             <header class="topbar">
                 <a class="brand" href="/">"Reelsmith"</a>
                 <span class="tagline">"prompt → script → storyboard → clips → video"</span>
+                <AccountBar/>
             </header>
             <main class="page">
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=VideosPage/>
+                    <Route path=path!("/signin") view=SignInPage/>
+                    <Route path=path!("/signup") view=SignUpPage/>
                     <Route path=path!("/videos/:id") view=StatusPage ssr=SsrMode::Async/>
                 </Routes>
             </main>

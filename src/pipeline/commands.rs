@@ -7,7 +7,7 @@ use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{self, ContinueRequest, Decision, GivenCheckpoint};
 use crate::domain::video::{Branch, Checkpoint, Regenerate, Run, RunStart, UnitTry, Video, VideoInfo};
 use crate::domain::{
-    BranchId, BranchName, CheckpointId, CheckpointStatus, Entity, InvalidInput, Manifest, NewVideo, Origin, Phase, Refusal, RunId, RunKind,
+    AccountId, LimitReached, Quotas, Usage, BranchId, BranchName, CheckpointId, CheckpointStatus, Entity, InvalidInput, Manifest, NewVideo, Origin, Phase, Refusal, RunId, RunKind,
     RunStatus, Script, Timestamp, VideoId,
 };
 use crate::storage::{self, Constraint, Tx, WriteTx};
@@ -32,6 +32,21 @@ impl ContinueOutcome {
     pub fn is_change(&self) -> bool {
         !matches!(self, ContinueOutcome::AlreadyRunning { .. })
     }
+}
+
+/// What the account uses now: videos made in the last hour, active runs, and the bytes its
+/// checkpoints hold (each blob once, however many checkpoints share it).
+pub(crate) async fn usage(tx: &mut Tx, owner: AccountId, now: Timestamp) -> Result<Usage, CoreError> {
+    let videos_last_hour = storage::videos_made_since(tx, owner, now - 3_600_000).await?;
+    let active_runs = storage::active_runs_of(tx, owner).await?;
+    let mut blobs = std::collections::HashMap::new();
+    for doc in storage::manifests_of(tx, owner).await? {
+        if let Ok(manifest) = serde_json::from_str::<Manifest>(&doc) {
+            blobs.extend(manifest.blobs().into_iter().map(|b| (b.sha256.clone(), b.bytes)));
+        }
+    }
+    let clamp = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+    Ok(Usage { videos_last_hour: clamp(videos_last_hour), active_runs: clamp(active_runs), storage_bytes: blobs.values().sum() })
 }
 
 pub(crate) async fn load(tx: &mut Tx, video: VideoId) -> Result<Video, CoreError> {
@@ -106,11 +121,13 @@ impl Engine {
         Ok(value)
     }
 
-    /// A new video with its `main` branch and the first run of phase 1.
-    pub async fn create_video(&self, new: NewVideo, seed: Option<u64>) -> Result<VideoId, CoreError> {
+    /// A new video of `owner`'s, with its `main` branch and the first run of phase 1.
+    pub async fn create_video(&self, owner: AccountId, new: NewVideo, seed: Option<u64>) -> Result<VideoId, CoreError> {
         let now = now_ms();
+        let quotas = self.config.quotas;
         let video = VideoInfo {
             id: VideoId(Uuid::new_v4()),
+            owner,
             title: new.prompt.chars().take(80).collect(),
             prompt: new.prompt,
             beats: new.beats,
@@ -123,6 +140,7 @@ impl Engine {
         };
         let id = video.id;
         self.write_video(id, async move |tx| {
+            quotas.check_new_video(usage(tx, owner, now).await?)?;
             storage::insert_video(tx, &video).await?;
             let main = Branch {
                 id: BranchId(Uuid::new_v4()),
@@ -150,7 +168,7 @@ impl Engine {
         branch: Option<&str>,
         force_retry: bool,
     ) -> Result<ContinueOutcome, CoreError> {
-        let limits = self.config.limits();
+        let (limits, quotas) = (self.config.limits(), self.config.quotas);
         let branch = branch.map(str::to_string);
         self.write_video_if(video, ContinueOutcome::is_change, async move |tx| {
             let now = now_ms();
@@ -159,6 +177,9 @@ impl Engine {
             let given =
                 checkpoint.map(|id| checkpoint_of(&state, id).map(|c| GivenCheckpoint { id: c.id, status: c.status })).transpose()?;
             let decision = rules::decide(&state.branch_view(branch), ContinueRequest { checkpoint: given, force_retry }, limits)?;
+            if matches!(decision, Decision::Start { .. }) {
+                quotas.check_run(usage(tx, state.video.owner, now).await?)?;
+            }
             apply_decision(tx, branch, decision, now).await
         })
         .await
@@ -179,9 +200,12 @@ impl Engine {
     ) -> Result<CheckpointId, CoreError> {
         let script = Script::parse_edit(script_json)?;
         let branch = branch.map(str::to_string);
+        let limit = self.config.quotas.edits_per_video;
         self.write_video(video, async move |tx| {
             let now = now_ms();
             let state = load(tx, video).await?;
+            let edits = state.checkpoints.iter().filter(|c| c.origin == Origin::Edited).count();
+            Quotas::check_count(edits, limit, |limit| LimitReached::Edits { limit })?;
             let branch = branch_of(&state, branch.as_deref())?;
             let target = checkpoint_of(&state, checkpoint)?;
             rules::decide_edit(&state.branch_view(branch), target.phase, state.on_line(branch, checkpoint))?;
@@ -218,10 +242,12 @@ impl Engine {
     /// A new branch whose head is `from`; names are unique per video (a schema constraint).
     pub async fn create_branch(&self, video: VideoId, from: CheckpointId, name: &str) -> Result<BranchId, CoreError> {
         let name = BranchName::parse(name)?;
+        let limit = self.config.quotas.branches_per_video;
         let created = self
             .write_video(video, async move |tx| {
                 let state = load(tx, video).await?;
                 checkpoint_of(&state, from)?;
+                Quotas::check_count(state.branches.len(), limit, |limit| LimitReached::Branches { limit })?;
                 if state.branch_named(name.as_str()).is_some() {
                     return Err(Refusal::BranchNameTaken { name: name.to_string() }.into());
                 }
@@ -302,9 +328,13 @@ impl Engine {
         beat: u32,
     ) -> Result<RunId, CoreError> {
         let branch = branch.map(str::to_string);
+        let quotas = self.config.quotas;
         self.write_video(video, async move |tx| {
             let now = now_ms();
             let state = load(tx, video).await?;
+            let regenerations = state.runs.iter().filter(|r| r.regenerate.is_some()).count();
+            Quotas::check_count(regenerations, quotas.regenerations_per_video, |limit| LimitReached::Regenerations { limit })?;
+            quotas.check_run(usage(tx, state.video.owner, now).await?)?;
             let branch = branch_of(&state, branch.as_deref())?;
             let target = checkpoint_of(&state, checkpoint)?;
             let beats = target.manifest.seeds().map(|s| s.len() as u32).unwrap_or(0);
@@ -332,9 +362,10 @@ impl Engine {
         state
     }
 
-    pub async fn list_videos(&self, limit: i64) -> Result<Vec<Video>, CoreError> {
+    /// The account's newest videos.
+    pub async fn list_videos(&self, owner: AccountId, limit: i64) -> Result<Vec<Video>, CoreError> {
         let mut tx = self.store.read().await?;
-        let videos = storage::list_videos(&mut tx, limit).await?;
+        let videos = storage::list_videos(&mut tx, owner, limit).await?;
         let mut out = Vec::with_capacity(videos.len());
         for v in videos {
             if let Some(state) = storage::load_video_state(&mut tx, v.id).await? {

@@ -3,10 +3,12 @@
 //! One code path serves SQLite (the embedded default) and PostgreSQL (scale-out) through sqlx's
 //! `Any` driver; the schema keeps to types both understand.
 
+mod accounts;
 mod constraints;
 mod queries;
 mod records;
 
+pub use accounts::*;
 pub use constraints::{Constraint, violated};
 pub use queries::*;
 pub use records::*;

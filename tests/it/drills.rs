@@ -68,7 +68,7 @@ async fn start_with_lease(data: &Path, lease_ms: u32) -> Server {
     let log_path = data.with_extension("log");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_reelsmith"))
-        .args(["--addr", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--fault-injection", "--workers", "2"])
+        .args(["--addr", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--fault-injection", "--workers", "2", "--auth", "none"])
         .env("REELSMITH_LEASE_MS", lease_ms.to_string())
         .env("REELSMITH_BACKOFF_MS", "20")
         .env("REELSMITH_VIDEO_SIZE", "320x180")

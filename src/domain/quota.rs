@@ -2,6 +2,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use super::ids::AccountId;
+
 /// The limits in force (server options).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quotas {
@@ -79,6 +81,21 @@ pub struct Usage {
 }
 
 impl Quotas {
+    pub const UNLIMITED: Quotas = Quotas {
+        videos_per_hour: u32::MAX,
+        active_runs: u32::MAX,
+        edits_per_video: u32::MAX,
+        branches_per_video: u32::MAX,
+        regenerations_per_video: u32::MAX,
+        storage_bytes: u64::MAX,
+    };
+
+    /// The limits for `owner`'s actions. The local account (`--auth none`, loopback only: one
+    /// person on their own machine) has none, as before accounts existed.
+    pub fn applying_to(self, owner: AccountId) -> Quotas {
+        if owner == AccountId::LOCAL { Quotas::UNLIMITED } else { self }
+    }
+
     /// Whether the account may queue one more run (a new video's first, a continue, a retry, a
     /// regeneration).
     pub fn check_run(&self, usage: Usage) -> Result<(), LimitReached> {
@@ -117,6 +134,13 @@ mod tests {
         assert_eq!(q.check_run(Usage { storage_bytes: 100, ..Usage::default() }), Err(LimitReached::Storage { used: 100, limit: 100 }));
         assert_eq!(Quotas::check_count(4, 5, |limit| LimitReached::Edits { limit }), Ok(()));
         assert_eq!(Quotas::check_count(5, 5, |limit| LimitReached::Edits { limit }), Err(LimitReached::Edits { limit: 5 }));
+    }
+
+    #[test]
+    fn the_local_account_has_no_limits() {
+        let q = Quotas { active_runs: 0, ..Quotas::default() };
+        assert_eq!(q.applying_to(AccountId::LOCAL).check_run(Usage::default()), Ok(()));
+        assert!(q.applying_to(AccountId(uuid::Uuid::from_u128(7))).check_run(Usage::default()).is_err());
     }
 
     #[test]

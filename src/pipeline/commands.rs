@@ -49,6 +49,16 @@ pub(crate) async fn usage(tx: &mut Tx, owner: AccountId, now: Timestamp) -> Resu
     Ok(Usage { videos_last_hour: clamp(videos_last_hour), active_runs: clamp(active_runs), storage_bytes: blobs.values().sum() })
 }
 
+/// Whether `owner` may queue one more run (and, for `new_video`, make one more video).
+async fn may_queue(tx: &mut Tx, quotas: Quotas, owner: AccountId, now: Timestamp, new_video: bool) -> Result<(), CoreError> {
+    let quotas = quotas.applying_to(owner);
+    if quotas == Quotas::UNLIMITED {
+        return Ok(());
+    }
+    let usage = usage(tx, owner, now).await?;
+    Ok(if new_video { quotas.check_new_video(usage) } else { quotas.check_run(usage) }?)
+}
+
 pub(crate) async fn load(tx: &mut Tx, video: VideoId) -> Result<Video, CoreError> {
     storage::load_video_state(tx, video).await?.ok_or_else(|| CoreError::not_found(Entity::Video, video))
 }
@@ -140,7 +150,7 @@ impl Engine {
         };
         let id = video.id;
         self.write_video(id, async move |tx| {
-            quotas.check_new_video(usage(tx, owner, now).await?)?;
+            may_queue(tx, quotas, owner, now, true).await?;
             storage::insert_video(tx, &video).await?;
             let main = Branch {
                 id: BranchId(Uuid::new_v4()),
@@ -178,7 +188,7 @@ impl Engine {
                 checkpoint.map(|id| checkpoint_of(&state, id).map(|c| GivenCheckpoint { id: c.id, status: c.status })).transpose()?;
             let decision = rules::decide(&state.branch_view(branch), ContinueRequest { checkpoint: given, force_retry }, limits)?;
             if matches!(decision, Decision::Start { .. }) {
-                quotas.check_run(usage(tx, state.video.owner, now).await?)?;
+                may_queue(tx, quotas, state.video.owner, now, false).await?;
             }
             apply_decision(tx, branch, decision, now).await
         })
@@ -200,11 +210,12 @@ impl Engine {
     ) -> Result<CheckpointId, CoreError> {
         let script = Script::parse_edit(script_json)?;
         let branch = branch.map(str::to_string);
-        let limit = self.config.quotas.edits_per_video;
+        let quotas = self.config.quotas;
         self.write_video(video, async move |tx| {
             let now = now_ms();
             let state = load(tx, video).await?;
             let edits = state.checkpoints.iter().filter(|c| c.origin == Origin::Edited).count();
+            let limit = quotas.applying_to(state.video.owner).edits_per_video;
             Quotas::check_count(edits, limit, |limit| LimitReached::Edits { limit })?;
             let branch = branch_of(&state, branch.as_deref())?;
             let target = checkpoint_of(&state, checkpoint)?;
@@ -242,11 +253,12 @@ impl Engine {
     /// A new branch whose head is `from`; names are unique per video (a schema constraint).
     pub async fn create_branch(&self, video: VideoId, from: CheckpointId, name: &str) -> Result<BranchId, CoreError> {
         let name = BranchName::parse(name)?;
-        let limit = self.config.quotas.branches_per_video;
+        let quotas = self.config.quotas;
         let created = self
             .write_video(video, async move |tx| {
                 let state = load(tx, video).await?;
                 checkpoint_of(&state, from)?;
+                let limit = quotas.applying_to(state.video.owner).branches_per_video;
                 Quotas::check_count(state.branches.len(), limit, |limit| LimitReached::Branches { limit })?;
                 if state.branch_named(name.as_str()).is_some() {
                     return Err(Refusal::BranchNameTaken { name: name.to_string() }.into());
@@ -332,9 +344,10 @@ impl Engine {
         self.write_video(video, async move |tx| {
             let now = now_ms();
             let state = load(tx, video).await?;
+            let quotas = quotas.applying_to(state.video.owner);
             let regenerations = state.runs.iter().filter(|r| r.regenerate.is_some()).count();
             Quotas::check_count(regenerations, quotas.regenerations_per_video, |limit| LimitReached::Regenerations { limit })?;
-            quotas.check_run(usage(tx, state.video.owner, now).await?)?;
+            may_queue(tx, quotas, state.video.owner, now, false).await?;
             let branch = branch_of(&state, branch.as_deref())?;
             let target = checkpoint_of(&state, checkpoint)?;
             let beats = target.manifest.seeds().map(|s| s.len() as u32).unwrap_or(0);

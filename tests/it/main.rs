@@ -11,3 +11,5 @@ mod pipeline;
 mod storage;
 mod trust;
 mod queries;
+mod accounts;
+mod web;

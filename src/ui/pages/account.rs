@@ -25,10 +25,9 @@ fn Credentials(new_password: bool) -> impl IntoView {
         <label for="email">"Email"</label>
         <input id="email" name="email" type="email" autocomplete="email" required maxlength="254"/>
         <label for="password">"Password"</label>
-        <input id="password" name="password" type="password" autocomplete=autocomplete required maxlength="128"
-            minlength=if new_password { "8" } else { "1" }/>
+        <input id="password" name="password" type="password" autocomplete=autocomplete required maxlength="128"/>
         {new_password.then(|| view! { <p class="hint">"At least 8 characters."</p> })}
-        <input type="hidden" name="next" prop:value=next/>
+        <input type="hidden" name="next" value=next/>
     }
 }
 

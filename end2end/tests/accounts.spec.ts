@@ -82,7 +82,7 @@ test("another account's video, artifacts and actions answer 404, and lists stay 
     for (const url of artifacts) expect((await b.page.request.get(url)).status(), url).toBe(404);
 
     const status = await a.page.request.post(`${base()}/api/get_status`, { headers: { Accept: "application/json" }, form: { video_id: id } });
-    const checkpoint = (await status.json()).current_checkpoint.id;
+    const checkpoint = (await status.json()).checkpoint_tree[0].checkpoint.id;
     const calls: [string, Record<string, string>][] = [
       ["get_status", { video_id: id }],
       ["continue_video", { video_id: id, checkpoint_id: checkpoint, force_retry: "true" }],

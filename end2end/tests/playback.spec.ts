@@ -14,14 +14,14 @@ test("the final video plays and seeks, and its artifact is served with HTTP Rang
   const errors = watchConsole(page);
   const mp4: Response[] = [];
   page.on("response", (r) => {
-    if (/\/artifacts\/blobs\/[0-9a-f]{2}\/[0-9a-f]{64}\.mp4$/.test(r.url())) mp4.push(r);
+    if (/\/artifacts\/videos\/[0-9a-f-]{36}\/[0-9a-f]{2}\/[0-9a-f]{64}\.mp4$/.test(r.url())) mp4.push(r);
   });
   await createVideo(page, { prompt: "A night train crosses a snowy valley", beats: 2, auto: true });
   await expectStatus(page, "completed", 90_000);
   const video = finalVideo(page);
   await expect(video).toHaveCount(1);
   const src = await video.evaluate((v: HTMLVideoElement) => v.currentSrc || v.src);
-  expect(src).toMatch(/\/artifacts\/blobs\/[0-9a-f]{2}\/[0-9a-f]{64}\.mp4$/);
+  expect(src).toMatch(/\/artifacts\/videos\/[0-9a-f-]{36}\/[0-9a-f]{2}\/[0-9a-f]{64}\.mp4$/);
   expect(await downloadLink(page).evaluate((a: HTMLAnchorElement) => a.href)).toBe(src);
 
   // Play (muted: headless Chromium allows that without a gesture); the clock must move.

@@ -24,15 +24,27 @@ async fn send(tx: &mut Events, changes: i64) -> bool {
     matches!(tokio::time::timeout(SEND_TIMEOUT, tx.send(Ok(WatchEvent { changes }))).await, Ok(Ok(())))
 }
 
+type Input = BoxedStream<WatchRequest, ServerFnError>;
+
 /// Which video the channel watches: the first message, if it names a video the viewer owns.
-async fn subscribe(engine: &Engine, viewer: AccountId, input: &mut BoxedStream<WatchRequest, ServerFnError>) -> Option<VideoId> {
-    let Ok(Some(Ok(first))) = tokio::time::timeout(FIRST_MESSAGE, input.next()).await else { return None };
-    let video = VideoId::parse("video_id", &first.video_id).ok()?;
-    engine.owned(viewer, video).await.ok()
+/// `Err(())`: the client said nothing in time, or went away.
+async fn subscribe(engine: &Engine, viewer: AccountId, input: &mut Input) -> Result<Option<VideoId>, ()> {
+    let Ok(Some(Ok(first))) = tokio::time::timeout(FIRST_MESSAGE, input.next()).await else { return Err(()) };
+    let Ok(video) = VideoId::parse("video_id", &first.video_id) else { return Ok(None) };
+    Ok(engine.owned(viewer, video).await.ok())
 }
 
-pub async fn serve(engine: Engine, viewer: AccountId, mut input: BoxedStream<WatchRequest, ServerFnError>, mut tx: Events, _slot: SocketSlot) {
-    let Some(video) = subscribe(&engine, viewer, &mut input).await else { return };
+pub async fn serve(engine: Engine, viewer: AccountId, mut input: Input, mut tx: Events, _slot: SocketSlot) {
+    let video = match subscribe(&engine, viewer, &mut input).await {
+        Ok(Some(video)) => video,
+        // An unknown or another account's video: nothing to watch, and nothing said about why;
+        // the channel stays quiet (and counted against the cap) until the page goes away.
+        Ok(None) => {
+            while input.next().await.is_some() {}
+            return;
+        }
+        Err(()) => return,
+    };
     let Ok(mut watch) = engine.watch(video).await else { return };
     let mut last = 0;
     loop {

@@ -73,8 +73,7 @@ impl Throttle {
     fn check(&self, email: &Email, client: IpAddr) -> Result<(), Denial> {
         let map = self.failures.lock().expect("throttle lock");
         for (key, limit) in Self::keys(email, client) {
-            if let Some((n, since)) = map.get(&key).filter(|(n, since)| *n >= limit && since.elapsed() < self.window) {
-                let _ = n;
+            if let Some((_, since)) = map.get(&key).filter(|(n, since)| *n >= limit && since.elapsed() < self.window) {
                 let retry_after_s = self.window.saturating_sub(since.elapsed()).as_secs();
                 return Err(Denial::TooManyAttempts { retry_after_s });
             }
@@ -258,5 +257,55 @@ impl SocketCap {
             *n += 1;
             SocketSlot { cap: cap.clone(), account }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_holds_at_most_its_share_of_live_channels_and_closing_one_frees_it() {
+        let cap = std::sync::Arc::new(SocketCap::new(2));
+        let (a, b) = (AccountId(Uuid::from_u128(1)), AccountId(Uuid::from_u128(2)));
+        let first = SocketCap::acquire(&cap, a).expect("first");
+        let _second = SocketCap::acquire(&cap, a).expect("second");
+        assert!(SocketCap::acquire(&cap, a).is_none(), "a third is refused");
+        assert!(SocketCap::acquire(&cap, b).is_some(), "another account is not held back");
+        drop(first);
+        assert!(SocketCap::acquire(&cap, a).is_some(), "a closed channel frees its slot");
+    }
+
+    #[test]
+    fn failures_lock_an_email_for_the_window_and_success_clears_it() {
+        let throttle = Throttle::new(Duration::from_secs(60));
+        let (ann, bob) = (Email::parse("ann@x.org").unwrap(), Email::parse("bob@x.org").unwrap());
+        let here: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..FAILURES_PER_ACCOUNT - 1 {
+            throttle.fail(&ann, here);
+        }
+        assert!(throttle.check(&ann, here).is_ok());
+        throttle.succeed(&ann);
+        for _ in 0..FAILURES_PER_ACCOUNT {
+            throttle.fail(&ann, here);
+        }
+        assert!(matches!(throttle.check(&ann, here), Err(Denial::TooManyAttempts { retry_after_s }) if retry_after_s <= 60));
+        assert!(throttle.check(&bob, "10.0.0.2".parse().unwrap()).is_ok(), "others are not locked out");
+        let brief = Throttle::new(Duration::from_millis(0));
+        for _ in 0..FAILURES_PER_ACCOUNT {
+            brief.fail(&ann, here);
+        }
+        assert!(brief.check(&ann, here).is_ok(), "the lock ends with its window");
+    }
+
+    #[test]
+    fn only_well_formed_session_cookies_are_looked_up_and_keys_never_print() {
+        let key = SessionKey::new();
+        assert_eq!(SessionKey::from_cookie(key.expose()), Some(key.clone()));
+        for bad in ["", "forged", &"g".repeat(64), &"a".repeat(65)] {
+            assert_eq!(SessionKey::from_cookie(bad), None, "{bad}");
+        }
+        assert_eq!(format!("{key:?}"), "SessionKey(…)");
+        assert_ne!(key.hash(), key.expose(), "the database never holds the key itself");
     }
 }

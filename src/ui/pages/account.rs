@@ -31,45 +31,65 @@ fn Credentials(new_password: bool) -> impl IntoView {
     }
 }
 
-#[component]
-pub fn SignUpPage() -> impl IntoView {
-    let action = ServerAction::<SignUp>::new();
+/// After a successful sign-up or sign-in, go where the server said (the page asked for, or `/`).
+fn follow(answer: Signal<Option<Result<String, AppError>>>) {
     Effect::new(move |_| {
-        if let Some(Ok(next)) = action.value().get() {
+        if let Some(Ok(next)) = answer.get() {
             go_to(&next);
         }
     });
+}
+
+/// The card around a form: its heading, then the form, then a link to the other page.
+#[component]
+fn AccountCard(heading: &'static str, other: (&'static str, &'static str, &'static str), children: Children) -> impl IntoView {
+    let (ask, href, link) = other;
     view! {
         <section class="card account-page">
-            <h1>"Create an account"</h1>
-            <ActionForm action attr:class="form">
-                <Credentials new_password=true/>
-                {move || error_line(action.value().get().and_then(Result::err))}
-                <button type="submit" class="primary" disabled=move || action.pending().get()>"Create account"</button>
-            </ActionForm>
-            <p>"Already have an account? " <a href="/signin">"Sign in"</a></p>
+            <h1>{heading}</h1>
+            {children()}
+            <p>{ask} " " <a href=href>{link}</a></p>
         </section>
+    }
+}
+
+/// The form's fields, its error and its submit button.
+#[component]
+fn FormBody(new_password: bool, answer: Signal<Option<Result<String, AppError>>>, pending: Memo<bool>, button: &'static str) -> impl IntoView {
+    view! {
+        <Credentials new_password/>
+        {move || error_line(answer.get().and_then(Result::err))}
+        <button type="submit" class="primary" disabled=move || pending.get()>{button}</button>
+    }
+}
+
+#[component]
+pub fn SignUpPage() -> impl IntoView {
+    let action = ServerAction::<SignUp>::new();
+    let answer = Signal::derive(move || action.value().get());
+    follow(answer);
+    let pending = Memo::new(move |_| action.pending().get());
+    view! {
+        <AccountCard heading="Create an account" other=("Already have an account?", "/signin", "Sign in")>
+            <ActionForm action attr:class="form">
+                <FormBody new_password=true answer pending button="Create account"/>
+            </ActionForm>
+        </AccountCard>
     }
 }
 
 #[component]
 pub fn SignInPage() -> impl IntoView {
     let action = ServerAction::<SignIn>::new();
-    Effect::new(move |_| {
-        if let Some(Ok(next)) = action.value().get() {
-            go_to(&next);
-        }
-    });
+    let answer = Signal::derive(move || action.value().get());
+    follow(answer);
+    let pending = Memo::new(move |_| action.pending().get());
     view! {
-        <section class="card account-page">
-            <h1>"Sign in"</h1>
+        <AccountCard heading="Sign in" other=("New here?", "/signup", "Create an account")>
             <ActionForm action attr:class="form">
-                <Credentials new_password=false/>
-                {move || error_line(action.value().get().and_then(Result::err))}
-                <button type="submit" class="primary" disabled=move || action.pending().get()>"Sign in"</button>
+                <FormBody new_password=false answer pending button="Sign in"/>
             </ActionForm>
-            <p>"New here? " <a href="/signup">"Create an account"</a></p>
-        </section>
+        </AccountCard>
     }
 }
 

@@ -131,7 +131,8 @@ pub async fn serve(options: Options) -> Result<(), StartError> {
     let workers: Vec<_> = (0..options.workers())
         .map(|i| {
             let owner = format!("{}-{}-{instance}-w{i}", hostname(), std::process::id());
-            tokio::spawn(engine.clone().run_worker(owner, shutdown_rx.clone()))
+            let (engine, shutdown) = (engine.clone(), shutdown_rx.clone());
+            tokio::spawn(supervise(owner.clone(), shutdown.clone(), move || engine.clone().run_worker(owner.clone(), shutdown.clone())))
         })
         .collect();
     // One line on stdout, for whoever started us with port 0: the address and who answers there.
@@ -147,6 +148,24 @@ pub async fn serve(options: Options) -> Result<(), StartError> {
     }
     engine.store.close().await;
     served.map_err(|e| StartError::Io(e.to_string()))
+}
+
+/// Runs a worker loop made by `start`; when it panics, logs that and starts a new one (a bug hit
+/// by one run must not leave the server without workers; the run it held is taken over when its
+/// lease expires). Returns when the loop ends on its own (shutdown).
+pub async fn supervise<F>(name: String, shutdown: watch::Receiver<bool>, start: impl Fn() -> F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match tokio::spawn(start()).await {
+            Err(e) if e.is_panic() && !*shutdown.borrow() => {
+                tracing::error!(worker = %name, "a worker panicked; starting it again");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            _ => return,
+        }
+    }
 }
 
 fn hostname() -> String {
@@ -178,4 +197,23 @@ pub async fn gc(options: Options) -> Result<(), StartError> {
     println!("freed: {} bytes", report.freed_bytes);
     println!("kept: {} blobs", report.kept);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn a_panicking_worker_is_started_again_until_it_ends_on_its_own() {
+        let starts = Arc::new(AtomicU32::new(0));
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let counted = starts.clone();
+        super::supervise("w0".into(), rx, move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move { assert!(n >= 2, "a bug in run {n}") }
+        })
+        .await;
+        assert_eq!(starts.load(Ordering::SeqCst), 3, "two panics, two restarts, then a clean end");
+    }
 }

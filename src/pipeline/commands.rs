@@ -49,6 +49,20 @@ pub(crate) async fn usage(tx: &mut Tx, owner: AccountId, now: Timestamp) -> Resu
     Ok(Usage { videos_last_hour: clamp(videos_last_hour), active_runs: clamp(active_runs), storage_bytes: blobs.values().sum() })
 }
 
+/// Cancelled runs remembered for the workers of this process, at most.
+pub const CANCELLED_KEPT: usize = 1024;
+
+/// Adds a cancelled run to the set the workers watch, forgetting the older ones once it holds
+/// `CANCELLED_KEPT`: a worker reads the set the moment it changes, so an old entry only matters
+/// to a worker that missed that moment, and such a worker still stops at its next heartbeat
+/// (the run's row says cancelled).
+pub fn remember_cancel(set: &mut std::collections::HashSet<RunId>, run: RunId) {
+    if set.len() >= CANCELLED_KEPT {
+        set.clear();
+    }
+    set.insert(run);
+}
+
 /// Whether `owner` may queue one more run (and, for `new_video`, make one more video).
 async fn may_queue(tx: &mut Tx, quotas: Quotas, owner: AccountId, now: Timestamp, new_video: bool) -> Result<(), CoreError> {
     let quotas = quotas.applying_to(owner);
@@ -304,9 +318,7 @@ impl Engine {
                 Ok(run)
             })
             .await?;
-        self.cancelled.send_modify(|set| {
-            set.insert(run);
-        });
+        self.cancelled.send_modify(|set| remember_cancel(set, run));
         Ok(run)
     }
 
@@ -406,5 +418,19 @@ impl Engine {
         let tries = storage::unit_tries_of_video(&mut tx, video).await?;
         let _ = tx.rollback().await;
         Ok(tries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_cancelled_set_stays_bounded_and_holds_the_newest() {
+        let mut set = std::collections::HashSet::new();
+        let run = |n: u128| super::RunId(uuid::Uuid::from_u128(n));
+        for n in 0..10 * super::CANCELLED_KEPT as u128 {
+            super::remember_cancel(&mut set, run(n));
+            assert!(set.contains(&run(n)));
+        }
+        assert!(set.len() <= super::CANCELLED_KEPT);
     }
 }

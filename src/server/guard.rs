@@ -154,3 +154,29 @@ pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next
     req.extensions_mut().insert(caller);
     next.run(req).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(secure: bool) -> Caller {
+        Caller { account: None, session: None, client: IpAddr::V4(Ipv4Addr::LOCALHOST), mode: AuthMode::Accounts, secure }
+    }
+
+    #[test]
+    fn the_session_cookie_is_secure_exactly_when_the_public_url_is_https() {
+        let key = SessionKey::from_cookie(&"ab".repeat(32)).unwrap();
+        let plain = caller(false).session_cookie(&key);
+        assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Lax") && !plain.contains("Secure"), "{plain}");
+        let secure = caller(true).session_cookie(&key);
+        assert!(secure.ends_with("; Secure"), "{secure}");
+        assert!(caller(true).cleared_cookie().contains("Max-Age=0; Secure"));
+    }
+
+    #[test]
+    fn host_names_are_read_without_their_port() {
+        assert_eq!(host_name("Videos.Example.org:8443"), "videos.example.org");
+        assert_eq!(host_name("[::1]:3000"), "[::1]");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+    }
+}

@@ -175,3 +175,36 @@ impl Options {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str]) -> Options {
+        Cli::try_parse_from(std::iter::once("reelsmith").chain(args.iter().copied())).expect("valid options").options
+    }
+
+    #[test]
+    fn auth_defaults_to_accounts_and_none_needs_loopback() {
+        let here: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        let out: SocketAddr = "0.0.0.0:3000".parse().unwrap();
+        assert_eq!(options(&[]).auth, AuthMode::Accounts);
+        assert!(options(&[]).check_auth(out).is_ok());
+        let none = options(&["--auth", "none"]);
+        assert!(none.check_auth(here).is_ok());
+        assert!(none.check_auth("[::1]:3000".parse().unwrap()).is_ok());
+        let refused = none.check_auth(out).unwrap_err();
+        assert!(refused.contains("only on a loopback address") && !refused.contains('\n'), "{refused}");
+    }
+
+    #[test]
+    fn the_public_url_gives_the_scheme_and_host() {
+        let here: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        assert_eq!(options(&[]).public_url(here).unwrap(), PublicUrl { scheme: "http".into(), host: "127.0.0.1".into() });
+        let public = options(&["--public-url", "HTTPS://Videos.Example.org/app"]).public_url(here).unwrap();
+        assert_eq!(public, PublicUrl { scheme: "https".into(), host: "videos.example.org".into() });
+        for bad in ["videos.example.org", "ftp://x.org", "https://", "https://user@x.org"] {
+            assert!(options(&["--public-url", bad]).public_url(here).is_err(), "{bad}");
+        }
+    }
+}

@@ -92,6 +92,7 @@ test("another account's video, artifacts and actions answer 404, and lists stay 
       ["set_auto_continue", { video_id: id, on: "false" }],
       ["set_budget", { video_id: id, dollars: "0" }],
       ["regenerate_beat", { video_id: id, checkpoint_id: checkpoint, beat: "0" }],
+      ["delete_video", { video_id: id }],
     ];
     for (const [name, form] of calls) {
       const res = await b.page.request.post(`${base()}/api/${name}`, { headers: { Accept: "application/json" }, form });

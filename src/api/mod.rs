@@ -171,6 +171,12 @@ pub async fn regenerate_beat(video_id: String, branch: Option<String>, checkpoin
     Ok(run.to_string())
 }
 
+#[server(endpoint = "delete_video")]
+pub async fn delete_video(video_id: String) -> Result<(), AppError> {
+    let engine = engine()?;
+    Ok(engine.delete_video(my_video(&engine, &video_id).await?).await?)
+}
+
 /// The browser's first message on the live channel: which video to watch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WatchRequest {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::{CoreError, Engine, now_ms};
-use crate::domain::{Account, AccountId, Denial, Email, Entity, InvalidInput, Password, VideoId};
+use crate::domain::{Account, AccountId, Denial, Email, Entity, InvalidInput, Password, Refusal, VideoId};
 use crate::storage::{self, Constraint};
 
 /// Live channels (status pages open) one account may hold at once.
@@ -207,6 +207,24 @@ impl Engine {
             Some(owner) if owner == viewer => Ok(video),
             _ => Err(CoreError::not_found(Entity::Video, video)),
         }
+    }
+
+    /// Deletes a video for good. Refused while a phase of it is queued or running (cancel it
+    /// first), so no worker is left writing for a video that is gone.
+    pub async fn delete_video(&self, video: VideoId) -> Result<(), CoreError> {
+        let backend = self.store.backend();
+        self.store
+            .write_retrying(async move |tx| {
+                storage::lock_video(tx, backend, video).await?;
+                let state = super::commands::load(tx, video).await?;
+                if let Some(run) = state.runs.iter().find(|r| r.status.is_active()) {
+                    return Err(Refusal::Busy { run: run.id }.into());
+                }
+                Ok::<_, CoreError>(storage::delete_video(tx, video).await?)
+            })
+            .await?;
+        self.events.changed(video);
+        Ok(())
     }
 
     /// Whether the artifact with this hash may be served to `viewer` under `video`'s URL.

@@ -151,6 +151,7 @@ fn calls_on<'a>(video: &'a str, checkpoint: &'a str) -> Vec<(&'static str, Vec<(
         ("set_auto_continue", vec![("video_id", video), ("on", "true")]),
         ("set_budget", vec![("video_id", video), ("dollars", "1")]),
         ("regenerate_beat", vec![("video_id", video), ("checkpoint_id", checkpoint), ("beat", "0")]),
+        ("delete_video", vec![("video_id", video)]),
     ]
 }
 
@@ -332,4 +333,28 @@ async fn one_accounts_fifty_videos_do_not_hold_up_anothers_single_run() {
     assert_eq!(b_state.checkpoints.len(), 1, "B's run was the very next one claimed, after the one unit of A's already under way");
     let a_done = futures::future::join_all(a_videos.iter().map(|v| e.video_state(*v))).await;
     assert_eq!(a_done.iter().filter(|s| s.as_ref().unwrap().checkpoints.len() == 1).count(), 1, "A had one run done meanwhile");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_video_removes_all_of_it_and_only_it() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let (a, b) = (web.sign_up("del-a@example.org").await, web.sign_up("del-b@example.org").await);
+    let (video, _, artifact) = video_with_storyboard(&web, &env, &a).await;
+    let kept = create(&web, &a, "The one that stays").await;
+    let running = web.call(Some(&a), "delete_video", &[("video_id", kept.as_str())]).await;
+    assert_eq!(running.status, 409, "a video with a queued phase is not deleted: {}", running.body);
+    let before = snapshot(&env.engine).await;
+    assert_eq!(web.call(Some(&b), "delete_video", &[("video_id", video.as_str())]).await.status, 404, "not B's to delete");
+    assert_eq!(web.call(Some(&a), "delete_video", &[("video_id", "not-a-uuid")]).await.status, 422);
+    assert_eq!(snapshot(&env.engine).await, before, "refused deletes change nothing");
+
+    let gone = web.call(Some(&a), "delete_video", &[("video_id", video.as_str())]).await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    let rows = snapshot(&env.engine).await;
+    assert!(rows.iter().all(|row| !row.contains(&video)), "no row names the deleted video");
+    assert!(rows.iter().any(|row| row.contains(&kept)), "the other video is untouched");
+    assert_eq!(list(&web, &a).await, vec![kept]);
+    assert_eq!(web.call(Some(&a), "get_status", &[("video_id", video.as_str())]).await.status, 404);
+    assert_eq!(web.get(Some(&a), &artifact, &[]).await.status, 404, "its artifact URLs are gone too");
 }

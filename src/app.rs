@@ -4,7 +4,13 @@ use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
-use crate::ui::pages::{not_found::NotFound, settings::SettingsPage, status::StatusPage, videos::VideosPage};
+use crate::ui::pages::{
+    account::{AccountBar, SignInPage, SignUpPage},
+    not_found::NotFound,
+    settings::SettingsPage,
+    status::StatusPage,
+    videos::VideosPage,
+};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -37,10 +43,13 @@ pub fn App() -> impl IntoView {
                 <a class="brand" href="/">"Reelsmith"</a>
                 <span class="tagline">"prompt → script → storyboard → clips → video"</span>
                 <nav class="topnav"><a href="/settings">"Settings"</a></nav>
+                <AccountBar/>
             </header>
             <main class="page">
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=VideosPage/>
+                    <Route path=path!("/signin") view=SignInPage/>
+                    <Route path=path!("/signup") view=SignUpPage/>
                     <Route path=path!("/videos/:id") view=StatusPage ssr=SsrMode::Async/>
                     <Route path=path!("/settings") view=SettingsPage/>
                 </Routes>

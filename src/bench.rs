@@ -3,15 +3,14 @@
 //!
 //! Every figure is measured in the run it describes; none is a constant. Waits that are not
 //! themselves being timed follow the engine's change events instead of polling the database.
+mod scale;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::Request;
 use tokio::sync::{Notify, broadcast, watch};
-use tower::ServiceExt;
 
 use crate::domain::video::Video;
 use crate::domain::{CheckpointId, NewVideo, Phase, RunId, RunKind, RunStatus, Script, TryOutcome, VideoId};
@@ -80,7 +79,9 @@ impl Drop for Scratch {
 }
 
 async fn engine(options: &Options, scratch: &Scratch, providers: Providers, fault_injection: bool) -> BenchResult<Engine> {
-    let options = Options { data_dir: scratch.0.clone(), database_url: None, fault_injection, backoff_ms: 0, ..options.clone() };
+    // The benchmark makes far more of everything than one person may: no limits.
+    let limits = crate::server::options::LimitOptions::unlimited();
+    let options = Options { data_dir: scratch.0.clone(), database_url: None, fault_injection, backoff_ms: 0, limits, ..options.clone() };
     crate::server::engine_from(&options, providers).await
 }
 
@@ -120,7 +121,7 @@ impl Workers {
 async fn new_video(engine: &Engine, beats: u32, auto: bool, plan: Option<&str>) -> BenchResult<VideoId> {
     let new = NewVideo::parse("A benchmark of eight quiet beats", beats, auto, plan, plan.is_some()).map_err(fail)?;
     // A fresh seed each time, so no run is answered from an earlier run's memo.
-    engine.create_video(new, Some(fastrand::u64(..) >> 1)).await.map_err(fail)
+    engine.create_video(crate::domain::AccountId::LOCAL, new, Some(fastrand::u64(..) >> 1)).await.map_err(fail)
 }
 
 /// Waits on the engine's change events until `check` accepts the video's state. The state is read
@@ -294,6 +295,9 @@ pub async fn run(options: Options, quick: bool, only: Option<String>) -> BenchRe
     if wanted("throughput") {
         throughput(&options, quick).await?;
     }
+    if wanted("scale") {
+        scale::run(&options, quick).await?;
+    }
     if wanted("media") {
         media(&options).await?;
     }
@@ -449,22 +453,7 @@ async fn render(options: &Options, renders: usize) -> BenchResult<()> {
     }
     // Count what the page actually covers rather than what the loop meant to make.
     let n = engine.video_state(video).await.map_err(fail)?.checkpoints.len();
-    let leptos_options = leptos::prelude::LeptosOptions::builder().output_name("reelsmith").build();
-    let app = crate::server::router(engine.clone(), leptos_options, "bench");
-    let uri = format!("/videos/{video}");
-    let mut samples = Vec::with_capacity(renders);
-    let mut bytes = 0;
-    for _ in 0..renders {
-        let t = Instant::now();
-        let response = app.clone().oneshot(Request::get(&uri).body(Body::empty()).map_err(fail)?).await.map_err(fail)?;
-        if !response.status().is_success() {
-            return Err(fail(format!("the status page answered {}", response.status())));
-        }
-        let body = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024).await.map_err(fail)?;
-        samples.push(us(t.elapsed()));
-        bytes = body.len();
-    }
-    let (p50, p99) = micros(&mut samples);
+    let (p50, p99, bytes) = scale::time_get(&scale::app(&engine), &format!("/videos/{video}"), renders).await?;
     line("status_render_checkpoints", n, "checkpoints");
     line("status_render_us_p50", format!("{p50:.0}"), "us");
     line("status_render_us_p99", format!("{p99:.0}"), "us");

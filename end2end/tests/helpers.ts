@@ -1,4 +1,26 @@
-import { expect, Page } from "@playwright/test";
+import { APIRequestContext, test as base_test, expect, Page } from "@playwright/test";
+import { randomUUID } from "node:crypto";
+import { authMode } from "./server";
+
+export const PASSWORD = "correct horse battery staple";
+
+/** Makes a fresh account through the sign-up server function; its session cookie lands in the
+ * browser context that `request` belongs to. */
+export async function signUpBy(request: APIRequestContext, server = base()): Promise<string> {
+  const email = `e2e-${randomUUID()}@example.org`;
+  const res = await request.post(`${server}/api/sign_up`, { headers: { Accept: "application/json" }, form: { email, password: PASSWORD } });
+  expect(res.status(), `sign_up answered ${await res.text()}`).toBe(200);
+  return email;
+}
+
+/** Playwright's `test`, with every page signed in to a fresh account when the server runs
+ * `--auth accounts` (with `--auth none` there is nothing to sign in to). */
+export const test = base_test.extend({
+  page: async ({ page }, use) => {
+    if (authMode() === "accounts") await signUpBy(page.request);
+    await use(page);
+  },
+});
 
 export const base = () => {
   const url = process.env.REELSMITH_URL;

@@ -1,9 +1,9 @@
-import { APIRequestContext, expect, Page, Response, test } from "@playwright/test";
+import { APIRequestContext, expect, Page, Response } from "@playwright/test";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { base, createVideo, expectStatus, hydrated, status, watchConsole } from "./helpers";
+import { base, createVideo, expectStatus, hydrated, status, test, watchConsole } from "./helpers";
 import { startServer } from "./server";
 
 const finalVideo = (page: Page) => page.locator("section.final-video video");
@@ -14,14 +14,14 @@ test("the final video plays and seeks, and its artifact is served with HTTP Rang
   const errors = watchConsole(page);
   const mp4: Response[] = [];
   page.on("response", (r) => {
-    if (/\/artifacts\/blobs\/[0-9a-f]{2}\/[0-9a-f]{64}\.mp4$/.test(r.url())) mp4.push(r);
+    if (/\/artifacts\/videos\/[0-9a-f-]{36}\/[0-9a-f]{2}\/[0-9a-f]{64}\.mp4$/.test(r.url())) mp4.push(r);
   });
   await createVideo(page, { prompt: "A night train crosses a snowy valley", beats: 2, auto: true });
   await expectStatus(page, "completed", 90_000);
   const video = finalVideo(page);
   await expect(video).toHaveCount(1);
   const src = await video.evaluate((v: HTMLVideoElement) => v.currentSrc || v.src);
-  expect(src).toMatch(/\/artifacts\/blobs\/[0-9a-f]{2}\/[0-9a-f]{64}\.mp4$/);
+  expect(src).toMatch(/\/artifacts\/videos\/[0-9a-f-]{36}\/[0-9a-f]{2}\/[0-9a-f]{64}\.mp4$/);
   expect(await downloadLink(page).evaluate((a: HTMLAnchorElement) => a.href)).toBe(src);
 
   // Play (muted: headless Chromium allows that without a gesture); the clock must move.
@@ -116,7 +116,8 @@ test("a video retried after a failure is byte-identical to one with the same pro
   // The reference is made by a second server with its own data directory, so it shares no memo
   // entries with the retried video: equal bytes mean the retry made what a clean run makes.
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "reelsmith-e2e-reference-"));
-  const reference = await startServer({ dataDir, logFile: testInfo.outputPath("reference-server.log") });
+  // Single-user: cookies do not tell ports apart, so a session there would replace this one's.
+  const reference = await startServer({ dataDir, logFile: testInfo.outputPath("reference-server.log"), auth: "none" });
   try {
     const failBeat0 = JSON.stringify([{ phase: 2, beat: 0, action: "fail", times: 1, message: "Replicate API error: 502 Bad Gateway" }]);
     const retriedId = await createWithSeed(page.request, base(), { prompt, beats: 2, seed, faultPlan: failBeat0 });

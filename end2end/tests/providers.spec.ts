@@ -6,9 +6,9 @@ import { expect, test } from "@playwright/test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { createVideo, expectStatus, hydrated, watchConsole } from "./helpers";
+import { createVideo, expectStatus, hydrated, signUpBy, watchConsole } from "./helpers";
 import { FAKE_KEY, startFakeReplicate } from "./fakes";
-import { startServer } from "./server";
+import { authMode, startServer } from "./server";
 
 test("a provider's 502 on beat 1, then one click: only that frame is made again", async ({ page }, testInfo) => {
   const fake = await startFakeReplicate({ failFrame: "frame 1 of 3", failures: 3 });
@@ -26,6 +26,7 @@ test("a provider's 502 on beat 1, then one click: only that frame is made again"
     env: { REPLICATE_TEST_KEY: FAKE_KEY },
   });
   try {
+    if (authMode() === "accounts") await signUpBy(page.request, server.url);
     const errors = watchConsole(page);
     await createVideo(page, { prompt: "A lighthouse keeper's night", beats: 3, auto: true, base: server.url });
     await expectStatus(page, "failed");

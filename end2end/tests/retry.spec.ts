@@ -1,5 +1,5 @@
-import { expect, Page, test } from "@playwright/test";
-import { base, createVideo, expectStatus, hydrated, watchConsole } from "./helpers";
+import { expect, Page } from "@playwright/test";
+import { base, createVideo, test, expectStatus, hydrated, watchConsole } from "./helpers";
 
 const failBeat0 = (times: number) =>
   JSON.stringify([{ phase: 2, beat: 0, action: "fail", times, message: "Replicate API error: 502 Bad Gateway" }]);

@@ -29,11 +29,20 @@ function tail(file: string, lines = 30): string {
   }
 }
 
+/** Which `--auth` the suite runs with (`REELSMITH_E2E_AUTH`, default `accounts`); `make test-e2e` runs both. */
+export const authMode = (): "accounts" | "none" => (process.env.REELSMITH_E2E_AUTH === "none" ? "none" : "accounts");
+
 /** Spawns the server with a fresh data directory; its stderr goes to `logFile`. */
-export async function startServer(opts: { dataDir: string; logFile: string; args?: string[]; env?: Record<string, string> }): Promise<Started> {
+export async function startServer(opts: {
+  dataDir: string;
+  logFile: string;
+  auth?: "accounts" | "none";
+  args?: string[];
+  env?: Record<string, string>;
+}): Promise<Started> {
   if (!fs.existsSync(binary)) throw new Error(`${binary} is missing: build it with 'make build' (scripts/build-site.sh) first`);
   const log = fs.openSync(opts.logFile, "w");
-  const child = spawn(binary, ["--addr", "127.0.0.1:0", "--data-dir", opts.dataDir, "--fault-injection", ...(opts.args ?? [])], {
+  const child = spawn(binary, ["--addr", "127.0.0.1:0", "--data-dir", opts.dataDir, "--fault-injection", "--auth", opts.auth ?? authMode(), ...(opts.args ?? [])], {
     cwd: root,
     stdio: ["ignore", "pipe", log],
     env: { ...process.env, REELSMITH_BACKOFF_MS: "20", RUST_LOG: process.env.RUST_LOG ?? "info,sqlx=warn", ...opts.env },

@@ -1,5 +1,5 @@
-import { expect, test } from "@playwright/test";
-import { base, createVideo, expectStatus, hydrated, watchConsole } from "./helpers";
+import { expect } from "@playwright/test";
+import { base, createVideo, test, expectStatus, hydrated, watchConsole } from "./helpers";
 
 test("a prompt becomes a playable video, live, without reloading", async ({ page }) => {
   const errors = watchConsole(page);

@@ -76,6 +76,7 @@ fn error(e: ErrorCard) -> ErrorWire {
 
 fn artifacts(state: &Video, line: &[&Checkpoint]) -> ArtifactsWire {
     let mut a = ArtifactsWire::default();
+    let id = state.video.id;
     for c in line {
         match &c.manifest {
             Manifest::Script { script, .. } => {
@@ -83,16 +84,16 @@ fn artifacts(state: &Video, line: &[&Checkpoint]) -> ArtifactsWire {
                 a.script_checkpoint = Some(checkpoint(state, c));
             }
             Manifest::Storyboard { frames, .. } => {
-                a.storyboard = frames.iter().map(|f| f.url()).collect();
+                a.storyboard = frames.iter().map(|f| f.url(id)).collect();
                 a.storyboard_checkpoint = Some(checkpoint(state, c));
             }
             Manifest::Clips { clips, .. } => {
-                a.clips = clips.iter().map(|c| ClipWire { preview_url: c.preview.url(), frames: c.frames }).collect();
+                a.clips = clips.iter().map(|c| ClipWire { preview_url: c.preview.url(id), frames: c.frames }).collect();
                 a.clips_checkpoint = Some(checkpoint(state, c));
             }
             Manifest::Render { video, poster, duration_ms, .. } => {
-                a.video_url = Some(video.url());
-                a.poster_url = Some(poster.url());
+                a.video_url = Some(video.url(id));
+                a.poster_url = Some(poster.url(id));
                 a.video_duration_ms = Some(*duration_ms);
                 a.video_bytes = Some(video.bytes);
             }

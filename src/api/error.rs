@@ -4,7 +4,7 @@ use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use leptos::server_fn::{Bytes, Encodes};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Entity, Refusal};
+use crate::domain::{Denial, Entity, LimitReached, Refusal};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum AppError {
@@ -14,6 +14,10 @@ pub enum AppError {
     InvalidInput { field: String, message: String },
     #[error("{0}")]
     Refused(Refusal),
+    #[error("{0}")]
+    Denied(Denial),
+    #[error("{0}")]
+    Limit(LimitReached),
     #[error("Something went wrong on the server")]
     Internal,
     #[error("The server could not be reached: {0}")]
@@ -36,6 +40,8 @@ impl AppError {
                 s
             }
             AppError::Refused(r) => format!("{r}."),
+            AppError::Denied(d) => format!("{d}."),
+            AppError::Limit(l) => format!("{l}."),
             AppError::Internal => "Something went wrong on the server.".into(),
             AppError::Transport(_) => "The server could not be reached.".into(),
         }
@@ -47,6 +53,8 @@ impl AppError {
             AppError::NotFound { .. } => "Go back to the list of videos and pick one that exists.".into(),
             AppError::InvalidInput { .. } => "Correct the field and try again.".into(),
             AppError::Refused(r) => r.next_step().into(),
+            AppError::Denied(d) => d.next_step().into(),
+            AppError::Limit(l) => l.next_step().into(),
             AppError::Internal => "Try again in a moment; the details are in the server log.".into(),
             AppError::Transport(_) => "Check that the server is running, then try again.".into(),
         }
@@ -83,13 +91,15 @@ impl FromServerFnError for AppError {
 
 #[cfg(feature = "ssr")]
 impl AppError {
-    /// The HTTP status the error answers with: 404 not found, 409 refused, 422 invalid, 500 for
-    /// the rest.
+    /// The HTTP status the error answers with: 404 not found, 409 refused, 422 invalid, 401 not
+    /// signed in (or wrong password), 429 a limit or too many sign-ins, 500 for the rest.
     pub fn status(&self) -> axum::http::StatusCode {
         use axum::http::StatusCode;
         match self {
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
             AppError::Refused(_) => StatusCode::CONFLICT,
+            AppError::Denied(Denial::TooManyAttempts { .. }) | AppError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Denied(_) => StatusCode::UNAUTHORIZED,
             AppError::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Internal | AppError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -116,6 +126,8 @@ impl From<crate::pipeline::CoreError> for AppError {
             CoreError::NotFound { what, id } => AppError::NotFound { what, id },
             CoreError::Invalid(i) => AppError::InvalidInput { field: i.field, message: i.message },
             CoreError::Refused(r) => AppError::Refused(r),
+            CoreError::Denied(d) => AppError::Denied(d),
+            CoreError::Limit(l) => AppError::Limit(l),
             other => {
                 // Logged once here, never sent: the browser gets a generic sentence.
                 tracing::error!(error = %other, "internal error in a server function");

@@ -7,18 +7,27 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::{BoxedStream as Stream, Websocket};
 use serde::{Deserialize, Serialize};
 
+pub mod accounts;
 #[cfg(feature = "ssr")]
 pub mod convert;
 pub mod error;
 pub mod types;
 
+pub use accounts::*;
 pub use error::AppError;
 pub use types::*;
 
 #[cfg(feature = "ssr")]
-use crate::domain::{CheckpointId, NewVideo, VideoId};
+mod session;
+#[cfg(feature = "ssr")]
+mod watch;
+
+#[cfg(feature = "ssr")]
+use crate::domain::{AccountId, CheckpointId, NewVideo, VideoId};
 #[cfg(feature = "ssr")]
 use crate::pipeline::Engine;
+#[cfg(feature = "ssr")]
+use session::{caller, viewer};
 
 #[cfg(feature = "ssr")]
 fn engine() -> Result<Engine, AppError> {
@@ -28,6 +37,14 @@ fn engine() -> Result<Engine, AppError> {
 #[cfg(feature = "ssr")]
 fn video_id(raw: &str) -> Result<VideoId, AppError> {
     Ok(VideoId::parse("video_id", raw)?)
+}
+
+/// The video named by `raw`, if the signed-in account owns it; another account's video is
+/// "Video not found", like an unknown id.
+#[cfg(feature = "ssr")]
+async fn my_video(engine: &Engine, raw: &str) -> Result<VideoId, AppError> {
+    let id = video_id(raw)?;
+    Ok(engine.owned(viewer()?, id).await?)
 }
 
 #[cfg(feature = "ssr")]
@@ -45,17 +62,19 @@ pub async fn server_info() -> Result<ServerSettings, AppError> {
     })
 }
 
-/// Per phase, the provider and model in use, whether its key is set, and its prices.
+/// Per phase, the provider and model in use, whether its key is set, and its prices; for
+/// signed-in people only (401 otherwise).
 #[server(endpoint = "provider_settings")]
 pub async fn provider_settings() -> Result<Vec<ProviderSetting>, AppError> {
     let engine = engine()?;
+    viewer()?;
     Ok(engine.providers.settings.to_vec())
 }
 
 #[server(endpoint = "list_videos")]
 pub async fn list_videos() -> Result<Vec<VideoSummary>, AppError> {
     let engine = engine()?;
-    Ok(engine.list_videos(200).await?.iter().map(convert::summary).collect())
+    Ok(engine.list_videos(viewer()?, 200).await?.iter().map(convert::summary).collect())
 }
 
 #[server(endpoint = "create_video")]
@@ -67,6 +86,7 @@ pub async fn create_video(
     seed: Option<String>,
 ) -> Result<String, AppError> {
     let engine = engine()?;
+    let owner: AccountId = viewer()?;
     let on = auto_continue.is_some_and(|v| !v.is_empty() && v != "false" && v != "off");
     let new = NewVideo::parse(&prompt, beats, on, fault_plan.as_deref(), engine.config.fault_injection)?;
     // A fixed seed lets tests compare two videos byte for byte; like fault plans, only on a
@@ -84,13 +104,13 @@ pub async fn create_video(
             message: format!("\"{raw}\" is not a seed (a whole number from 0 to {})", i64::MAX),
         })?),
     };
-    Ok(engine.create_video(new, seed).await?.to_string())
+    Ok(engine.create_video(owner, new, seed).await?.to_string())
 }
 
 #[server(endpoint = "get_status")]
 pub async fn get_status(video_id: String, branch: Option<String>) -> Result<VideoStatusWire, AppError> {
     let engine = engine()?;
-    let id = self::video_id(&video_id)?;
+    let id = my_video(&engine, &video_id).await?;
     let (state, tries) = engine.status_snapshot(id).await?;
     convert::status(&state, branch.as_deref(), &tries, &engine.config)
 }
@@ -104,34 +124,36 @@ pub async fn continue_video(
 ) -> Result<ContinueResult, AppError> {
     let engine = engine()?;
     let checkpoint = checkpoint_id.as_deref().filter(|s| !s.is_empty()).map(self::checkpoint_id).transpose()?;
-    let outcome = engine.continue_video(self::video_id(&video_id)?, checkpoint, branch.as_deref(), force_retry).await?;
+    let outcome = engine.continue_video(my_video(&engine, &video_id).await?, checkpoint, branch.as_deref(), force_retry).await?;
     Ok(convert::continue_result(outcome))
 }
 
 #[server(endpoint = "edit_script")]
 pub async fn edit_script(video_id: String, branch: Option<String>, checkpoint_id: String, script_json: String) -> Result<String, AppError> {
     let engine = engine()?;
-    let id = engine.edit_script(self::video_id(&video_id)?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, &script_json).await?;
+    let id = engine
+        .edit_script(my_video(&engine, &video_id).await?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, &script_json)
+        .await?;
     Ok(id.to_string())
 }
 
 #[server(endpoint = "create_branch")]
 pub async fn create_branch(video_id: String, checkpoint_id: String, name: String) -> Result<String, AppError> {
     let engine = engine()?;
-    engine.create_branch(self::video_id(&video_id)?, self::checkpoint_id(&checkpoint_id)?, name.trim()).await?;
+    engine.create_branch(my_video(&engine, &video_id).await?, self::checkpoint_id(&checkpoint_id)?, name.trim()).await?;
     Ok(name.trim().to_string())
 }
 
 #[server(endpoint = "cancel_run")]
 pub async fn cancel_run(video_id: String, branch: Option<String>) -> Result<String, AppError> {
     let engine = engine()?;
-    Ok(engine.cancel(self::video_id(&video_id)?, branch.as_deref()).await?.to_string())
+    Ok(engine.cancel(my_video(&engine, &video_id).await?, branch.as_deref()).await?.to_string())
 }
 
 #[server(endpoint = "set_auto_continue")]
 pub async fn set_auto_continue(video_id: String, on: bool) -> Result<(), AppError> {
     let engine = engine()?;
-    Ok(engine.set_auto_continue(self::video_id(&video_id)?, on).await?)
+    Ok(engine.set_auto_continue(my_video(&engine, &video_id).await?, on).await?)
 }
 
 #[server(endpoint = "set_budget")]
@@ -150,14 +172,21 @@ pub async fn set_budget(video_id: String, dollars: Option<String>) -> Result<(),
             Some((value * 1e6).round() as i64)
         }
     };
-    Ok(engine.set_budget(self::video_id(&video_id)?, budget).await?)
+    Ok(engine.set_budget(my_video(&engine, &video_id).await?, budget).await?)
 }
 
 #[server(endpoint = "regenerate_beat")]
 pub async fn regenerate_beat(video_id: String, branch: Option<String>, checkpoint_id: String, beat: u32) -> Result<String, AppError> {
     let engine = engine()?;
-    let run = engine.regenerate_beat(self::video_id(&video_id)?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, beat).await?;
+    let run =
+        engine.regenerate_beat(my_video(&engine, &video_id).await?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, beat).await?;
     Ok(run.to_string())
+}
+
+#[server(endpoint = "delete_video")]
+pub async fn delete_video(video_id: String) -> Result<(), AppError> {
+    let engine = engine()?;
+    Ok(engine.delete_video(my_video(&engine, &video_id).await?).await?)
 }
 
 /// The browser's first message on the live channel: which video to watch.
@@ -177,31 +206,11 @@ pub struct WatchEvent {
 
 #[server(endpoint = "watch_video", protocol = Websocket<JsonEncoding, JsonEncoding>)]
 pub async fn watch_video(input: Stream<WatchRequest, ServerFnError>) -> Result<Stream<WatchEvent, ServerFnError>, ServerFnError> {
-    use futures::{SinkExt, StreamExt};
     let engine = use_context::<Engine>().ok_or_else(|| ServerFnError::new("no engine"))?;
-    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<WatchEvent, ServerFnError>>(16);
-    let mut input = input;
-    tokio::spawn(async move {
-        let Some(Ok(first)) = input.next().await else { return };
-        let Ok(video) = VideoId::parse("video_id", &first.video_id) else { return };
-        let Ok(mut watch) = engine.watch(video).await else { return };
-        loop {
-            tokio::select! {
-                changes = watch.next() => match changes {
-                    Some(Ok(changes)) => if tx.send(Ok(WatchEvent { changes })).await.is_err() {
-                        return;
-                    },
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "live channel: cannot read the video's changes");
-                        return;
-                    }
-                    None => return,
-                },
-                message = input.next() => if message.is_none() {
-                    return;
-                },
-            }
-        }
-    });
+    let viewer = viewer().map_err(|e| ServerFnError::new(e.sentence()))?;
+    let slot = crate::pipeline::accounts::SocketCap::acquire(&engine.sockets, viewer)
+        .ok_or_else(|| ServerFnError::new("Too many live pages are open for this account; close some tabs."))?;
+    let (tx, rx) = futures::channel::mpsc::channel::<Result<WatchEvent, ServerFnError>>(16);
+    tokio::spawn(watch::serve(engine, viewer, input, tx, slot));
     Ok(BoxedStream::from(rx))
 }

@@ -43,6 +43,7 @@ id_type!(VideoId, "video");
 id_type!(CheckpointId, "checkpoint");
 id_type!(BranchId, "branch");
 id_type!(RunId, "run");
+id_type!(AccountId, "account");
 
 fn truncate(raw: &str, max: usize) -> String {
     if raw.chars().count() <= max {

@@ -1,6 +1,7 @@
 //! What a checkpoint holds: the artifacts of its phase, by content address.
 use serde::{Deserialize, Serialize};
 
+use super::ids::VideoId;
 use super::model::Phase;
 use super::script::Script;
 
@@ -13,14 +14,15 @@ pub struct BlobRef {
 }
 
 impl BlobRef {
-    /// Where the blob is served from; the artifact store lays files out by hash.
-    pub fn url(&self) -> String {
+    /// Where the blob is served from, under the video that shows it: the server checks that the
+    /// person asking owns that video and that the video holds the blob.
+    pub fn url(&self, video: VideoId) -> String {
         let ext = match self.media_type.as_str() {
             "image/png" => "png",
             "video/mp4" => "mp4",
             _ => "bin",
         };
-        format!("/artifacts/blobs/{}/{}.{ext}", &self.sha256[..2], self.sha256)
+        format!("/artifacts/videos/{video}/{}/{}.{ext}", &self.sha256[..2], self.sha256)
     }
 }
 

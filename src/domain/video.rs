@@ -1,7 +1,7 @@
 //! One video as the domain sees it: its settings, branches, checkpoints, runs and unit tries, and
 //! the questions the rules ask of them (a branch's view, its line, the next version).
 use super::fault::FaultPlan;
-use super::ids::{BranchId, CheckpointId, RunId, VideoId};
+use super::ids::{AccountId, BranchId, CheckpointId, RunId, VideoId};
 use super::manifest::Manifest;
 use super::model::{CheckpointStatus, Origin, Phase, RunKind, RunStatus, Timestamp, TryOutcome};
 use super::rules::{BranchView, HeadView, RunView};
@@ -14,6 +14,8 @@ pub use report::{BranchLine, BranchReport, ErrorCard, NoSuchBranch, Progress, Ru
 #[derive(Clone, Debug, PartialEq)]
 pub struct VideoInfo {
     pub id: VideoId,
+    /// The account that made the video; only it sees or changes the video.
+    pub owner: AccountId,
     pub prompt: String,
     pub title: String,
     pub beats: u32,

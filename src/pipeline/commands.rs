@@ -7,8 +7,8 @@ use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{self, ContinueRequest, Decision, GivenCheckpoint};
 use crate::domain::video::{Branch, Checkpoint, Regenerate, Run, RunStart, UnitTry, Video, VideoInfo};
 use crate::domain::{
-    BranchId, BranchName, CheckpointId, CheckpointStatus, Entity, InvalidInput, Manifest, NewVideo, Origin, Phase, Refusal, RunId, RunKind,
-    RunStatus, Script, Timestamp, VideoId,
+    AccountId, BranchId, BranchName, CheckpointId, CheckpointStatus, Entity, InvalidInput, LimitReached, Manifest, NewVideo, Origin, Phase,
+    Quotas, Refusal, RunId, RunKind, RunStatus, Script, Timestamp, Usage, VideoId,
 };
 use crate::storage::{self, Constraint, Tx, WriteTx};
 
@@ -32,6 +32,45 @@ impl ContinueOutcome {
     pub fn is_change(&self) -> bool {
         !matches!(self, ContinueOutcome::AlreadyRunning { .. })
     }
+}
+
+/// What the account uses now: videos made in the last hour, active runs, and the bytes its
+/// checkpoints hold (each blob once, however many checkpoints share it).
+pub(crate) async fn usage(tx: &mut Tx, owner: AccountId, now: Timestamp) -> Result<Usage, CoreError> {
+    let videos_last_hour = storage::videos_made_since(tx, owner, now - 3_600_000).await?;
+    let active_runs = storage::active_runs_of(tx, owner).await?;
+    let mut blobs = std::collections::HashMap::new();
+    for doc in storage::manifests_of(tx, owner).await? {
+        if let Ok(manifest) = serde_json::from_str::<Manifest>(&doc) {
+            blobs.extend(manifest.blobs().into_iter().map(|b| (b.sha256.clone(), b.bytes)));
+        }
+    }
+    let clamp = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+    Ok(Usage { videos_last_hour: clamp(videos_last_hour), active_runs: clamp(active_runs), storage_bytes: blobs.values().sum() })
+}
+
+/// Cancelled runs remembered for the workers of this process, at most.
+pub const CANCELLED_KEPT: usize = 1024;
+
+/// Adds a cancelled run to the set the workers watch, forgetting the older ones once it holds
+/// `CANCELLED_KEPT`: a worker reads the set the moment it changes, so an old entry only matters
+/// to a worker that missed that moment, and such a worker still stops at its next heartbeat
+/// (the run's row says cancelled).
+pub fn remember_cancel(set: &mut std::collections::HashSet<RunId>, run: RunId) {
+    if set.len() >= CANCELLED_KEPT {
+        set.clear();
+    }
+    set.insert(run);
+}
+
+/// Whether `owner` may queue one more run (and, for `new_video`, make one more video).
+async fn may_queue(tx: &mut Tx, quotas: Quotas, owner: AccountId, now: Timestamp, new_video: bool) -> Result<(), CoreError> {
+    let quotas = quotas.applying_to(owner);
+    if quotas == Quotas::UNLIMITED {
+        return Ok(());
+    }
+    let usage = usage(tx, owner, now).await?;
+    Ok(if new_video { quotas.check_new_video(usage) } else { quotas.check_run(usage) }?)
 }
 
 pub(crate) async fn load(tx: &mut Tx, video: VideoId) -> Result<Video, CoreError> {
@@ -106,11 +145,13 @@ impl Engine {
         Ok(value)
     }
 
-    /// A new video with its `main` branch and the first run of phase 1.
-    pub async fn create_video(&self, new: NewVideo, seed: Option<u64>) -> Result<VideoId, CoreError> {
+    /// A new video of `owner`'s, with its `main` branch and the first run of phase 1.
+    pub async fn create_video(&self, owner: AccountId, new: NewVideo, seed: Option<u64>) -> Result<VideoId, CoreError> {
         let now = now_ms();
+        let quotas = self.config.quotas;
         let video = VideoInfo {
             id: VideoId(Uuid::new_v4()),
+            owner,
             title: new.prompt.chars().take(80).collect(),
             prompt: new.prompt,
             beats: new.beats,
@@ -123,6 +164,7 @@ impl Engine {
         };
         let id = video.id;
         self.write_video(id, async move |tx| {
+            may_queue(tx, quotas, owner, now, true).await?;
             storage::insert_video(tx, &video).await?;
             let main = Branch {
                 id: BranchId(Uuid::new_v4()),
@@ -150,7 +192,7 @@ impl Engine {
         branch: Option<&str>,
         force_retry: bool,
     ) -> Result<ContinueOutcome, CoreError> {
-        let (limits, engine) = (self.config.limits(), self.clone());
+        let (limits, quotas, engine) = (self.config.limits(), self.config.quotas, self.clone());
         let branch = branch.map(str::to_string);
         self.write_video_if(video, ContinueOutcome::is_change, async move |tx| {
             let now = now_ms();
@@ -159,6 +201,9 @@ impl Engine {
             let given =
                 checkpoint.map(|id| checkpoint_of(&state, id).map(|c| GivenCheckpoint { id: c.id, status: c.status })).transpose()?;
             let decision = rules::decide(&state.branch_view(branch), ContinueRequest { checkpoint: given, force_retry }, limits)?;
+            if matches!(decision, Decision::Start { .. }) {
+                may_queue(tx, quotas, state.video.owner, now, false).await?;
+            }
             apply_decision(tx, branch, decision, now).await
         })
         .await
@@ -179,9 +224,13 @@ impl Engine {
     ) -> Result<CheckpointId, CoreError> {
         let script = Script::parse_edit(script_json)?;
         let branch = branch.map(str::to_string);
+        let quotas = self.config.quotas;
         self.write_video(video, async move |tx| {
             let now = now_ms();
             let state = load(tx, video).await?;
+            let edits = state.checkpoints.iter().filter(|c| c.origin == Origin::Edited).count();
+            let limit = quotas.applying_to(state.video.owner).edits_per_video;
+            Quotas::check_count(edits, limit, |limit| LimitReached::Edits { limit })?;
             let branch = branch_of(&state, branch.as_deref())?;
             let target = checkpoint_of(&state, checkpoint)?;
             rules::decide_edit(&state.branch_view(branch), target.phase, state.on_line(branch, checkpoint))?;
@@ -218,10 +267,13 @@ impl Engine {
     /// A new branch whose head is `from`; names are unique per video (a schema constraint).
     pub async fn create_branch(&self, video: VideoId, from: CheckpointId, name: &str) -> Result<BranchId, CoreError> {
         let name = BranchName::parse(name)?;
+        let quotas = self.config.quotas;
         let created = self
             .write_video(video, async move |tx| {
                 let state = load(tx, video).await?;
                 checkpoint_of(&state, from)?;
+                let limit = quotas.applying_to(state.video.owner).branches_per_video;
+                Quotas::check_count(state.branches.len(), limit, |limit| LimitReached::Branches { limit })?;
                 if state.branch_named(name.as_str()).is_some() {
                     return Err(Refusal::BranchNameTaken { name: name.to_string() }.into());
                 }
@@ -266,9 +318,7 @@ impl Engine {
                 Ok(run)
             })
             .await?;
-        self.cancelled.send_modify(|set| {
-            set.insert(run);
-        });
+        self.cancelled.send_modify(|set| remember_cancel(set, run));
         Ok(run)
     }
 
@@ -302,9 +352,14 @@ impl Engine {
         beat: u32,
     ) -> Result<RunId, CoreError> {
         let (branch, engine) = (branch.map(str::to_string), self.clone());
+        let quotas = self.config.quotas;
         self.write_video(video, async move |tx| {
             let now = now_ms();
             let state = load(tx, video).await?;
+            let quotas = quotas.applying_to(state.video.owner);
+            let regenerations = state.runs.iter().filter(|r| r.regenerate.is_some()).count();
+            Quotas::check_count(regenerations, quotas.regenerations_per_video, |limit| LimitReached::Regenerations { limit })?;
+            may_queue(tx, quotas, state.video.owner, now, false).await?;
             let branch = branch_of(&state, branch.as_deref())?;
             let target = checkpoint_of(&state, checkpoint)?;
             let beats = target.manifest.seeds().map(|s| s.len() as u32).unwrap_or(0);
@@ -334,9 +389,10 @@ impl Engine {
         state
     }
 
-    pub async fn list_videos(&self, limit: i64) -> Result<Vec<Video>, CoreError> {
+    /// The account's newest videos.
+    pub async fn list_videos(&self, owner: AccountId, limit: i64) -> Result<Vec<Video>, CoreError> {
         let mut tx = self.store.read().await?;
-        let videos = storage::list_videos(&mut tx, limit).await?;
+        let videos = storage::list_videos(&mut tx, owner, limit).await?;
         let mut out = Vec::with_capacity(videos.len());
         for v in videos {
             if let Some(state) = storage::load_video_state(&mut tx, v.id).await? {
@@ -364,5 +420,19 @@ impl Engine {
         let tries = storage::unit_tries_of_video(&mut tx, video).await?;
         let _ = tx.rollback().await;
         Ok(tries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_cancelled_set_stays_bounded_and_holds_the_newest() {
+        let mut set = std::collections::HashSet::new();
+        let run = |n: u128| super::RunId(uuid::Uuid::from_u128(n));
+        for n in 0..10 * super::CANCELLED_KEPT as u128 {
+            super::remember_cancel(&mut set, run(n));
+            assert!(set.contains(&run(n)));
+        }
+        assert!(set.len() <= super::CANCELLED_KEPT);
     }
 }

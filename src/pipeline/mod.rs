@@ -4,6 +4,7 @@
 //! `storage` in one transaction; the worker claims queued runs, calls providers per unit, memoizes
 //! each unit's output by content, and commits the checkpoint when the whole phase succeeded.
 
+pub mod accounts;
 pub mod blobs;
 pub mod commands;
 mod estimate;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::domain::rules::Limits;
-use crate::domain::{Entity, InvalidInput, Refusal, RunId, Timestamp};
+use crate::domain::{Denial, Entity, InvalidInput, LimitReached, Quotas, Refusal, RunId, Timestamp};
 use crate::storage::{Retryable, StorageError, Store};
 use blobs::BlobStore;
 use events::Events;
@@ -41,6 +42,8 @@ pub struct EngineConfig {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
+    /// What one account may use.
+    pub quotas: Quotas,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +59,7 @@ impl Default for EngineConfig {
             width: 1280,
             height: 720,
             fps: 24,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -78,6 +82,10 @@ pub struct Engine {
     pub providers: Arc<Providers>,
     pub events: Events,
     pub config: Arc<EngineConfig>,
+    /// Failed sign-ins per email and per client address.
+    pub throttle: Arc<accounts::Throttle>,
+    /// Live channels open per account.
+    pub sockets: Arc<accounts::SocketCap>,
 }
 
 impl Engine {
@@ -90,6 +98,8 @@ impl Engine {
             providers: Arc::new(providers),
             events: Events::new(),
             config: Arc::new(config),
+            throttle: Arc::new(accounts::Throttle::new(std::time::Duration::from_secs(15 * 60))),
+            sockets: Arc::new(accounts::SocketCap::new(accounts::SOCKETS_PER_ACCOUNT)),
         }
     }
 }
@@ -103,6 +113,10 @@ pub enum CoreError {
     Invalid(#[from] InvalidInput),
     #[error("refused: {0}")]
     Refused(#[from] Refusal),
+    #[error("denied: {0}")]
+    Denied(#[from] Denial),
+    #[error("limit: {0}")]
+    Limit(#[from] LimitReached),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("internal error: {0}")]

@@ -1,5 +1,6 @@
 //! Start-up, serving and shutdown: options → data dir → database → engine → workers + HTTP.
 pub mod artifacts;
+pub mod guard;
 pub mod options;
 
 use axum::Router;
@@ -13,6 +14,7 @@ use crate::pipeline::providers::Providers;
 use crate::pipeline::providers::remote::ProvidersFile;
 use crate::pipeline::{Engine, EngineConfig, blobs::BlobStore};
 use crate::storage::Store;
+use guard::Guard;
 use options::Options;
 
 /// A start-up problem, said in one line.
@@ -82,16 +84,18 @@ pub async fn engine_from(options: &Options, providers: Providers) -> Result<Engi
         backoff_base_ms: options.backoff_ms,
         width,
         height,
+        quotas: options.limits.quotas(),
         ..EngineConfig::default()
     };
     Ok(Engine::new(store, BlobStore::new(&options.data_dir), providers, config))
 }
 
 /// The whole app: pages (server-rendered, with the engine in context), server functions,
-/// artifacts, and the site's static files.
-pub fn router(engine: Engine, leptos_options: LeptosOptions, instance: &str) -> Router {
+/// artifacts, and the site's static files, all behind the guard (hosts, origins, sessions).
+pub fn router(guard: Guard, leptos_options: LeptosOptions, instance: &str) -> Router {
     let routes = generate_route_list(App);
     let health = format!("reelsmith {instance}");
+    let engine = guard.engine.clone();
     let context_engine = engine.clone();
     Router::new()
         .leptos_routes_with_context(&leptos_options, routes, move || provide_context(context_engine.clone()), {
@@ -99,9 +103,10 @@ pub fn router(engine: Engine, leptos_options: LeptosOptions, instance: &str) -> 
             move || shell(leptos_options.clone())
         })
         .route("/health", axum::routing::get(move || std::future::ready(health.clone())))
-        .nest_service("/artifacts/blobs", artifacts::service(engine.blobs.clone()))
+        .nest_service("/artifacts/videos", artifacts::service(engine))
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options)
+        .layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(guard), guard::guard))
 }
 
 pub async fn serve(options: Options) -> Result<(), StartError> {
@@ -116,27 +121,33 @@ pub async fn serve(options: Options) -> Result<(), StartError> {
         leptos_options.site_addr = "127.0.0.1:3000".parse().expect("valid address");
     }
     let wanted = leptos_options.site_addr;
+    options.check_auth(wanted).map_err(StartError::Config)?;
     let listener =
         tokio::net::TcpListener::bind(wanted).await.map_err(|e| StartError::Listen { addr: wanted.to_string(), why: e.to_string() })?;
     // With port 0 the system picks the port: the real address is what tests and people need.
     let addr = listener.local_addr().map_err(|e| StartError::Listen { addr: wanted.to_string(), why: e.to_string() })?;
     leptos_options.site_addr = addr;
+    let public = options.public_url(addr).map_err(StartError::Config)?;
     let instance = new_instance_id();
 
-    let app = router(engine.clone(), leptos_options, &instance);
+    let guard = Guard { engine: engine.clone(), mode: options.auth, scheme: public.scheme, host: public.host };
+    let app = router(guard, leptos_options, &instance);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let workers: Vec<_> = (0..options.workers())
         .map(|i| {
             let owner = format!("{}-{}-{instance}-w{i}", hostname(), std::process::id());
-            tokio::spawn(engine.clone().run_worker(owner, shutdown_rx.clone()))
+            let (engine, shutdown) = (engine.clone(), shutdown_rx.clone());
+            tokio::spawn(supervise(owner.clone(), shutdown.clone(), move || engine.clone().run_worker(owner.clone(), shutdown.clone())))
         })
         .collect();
     // One line on stdout, for whoever started us with port 0: the address and who answers there.
     println!("reelsmith: listening on http://{addr} instance {instance}");
     tracing::info!(%addr, data_dir = %options.data_dir.display(), workers = workers.len(), fault_injection = options.fault_injection, "Reelsmith is serving on http://{addr}");
 
-    let served = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown_signal()).await;
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
     tracing::info!("shutting down: handing running phases back to the queue");
     let _ = shutdown_tx.send(true);
     for w in workers {
@@ -144,6 +155,24 @@ pub async fn serve(options: Options) -> Result<(), StartError> {
     }
     engine.store.close().await;
     served.map_err(|e| StartError::Io(e.to_string()))
+}
+
+/// Runs a worker loop made by `start`; when it panics, logs that and starts a new one (a bug hit
+/// by one run must not leave the server without workers; the run it held is taken over when its
+/// lease expires). Returns when the loop ends on its own (shutdown).
+pub async fn supervise<F>(name: String, shutdown: watch::Receiver<bool>, start: impl Fn() -> F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match tokio::spawn(start()).await {
+            Err(e) if e.is_panic() && !*shutdown.borrow() => {
+                tracing::error!(worker = %name, "a worker panicked; starting it again");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            _ => return,
+        }
+    }
 }
 
 fn hostname() -> String {
@@ -175,4 +204,23 @@ pub async fn gc(options: Options) -> Result<(), StartError> {
     println!("freed: {} bytes", report.freed_bytes);
     println!("kept: {} blobs", report.kept);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn a_panicking_worker_is_started_again_until_it_ends_on_its_own() {
+        let starts = Arc::new(AtomicU32::new(0));
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let counted = starts.clone();
+        super::supervise("w0".into(), rx, move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move { assert!(n >= 2, "a bug in run {n}") }
+        })
+        .await;
+        assert_eq!(starts.load(Ordering::SeqCst), 3, "two panics, two restarts, then a clean end");
+    }
 }

@@ -1,5 +1,5 @@
 //! Command-line options and subcommands (SPEC §7); each option also reads an environment variable.
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -58,6 +58,16 @@ pub struct Options {
     /// A TOML file choosing remote providers per phase (SPEC §7); without it every phase is local.
     #[arg(long, env = "REELSMITH_PROVIDERS", global = true)]
     pub providers: Option<PathBuf>,
+    /// Who may use the server: `accounts` (sign-up and sign-in; each person sees only their own
+    /// videos) or `none` (a single person's app; loopback addresses only).
+    #[arg(long, env = "REELSMITH_AUTH", value_enum, default_value_t = AuthMode::Accounts, global = true)]
+    pub auth: AuthMode,
+    /// The URL people use to reach the server (default http://<addr>); its host (and loopback
+    /// names) are the only hosts answered, and https makes cookies Secure.
+    #[arg(long, env = "REELSMITH_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitOptions,
     /// Video size as WIDTHxHEIGHT.
     #[arg(long, env = "REELSMITH_VIDEO_SIZE", default_value = "1280x720", hide = true, global = true)]
     pub video_size: String,
@@ -80,5 +90,124 @@ impl Options {
             return Err(format!("--video-size {w}x{h} is out of range (even sizes, 16x16 to 3840x2160)"));
         }
         Ok((w, h))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    Accounts,
+    None,
+}
+
+/// What one account may use (SPEC §8); each refusal says which limit and what to do.
+#[derive(Clone, Debug, Args)]
+pub struct LimitOptions {
+    /// New videos per account per hour.
+    #[arg(long, env = "REELSMITH_MAX_VIDEOS_PER_HOUR", default_value_t = 30, global = true)]
+    pub max_videos_per_hour: u32,
+    /// Queued or running phases per account.
+    #[arg(long, env = "REELSMITH_MAX_ACTIVE_RUNS", default_value_t = 10, global = true)]
+    pub max_active_runs: u32,
+    /// Script edits per video.
+    #[arg(long, env = "REELSMITH_MAX_EDITS", default_value_t = 50, global = true)]
+    pub max_edits: u32,
+    /// Branches per video.
+    #[arg(long, env = "REELSMITH_MAX_BRANCHES", default_value_t = 20, global = true)]
+    pub max_branches: u32,
+    /// Regenerated beats per video.
+    #[arg(long, env = "REELSMITH_MAX_REGENERATIONS", default_value_t = 100, global = true)]
+    pub max_regenerations: u32,
+    /// Artifact storage per account, in MB.
+    #[arg(long, env = "REELSMITH_MAX_STORAGE_MB", default_value_t = 2048, global = true)]
+    pub max_storage_mb: u64,
+}
+
+impl LimitOptions {
+    pub fn unlimited() -> LimitOptions {
+        LimitOptions {
+            max_videos_per_hour: u32::MAX,
+            max_active_runs: u32::MAX,
+            max_edits: u32::MAX,
+            max_branches: u32::MAX,
+            max_regenerations: u32::MAX,
+            max_storage_mb: u64::MAX,
+        }
+    }
+
+    pub fn quotas(&self) -> crate::domain::Quotas {
+        crate::domain::Quotas {
+            videos_per_hour: self.max_videos_per_hour,
+            active_runs: self.max_active_runs,
+            edits_per_video: self.max_edits,
+            branches_per_video: self.max_branches,
+            regenerations_per_video: self.max_regenerations,
+            storage_bytes: self.max_storage_mb.saturating_mul(1 << 20),
+        }
+    }
+}
+
+/// The public URL's scheme and host name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl {
+    pub scheme: String,
+    pub host: String,
+}
+
+impl Options {
+    /// The public URL (`--public-url`, or http:// and the address listened on).
+    pub fn public_url(&self, listening: SocketAddr) -> Result<PublicUrl, String> {
+        let raw = self.public_url.clone().unwrap_or_else(|| format!("http://{listening}"));
+        let bad = || format!("--public-url must look like https://videos.example.org, not \"{raw}\"");
+        let (scheme, rest) = raw.split_once("://").ok_or_else(bad)?;
+        let scheme = scheme.to_ascii_lowercase();
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = super::guard::host_name(authority);
+        if !matches!(scheme.as_str(), "http" | "https") || host.is_empty() || authority.contains('@') {
+            return Err(bad());
+        }
+        Ok(PublicUrl { scheme, host })
+    }
+
+    /// `--auth none` gives everyone who can connect the whole app: only on a loopback address.
+    pub fn check_auth(&self, listening: SocketAddr) -> Result<(), String> {
+        if self.auth == AuthMode::None && !listening.ip().is_loopback() {
+            return Err(format!(
+                "--auth none is allowed only on a loopback address (127.0.0.1 or ::1), not {listening}: anyone who can reach it would see and change every video; use --auth accounts"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str]) -> Options {
+        Cli::try_parse_from(std::iter::once("reelsmith").chain(args.iter().copied())).expect("valid options").options
+    }
+
+    #[test]
+    fn auth_defaults_to_accounts_and_none_needs_loopback() {
+        let here: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        let out: SocketAddr = "0.0.0.0:3000".parse().unwrap();
+        assert_eq!(options(&[]).auth, AuthMode::Accounts);
+        assert!(options(&[]).check_auth(out).is_ok());
+        let none = options(&["--auth", "none"]);
+        assert!(none.check_auth(here).is_ok());
+        assert!(none.check_auth("[::1]:3000".parse().unwrap()).is_ok());
+        let refused = none.check_auth(out).unwrap_err();
+        assert!(refused.contains("only on a loopback address") && !refused.contains('\n'), "{refused}");
+    }
+
+    #[test]
+    fn the_public_url_gives_the_scheme_and_host() {
+        let here: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        assert_eq!(options(&[]).public_url(here).unwrap(), PublicUrl { scheme: "http".into(), host: "127.0.0.1".into() });
+        let public = options(&["--public-url", "HTTPS://Videos.Example.org/app"]).public_url(here).unwrap();
+        assert_eq!(public, PublicUrl { scheme: "https".into(), host: "videos.example.org".into() });
+        for bad in ["videos.example.org", "ftp://x.org", "https://", "https://user@x.org"] {
+            assert!(options(&["--public-url", bad]).public_url(here).is_err(), "{bad}");
+        }
     }
 }

@@ -12,12 +12,15 @@ pub enum Constraint {
     RunAttempt,
     /// `checkpoints_version_unique`: that version of the phase under that parent exists.
     CheckpointVersion,
+    /// `accounts_email_unique`: an account with that email exists.
+    AccountEmail,
     /// A table's primary key: a row with that key exists.
     PrimaryKey { table: &'static str },
 }
 
 /// Each named constraint with the columns SQLite lists when it names none.
-const NAMED: [(Constraint, &str, &str); 4] = [
+const NAMED: [(Constraint, &str, &str); 5] = [
+    (Constraint::AccountEmail, "accounts_email_unique", "accounts.email"),
     (Constraint::BranchName, "branches_name_unique", "branches.video_id, branches.name"),
     (Constraint::OneActiveRun, "runs_one_active_per_branch", "runs.branch_id"),
     (Constraint::RunAttempt, "runs_attempt_unique", "runs.branch_id, runs.from_key, runs.attempt"),
@@ -28,7 +31,8 @@ const NAMED: [(Constraint, &str, &str); 4] = [
     ),
 ];
 
-const TABLES: [&str; 9] = ["videos", "branches", "checkpoints", "runs", "unit_tries", "blobs", "memo", "staged_units", "fault_hits"];
+const TABLES: [&str; 11] =
+    ["accounts", "sessions", "videos", "branches", "checkpoints", "runs", "unit_tries", "blobs", "memo", "staged_units", "fault_hits"];
 
 /// SQLite's extended result code for a primary key violation.
 const SQLITE_CONSTRAINT_PRIMARYKEY: &str = "1555";

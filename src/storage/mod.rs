@@ -3,10 +3,12 @@
 //! One code path serves SQLite (the embedded default) and PostgreSQL (scale-out) through sqlx's
 //! `Any` driver; the schema keeps to types both understand.
 
+mod accounts;
 mod constraints;
 mod queries;
 mod records;
 
+pub use accounts::*;
 pub use constraints::{Constraint, violated};
 pub use queries::*;
 pub use records::*;
@@ -76,7 +78,7 @@ impl Backend {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Ok(Backend::Postgres)
         } else {
-            Err(StorageError::BadUrl(url.to_string()))
+            Err(StorageError::BadUrl(redacted(url)))
         }
     }
 }
@@ -88,6 +90,19 @@ impl Backend {
             "PostgreSQL" => Backend::Postgres,
             _ => Backend::Sqlite,
         }
+    }
+}
+
+/// The URL with its password (`user:secret@`) replaced by `***`, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 
@@ -237,7 +252,7 @@ impl Store {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_string(),
         };
-        let options = AnyConnectOptions::from_str(&url).map_err(|e| StorageError::BadUrl(format!("{url}: {e}")))?;
+        let options = AnyConnectOptions::from_str(&url).map_err(|e| StorageError::BadUrl(format!("{}: {e}", redacted(&url))))?;
         // One direct connection first: the pool would only say it timed out, this says why.
         let probe =
             <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options).await.map_err(|e| StorageError::Connect(e.to_string()))?;
@@ -323,5 +338,18 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_database_urls_password_never_reaches_a_message() {
+        assert_eq!(super::redacted("postgres://ann:s3cr3t@db:5432/app"), "postgres://ann:***@db:5432/app");
+        assert_eq!(super::redacted("mysql://ann:p@ss@db/app"), "mysql://ann:***@db/app");
+        assert_eq!(super::redacted("postgres://db/app?user=x"), "postgres://db/app?user=x");
+        assert_eq!(super::redacted("sqlite://data/reelsmith.db"), "sqlite://data/reelsmith.db");
+        let err = super::Backend::of("mysql://ann:s3cr3t@db/app").unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::records::{BranchRow, CheckpointRow, RunRow, UnitTryRow, VideoRow, key_of};
 use super::{Backend, StorageError};
 use crate::domain::video::{Branch, Checkpoint, Run, UnitTry, Video, VideoInfo};
-use crate::domain::{BranchId, CheckpointId, Phase, RunId, RunStatus, Timestamp, VideoId};
+use crate::domain::{AccountId, BranchId, CheckpointId, Phase, RunId, RunStatus, Timestamp, VideoId};
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -21,8 +21,8 @@ fn json(value: &impl serde::Serialize) -> String {
 
 pub async fn insert_video(conn: &mut AnyConnection, v: &VideoInfo) -> Result<()> {
     sqlx::query(
-        "INSERT INTO videos (id, prompt, title, beats, seed, auto_continue, fault_plan, budget_micros, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO videos (id, prompt, title, beats, seed, auto_continue, fault_plan, budget_micros, created_at, account_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(v.id.to_string())
     .bind(&v.prompt)
@@ -33,6 +33,7 @@ pub async fn insert_video(conn: &mut AnyConnection, v: &VideoInfo) -> Result<()>
     .bind(json(&v.fault_plan))
     .bind(v.budget_micros)
     .bind(v.created_at)
+    .bind(v.owner.to_string())
     .execute(conn)
     .await?;
     Ok(())
@@ -43,9 +44,13 @@ pub async fn get_video(conn: &mut AnyConnection, id: VideoId) -> Result<Option<V
     Ok(row.map(VideoInfo::from))
 }
 
-pub async fn list_videos(conn: &mut AnyConnection, limit: i64) -> Result<Vec<VideoInfo>> {
-    let rows: Vec<VideoRow> =
-        sqlx::query_as("SELECT * FROM videos ORDER BY created_at DESC, id LIMIT $1").bind(limit).fetch_all(conn).await?;
+/// The account's newest videos.
+pub async fn list_videos(conn: &mut AnyConnection, owner: AccountId, limit: i64) -> Result<Vec<VideoInfo>> {
+    let rows: Vec<VideoRow> = sqlx::query_as("SELECT * FROM videos WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2")
+        .bind(owner.to_string())
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
     Ok(rows.into_iter().map(VideoInfo::from).collect())
 }
 
@@ -184,9 +189,13 @@ pub struct Lease {
     pub token: i64,
 }
 
-/// Claims the oldest queued run, or a running one whose lease expired (its worker died or
-/// stalled), under a new fencing token, in one `UPDATE … RETURNING`; then counts the change on
-/// its video.
+/// Claims a queued run, or a running one whose lease expired (its worker died or stalled), under
+/// a new fencing token, in one `UPDATE … RETURNING`; then counts the change on its video and
+/// notes the claim on its account.
+///
+/// Fair across accounts: the run picked belongs to the account whose last claim is oldest (round
+/// robin), and within an account the oldest run goes first. So one account with 50 queued
+/// videos delays another account's single run by at most the one claim already under way.
 ///
 /// On PostgreSQL the candidate is picked `FOR UPDATE SKIP LOCKED` together with its video's row:
 /// claimers never wait on each other or on a command busy with that video, and the video's lock
@@ -198,22 +207,24 @@ pub async fn claim_run(conn: &mut AnyConnection, owner: &str, now: Timestamp, le
         Backend::Sqlite => {
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
              lease_token = lease_token + 1 \
-             WHERE id = (SELECT id FROM runs WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < $3) \
-                         ORDER BY created_at, id LIMIT 1) \
+             WHERE id = (SELECT r.id FROM runs r JOIN videos v ON v.id = r.video_id LEFT JOIN accounts a ON a.id = v.account_id \
+                         WHERE r.status = 'queued' OR (r.status = 'running' AND r.lease_expires_at < $3) \
+                         ORDER BY COALESCE(a.last_claimed_at, 0), r.created_at, r.id LIMIT 1) \
              AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3)) RETURNING *"
         }
         Backend::Postgres => {
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
              lease_token = lease_token + 1 \
-             WHERE id = (SELECT r.id FROM runs r JOIN videos v ON v.id = r.video_id \
+             WHERE id = (SELECT r.id FROM runs r JOIN videos v ON v.id = r.video_id LEFT JOIN accounts a ON a.id = v.account_id \
                          WHERE r.status = 'queued' OR (r.status = 'running' AND r.lease_expires_at < $3) \
-                         ORDER BY r.created_at, r.id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                         ORDER BY COALESCE(a.last_claimed_at, 0), r.created_at, r.id LIMIT 1 FOR UPDATE OF r, v SKIP LOCKED) \
              AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3)) RETURNING *"
         }
     };
     let row: Option<RunRow> = sqlx::query_as(claim).bind(owner).bind(now + lease_ms).bind(now).fetch_optional(&mut *conn).await?;
     let Some(run) = row.map(Run::from) else { return Ok(None) };
     touch_video(conn, run.video_id).await?;
+    super::note_claim(conn, run.video_id, now).await?;
     let lease = Lease { run: run.id, video: run.video_id, owner: owner.to_string(), token: run.lease_token };
     Ok(Some((run, lease)))
 }

@@ -4,7 +4,8 @@ use sqlx::FromRow;
 
 use crate::domain::video::{Branch, Checkpoint, Run, UnitTry, VideoInfo};
 use crate::domain::{
-    BranchId, CheckpointId, CheckpointStatus, FaultPlan, Manifest, Origin, Phase, RunId, RunKind, RunStatus, Timestamp, TryOutcome, VideoId,
+    AccountId, BranchId, CheckpointId, CheckpointStatus, FaultPlan, Manifest, Origin, Phase, RunId, RunKind, RunStatus, Timestamp,
+    TryOutcome, VideoId,
 };
 
 // The stored shapes are the domain's; these names keep the storage API's old spelling for callers.
@@ -54,12 +55,15 @@ pub(crate) struct VideoRow {
     budget_micros: Option<i64>,
     created_at: Timestamp,
     changes: i64,
+    #[sqlx(try_from = "String")]
+    account_id: AccountId,
 }
 
 impl From<VideoRow> for VideoInfo {
     fn from(r: VideoRow) -> Self {
         VideoInfo {
             id: r.id,
+            owner: r.account_id,
             prompt: r.prompt,
             title: r.title,
             beats: r.beats,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use tokio::sync::watch;
 
-use reelsmith::domain::{NewVideo, VideoId};
+use reelsmith::domain::{AccountId, NewVideo, VideoId};
 use reelsmith::pipeline::providers::Providers;
 use reelsmith::pipeline::worker::WorkOutcome;
 use reelsmith::pipeline::{Engine, EngineConfig, blobs::BlobStore};
@@ -77,7 +77,7 @@ pub async fn drain(engine: &Engine) -> Vec<WorkOutcome> {
 
 pub async fn new_video(engine: &Engine, prompt: &str, beats: u32, auto: bool, fault_plan: Option<&str>) -> VideoId {
     let new = NewVideo::parse(prompt, beats, auto, fault_plan, true).expect("valid video");
-    engine.create_video(new, Some(42)).await.expect("create video")
+    engine.create_video(AccountId::LOCAL, new, Some(42)).await.expect("create video")
 }
 
 /// Every row of every table, as text: "nothing changed" compares two of these.

@@ -68,7 +68,7 @@ async fn start_with_lease(data: &Path, lease_ms: u32) -> Server {
     let log_path = data.with_extension("log");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_reelsmith"))
-        .args(["--addr", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--fault-injection", "--workers", "2"])
+        .args(["--addr", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--fault-injection", "--workers", "2", "--auth", "none"])
         .env("REELSMITH_LEASE_MS", lease_ms.to_string())
         .env("REELSMITH_BACKOFF_MS", "20")
         .env("REELSMITH_VIDEO_SIZE", "320x180")
@@ -437,4 +437,28 @@ fn the_server_refuses_to_start_without_the_site_files_its_pages_ask_for() {
     assert!(stderr.contains("target/site/pkg/reelsmith.wasm"), "names the missing file: {stderr}");
     assert!(output.stdout.is_empty(), "it never said it was listening");
     let _ = std::fs::remove_dir_all(&empty);
+}
+
+/// `--auth none` gives whoever connects every video: on an address others can reach, the server
+/// refuses to start, in one line saying why; bad public URLs are refused the same way.
+#[test]
+fn the_server_refuses_auth_none_on_a_network_address_and_a_bad_public_url() {
+    let data = scratch("authnone");
+    for (args, says) in [
+        (vec!["--addr", "0.0.0.0:0", "--auth", "none"], "--auth none is allowed only on a loopback address"),
+        (vec!["--addr", "127.0.0.1:0", "--public-url", "ftp://videos.example.org"], "--public-url must look like"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_reelsmith"))
+            .args(args.iter().copied().chain(["--data-dir", data.to_str().unwrap()]))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run the server");
+        assert!(!output.status.success(), "{args:?} must not start");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(output.stdout.is_empty(), "it never said it was listening");
+    }
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -4,6 +4,7 @@
 //! `REELSMITH_TEST_DATABASE_URL` is set (`make test-postgres`).
 #![allow(dead_code)]
 
+mod accounts;
 mod common;
 mod drills;
 mod model;
@@ -12,3 +13,4 @@ mod providers;
 mod queries;
 mod storage;
 mod trust;
+mod web;

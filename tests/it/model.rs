@@ -811,7 +811,7 @@ impl Harness {
         };
         let engine = Engine::new(store, BlobStore::new(&dir), providers, config);
         let new = NewVideo::parse("A lighthouse keeper's long night", case.beats, case.auto, None, false).expect("valid video");
-        let video = engine.create_video(new, Some(7)).await.expect("create video");
+        let video = engine.create_video(reelsmith::domain::AccountId::LOCAL, new, Some(7)).await.expect("create video");
         let state = engine.video_state(video).await.unwrap();
         let model = Model::new(case.beats, case.limit, case.auto);
         let run_ids = state.runs.iter().map(|r| r.id).collect();

@@ -12,6 +12,7 @@ use uuid::Uuid;
 fn video_info(now: i64) -> VideoInfo {
     VideoInfo {
         id: VideoId(Uuid::new_v4()),
+        owner: reelsmith::domain::AccountId::LOCAL,
         prompt: "Every statement, once".into(),
         title: "Queries".into(),
         beats: 2,
@@ -52,7 +53,7 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
     assert_eq!(storage::video_changes(&mut tx, info.id).await.unwrap(), 1);
     assert_eq!(storage::video_changes(&mut tx, VideoId(Uuid::new_v4())).await.unwrap(), 0);
     (info.title, info.auto_continue, info.budget_micros, info.changes) = ("Renamed".into(), true, Some(1_500_000), 1);
-    assert_eq!(storage::list_videos(&mut tx, 10).await.unwrap(), vec![info.clone()]);
+    assert_eq!(storage::list_videos(&mut tx, reelsmith::domain::AccountId::LOCAL, 10).await.unwrap(), vec![info.clone()]);
 
     // A branch and its head checkpoint.
     let branch =
@@ -174,7 +175,7 @@ async fn a_corrupt_row_is_reported_not_guessed() {
     .execute(&mut **tx)
     .await
     .unwrap();
-    let err = storage::list_videos(&mut tx, 10).await.unwrap_err();
+    let err = storage::list_videos(&mut tx, reelsmith::domain::AccountId::LOCAL, 10).await.unwrap_err();
     assert!(matches!(&err, StorageError::Corrupt(m) if m == "column id does not read as its type"), "{err:?}");
     let mut info = video_info(2);
     info.title = "Good".into();

@@ -345,6 +345,7 @@ mod model {
             let branch_id = |b: usize| BranchId(Uuid::from_u128(u128::MAX - b as u128));
             let info = video::VideoInfo {
                 id: vid,
+                owner: crate::domain::AccountId::LOCAL,
                 prompt: String::new(),
                 title: String::new(),
                 beats: 1,

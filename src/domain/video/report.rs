@@ -224,8 +224,8 @@ pub fn summary(video: &Video) -> Summary {
     let head = main.and_then(|b| video.head_of(b));
     let poster_url = main.and_then(|b| {
         video.line_of(b).iter().find_map(|c| match &c.manifest {
-            Manifest::Render { poster, .. } => Some(poster.url()),
-            Manifest::Storyboard { frames, .. } => frames.first().map(|f| f.url()),
+            Manifest::Render { poster, .. } => Some(poster.url(video.video.id)),
+            Manifest::Storyboard { frames, .. } => frames.first().map(|f| f.url(video.video.id)),
             _ => None,
         })
     });

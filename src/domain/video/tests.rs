@@ -71,6 +71,7 @@ fn failed_storyboard() -> Video {
     Video {
         video: VideoInfo {
             id: VIDEO,
+            owner: crate::domain::AccountId::LOCAL,
             prompt: "p".into(),
             title: "t".into(),
             beats: 3,

@@ -3,6 +3,7 @@ pub mod artifacts;
 pub mod attempts;
 pub mod badge;
 pub mod checkpoint_tree;
+pub mod delete;
 pub mod editor;
 pub mod error_card;
 pub mod timeline;

@@ -10,6 +10,7 @@ use crate::ui::components::{
     attempts::Attempts,
     badge::StatusBadge,
     checkpoint_tree::CheckpointTree,
+    delete::DeleteVideo,
     editor::ScriptEditor,
     error_card::ErrorCard,
     timeline::{Controls, Timeline},
@@ -177,6 +178,7 @@ fn StatusView(s: VideoStatusWire) -> impl IntoView {
             <Artifacts s=s.clone()/>
             <CheckpointTree s=s.clone()/>
             <Attempts s=s.clone()/>
+            <DeleteVideo/>
         </article>
     }
 }

@@ -1,0 +1,193 @@
+//! The door every request passes: the `Host` allow-list (DNS rebinding), the same-origin check
+//! for state-changing requests and socket upgrades (cross-site requests), and who is asking (the
+//! session cookie, or the local account with `--auth none`).
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, Method, Response, StatusCode, header};
+use axum::middleware::Next;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use super::options::AuthMode;
+use crate::domain::AccountId;
+use crate::pipeline::Engine;
+use crate::pipeline::accounts::{SESSION_DAYS, SessionKey};
+
+pub const SESSION_COOKIE: &str = "reelsmith_session";
+
+/// Who is asking, put in the request's extensions for server functions, pages and artifacts.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The signed-in account (the local one with `--auth none`); none when signed out.
+    pub account: Option<AccountId>,
+    /// The session the browser presented, valid or not (sign-in ends it, sign-out deletes it).
+    pub session: Option<SessionKey>,
+    pub client: IpAddr,
+    pub mode: AuthMode,
+    /// Whether cookies get `Secure` (the public URL is https).
+    pub secure: bool,
+}
+
+impl Caller {
+    /// The `Set-Cookie` value that starts a session in the browser.
+    pub fn session_cookie(&self, key: &SessionKey) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}", key.expose(), SESSION_DAYS * 86_400)
+    }
+
+    /// The `Set-Cookie` value that forgets the session.
+    pub fn cleared_cookie(&self) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
+    }
+}
+
+/// What the guard knows about this server.
+#[derive(Clone)]
+pub struct Guard {
+    pub engine: Engine,
+    pub mode: AuthMode,
+    /// `http` or `https`, from the public URL.
+    pub scheme: String,
+    /// The public URL's host name (no port), lowercased.
+    pub host: String,
+}
+
+const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+/// The host name of a `Host` header value, without the port.
+pub fn host_name(authority: &str) -> String {
+    let authority = authority.trim().to_ascii_lowercase();
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or_default().to_string();
+    }
+    authority.split(':').next().unwrap_or_default().to_string()
+}
+
+impl Guard {
+    fn allowed_host(&self, authority: &str) -> bool {
+        let name = host_name(authority);
+        !name.is_empty() && (name == self.host || LOOPBACK_NAMES.contains(&name.as_str()))
+    }
+
+    /// The request's authority, if it names this server.
+    fn checked_host<'a>(&self, req: &'a Request) -> Option<&'a str> {
+        let authority = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()));
+        authority.filter(|a| self.allowed_host(a))
+    }
+
+    /// A browser says where a request comes from (`Origin`, or `Sec-Fetch-Site`); a request that
+    /// says neither is not from a browser page, so no other site can have sent it.
+    fn same_origin(&self, headers: &HeaderMap, authority: &str) -> bool {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("null").to_ascii_lowercase();
+            let authority = authority.to_ascii_lowercase();
+            return origin == format!("http://{authority}") || origin == format!("https://{authority}");
+        }
+        match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+            Some(site) => site == "same-origin" || site == "none",
+            None => true,
+        }
+    }
+
+    async fn account(&self, session: Option<&SessionKey>) -> Option<AccountId> {
+        match self.mode {
+            AuthMode::None => Some(AccountId::LOCAL),
+            AuthMode::Accounts => {
+                let key = session?;
+                match self.engine.session_account(key).await {
+                    Ok(account) => account,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the session");
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn changes_state(req: &Request) -> bool {
+    let upgrade = req.headers().get(header::UPGRADE).is_some();
+    upgrade || !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn session_of(headers: &HeaderMap) -> Option<SessionKey> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == SESSION_COOKIE).then(|| SessionKey::from_cookie(value)).flatten()
+    })
+}
+
+/// Pages a signed-out visitor may see; everything else that is a page leads to `/signin`.
+fn needs_account(req: &Request) -> bool {
+    const OPEN: [&str; 6] = ["/signin", "/signup", "/api/", "/pkg/", "/artifacts/", "/health"];
+    let path = req.uri().path();
+    let html = req.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    req.method() == Method::GET && html && !OPEN.iter().any(|p| path.starts_with(p))
+}
+
+fn refuse(status: StatusCode, why: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from(why))
+        .expect("static response")
+}
+
+fn to_signin(req: &Request) -> Response<Body> {
+    let wanted = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let next: String = wanted
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, format!("/signin?next={next}"))
+        .body(Body::empty())
+        .expect("static response")
+}
+
+pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response<Body> {
+    let Some(authority) = guard.checked_host(&req).map(str::to_string) else {
+        return refuse(StatusCode::FORBIDDEN, "This server does not answer for that host name.");
+    };
+    if changes_state(&req) && !guard.same_origin(req.headers(), &authority) {
+        return refuse(StatusCode::FORBIDDEN, "Cross-site request refused.");
+    }
+    let session = session_of(req.headers());
+    let account = guard.account(session.as_ref()).await;
+    let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    if account.is_none() && needs_account(&req) {
+        return to_signin(&req);
+    }
+    let caller = Caller { account, session, client, mode: guard.mode, secure: guard.scheme == "https" };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(secure: bool) -> Caller {
+        Caller { account: None, session: None, client: IpAddr::V4(Ipv4Addr::LOCALHOST), mode: AuthMode::Accounts, secure }
+    }
+
+    #[test]
+    fn the_session_cookie_is_secure_exactly_when_the_public_url_is_https() {
+        let key = SessionKey::from_cookie(&"ab".repeat(32)).unwrap();
+        let plain = caller(false).session_cookie(&key);
+        assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Lax") && !plain.contains("Secure"), "{plain}");
+        let secure = caller(true).session_cookie(&key);
+        assert!(secure.ends_with("; Secure"), "{secure}");
+        assert!(caller(true).cleared_cookie().contains("Max-Age=0; Secure"));
+    }
+
+    #[test]
+    fn host_names_are_read_without_their_port() {
+        assert_eq!(host_name("Videos.Example.org:8443"), "videos.example.org");
+        assert_eq!(host_name("[::1]:3000"), "[::1]");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+    }
+}

@@ -1,0 +1,156 @@
+//! Accounts, sessions and the per-account counts that limits and the scheduler read.
+use sqlx::{AnyConnection, FromRow};
+
+use super::StorageError;
+use crate::domain::{Account, AccountId, Email, Timestamp, VideoId};
+
+type Result<T> = std::result::Result<T, StorageError>;
+
+#[derive(FromRow)]
+struct AccountRow {
+    #[sqlx(try_from = "String")]
+    id: AccountId,
+    email: String,
+    password_hash: String,
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = StorageError;
+    fn try_from(r: AccountRow) -> Result<Account> {
+        let email = Email::parse(&r.email).map_err(|_| StorageError::Corrupt(format!("account {} has no valid email", r.id)))?;
+        Ok(Account { id: r.id, email, password_hash: r.password_hash })
+    }
+}
+
+pub async fn insert_account(conn: &mut AnyConnection, account: &Account, now: Timestamp) -> Result<()> {
+    sqlx::query("INSERT INTO accounts (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(account.id.to_string())
+        .bind(account.email.as_str())
+        .bind(&account.password_hash)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn account_by_email(conn: &mut AnyConnection, email: &Email) -> Result<Option<Account>> {
+    let row: Option<AccountRow> =
+        sqlx::query_as("SELECT id, email, password_hash FROM accounts WHERE email = $1").bind(email.as_str()).fetch_optional(conn).await?;
+    row.map(Account::try_from).transpose()
+}
+
+pub async fn account_by_id(conn: &mut AnyConnection, id: AccountId) -> Result<Option<Account>> {
+    let row: Option<AccountRow> =
+        sqlx::query_as("SELECT id, email, password_hash FROM accounts WHERE id = $1").bind(id.to_string()).fetch_optional(conn).await?;
+    row.map(Account::try_from).transpose()
+}
+
+/// Stores a session under the hash of its secret.
+pub async fn insert_session(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    account: AccountId,
+    now: Timestamp,
+    expires_at: Timestamp,
+) -> Result<()> {
+    sqlx::query("INSERT INTO sessions (id_hash, account_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(id_hash)
+        .bind(account.to_string())
+        .bind(now)
+        .bind(expires_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The account a live (unexpired) session belongs to.
+pub async fn session_account(conn: &mut AnyConnection, id_hash: &str, now: Timestamp) -> Result<Option<AccountId>> {
+    let id: Option<String> = sqlx::query_scalar("SELECT account_id FROM sessions WHERE id_hash = $1 AND expires_at > $2")
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(conn)
+        .await?;
+    id.map(|raw| AccountId::try_from(raw).map_err(|_| StorageError::Corrupt("a session's account id".into()))).transpose()
+}
+
+/// Ends a session (sign-out, or the old one at sign-in) and drops the account's expired ones.
+pub async fn delete_session(conn: &mut AnyConnection, id_hash: &str, now: Timestamp) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE id_hash = $1 OR expires_at <= $2").bind(id_hash).bind(now).execute(conn).await?;
+    Ok(())
+}
+
+/// The video's owner, or none for an unknown video.
+pub async fn video_owner(conn: &mut AnyConnection, video: VideoId) -> Result<Option<AccountId>> {
+    let id: Option<String> =
+        sqlx::query_scalar("SELECT account_id FROM videos WHERE id = $1").bind(video.to_string()).fetch_optional(conn).await?;
+    id.map(|raw| AccountId::try_from(raw).map_err(|_| StorageError::Corrupt(format!("video {video} has no valid owner")))).transpose()
+}
+
+/// Videos the account made since `since`.
+pub async fn videos_made_since(conn: &mut AnyConnection, account: AccountId, since: Timestamp) -> Result<i64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM videos WHERE account_id = $1 AND created_at >= $2")
+        .bind(account.to_string())
+        .bind(since)
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
+}
+
+/// The account's queued or running runs, over all its videos.
+pub async fn active_runs_of(conn: &mut AnyConnection, account: AccountId) -> Result<i64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM runs r JOIN videos v ON v.id = r.video_id WHERE v.account_id = $1 AND r.status IN ('queued', 'running')",
+    )
+    .bind(account.to_string())
+    .fetch_one(conn)
+    .await?;
+    Ok(n)
+}
+
+/// Every manifest of the account's checkpoints, for the bytes its videos hold.
+pub async fn manifests_of(conn: &mut AnyConnection, account: AccountId) -> Result<Vec<String>> {
+    let docs = sqlx::query_scalar("SELECT c.manifest FROM checkpoints c JOIN videos v ON v.id = c.video_id WHERE v.account_id = $1")
+        .bind(account.to_string())
+        .fetch_all(conn)
+        .await?;
+    Ok(docs)
+}
+
+/// Whether one of the video's checkpoints holds the blob (its artifact URL may be served).
+pub async fn video_holds_blob(conn: &mut AnyConnection, video: VideoId, sha256: &str) -> Result<bool> {
+    let hit: Option<i64> = sqlx::query_scalar("SELECT 1 FROM checkpoints WHERE video_id = $1 AND manifest LIKE $2 LIMIT 1")
+        .bind(video.to_string())
+        .bind(format!("%\"{sha256}\"%"))
+        .fetch_optional(conn)
+        .await?;
+    Ok(hit.is_some())
+}
+
+/// Records that a worker just claimed one of the account's runs (the scheduler's turn order).
+pub async fn note_claim(conn: &mut AnyConnection, video: VideoId, now: Timestamp) -> Result<()> {
+    sqlx::query("UPDATE accounts SET last_claimed_at = $1 WHERE id = (SELECT account_id FROM videos WHERE id = $2)")
+        .bind(now)
+        .bind(video.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the video and every row of its own (tries, staged units, fault hits, runs,
+/// checkpoints, branches), children first. Blobs and memo entries are shared by content and stay
+/// for `gc`.
+pub async fn delete_video(conn: &mut AnyConnection, video: VideoId) -> Result<()> {
+    const STATEMENTS: [&str; 7] = [
+        "DELETE FROM unit_tries WHERE run_id IN (SELECT id FROM runs WHERE video_id = $1)",
+        "DELETE FROM staged_units WHERE run_id IN (SELECT id FROM runs WHERE video_id = $1)",
+        "DELETE FROM fault_hits WHERE video_id = $1",
+        "DELETE FROM runs WHERE video_id = $1",
+        "DELETE FROM checkpoints WHERE video_id = $1",
+        "DELETE FROM branches WHERE video_id = $1",
+        "DELETE FROM videos WHERE id = $1",
+    ];
+    for sql in STATEMENTS {
+        sqlx::query(sql).bind(video.to_string()).execute(&mut *conn).await?;
+    }
+    Ok(())
+}

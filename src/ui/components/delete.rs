@@ -1,0 +1,36 @@
+//! Deleting a video: one button, then a question to confirm, then back to the list.
+use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
+
+use crate::api::delete_video;
+use crate::ui::pages::status::StatusCtx;
+
+#[component]
+pub fn DeleteVideo() -> impl IntoView {
+    let ctx = expect_context::<StatusCtx>();
+    let asking = RwSignal::new(false);
+    let delete = Action::new(move |_: &()| async move { delete_video(ctx.video_id.get_untracked()).await });
+    let navigate = use_navigate();
+    Effect::new(move |_| match delete.value().get() {
+        Some(Ok(())) => navigate("/", Default::default()),
+        Some(Err(e)) => {
+            ctx.action_error.set(Some(e));
+            asking.set(false);
+        }
+        None => {}
+    });
+    view! {
+        <section class="card delete-video" aria-label="Delete video">
+            <Show when=move || asking.get()
+                fallback=move || view! { <button on:click=move |_| asking.set(true)>"Delete video"</button> }>
+                <p>"Delete this video, its branches and its history for good? This cannot be undone."</p>
+                <div class="row">
+                    <button class="danger" disabled=move || delete.pending().get() on:click=move |_| { delete.dispatch(()); }>
+                        {move || if delete.pending().get() { "Deleting…" } else { "Yes, delete it" }}
+                    </button>
+                    <button on:click=move |_| asking.set(false)>"Keep it"</button>
+                </div>
+            </Show>
+        </section>
+    }
+}

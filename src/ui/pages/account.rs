@@ -1,0 +1,125 @@
+//! `/signup` and `/signin`, and the sign-out button in the top bar.
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+use crate::api::{AppError, SignIn, SignOut, SignUp, whoami};
+
+/// After signing in or out the whole page loads again, so every part of it shows the new account.
+fn go_to(path: &str) {
+    #[cfg(feature = "hydrate")]
+    let _ = window().location().set_href(path);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = path;
+}
+
+fn error_line(error: Option<AppError>) -> Option<impl IntoView> {
+    error.map(|e| view! { <p class="error-text" role="alert">{e.sentence()} " " {e.next_step()}</p> })
+}
+
+/// Email and password fields, and where to go after (`next`, from the query).
+#[component]
+fn Credentials(new_password: bool) -> impl IntoView {
+    let next = move || use_query_map().with(|q| q.get("next").unwrap_or_default());
+    let autocomplete = if new_password { "new-password" } else { "current-password" };
+    view! {
+        <label for="email">"Email"</label>
+        <input id="email" name="email" type="email" autocomplete="email" required maxlength="254"/>
+        <label for="password">"Password"</label>
+        <input id="password" name="password" type="password" autocomplete=autocomplete required maxlength="128"/>
+        {new_password.then(|| view! { <p class="hint">"At least 8 characters."</p> })}
+        <input type="hidden" name="next" value=next/>
+    }
+}
+
+/// After a successful sign-up or sign-in, go where the server said (the page asked for, or `/`).
+fn follow(answer: Signal<Option<Result<String, AppError>>>) {
+    Effect::new(move |_| {
+        if let Some(Ok(next)) = answer.get() {
+            go_to(&next);
+        }
+    });
+}
+
+/// The card around a form: its heading, then the form, then a link to the other page.
+#[component]
+fn AccountCard(heading: &'static str, other: (&'static str, &'static str, &'static str), children: Children) -> impl IntoView {
+    let (ask, href, link) = other;
+    view! {
+        <section class="card account-page">
+            <h1>{heading}</h1>
+            {children()}
+            <p>{ask} " " <a href=href>{link}</a></p>
+        </section>
+    }
+}
+
+/// The form's fields, its error and its submit button.
+#[component]
+fn FormBody(
+    new_password: bool,
+    answer: Signal<Option<Result<String, AppError>>>,
+    pending: Memo<bool>,
+    button: &'static str,
+) -> impl IntoView {
+    view! {
+        <Credentials new_password/>
+        {move || error_line(answer.get().and_then(Result::err))}
+        <button type="submit" class="primary" disabled=move || pending.get()>{button}</button>
+    }
+}
+
+#[component]
+pub fn SignUpPage() -> impl IntoView {
+    let action = ServerAction::<SignUp>::new();
+    let answer = Signal::derive(move || action.value().get());
+    follow(answer);
+    let pending = Memo::new(move |_| action.pending().get());
+    view! {
+        <AccountCard heading="Create an account" other=("Already have an account?", "/signin", "Sign in")>
+            <ActionForm action attr:class="form">
+                <FormBody new_password=true answer pending button="Create account"/>
+            </ActionForm>
+        </AccountCard>
+    }
+}
+
+#[component]
+pub fn SignInPage() -> impl IntoView {
+    let action = ServerAction::<SignIn>::new();
+    let answer = Signal::derive(move || action.value().get());
+    follow(answer);
+    let pending = Memo::new(move |_| action.pending().get());
+    view! {
+        <AccountCard heading="Sign in" other=("New here?", "/signup", "Create an account")>
+            <ActionForm action attr:class="form">
+                <FormBody new_password=false answer pending button="Sign in"/>
+            </ActionForm>
+        </AccountCard>
+    }
+}
+
+/// The signed-in email and a `Sign out` button; nothing when signed out or with `--auth none`.
+#[component]
+pub fn AccountBar() -> impl IntoView {
+    let who = Resource::new(|| (), |_| whoami());
+    let action = ServerAction::<SignOut>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = action.value().get() {
+            go_to("/signin");
+        }
+    });
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                who.await.ok().and_then(|w| w.email).map(|email| view! {
+                    <div class="account-bar">
+                        <span class="muted">{email}</span>
+                        <ActionForm action>
+                            <button type="submit">"Sign out"</button>
+                        </ActionForm>
+                    </div>
+                })
+            })}
+        </Transition>
+    }
+}

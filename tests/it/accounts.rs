@@ -1,0 +1,363 @@
+//! Accounts and protection (SPEC §8), over HTTP against the in-process app on the database under
+//! test: sessions, ownership, cross-site requests, hosts, limits and fair scheduling.
+use serde_json::Value;
+
+use crate::common::{drain, env, env_with, fast_config, snapshot, step};
+use crate::web::Web;
+use reelsmith::api::AppError;
+use reelsmith::domain::{AccountId, LimitReached, NewVideo, Quotas};
+use reelsmith::pipeline::providers::Providers;
+use reelsmith::pipeline::{CoreError, Engine};
+use reelsmith::server::options::AuthMode;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The sentence the page shows for an error answer.
+fn sentence(body: &Value) -> String {
+    serde_json::from_value::<AppError>(body.clone()).expect("a typed error").sentence()
+}
+
+async fn create(web: &Web, cookie: &str, prompt: &str) -> String {
+    let answer = web.call(Some(cookie), "create_video", &[("prompt", prompt), ("beats", "2")]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body.as_str().unwrap().to_string()
+}
+
+async fn list(web: &Web, cookie: &str) -> Vec<String> {
+    let answer = web.call(Some(cookie), "list_videos", &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body.as_array().unwrap().iter().map(|v| v["video_id"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_up_sets_a_protected_cookie_and_sign_in_rotates_the_session() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let answer = web.call(None, "sign_up", &[("email", "Ann@Example.org"), ("password", PASSWORD)]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let set = answer.set_cookie().unwrap();
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set.contains(flag), "{set}");
+    }
+    assert!(!set.contains("Secure"), "no Secure on a plain-http public URL: {set}");
+    let first = answer.session_cookie().unwrap();
+    let who = web.call(Some(&first), "whoami", &[]).await;
+    assert_eq!(who.body["email"], "ann@example.org");
+
+    let answer = web.call(Some(&first), "sign_in", &[("email", "ann@example.org"), ("password", PASSWORD), ("next", "/videos/x")]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, "/videos/x");
+    let second = answer.session_cookie().unwrap();
+    assert_ne!(first, second, "sign-in gives a new session id");
+    assert_eq!(web.call(Some(&first), "list_videos", &[]).await.status, 401, "the session fixed before sign-in is over");
+    assert_eq!(web.call(Some(&second), "list_videos", &[]).await.status, 200);
+
+    let out = web.call(Some(&second), "sign_out", &[]).await;
+    assert_eq!(out.status, 200);
+    assert!(out.set_cookie().unwrap().contains("Max-Age=0"));
+    assert_eq!(web.call(Some(&second), "list_videos", &[]).await.status, 401, "signed out means signed out");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_failures_say_one_thing_and_are_throttled_per_account() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    web.sign_up("bob@example.org").await;
+    let wrong = web.call(None, "sign_in", &[("email", "bob@example.org"), ("password", "not his password")]).await;
+    let unknown = web.call(None, "sign_in", &[("email", "nobody@example.org"), ("password", "not his password")]).await;
+    assert_eq!((wrong.status, unknown.status), (401, 401));
+    assert_eq!(wrong.body, unknown.body, "an unknown email and a wrong password read the same");
+    assert_eq!(sentence(&wrong.body), "Email or password is incorrect.");
+    for _ in 0..4 {
+        web.call(None, "sign_in", &[("email", "bob@example.org"), ("password", "guess")]).await;
+    }
+    let right = web.call(None, "sign_in", &[("email", "bob@example.org"), ("password", PASSWORD)]).await;
+    assert_eq!(right.status, 429, "five failures lock the account for a while: {}", right.body);
+    assert_eq!(sentence(&right.body), "Too many failed sign-ins; try again in 15 minutes.");
+    assert!(right.session_cookie().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_failures_are_throttled_per_client_address() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    web.sign_up("cat@example.org").await;
+    for i in 0..20 {
+        let email = format!("guess{i}@example.org");
+        assert_eq!(web.call(None, "sign_in", &[("email", email.as_str()), ("password", "guess")]).await.status, 401);
+    }
+    let right = web.call(None, "sign_in", &[("email", "cat@example.org"), ("password", PASSWORD)]).await;
+    assert_eq!(right.status, 429, "twenty failures from one address stop that address: {}", right.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_sign_up_input_is_refused_and_makes_no_account() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let long = "p".repeat(129);
+    let too_long_email = format!("{}@example.org", "e".repeat(250));
+    for (email, password, field) in [
+        ("not-an-email", PASSWORD, "email"),
+        (too_long_email.as_str(), PASSWORD, "email"),
+        ("dan@example.org", "short", "password"),
+        ("dan@example.org", long.as_str(), "password"),
+    ] {
+        let answer = web.call(None, "sign_up", &[("email", email), ("password", password)]).await;
+        assert_eq!(answer.status, 422, "{email}: {}", answer.body);
+        assert_eq!(answer.body["InvalidInput"]["field"], field, "{}", answer.body);
+        assert!(answer.set_cookie().is_none());
+    }
+    web.sign_up("dan@example.org").await;
+    let again = web.call(None, "sign_up", &[("email", "DAN@example.org"), ("password", PASSWORD)]).await;
+    assert_eq!(again.status, 422, "one account per email: {}", again.body);
+    assert_eq!(sentence(&again.body), "An account with this email already exists; sign in instead.");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_out_visitors_go_to_sign_in_and_server_functions_say_401() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let page = web.get(None, "/videos/abc?branch=alt", &[]).await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.headers["location"], "/signin?next=/videos/abc%3Fbranch%3Dalt");
+    assert_eq!(web.get(None, "/signin", &[]).await.status, 200);
+    let answer = web.call(None, "create_video", &[("prompt", "Nobody's video"), ("beats", "2")]).await;
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    assert_eq!(web.call(Some("reelsmith_session=forged"), "list_videos", &[]).await.status, 401);
+}
+
+/// A's video with a storyboard: (video id, script checkpoint id, a storyboard artifact URL).
+async fn video_with_storyboard(web: &Web, env: &crate::common::TestEnv, cookie: &str) -> (String, String, String) {
+    let video = create(web, cookie, "A lighthouse keeper's secret").await;
+    drain(&env.engine).await;
+    let status = web.call(Some(cookie), "get_status", &[("video_id", video.as_str())]).await;
+    let script = status.body["current_checkpoint"]["id"].as_str().unwrap().to_string();
+    let answer = web
+        .call(Some(cookie), "continue_video", &[("video_id", video.as_str()), ("checkpoint_id", script.as_str()), ("force_retry", "false")])
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    drain(&env.engine).await;
+    let status = web.call(Some(cookie), "get_status", &[("video_id", video.as_str())]).await;
+    let url = status.body["artifacts"]["storyboard"][0].as_str().expect("a storyboard frame").to_string();
+    (video, script, url)
+}
+
+/// Every server function that takes a video id, called with `video` (and `checkpoint`).
+fn calls_on<'a>(video: &'a str, checkpoint: &'a str) -> Vec<(&'static str, Vec<(&'static str, &'a str)>)> {
+    vec![
+        ("get_status", vec![("video_id", video)]),
+        ("continue_video", vec![("video_id", video), ("checkpoint_id", checkpoint), ("force_retry", "true")]),
+        ("edit_script", vec![("video_id", video), ("checkpoint_id", checkpoint), ("script_json", "{}")]),
+        ("create_branch", vec![("video_id", video), ("checkpoint_id", checkpoint), ("name", "mine")]),
+        ("cancel_run", vec![("video_id", video)]),
+        ("set_auto_continue", vec![("video_id", video), ("on", "true")]),
+        ("set_budget", vec![("video_id", video), ("dollars", "1")]),
+        ("regenerate_beat", vec![("video_id", video), ("checkpoint_id", checkpoint), ("beat", "0")]),
+        ("delete_video", vec![("video_id", video)]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_accounts_video_is_not_found_everywhere_and_changes_nothing() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let (a, b) = (web.sign_up("a@example.org").await, web.sign_up("b@example.org").await);
+    let (video, script, artifact) = video_with_storyboard(&web, &env, &a).await;
+    let b_video = create(&web, &b, "B's own video").await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let before = snapshot(&env.engine).await;
+    for ((name, foreign), (_, missing)) in calls_on(&video, &script).into_iter().zip(calls_on(&unknown, &script)) {
+        let answer = web.call(Some(&b), name, &foreign).await;
+        let unknown_answer = web.call(Some(&b), name, &missing).await;
+        assert_eq!(answer.status, 404, "{name}: {}", answer.body);
+        assert_eq!(answer.body["NotFound"]["what"], "video", "{name}: {}", answer.body);
+        let shape = |body: &Value, id: &str| body.to_string().replace(id, "ID");
+        assert_eq!(shape(&answer.body, &video), shape(&unknown_answer.body, &unknown), "{name}: foreign reads as unknown");
+    }
+    assert_eq!(snapshot(&env.engine).await, before, "B's calls changed nothing");
+    assert_eq!(list(&web, &a).await, vec![video.clone()], "A sees only A's video");
+    assert_eq!(list(&web, &b).await, vec![b_video], "B sees only B's video");
+    assert_eq!(web.get(Some(&a), &artifact, &[]).await.status, 200, "A gets A's artifact");
+    assert_eq!(web.get(Some(&b), &artifact, &[]).await.status, 404, "B does not");
+    assert_eq!(web.get(None, &artifact, &[]).await.status, 404, "nor does a stranger");
+    let moved = artifact.replace(&video, &uuid::Uuid::new_v4().to_string());
+    assert_eq!(web.get(Some(&a), &moved, &[]).await.status, 404, "a blob is served only under a video that holds it");
+    let page = web.get(Some(&b), &format!("/videos/{video}"), &[]).await;
+    assert_eq!(page.status, 404, "B's status page for A's video is the not-found page");
+    assert!(page.body.as_str().unwrap().contains("Video not found"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cross_site_form_post_is_refused_and_changes_nothing() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let a = web.sign_up("eve-target@example.org").await;
+    let before = snapshot(&env.engine).await;
+    let fields = [("prompt", "Made by another site"), ("beats", "2")];
+    for headers in [
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site")],
+    ] {
+        let answer = web.call_with(Some(&a), "create_video", &fields, &headers).await;
+        assert_eq!(answer.status, 403, "{headers:?}: {}", answer.body);
+    }
+    assert_eq!(snapshot(&env.engine).await, before, "nothing was made");
+    assert!(list(&web, &a).await.is_empty());
+    let same = web.call_with(Some(&a), "create_video", &fields, &[("sec-fetch-site", "same-origin")]).await;
+    assert_eq!(same.status, 200, "the page's own requests pass: {}", same.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_for_another_host_is_refused() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::None).await;
+    for path in ["/", "/health", "/signin"] {
+        let answer = web.get(None, path, &[("host", "evil.example")]).await;
+        assert_eq!(answer.status, 403, "{path}");
+    }
+    let post = web.call_with(None, "create_video", &[("prompt", "Rebound"), ("beats", "2")], &[("host", "evil.example:80")]).await;
+    assert_eq!(post.status, 403);
+    assert!(env.engine.list_videos(AccountId::LOCAL, 10).await.unwrap().is_empty(), "nothing was made");
+    for host in ["localhost", "127.0.0.1", "[::1]"] {
+        let port = web.addr.port();
+        assert_eq!(web.get(None, "/health", &[("host", &format!("{host}:{port}"))]).await.status, 200, "{host}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_auth_none_the_app_needs_no_account() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::None).await;
+    assert_eq!(web.get(None, "/", &[]).await.status, 200);
+    let answer = web.call(None, "create_video", &[("prompt", "A laptop's own video"), ("beats", "2")]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(web.call(None, "list_videos", &[]).await.body.as_array().unwrap().len(), 1);
+    let who = web.call(None, "whoami", &[]).await;
+    assert_eq!((who.body["email"].clone(), who.body["accounts"].clone()), (Value::Null, Value::Bool(false)));
+}
+
+async fn account(engine: &Engine, email: &str) -> AccountId {
+    let key = engine.sign_up(email, PASSWORD).await.unwrap();
+    engine.session_account(&key).await.unwrap().unwrap()
+}
+
+async fn make(engine: &Engine, owner: AccountId, prompt: &str) -> Result<reelsmith::domain::VideoId, CoreError> {
+    engine.create_video(owner, NewVideo::parse(prompt, 2, false, None, true).unwrap(), Some(1)).await
+}
+
+fn limited(quotas: Quotas) -> reelsmith::pipeline::EngineConfig {
+    reelsmith::pipeline::EngineConfig { quotas, ..fast_config() }
+}
+
+fn refused_by(result: Result<impl std::fmt::Debug, CoreError>) -> LimitReached {
+    match result {
+        Err(CoreError::Limit(limit)) => limit,
+        other => panic!("expected a limit, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn videos_per_hour_and_active_runs_are_limited_per_account() {
+    let env = env_with(Providers::instant(), limited(Quotas { videos_per_hour: 3, active_runs: 2, ..Quotas::default() })).await;
+    let (e, a, b) = (&env.engine, account(&env.engine, "a@example.org").await, account(&env.engine, "b@example.org").await);
+    make(e, a, "one").await.unwrap();
+    make(e, a, "two").await.unwrap();
+    let before = snapshot(e).await;
+    assert_eq!(refused_by(make(e, a, "three").await), LimitReached::ActiveRuns { limit: 2 });
+    assert_eq!(snapshot(e).await, before, "a refused video leaves nothing behind");
+    make(e, b, "B is not held back by A").await.unwrap();
+    drain(e).await;
+    make(e, a, "three").await.unwrap();
+    assert_eq!(refused_by(make(e, a, "four").await), LimitReached::VideosPerHour { limit: 3 });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edits_branches_and_regenerations_are_limited_per_video() {
+    let quotas = Quotas { edits_per_video: 1, branches_per_video: 2, regenerations_per_video: 1, ..Quotas::default() };
+    let env = env_with(Providers::instant(), limited(quotas)).await;
+    let e = &env.engine;
+    let owner = account(e, "c@example.org").await;
+    let video = make(e, owner, "Limits per video").await.unwrap();
+    drain(e).await;
+    let state = e.video_state(video).await.unwrap();
+    let script = state.branch_named("main").unwrap().head_id.unwrap();
+    let reelsmith::domain::Manifest::Script { script: old, .. } = &state.checkpoint(script).unwrap().manifest else { unreachable!() };
+    let edit = |title: &str| {
+        let mut s = serde_json::to_value(old).unwrap();
+        s["title"] = Value::String(title.into());
+        s.to_string()
+    };
+    let edited = e.edit_script(video, None, script, &edit("First edit")).await.unwrap();
+    assert_eq!(refused_by(e.edit_script(video, None, edited, &edit("Second edit")).await), LimitReached::Edits { limit: 1 });
+    e.create_branch(video, script, "alt").await.unwrap();
+    assert_eq!(refused_by(e.create_branch(video, script, "third").await), LimitReached::Branches { limit: 2 });
+    e.continue_video(video, Some(edited), None, false).await.unwrap();
+    let board = crate::common::step_ok(e).await;
+    e.regenerate_beat(video, None, board, 0).await.unwrap();
+    drain(e).await;
+    let state = e.video_state(video).await.unwrap();
+    let head = state.branch_named("main").unwrap().head_id.unwrap();
+    assert_eq!(refused_by(e.regenerate_beat(video, None, head, 1).await), LimitReached::Regenerations { limit: 1 });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_is_limited_per_account_and_the_limit_answers_429() {
+    let env = env_with(Providers::instant(), limited(Quotas { storage_bytes: 1, ..Quotas::default() })).await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let a = web.sign_up("d@example.org").await;
+    let (video, _, _) = video_with_storyboard(&web, &env, &a).await;
+    let answer = web.call(Some(&a), "create_video", &[("prompt", "One too many"), ("beats", "2")]).await;
+    assert_eq!(answer.status, 429, "{}", answer.body);
+    assert_eq!(sentence(&answer.body), "Your videos use 1 MB of the 0 MB allowed.");
+    let status = web.call(Some(&a), "get_status", &[("video_id", video.as_str())]).await;
+    let board = status.body["current_checkpoint"]["id"].as_str().unwrap();
+    let next =
+        web.call(Some(&a), "continue_video", &[("video_id", video.as_str()), ("checkpoint_id", board), ("force_retry", "false")]).await;
+    assert_eq!(next.status, 429, "no more phases either: {}", next.body);
+    let b = web.sign_up("e@example.org").await;
+    create(&web, &b, "Another account still has room").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_accounts_fifty_videos_do_not_hold_up_anothers_single_run() {
+    let env = env_with(Providers::instant(), limited(Quotas::UNLIMITED)).await;
+    let e = &env.engine;
+    let (a, b) = (account(e, "busy@example.org").await, account(e, "quiet@example.org").await);
+    let mut a_videos = Vec::new();
+    for i in 0..50 {
+        a_videos.push(make(e, a, &format!("A's video {i}")).await.unwrap());
+    }
+    step(e).await;
+    let b_video = make(e, b, "B's only video").await.unwrap();
+    step(e).await;
+    let b_state = e.video_state(b_video).await.unwrap();
+    assert_eq!(b_state.checkpoints.len(), 1, "B's run was the very next one claimed, after the one unit of A's already under way");
+    let a_done = futures::future::join_all(a_videos.iter().map(|v| e.video_state(*v))).await;
+    assert_eq!(a_done.iter().filter(|s| s.as_ref().unwrap().checkpoints.len() == 1).count(), 1, "A had one run done meanwhile");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_video_removes_all_of_it_and_only_it() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let (a, b) = (web.sign_up("del-a@example.org").await, web.sign_up("del-b@example.org").await);
+    let (video, _, artifact) = video_with_storyboard(&web, &env, &a).await;
+    let kept = create(&web, &a, "The one that stays").await;
+    let running = web.call(Some(&a), "delete_video", &[("video_id", kept.as_str())]).await;
+    assert_eq!(running.status, 409, "a video with a queued phase is not deleted: {}", running.body);
+    let before = snapshot(&env.engine).await;
+    assert_eq!(web.call(Some(&b), "delete_video", &[("video_id", video.as_str())]).await.status, 404, "not B's to delete");
+    assert_eq!(web.call(Some(&a), "delete_video", &[("video_id", "not-a-uuid")]).await.status, 422);
+    assert_eq!(snapshot(&env.engine).await, before, "refused deletes change nothing");
+
+    let gone = web.call(Some(&a), "delete_video", &[("video_id", video.as_str())]).await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    let rows = snapshot(&env.engine).await;
+    assert!(rows.iter().all(|row| !row.contains(&video)), "no row names the deleted video");
+    assert!(rows.iter().any(|row| row.contains(&kept)), "the other video is untouched");
+    assert_eq!(list(&web, &a).await, vec![kept]);
+    assert_eq!(web.call(Some(&a), "get_status", &[("video_id", video.as_str())]).await.status, 404);
+    assert_eq!(web.get(Some(&a), &artifact, &[]).await.status, 404, "its artifact URLs are gone too");
+}

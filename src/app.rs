@@ -4,7 +4,12 @@ use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
-use crate::ui::pages::{account::{AccountBar, SignInPage, SignUpPage}, not_found::NotFound, status::StatusPage, videos::VideosPage};
+use crate::ui::pages::{
+    account::{AccountBar, SignInPage, SignUpPage},
+    not_found::NotFound,
+    status::StatusPage,
+    videos::VideosPage,
+};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {

@@ -122,7 +122,9 @@ pub async fn continue_video(
 #[server(endpoint = "edit_script")]
 pub async fn edit_script(video_id: String, branch: Option<String>, checkpoint_id: String, script_json: String) -> Result<String, AppError> {
     let engine = engine()?;
-    let id = engine.edit_script(my_video(&engine, &video_id).await?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, &script_json).await?;
+    let id = engine
+        .edit_script(my_video(&engine, &video_id).await?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, &script_json)
+        .await?;
     Ok(id.to_string())
 }
 
@@ -167,7 +169,8 @@ pub async fn set_budget(video_id: String, dollars: Option<String>) -> Result<(),
 #[server(endpoint = "regenerate_beat")]
 pub async fn regenerate_beat(video_id: String, branch: Option<String>, checkpoint_id: String, beat: u32) -> Result<String, AppError> {
     let engine = engine()?;
-    let run = engine.regenerate_beat(my_video(&engine, &video_id).await?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, beat).await?;
+    let run =
+        engine.regenerate_beat(my_video(&engine, &video_id).await?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, beat).await?;
     Ok(run.to_string())
 }
 

@@ -17,7 +17,8 @@ use crate::storage;
 
 /// The app as `reelsmith serve --auth none` serves it.
 pub(super) fn app(engine: &Engine) -> Router {
-    let guard = crate::server::guard::Guard { engine: engine.clone(), mode: AuthMode::None, scheme: "http".into(), host: "localhost".into() };
+    let guard =
+        crate::server::guard::Guard { engine: engine.clone(), mode: AuthMode::None, scheme: "http".into(), host: "localhost".into() };
     let options = leptos::prelude::LeptosOptions::builder().output_name("reelsmith").build();
     crate::server::router(guard, options, "bench")
 }

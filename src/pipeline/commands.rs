@@ -7,8 +7,8 @@ use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{self, ContinueRequest, Decision, GivenCheckpoint};
 use crate::domain::video::{Branch, Checkpoint, Regenerate, Run, RunStart, UnitTry, Video, VideoInfo};
 use crate::domain::{
-    AccountId, LimitReached, Quotas, Usage, BranchId, BranchName, CheckpointId, CheckpointStatus, Entity, InvalidInput, Manifest, NewVideo, Origin, Phase, Refusal, RunId, RunKind,
-    RunStatus, Script, Timestamp, VideoId,
+    AccountId, BranchId, BranchName, CheckpointId, CheckpointStatus, Entity, InvalidInput, LimitReached, Manifest, NewVideo, Origin, Phase,
+    Quotas, Refusal, RunId, RunKind, RunStatus, Script, Timestamp, Usage, VideoId,
 };
 use crate::storage::{self, Constraint, Tx, WriteTx};
 

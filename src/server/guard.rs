@@ -128,13 +128,24 @@ fn needs_account(req: &Request) -> bool {
 }
 
 fn refuse(status: StatusCode, why: &'static str) -> Response<Body> {
-    Response::builder().status(status).header(header::CONTENT_TYPE, "text/plain; charset=utf-8").body(Body::from(why)).expect("static response")
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from(why))
+        .expect("static response")
 }
 
 fn to_signin(req: &Request) -> Response<Body> {
     let wanted = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let next: String = wanted.bytes().map(|b| if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
-    Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, format!("/signin?next={next}")).body(Body::empty()).expect("static response")
+    let next: String = wanted
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, format!("/signin?next={next}"))
+        .body(Body::empty())
+        .expect("static response")
 }
 
 pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response<Body> {

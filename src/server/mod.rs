@@ -140,7 +140,8 @@ pub async fn serve(options: Options) -> Result<(), StartError> {
     tracing::info!(%addr, data_dir = %options.data_dir.display(), workers = workers.len(), fault_injection = options.fault_injection, "Reelsmith is serving on http://{addr}");
 
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal()).await;
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
     tracing::info!("shutting down: handing running phases back to the queue");
     let _ = shutdown_tx.send(true);
     for w in workers {

@@ -34,10 +34,8 @@ pub async fn insert_account(conn: &mut AnyConnection, account: &Account, now: Ti
 }
 
 pub async fn account_by_email(conn: &mut AnyConnection, email: &Email) -> Result<Option<Account>> {
-    let row: Option<AccountRow> = sqlx::query_as("SELECT id, email, password_hash FROM accounts WHERE email = $1")
-        .bind(email.as_str())
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<AccountRow> =
+        sqlx::query_as("SELECT id, email, password_hash FROM accounts WHERE email = $1").bind(email.as_str()).fetch_optional(conn).await?;
     row.map(Account::try_from).transpose()
 }
 
@@ -48,7 +46,13 @@ pub async fn account_by_id(conn: &mut AnyConnection, id: AccountId) -> Result<Op
 }
 
 /// Stores a session under the hash of its secret.
-pub async fn insert_session(conn: &mut AnyConnection, id_hash: &str, account: AccountId, now: Timestamp, expires_at: Timestamp) -> Result<()> {
+pub async fn insert_session(
+    conn: &mut AnyConnection,
+    id_hash: &str,
+    account: AccountId,
+    now: Timestamp,
+    expires_at: Timestamp,
+) -> Result<()> {
     sqlx::query("INSERT INTO sessions (id_hash, account_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(id_hash)
         .bind(account.to_string())

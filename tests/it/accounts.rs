@@ -132,7 +132,9 @@ async fn video_with_storyboard(web: &Web, env: &crate::common::TestEnv, cookie: 
     drain(&env.engine).await;
     let status = web.call(Some(cookie), "get_status", &[("video_id", video.as_str())]).await;
     let script = status.body["current_checkpoint"]["id"].as_str().unwrap().to_string();
-    let answer = web.call(Some(cookie), "continue_video", &[("video_id", video.as_str()), ("checkpoint_id", script.as_str()), ("force_retry", "false")]).await;
+    let answer = web
+        .call(Some(cookie), "continue_video", &[("video_id", video.as_str()), ("checkpoint_id", script.as_str()), ("force_retry", "false")])
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     drain(&env.engine).await;
     let status = web.call(Some(cookie), "get_status", &[("video_id", video.as_str())]).await;
@@ -311,7 +313,8 @@ async fn storage_is_limited_per_account_and_the_limit_answers_429() {
     assert_eq!(sentence(&answer.body), "Your videos use 1 MB of the 0 MB allowed.");
     let status = web.call(Some(&a), "get_status", &[("video_id", video.as_str())]).await;
     let board = status.body["current_checkpoint"]["id"].as_str().unwrap();
-    let next = web.call(Some(&a), "continue_video", &[("video_id", video.as_str()), ("checkpoint_id", board), ("force_retry", "false")]).await;
+    let next =
+        web.call(Some(&a), "continue_video", &[("video_id", video.as_str()), ("checkpoint_id", board), ("force_retry", "false")]).await;
     assert_eq!(next.status, 429, "no more phases either: {}", next.body);
     let b = web.sign_up("e@example.org").await;
     create(&web, &b, "Another account still has room").await;

@@ -55,7 +55,12 @@ fn AccountCard(heading: &'static str, other: (&'static str, &'static str, &'stat
 
 /// The form's fields, its error and its submit button.
 #[component]
-fn FormBody(new_password: bool, answer: Signal<Option<Result<String, AppError>>>, pending: Memo<bool>, button: &'static str) -> impl IntoView {
+fn FormBody(
+    new_password: bool,
+    answer: Signal<Option<Result<String, AppError>>>,
+    pending: Memo<bool>,
+    button: &'static str,
+) -> impl IntoView {
     view! {
         <Credentials new_password/>
         {move || error_line(answer.get().and_then(Result::err))}

@@ -453,11 +453,7 @@ async fn render(options: &Options, renders: usize) -> BenchResult<()> {
     }
     // Count what the page actually covers rather than what the loop meant to make.
     let n = engine.video_state(video).await.map_err(fail)?.checkpoints.len();
-    let (p50, p99, bytes) = scale::time_get(&scale::app(&engine), &format!("/videos/{video}"), renders).await?;
-    line("status_render_checkpoints", n, "checkpoints");
-    line("status_render_us_p50", format!("{p50:.0}"), "us");
-    line("status_render_us_p99", format!("{p99:.0}"), "us");
-    line("status_render_bytes", bytes, "bytes");
+    scale::report("status_render", (n, "checkpoints"), scale::time_get(&scale::app(&engine), &format!("/videos/{video}"), renders).await?);
     Ok(())
 }
 

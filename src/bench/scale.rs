@@ -42,6 +42,14 @@ pub(super) async fn time_get(app: &Router, uri: &str, renders: usize) -> BenchRe
     Ok((p50, p99, bytes))
 }
 
+/// Prints `<name>_<count unit>`, `<name>_us_p50`, `<name>_us_p99` and `<name>_bytes`.
+pub(super) fn report(name: &str, (count, unit): (usize, &str), (p50, p99, bytes): (f64, f64, usize)) {
+    line(&format!("{name}_{unit}"), count, unit);
+    line(&format!("{name}_us_p50"), format!("{p50:.0}"), "us");
+    line(&format!("{name}_us_p99"), format!("{p99:.0}"), "us");
+    line(&format!("{name}_bytes"), bytes, "bytes");
+}
+
 /// Adds script versions under the video's first script until it has `total` checkpoints, in one
 /// transaction (what that many edits make, without timing the edits).
 async fn grow(engine: &Engine, video: VideoId, total: usize) -> BenchResult<usize> {
@@ -74,11 +82,7 @@ async fn status_at_scale(options: &Options, renders: usize) -> BenchResult<()> {
     let video = new_video(&engine, 8, true, None).await?;
     drain(&engine).await?;
     let n = grow(&engine, video, 2_000).await?;
-    let (p50, p99, bytes) = time_get(&app(&engine), &format!("/videos/{video}"), renders).await?;
-    line("status_render_2000_checkpoints", n, "checkpoints");
-    line("status_render_2000_us_p50", format!("{p50:.0}"), "us");
-    line("status_render_2000_us_p99", format!("{p99:.0}"), "us");
-    line("status_render_2000_bytes", bytes, "bytes");
+    report("status_render_2000", (n, "checkpoints"), time_get(&app(&engine), &format!("/videos/{video}"), renders).await?);
     Ok(())
 }
 
@@ -89,11 +93,7 @@ async fn list_at_scale(options: &Options, renders: usize) -> BenchResult<()> {
         new_video(&engine, 2, false, None).await?;
     }
     drain(&engine).await?;
-    let (p50, p99, bytes) = time_get(&app(&engine), "/", renders).await?;
-    line("list_render_videos", 1_000, "videos");
-    line("list_render_us_p50", format!("{p50:.0}"), "us");
-    line("list_render_us_p99", format!("{p99:.0}"), "us");
-    line("list_render_bytes", bytes, "bytes");
+    report("list_render", (1_000, "videos"), time_get(&app(&engine), "/", renders).await?);
     Ok(())
 }
 

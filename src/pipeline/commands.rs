@@ -389,18 +389,12 @@ impl Engine {
         state
     }
 
-    /// The account's newest videos.
+    /// The account's newest videos, read in one snapshot.
     pub async fn list_videos(&self, owner: AccountId, limit: i64) -> Result<Vec<Video>, CoreError> {
         let mut tx = self.store.read().await?;
-        let videos = storage::list_videos(&mut tx, owner, limit).await?;
-        let mut out = Vec::with_capacity(videos.len());
-        for v in videos {
-            if let Some(state) = storage::load_video_state(&mut tx, v.id).await? {
-                out.push(state);
-            }
-        }
+        let states = storage::load_newest_states(&mut tx, owner, limit).await?;
         let _ = tx.rollback().await;
-        Ok(out)
+        Ok(states)
     }
 
     /// What the status page shows: the video's state and its unit tries, read in one snapshot.

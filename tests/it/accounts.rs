@@ -361,3 +361,20 @@ async fn deleting_a_video_removes_all_of_it_and_only_it() {
     assert_eq!(web.call(Some(&a), "get_status", &[("video_id", video.as_str())]).await.status, 404);
     assert_eq!(web.get(Some(&a), &artifact, &[]).await.status, 404, "its artifact URLs are gone too");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_list_reads_the_newest_videos_of_the_account_whole_and_no_others() {
+    let env = env_with(Providers::instant(), limited(Quotas::UNLIMITED)).await;
+    let e = &env.engine;
+    let (a, b) = (account(e, "list-a@example.org").await, account(e, "list-b@example.org").await);
+    let mut mine = Vec::new();
+    for i in 0..3 {
+        mine.push(make(e, a, &format!("A's video {i}")).await.unwrap());
+        make(e, b, &format!("B's video {i}")).await.unwrap();
+        drain(e).await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let listed = e.list_videos(a, 2).await.unwrap();
+    let expected = vec![e.video_state(mine[2]).await.unwrap(), e.video_state(mine[1]).await.unwrap()];
+    assert_eq!(format!("{listed:?}"), format!("{expected:?}"), "the two newest of A's, each exactly as the status page reads it");
+}

@@ -211,3 +211,84 @@ async fn racing_claimers_each_get_a_different_run() {
     let mut tx = e.store.write().await.unwrap();
     assert!(storage::claim_run(&mut tx, "late", reelsmith::pipeline::now_ms(), 10_000).await.unwrap().is_none());
 }
+
+/// The statements added with accounts and remote jobs, each on the database under test: accounts
+/// and sessions, ownership and limit counts, the fair-claim note, the newest videos in four
+/// statements, remote jobs, and deleting a video with every row of its own.
+#[tokio::test]
+async fn every_account_job_and_delete_query_runs() {
+    use reelsmith::domain::{Account, AccountId, Email};
+    use reelsmith::storage::ProviderJob;
+    let env = env().await;
+    let store = &env.engine.store;
+    let now = reelsmith::pipeline::now_ms();
+    let mut tx = store.write().await.unwrap();
+
+    let email = Email::parse("Ada@Example.org").unwrap();
+    let account = Account { id: AccountId(Uuid::new_v4()), email: email.clone(), password_hash: "$argon2id$v=19$fake".into() };
+    storage::insert_account(&mut tx, &account, now).await.unwrap();
+    let found = storage::account_by_email(&mut tx, &email).await.unwrap().expect("found by email");
+    assert_eq!((found.id, found.password_hash.as_str()), (account.id, "$argon2id$v=19$fake"));
+    assert_eq!(storage::account_by_id(&mut tx, account.id).await.unwrap().map(|a| a.email), Some(email));
+    assert!(storage::account_by_id(&mut tx, AccountId(Uuid::new_v4())).await.unwrap().is_none());
+    storage::insert_session(&mut tx, "hash-1", account.id, now, now + 1_000).await.unwrap();
+    assert_eq!(storage::session_account(&mut tx, "hash-1", now).await.unwrap(), Some(account.id));
+    assert_eq!(storage::session_account(&mut tx, "hash-1", now + 1_000).await.unwrap(), None, "expired");
+    storage::delete_session(&mut tx, "hash-1", now).await.unwrap();
+    assert_eq!(storage::session_account(&mut tx, "hash-1", now).await.unwrap(), None, "signed out");
+
+    let info = VideoInfo { owner: account.id, ..video_info(now) };
+    storage::insert_video(&mut tx, &info).await.unwrap();
+    assert_eq!(storage::video_owner(&mut tx, info.id).await.unwrap(), Some(account.id));
+    assert_eq!(storage::videos_made_since(&mut tx, account.id, now - 1).await.unwrap(), 1);
+    assert_eq!(storage::videos_made_since(&mut tx, account.id, now + 1).await.unwrap(), 0);
+    let branch =
+        Branch { id: BranchId(Uuid::new_v4()), video_id: info.id, name: "main".into(), head_id: None, forked_from: None, created_at: now };
+    storage::insert_branch(&mut tx, &branch).await.unwrap();
+    let checkpoint = Checkpoint {
+        id: CheckpointId(Uuid::new_v4()),
+        video_id: info.id,
+        branch_id: branch.id,
+        parent_id: None,
+        phase: Phase::Script,
+        version: 1,
+        status: CheckpointStatus::Approved,
+        origin: Origin::Generated,
+        manifest: script_manifest(),
+        run_id: None,
+        created_at: now,
+        approved_at: Some(now),
+    };
+    storage::insert_checkpoint(&mut tx, &checkpoint).await.unwrap();
+    let start = RunStart { phase: Phase::Storyboard, from: Some(checkpoint.id), attempt: 1, kind: RunKind::Continue, regenerate: None };
+    let run = Run::queued(RunId(Uuid::new_v4()), &branch, start, now);
+    storage::insert_run(&mut tx, &run).await.unwrap();
+    assert_eq!(storage::active_runs_of(&mut tx, account.id).await.unwrap(), 1);
+    assert_eq!(storage::run_status(&mut tx, run.id).await.unwrap(), Some(RunStatus::Queued));
+    assert_eq!(storage::run_status(&mut tx, RunId(Uuid::new_v4())).await.unwrap(), None);
+    storage::note_claim(&mut tx, info.id, now).await.unwrap();
+    let docs = storage::manifests_of(&mut tx, account.id).await.unwrap();
+    assert_eq!(docs.len(), 1);
+    assert!(docs[0].contains("A lamp."));
+    assert!(!storage::video_holds_blob(&mut tx, info.id, "ab").await.unwrap());
+    let newest = storage::load_newest_states(&mut tx, account.id, 10).await.unwrap();
+    assert_eq!((newest.len(), newest[0].branches.len(), newest[0].checkpoints.len(), newest[0].runs.len()), (1, 1, 1, 1));
+    assert!(storage::load_newest_states(&mut tx, AccountId(Uuid::new_v4()), 10).await.unwrap().is_empty(), "only the owner's");
+
+    let job = ProviderJob { call_key: "k-1".into(), run_id: run.id, provider: "replicate".into(), job_id: "p-1".into() };
+    storage::record_job(&mut tx, &job, now).await.unwrap();
+    let again = ProviderJob { job_id: "p-2".into(), ..job.clone() };
+    storage::record_job(&mut tx, &again, now).await.unwrap();
+    assert_eq!(storage::job_of_call(&mut tx, "k-1").await.unwrap(), Some(again.clone()), "a call's new job replaces its old one");
+    assert_eq!(storage::jobs_of_run(&mut tx, run.id).await.unwrap(), vec![again]);
+    storage::forget_job(&mut tx, "k-1").await.unwrap();
+    assert_eq!(storage::job_of_call(&mut tx, "k-1").await.unwrap(), None);
+
+    // Deleting takes every row of the video, a remote job left behind included.
+    storage::record_job(&mut tx, &job, now).await.unwrap();
+    storage::delete_video(&mut tx, info.id).await.unwrap();
+    assert!(storage::load_video_state(&mut tx, info.id).await.unwrap().is_none());
+    assert_eq!(storage::jobs_of_run(&mut tx, run.id).await.unwrap(), vec![]);
+    assert_eq!(storage::active_runs_of(&mut tx, account.id).await.unwrap(), 0);
+    tx.commit().await.unwrap();
+}

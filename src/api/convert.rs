@@ -4,12 +4,28 @@ use std::collections::HashMap;
 
 use super::error::AppError;
 use super::types::*;
-use crate::domain::video::{self, BranchLine, BranchReport, Checkpoint, ErrorCard, Progress, Run, RunTally, UnitTry, Video};
+use crate::domain::video::{self, BranchLine, BranchReport, Checkpoint, ErrorCard, Progress, Run, RunTally, StatusSlice, Video};
 use crate::domain::{CheckpointId, Entity, Manifest};
 use crate::pipeline::EngineConfig;
 use crate::pipeline::commands::ContinueOutcome;
 
-fn checkpoint(state: &Video, c: &Checkpoint) -> CheckpointWire {
+/// Which branches each checkpoint heads, so a page lists them without scanning every branch per
+/// checkpoint.
+struct Heads(HashMap<CheckpointId, Vec<String>>);
+
+impl Heads {
+    fn of(state: &Video) -> Heads {
+        let mut map: HashMap<CheckpointId, Vec<String>> = HashMap::new();
+        for b in &state.branches {
+            if let Some(head) = b.head_id {
+                map.entry(head).or_default().push(b.name.clone());
+            }
+        }
+        Heads(map)
+    }
+}
+
+fn checkpoint(state: &Video, heads: &Heads, c: &Checkpoint) -> CheckpointWire {
     CheckpointWire {
         id: c.id.to_string(),
         phase: c.phase,
@@ -19,28 +35,32 @@ fn checkpoint(state: &Video, c: &Checkpoint) -> CheckpointWire {
         origin: c.origin,
         parent_id: c.parent_id.map(|p| p.to_string()),
         branch: state.branch(c.branch_id).map(|b| b.name.clone()).unwrap_or_default(),
-        head_of: state.branches.iter().filter(|b| b.head_id == Some(c.id)).map(|b| b.name.clone()).collect(),
+        head_of: heads.0.get(&c.id).cloned().unwrap_or_default(),
         created_at: c.created_at,
         approved_at: c.approved_at,
         run_id: c.run_id.map(|r| r.to_string()),
     }
 }
 
-fn tree(state: &Video) -> Vec<TreeNode> {
+/// The tree of `nodes` (a page of checkpoints with everything they descend from), in one pass.
+fn tree(state: &Video, heads: &Heads, nodes: &[Checkpoint]) -> Vec<TreeNode> {
     let mut children: HashMap<Option<CheckpointId>, Vec<&Checkpoint>> = HashMap::new();
-    for c in &state.checkpoints {
+    for c in nodes {
         children.entry(c.parent_id).or_default().push(c);
     }
-    fn build(state: &Video, map: &HashMap<Option<CheckpointId>, Vec<&Checkpoint>>, parent: Option<CheckpointId>) -> Vec<TreeNode> {
-        map.get(&parent)
-            .map(|list| {
-                let mut list = list.clone();
-                list.sort_by_key(|c| (c.version, c.created_at));
-                list.iter().map(|c| TreeNode { checkpoint: checkpoint(state, c), children: build(state, map, Some(c.id)) }).collect()
-            })
-            .unwrap_or_default()
+    for list in children.values_mut() {
+        list.sort_by_key(|c| (c.version, c.created_at));
     }
-    build(state, &children, None)
+    fn build(
+        state: &Video,
+        heads: &Heads,
+        map: &HashMap<Option<CheckpointId>, Vec<&Checkpoint>>,
+        parent: Option<CheckpointId>,
+    ) -> Vec<TreeNode> {
+        let list = map.get(&parent).map(Vec::as_slice).unwrap_or_default();
+        list.iter().map(|c| TreeNode { checkpoint: checkpoint(state, heads, c), children: build(state, heads, map, Some(c.id)) }).collect()
+    }
+    build(state, heads, &children, None)
 }
 
 fn run(state: &Video, r: &Run, tally: RunTally) -> RunWire {
@@ -74,22 +94,22 @@ fn error(e: ErrorCard) -> ErrorWire {
     ErrorWire { message: e.message, phase: e.phase, beat: e.beat, run_id: e.run.to_string(), attempt: e.attempt }
 }
 
-fn artifacts(state: &Video, line: &[&Checkpoint]) -> ArtifactsWire {
+fn artifacts(state: &Video, heads: &Heads, line: &[&Checkpoint]) -> ArtifactsWire {
     let mut a = ArtifactsWire::default();
     let id = state.video.id;
     for c in line {
         match &c.manifest {
             Manifest::Script { script, .. } => {
                 a.script = Some(script.clone());
-                a.script_checkpoint = Some(checkpoint(state, c));
+                a.script_checkpoint = Some(checkpoint(state, heads, c));
             }
             Manifest::Storyboard { frames, .. } => {
                 a.storyboard = frames.iter().map(|f| f.url(id)).collect();
-                a.storyboard_checkpoint = Some(checkpoint(state, c));
+                a.storyboard_checkpoint = Some(checkpoint(state, heads, c));
             }
             Manifest::Clips { clips, .. } => {
                 a.clips = clips.iter().map(|c| ClipWire { preview_url: c.preview.url(id), frames: c.frames }).collect();
-                a.clips_checkpoint = Some(checkpoint(state, c));
+                a.clips_checkpoint = Some(checkpoint(state, heads, c));
             }
             Manifest::Render { video, poster, duration_ms, .. } => {
                 a.video_url = Some(video.url(id));
@@ -128,15 +148,17 @@ pub fn summary(state: &Video) -> VideoSummary {
     }
 }
 
-/// The status page of one branch (`main` when none is named).
-pub fn status(state: &Video, branch: Option<&str>, tries: &[UnitTry], config: &EngineConfig) -> Result<VideoStatusWire, AppError> {
-    let report = video::branch_report(state, tries, branch.unwrap_or_default(), config.limits())
+/// The status page of the branch a slice was read for.
+pub fn status(slice: &StatusSlice, config: &EngineConfig) -> Result<VideoStatusWire, AppError> {
+    let report = video::branch_report(&slice.state, &slice.progress_tries, &slice.branch, config.limits())
         .map_err(|missing| AppError::NotFound { what: Entity::Branch, id: missing.0 })?;
-    Ok(status_wire(state, report, config.fault_injection))
+    Ok(status_wire(slice, report, config.fault_injection))
 }
 
-fn status_wire(state: &Video, report: BranchReport<'_>, fault_injection: bool) -> VideoStatusWire {
+fn status_wire(slice: &StatusSlice, report: BranchReport<'_>, fault_injection: bool) -> VideoStatusWire {
+    let state = &slice.state;
     let v = &state.video;
+    let heads = Heads::of(state);
     VideoStatusWire {
         changes: v.changes,
         video_id: v.id.to_string(),
@@ -149,14 +171,19 @@ fn status_wire(state: &Video, report: BranchReport<'_>, fault_injection: bool) -
         status: report.status,
         current_phase: report.current_phase,
         error: report.error.map(error),
-        current_checkpoint: report.pending.map(|h| checkpoint(state, h)),
-        checkpoint_tree: tree(state),
+        current_checkpoint: report.pending.map(|h| checkpoint(state, &heads, h)),
+        checkpoint_tree: tree(state, &heads, &slice.tree),
+        tree_total: slice.tree_total,
+        tree_page: slice.pages.tree,
         active_branches: report.branches.iter().map(branch).collect(),
-        runs: report.runs.iter().map(|&(r, tally)| run(state, r, tally)).collect(),
+        runs: slice.attempts.iter().map(|(r, tally)| run(state, r, *tally)).collect(),
+        runs_total: slice.attempts_total,
+        attempts_page: slice.pages.attempts,
+        branch_cost_micros: slice.branch_spent_micros,
         allowed: report.allowed,
         retry_label: report.retry_label,
         progress: report.progress.map(progress),
-        artifacts: artifacts(state, &report.line),
+        artifacts: artifacts(state, &heads, &report.line),
         total_cost_micros: report.spent_micros,
         estimate_micros: report.estimate_micros,
         fault_injection,

@@ -71,10 +71,12 @@ pub async fn provider_settings() -> Result<Vec<ProviderSetting>, AppError> {
     Ok(engine.providers.settings.to_vec())
 }
 
+/// One page of the signed-in account's videos (0 = the newest).
 #[server(endpoint = "list_videos")]
-pub async fn list_videos() -> Result<Vec<VideoSummary>, AppError> {
+pub async fn list_videos(page: Option<u32>) -> Result<VideoList, AppError> {
     let engine = engine()?;
-    Ok(engine.list_videos(viewer()?, 200).await?.iter().map(convert::summary).collect())
+    let page = engine.video_page(viewer()?, page.unwrap_or(0)).await?;
+    Ok(VideoList { videos: page.videos.iter().map(convert::summary).collect(), total: page.total, page: page.page })
 }
 
 #[server(endpoint = "create_video")]
@@ -107,12 +109,20 @@ pub async fn create_video(
     Ok(engine.create_video(owner, new, seed).await?.to_string())
 }
 
+/// The status page of one branch (`main` when none is named), at a page of the tree and of
+/// the Attempts table (0 = the newest).
 #[server(endpoint = "get_status")]
-pub async fn get_status(video_id: String, branch: Option<String>) -> Result<VideoStatusWire, AppError> {
+pub async fn get_status(
+    video_id: String,
+    branch: Option<String>,
+    tree_page: Option<u32>,
+    attempts_page: Option<u32>,
+) -> Result<VideoStatusWire, AppError> {
     let engine = engine()?;
     let id = my_video(&engine, &video_id).await?;
-    let (state, tries) = engine.status_snapshot(id).await?;
-    convert::status(&state, branch.as_deref(), &tries, &engine.config)
+    let pages = crate::domain::video::Pages { tree: tree_page.unwrap_or(0), attempts: attempts_page.unwrap_or(0) };
+    let slice = engine.status_page(id, branch.as_deref().unwrap_or_default(), pages).await?;
+    convert::status(&slice, &engine.config)
 }
 
 #[server(endpoint = "continue_video")]

@@ -15,6 +15,14 @@ pub struct ServerSettings {
 pub use crate::domain::ProviderSetting;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VideoList {
+    /// Newest first; one page of `VIDEOS_PAGE`.
+    pub videos: Vec<VideoSummary>,
+    pub total: u32,
+    pub page: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VideoSummary {
     pub video_id: String,
     pub title: String,
@@ -138,9 +146,17 @@ pub struct VideoStatusWire {
     pub current_phase: Option<Phase>,
     pub error: Option<ErrorWire>,
     pub current_checkpoint: Option<CheckpointWire>,
+    /// One page of the tree (see `domain::video::TREE_PAGE`), and how many checkpoints there are.
     pub checkpoint_tree: Vec<TreeNode>,
+    pub tree_total: u32,
+    pub tree_page: u32,
     pub active_branches: Vec<BranchWire>,
+    /// One page of the branch's runs, newest first (see `ATTEMPTS_PAGE`); how many it has, and
+    /// what they cost in all.
     pub runs: Vec<RunWire>,
+    pub runs_total: u32,
+    pub attempts_page: u32,
+    pub branch_cost_micros: i64,
     pub allowed: AllowedActions,
     /// The error card's button label.
     pub retry_label: String,

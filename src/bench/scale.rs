@@ -82,7 +82,7 @@ async fn status_at_scale(options: &Options, renders: usize) -> BenchResult<()> {
     let video = new_video(&engine, 8, true, None).await?;
     drain(&engine).await?;
     let n = grow(&engine, video, 2_000).await?;
-    report("status_render_2000", (n, "checkpoints"), time_get(&app(&engine), &format!("/videos/{video}"), renders).await?);
+    report("status_render", (n, "checkpoints"), time_get(&app(&engine), &format!("/videos/{video}"), renders).await?);
     Ok(())
 }
 

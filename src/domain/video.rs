@@ -8,7 +8,10 @@ use super::rules::{BranchView, HeadView, RunView};
 
 mod report;
 
-pub use report::{BranchLine, BranchReport, ErrorCard, NoSuchBranch, Progress, RunTally, Summary, UnitState, branch_report, summary};
+pub use report::{
+    ATTEMPTS_PAGE, BranchLine, BranchReport, ErrorCard, NoSuchBranch, Pages, Progress, RunTally, StatusSlice, Summary, TREE_PAGE,
+    UnitState, VIDEOS_PAGE, branch_report, named_branch, progress_run, summary,
+};
 
 /// The video's own settings and its change counter.
 #[derive(Clone, Debug, PartialEq)]
@@ -162,6 +165,9 @@ pub struct Video {
     /// Per branch, what the run a continue or retry would start is estimated to cost; filled by
     /// the engine (it needs the memo and the providers' prices), empty when read bare.
     pub estimates: Vec<(BranchId, i64)>,
+    /// What all the video's runs cost, when `runs` holds only some of them (a page reads only
+    /// the runs the rules ask about; see `storage::load_rule_slice`); `None` when `runs` is whole.
+    pub spent_total: Option<i64>,
 }
 
 impl Video {
@@ -186,7 +192,7 @@ impl Video {
     }
 
     pub fn spent_micros(&self) -> i64 {
-        self.runs.iter().map(|r| r.cost_micros).sum()
+        self.spent_total.unwrap_or_else(|| self.runs.iter().map(|r| r.cost_micros).sum())
     }
 
     /// The rule table's input for one branch.

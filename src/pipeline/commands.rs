@@ -389,26 +389,6 @@ impl Engine {
         state
     }
 
-    /// The account's newest videos, read in one snapshot.
-    pub async fn list_videos(&self, owner: AccountId, limit: i64) -> Result<Vec<Video>, CoreError> {
-        let mut tx = self.store.read().await?;
-        let states = storage::load_newest_states(&mut tx, owner, limit).await?;
-        let _ = tx.rollback().await;
-        Ok(states)
-    }
-
-    /// What the status page shows: the video's state and its unit tries, read in one snapshot.
-    pub async fn status_snapshot(&self, video: VideoId) -> Result<(Video, Vec<UnitTry>), CoreError> {
-        let mut tx = self.store.read().await?;
-        let state = self.load_estimated(&mut tx, video).await;
-        let tries = match &state {
-            Ok(_) => storage::unit_tries_of_video(&mut tx, video).await.map_err(CoreError::from),
-            Err(_) => Ok(Vec::new()),
-        };
-        let _ = tx.rollback().await;
-        Ok((state?, tries?))
-    }
-
     pub async fn unit_tries(&self, video: VideoId) -> Result<Vec<UnitTry>, CoreError> {
         let mut tx = self.store.read().await?;
         let tries = storage::unit_tries_of_video(&mut tx, video).await?;

@@ -14,6 +14,12 @@ impl Engine {
     /// start there (the phase after the head, from the head).
     pub(crate) async fn load_estimated(&self, tx: &mut Tx, video: VideoId) -> Result<Video, CoreError> {
         let mut state = load(tx, video).await?;
+        self.add_estimates(tx, &mut state).await?;
+        Ok(state)
+    }
+
+    /// Fills `state.estimates`; needs only each branch's line, so a page's slice will do.
+    pub(crate) async fn add_estimates(&self, tx: &mut Tx, state: &mut Video) -> Result<(), CoreError> {
         let mut estimates = Vec::with_capacity(state.branches.len());
         for branch in &state.branches {
             let from = branch.head_id;
@@ -23,11 +29,11 @@ impl Engine {
             };
             let Some(phase) = phase else { continue };
             let start = RunStart { phase, from, attempt: 1, kind: RunKind::Continue, regenerate: None };
-            let micros = self.estimate(tx, &state, &Run::queued(RunId(Uuid::nil()), branch, start, 0)).await?;
+            let micros = self.estimate(tx, state, &Run::queued(RunId(Uuid::nil()), branch, start, 0)).await?;
             estimates.push((branch.id, micros));
         }
         state.estimates = estimates;
-        Ok(state)
+        Ok(())
     }
 
     /// The estimated cost of `run`: its units whose output the memo does not hold, at the price

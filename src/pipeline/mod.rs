@@ -12,6 +12,7 @@ pub mod events;
 pub mod faults;
 pub mod gc;
 pub mod providers;
+pub mod reads;
 pub mod units;
 pub mod worker;
 

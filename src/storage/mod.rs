@@ -7,11 +7,13 @@ mod accounts;
 mod constraints;
 mod queries;
 mod records;
+mod slices;
 
 pub use accounts::*;
 pub use constraints::{Constraint, violated};
 pub use queries::*;
 pub use records::*;
+pub use slices::*;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Transaction};
@@ -331,9 +333,15 @@ impl Store {
         }
     }
 
-    /// A read-only snapshot.
+    /// A read-only snapshot: every statement in it sees the same committed state. SQLite's
+    /// read transaction is one already; PostgreSQL's default (read committed) takes a new
+    /// snapshot per statement, so a page read in several statements could mix two states.
     pub async fn read(&self) -> Result<Tx, StorageError> {
-        Ok(self.pool.begin().await?)
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        }
+        Ok(tx)
     }
 
     pub async fn close(&self) {

@@ -4,7 +4,6 @@
 //! into their `FromRow` rows, which pick their columns by name and check every id and word as
 //! they read it; `tests/it/storage.rs` runs every function here on SQLite and PostgreSQL.
 use sqlx::{AnyConnection, FromRow};
-use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::records::{BranchRow, CheckpointRow, RunRow, UnitTryRow, VideoRow, key_of};
@@ -328,66 +327,8 @@ pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<O
         checkpoints: checkpoints.into_iter().map(Checkpoint::from).collect(),
         runs: runs.into_iter().map(Run::from).collect(),
         estimates: Vec::new(),
+        spent_total: None,
     }))
-}
-
-/// Rows of `table` (branches, checkpoints or runs) for the account's newest `limit` videos.
-async fn rows_of_newest<R>(conn: &mut AnyConnection, sql: &'static str, owner: AccountId, limit: i64) -> Result<Vec<R>>
-where
-    R: for<'r> FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
-{
-    Ok(sqlx::query_as(sql).bind(owner.to_string()).bind(limit).fetch_all(conn).await?)
-}
-
-/// Puts each item into the state of its video.
-fn attach<T>(
-    states: &mut [Video],
-    index: &HashMap<VideoId, usize>,
-    items: Vec<T>,
-    video_of: fn(&T) -> VideoId,
-    into: fn(&mut Video) -> &mut Vec<T>,
-) {
-    for item in items {
-        if let Some(&i) = index.get(&video_of(&item)) {
-            into(&mut states[i]).push(item);
-        }
-    }
-}
-
-/// The account's newest `limit` videos, whole, in four statements (not three per video).
-pub async fn load_newest_states(conn: &mut AnyConnection, owner: AccountId, limit: i64) -> Result<Vec<Video>> {
-    let videos = list_videos(&mut *conn, owner, limit).await?;
-    let branches: Vec<BranchRow> = rows_of_newest(
-        &mut *conn,
-        "SELECT * FROM branches WHERE video_id IN \
-         (SELECT id FROM videos WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2) ORDER BY created_at, name",
-        owner,
-        limit,
-    )
-    .await?;
-    let checkpoints: Vec<CheckpointRow> = rows_of_newest(
-        &mut *conn,
-        "SELECT * FROM checkpoints WHERE video_id IN \
-         (SELECT id FROM videos WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2) ORDER BY created_at, id",
-        owner,
-        limit,
-    )
-    .await?;
-    let runs: Vec<RunRow> = rows_of_newest(
-        &mut *conn,
-        "SELECT * FROM runs WHERE video_id IN \
-         (SELECT id FROM videos WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2) ORDER BY created_at, id",
-        owner,
-        limit,
-    )
-    .await?;
-    let mut states: Vec<Video> =
-        videos.into_iter().map(|video| Video { video, branches: vec![], checkpoints: vec![], runs: vec![], estimates: vec![] }).collect();
-    let index: HashMap<VideoId, usize> = states.iter().enumerate().map(|(i, v)| (v.video.id, i)).collect();
-    attach(&mut states, &index, branches.into_iter().map(Branch::from).collect(), |b| b.video_id, |v| &mut v.branches);
-    attach(&mut states, &index, checkpoints.into_iter().map(Checkpoint::from).collect(), |c| c.video_id, |v| &mut v.checkpoints);
-    attach(&mut states, &index, runs.into_iter().map(Run::from).collect(), |r| r.video_id, |v| &mut v.runs);
-    Ok(states)
 }
 
 // ---- unit tries, memo, blobs, staging -----------------------------------------------------

@@ -5,6 +5,7 @@ use serde_json::Value;
 use crate::common::{drain, env, env_with, fast_config, snapshot, step};
 use crate::web::Web;
 use reelsmith::api::AppError;
+use reelsmith::api::convert::summary;
 use reelsmith::domain::{AccountId, LimitReached, NewVideo, Quotas};
 use reelsmith::pipeline::providers::Providers;
 use reelsmith::pipeline::{CoreError, Engine};
@@ -26,7 +27,7 @@ async fn create(web: &Web, cookie: &str, prompt: &str) -> String {
 async fn list(web: &Web, cookie: &str) -> Vec<String> {
     let answer = web.call(Some(cookie), "list_videos", &[]).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    answer.body.as_array().unwrap().iter().map(|v| v["video_id"].as_str().unwrap().to_string()).collect()
+    answer.body["videos"].as_array().unwrap().iter().map(|v| v["video_id"].as_str().unwrap().to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -219,7 +220,7 @@ async fn a_request_for_another_host_is_refused() {
     }
     let post = web.call_with(None, "create_video", &[("prompt", "Rebound"), ("beats", "2")], &[("host", "evil.example:80")]).await;
     assert_eq!(post.status, 403);
-    assert!(env.engine.list_videos(AccountId::LOCAL, 10).await.unwrap().is_empty(), "nothing was made");
+    assert_eq!(env.engine.video_page(AccountId::LOCAL, 0).await.unwrap().total, 0, "nothing was made");
     for host in ["localhost", "127.0.0.1", "[::1]"] {
         let port = web.addr.port();
         assert_eq!(web.get(None, "/health", &[("host", &format!("{host}:{port}"))]).await.status, 200, "{host}");
@@ -233,7 +234,7 @@ async fn with_auth_none_the_app_needs_no_account() {
     assert_eq!(web.get(None, "/", &[]).await.status, 200);
     let answer = web.call(None, "create_video", &[("prompt", "A laptop's own video"), ("beats", "2")]).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(web.call(None, "list_videos", &[]).await.body.as_array().unwrap().len(), 1);
+    assert_eq!(web.call(None, "list_videos", &[]).await.body["total"], 1);
     let who = web.call(None, "whoami", &[]).await;
     assert_eq!((who.body["email"].clone(), who.body["accounts"].clone()), (Value::Null, Value::Bool(false)));
 }
@@ -363,7 +364,7 @@ async fn deleting_a_video_removes_all_of_it_and_only_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_list_reads_the_newest_videos_of_the_account_whole_and_no_others() {
+async fn the_list_reads_the_newest_videos_of_the_account_and_no_others() {
     let env = env_with(Providers::instant(), limited(Quotas::UNLIMITED)).await;
     let e = &env.engine;
     let (a, b) = (account(e, "list-a@example.org").await, account(e, "list-b@example.org").await);
@@ -374,7 +375,13 @@ async fn the_list_reads_the_newest_videos_of_the_account_whole_and_no_others() {
         drain(e).await;
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
-    let listed = e.list_videos(a, 2).await.unwrap();
-    let expected = vec![e.video_state(mine[2]).await.unwrap(), e.video_state(mine[1]).await.unwrap()];
-    assert_eq!(format!("{listed:?}"), format!("{expected:?}"), "the two newest of A's, each exactly as the status page reads it");
+    let listed = e.video_page(a, 0).await.unwrap();
+    assert_eq!((listed.total, listed.page), (3, 0));
+    let ids: Vec<_> = listed.videos.iter().map(|v| v.video.id).collect();
+    assert_eq!(ids, vec![mine[2], mine[1], mine[0]], "A's videos, newest first, and none of B's");
+    for (slice, id) in listed.videos.iter().zip(&ids) {
+        let whole = e.video_state(*id).await.unwrap();
+        assert_eq!(summary(slice), summary(&whole), "each card says what the video's whole history says");
+    }
+    assert!(e.video_page(a, 1).await.unwrap().videos.is_empty(), "a page past the end is empty");
 }

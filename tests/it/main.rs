@@ -8,6 +8,7 @@ mod accounts;
 mod common;
 mod drills;
 mod model;
+mod pages;
 mod pipeline;
 mod providers;
 mod queries;

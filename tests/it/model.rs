@@ -1224,10 +1224,12 @@ impl Harness {
             ));
         }
         // The status page, branch by branch: what it says and which buttons it offers.
-        let tries = self.engine.unit_tries(self.video).await.map_err(|e| format!("unit tries: {e:?}"))?;
+        // Read as the server reads it: a bounded slice of the video, not its whole state.
         for (b, mb) in m.branches.iter().enumerate() {
-            let page = reelsmith::api::convert::status(state, Some(&mb.name), &tries, &self.engine.config)
-                .map_err(|e| format!("status page of {}: {e:?}", mb.name))?;
+            let slice =
+                self.engine.status_page(self.video, &mb.name, Default::default()).await.map_err(|e| format!("status page: {e:?}"))?;
+            let page =
+                reelsmith::api::convert::status(&slice, &self.engine.config).map_err(|e| format!("status page of {}: {e:?}", mb.name))?;
             let word = match page.status {
                 BranchStatus::Processing => Word::Processing,
                 BranchStatus::AwaitingApproval => Word::AwaitingApproval,
@@ -1242,6 +1244,7 @@ impl Harness {
                 }
             };
             say("status", format!("{word:?}"), format!("{:?}", m.word(b)));
+            say("total cost", page.total_cost_micros.to_string(), m.spent().to_string());
             say("can_continue", a.can_continue.to_string(), want.can_continue.to_string());
             say("can_retry", a.can_retry.to_string(), want.can_retry.to_string());
             say("can_cancel", a.can_cancel.to_string(), want.can_cancel.to_string());

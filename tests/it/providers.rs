@@ -553,7 +553,7 @@ impl Respond for FrameFails {
 }
 
 async fn estimate_now(env: &TestEnv, video: VideoId) -> i64 {
-    let (state, _) = env.engine.status_snapshot(video).await.unwrap();
+    let state = env.engine.status_page(video, "main", Default::default()).await.unwrap().state;
     state.estimate_of(state.branch_named("main").unwrap().id)
 }
 

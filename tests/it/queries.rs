@@ -271,9 +271,18 @@ async fn every_account_job_and_delete_query_runs() {
     assert_eq!(docs.len(), 1);
     assert!(docs[0].contains("A lamp."));
     assert!(!storage::video_holds_blob(&mut tx, info.id, "ab").await.unwrap());
-    let newest = storage::load_newest_states(&mut tx, account.id, 10).await.unwrap();
-    assert_eq!((newest.len(), newest[0].branches.len(), newest[0].checkpoints.len(), newest[0].runs.len()), (1, 1, 1, 1));
-    assert!(storage::load_newest_states(&mut tx, AccountId(Uuid::new_v4()), 10).await.unwrap().is_empty(), "only the owner's");
+    storage::set_branch_head(&mut tx, branch.id, checkpoint.id).await.unwrap();
+    let (newest, total) = storage::load_video_page(&mut tx, account.id, 10, 0).await.unwrap();
+    assert_eq!((newest.len(), total, newest[0].branches.len(), newest[0].checkpoints.len(), newest[0].runs.len()), (1, 1, 1, 1, 1));
+    assert_eq!(newest[0].spent_total, Some(0));
+    let (others, none) = storage::load_video_page(&mut tx, AccountId(Uuid::new_v4()), 10, 0).await.unwrap();
+    assert!(others.is_empty() && none == 0, "only the owner's");
+    let slice = storage::load_rule_slice(&mut tx, info.id).await.unwrap().unwrap();
+    assert_eq!((slice.checkpoints, slice.runs), (vec![checkpoint.clone()], vec![run.clone()]));
+    assert_eq!(storage::tree_page(&mut tx, info.id, 10, 0).await.unwrap(), (vec![checkpoint.clone()], 1));
+    assert_eq!(storage::attempts_page(&mut tx, branch.id, 10, 0).await.unwrap(), vec![(run.clone(), Default::default())]);
+    assert_eq!(storage::branch_totals(&mut tx, branch.id).await.unwrap(), (1, 0));
+    assert!(storage::unit_tries_of_run(&mut tx, run.id).await.unwrap().is_empty());
 
     let job = ProviderJob { call_key: "k-1".into(), run_id: run.id, provider: "replicate".into(), job_id: "p-1".into() };
     storage::record_job(&mut tx, &job, now).await.unwrap();

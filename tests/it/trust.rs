@@ -90,14 +90,14 @@ async fn a_change_between_the_snapshot_and_the_live_channel_is_announced() {
     let env = env().await;
     let e = &env.engine;
     let video = new_video(e, "Nothing is missed", 2, false, None).await;
-    let (snapshot_state, _) = e.status_snapshot(video).await.unwrap();
+    let snapshot_state = e.status_page(video, "", Default::default()).await.unwrap().state;
     let shown = snapshot_state.video.changes;
     // The interleaving that used to lose the update: a worker commits between the two.
     assert!(matches!(step(e).await, WorkOutcome::Succeeded { .. }));
     let mut live = e.watch(video).await.unwrap();
     let first = live.next().await.unwrap().unwrap();
     assert!(first > shown, "the first message ({first}) is ahead of the snapshot ({shown}): the page refetches");
-    let (fresh, _) = e.status_snapshot(video).await.unwrap();
+    let fresh = e.status_page(video, "", Default::default()).await.unwrap().state;
     assert_eq!(fresh.video.changes, first, "a refetch shows exactly what was announced");
 
     // And a change after the channel opened is announced too.

@@ -370,6 +370,7 @@ mod model {
                 checkpoints: self.cps.iter().map(|c| c.domain(vid, branch_id(0))).collect(),
                 runs: self.runs.iter().enumerate().map(|(i, r)| r.domain(vid, branch_id(r.branch), i as i64)).collect(),
                 estimates: vec![],
+                spent_total: None,
             }
         }
 

@@ -71,8 +71,6 @@ pub struct BranchReport<'a> {
     pub error: Option<ErrorCard>,
     /// The head, while it waits for approval.
     pub pending: Option<&'a Checkpoint>,
-    /// The branch's runs, oldest first, each with its tally.
-    pub runs: Vec<(&'a Run, RunTally)>,
     pub allowed: AllowedActions,
     /// The error card's button: "Retry from Last Checkpoint (Retry #n of m)".
     pub retry_label: String,
@@ -85,33 +83,79 @@ pub struct BranchReport<'a> {
     pub estimate_micros: i64,
 }
 
-/// The status page of one branch (`main` when none is named).
-pub fn branch_report<'a>(video: &'a Video, tries: &[UnitTry], branch: &str, limits: Limits) -> Result<BranchReport<'a>, NoSuchBranch> {
+/// How many checkpoints one page of the tree shows (with the versions they came from).
+pub const TREE_PAGE: u32 = 100;
+/// How many runs one page of the Attempts table shows.
+pub const ATTEMPTS_PAGE: u32 = 50;
+/// How many videos one page of the list shows.
+pub const VIDEOS_PAGE: u32 = 48;
+
+/// Which page of the tree and of the Attempts table a status page shows (0 = the newest).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pages {
+    pub tree: u32,
+    pub attempts: u32,
+}
+
+/// What the status page of one branch reads: a bounded slice of the video, however long its
+/// history (see `storage::slices`).
+#[derive(Clone, Debug)]
+pub struct StatusSlice {
+    /// The video as the rules see it: every branch, the checkpoints on their lines, the runs the
+    /// rules ask about, and the estimates.
+    pub state: Video,
+    /// The branch the page shows.
+    pub branch: String,
+    pub pages: Pages,
+    /// One page of the checkpoint tree, oldest first, and how many checkpoints there are.
+    pub tree: Vec<Checkpoint>,
+    pub tree_total: u32,
+    /// One page of the branch's runs, newest first, with their tallies; how many runs the
+    /// branch has, and what they cost.
+    pub attempts: Vec<(Run, RunTally)>,
+    pub attempts_total: u32,
+    pub branch_spent_micros: i64,
+    /// The tries of the run whose progress the page shows (see `progress_run`).
+    pub progress_tries: Vec<UnitTry>,
+}
+
+/// The branch a page names (`main` when none is named).
+pub fn named_branch<'a>(video: &'a Video, branch: &str) -> Result<&'a Branch, NoSuchBranch> {
     let name = Some(branch).filter(|b| !b.is_empty()).unwrap_or(BranchName::MAIN);
-    let branch = video.branch_named(name).ok_or_else(|| NoSuchBranch(name.to_string()))?;
+    video.branch_named(name).ok_or_else(|| NoSuchBranch(name.to_string()))
+}
+
+/// The branch's newest run.
+fn latest_run<'a>(video: &'a Video, branch: &Branch) -> Option<&'a Run> {
+    video.runs.iter().filter(|r| r.branch_id == branch.id).max_by_key(|r| (r.created_at, r.attempt))
+}
+
+/// The run whose units the progress bar shows: the active one, or the failed one a failed
+/// branch would retry.
+pub fn progress_run<'a>(video: &'a Video, branch: &Branch) -> Option<&'a Run> {
+    let view = video.branch_view(branch);
+    let failed = branch_status(&view) == BranchStatus::Failed;
+    view.active_run.and_then(|a| video.run(a.id)).or(latest_run(video, branch).filter(|r| r.status.is_failure() && failed))
+}
+
+/// The status page of one branch (`main` when none is named). `tries` holds (at least) the
+/// tries of its `progress_run`.
+pub fn branch_report<'a>(video: &'a Video, tries: &[UnitTry], branch: &str, limits: Limits) -> Result<BranchReport<'a>, NoSuchBranch> {
+    let branch = named_branch(video, branch)?;
     let view = video.branch_view(branch);
     let status = branch_status(&view);
     let head = video.head_of(branch);
-    let mut runs: Vec<&Run> = video.runs.iter().filter(|r| r.branch_id == branch.id).collect();
-    let latest = runs.iter().max_by_key(|r| (r.created_at, r.attempt)).copied();
-    let progress = view
-        .active_run
-        .and_then(|a| video.run(a.id))
-        .or(latest.filter(|r| r.status.is_failure() && status == BranchStatus::Failed))
-        .map(|r| progress(r, tries));
-    runs.sort_by_key(|r| r.created_at);
     let pending = head.filter(|h| h.status == CheckpointStatus::Pending);
     let allowed = allowed_actions(&view, limits);
     Ok(BranchReport {
         branch,
         status,
         current_phase: current_phase(&view, status, head),
-        error: error_card(video, &view, status, latest),
+        error: error_card(video, &view, status, latest_run(video, branch)),
         pending,
-        runs: runs.into_iter().map(|r| (r, tally(r, tries))).collect(),
         retry_label: retry_label(status, &allowed, pending),
         allowed,
-        progress,
+        progress: progress_run(video, branch).map(|r| progress(r, tries)),
         line: video.line_of(branch),
         branches: branch_lines(video, limits),
         spent_micros: video.spent_micros(),
@@ -159,38 +203,32 @@ fn retry_label(status: BranchStatus, allowed: &AllowedActions, pending: Option<&
     }
 }
 
-fn tally(r: &Run, tries: &[UnitTry]) -> RunTally {
-    let mut t = RunTally::default();
-    for attempt in tries.iter().filter(|t| t.run_id == r.id) {
-        match attempt.outcome {
-            TryOutcome::Ok => t.calls += 1,
-            TryOutcome::Memo => t.memo_hits += 1,
-            TryOutcome::Transient | TryOutcome::Permanent | TryOutcome::Cancelled => t.failed_tries += 1,
+fn progress(r: &Run, tries: &[UnitTry]) -> Progress {
+    let mut per_unit: Vec<Vec<TryOutcome>> = vec![Vec::new(); r.units_total as usize];
+    for t in tries.iter().filter(|t| t.run_id == r.id) {
+        if let Some(unit) = per_unit.get_mut(t.unit as usize) {
+            unit.push(t.outcome);
         }
     }
-    t
+    let units = per_unit.iter().enumerate().map(|(i, mine)| unit_state(r, i as u32, mine)).collect();
+    Progress { run: r.id, phase: r.phase, units, units_done: r.units_done, units_total: r.units_total }
 }
 
-fn progress(r: &Run, tries: &[UnitTry]) -> Progress {
-    let mut units = vec![if r.status == RunStatus::Queued { UnitState::Waiting } else { UnitState::Running }; r.units_total as usize];
+fn unit_state(r: &Run, unit: u32, mine: &[TryOutcome]) -> UnitState {
     let failed_run = r.status.is_failure();
-    for (i, unit) in units.iter_mut().enumerate() {
-        let mine: Vec<&UnitTry> = tries.iter().filter(|t| t.run_id == r.id && t.unit as usize == i).collect();
-        *unit = if mine.iter().any(|t| t.outcome == TryOutcome::Ok) {
-            UnitState::Done
-        } else if mine.iter().any(|t| t.outcome == TryOutcome::Memo) {
-            UnitState::Reused
-        } else if failed_run && (!mine.is_empty() || r.failed_unit == Some(i as u32)) {
-            UnitState::Failed
-        } else if !mine.is_empty() {
-            UnitState::Retrying
-        } else if failed_run {
-            UnitState::Waiting
-        } else {
-            *unit
-        };
+    if mine.contains(&TryOutcome::Ok) {
+        UnitState::Done
+    } else if mine.contains(&TryOutcome::Memo) {
+        UnitState::Reused
+    } else if failed_run && (!mine.is_empty() || r.failed_unit == Some(unit)) {
+        UnitState::Failed
+    } else if !mine.is_empty() {
+        UnitState::Retrying
+    } else if failed_run || r.status == RunStatus::Queued {
+        UnitState::Waiting
+    } else {
+        UnitState::Running
     }
-    Progress { run: r.id, phase: r.phase, units, units_done: r.units_done, units_total: r.units_total }
 }
 
 fn branch_lines(video: &Video, limits: Limits) -> Vec<BranchLine<'_>> {

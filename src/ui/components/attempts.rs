@@ -3,15 +3,18 @@ use leptos::prelude::*;
 
 use crate::api::{VideoStatusWire, dollars};
 use crate::domain::RunKind;
+use crate::domain::video::ATTEMPTS_PAGE;
+use crate::ui::components::pager::Pager;
 use crate::ui::duration;
+use crate::ui::pages::status::StatusCtx;
 
 #[component]
 pub fn Attempts(s: VideoStatusWire) -> impl IntoView {
-    let branch_total: i64 = s.runs.iter().map(|r| r.cost_micros).sum();
+    let ctx = expect_context::<StatusCtx>();
+    let tree_page = s.tree_page;
     let rows = s
         .runs
         .iter()
-        .rev()
         .map(|r| {
             let attempt =
                 if r.kind == RunKind::Retry { format!("{} (Retry #{})", r.attempt, r.attempt - 1) } else { r.attempt.to_string() };
@@ -43,9 +46,10 @@ pub fn Attempts(s: VideoStatusWire) -> impl IntoView {
                 </thead>
                 <tbody>{rows}</tbody>
                 <tfoot>
-                    <tr><th scope="row" colspan="6">{format!("Total on {} (video: {})", s.branch, dollars(s.total_cost_micros))}</th><td class="num">{dollars(branch_total)}</td></tr>
+                    <tr><th scope="row" colspan="6">{format!("Total on {} (video: {})", s.branch, dollars(s.total_cost_micros))}</th><td class="num">{dollars(s.branch_cost_micros)}</td></tr>
                 </tfoot>
             </table>
+            <Pager what="attempts" page=s.attempts_page size=ATTEMPTS_PAGE total=s.runs_total href=move |n| ctx.href(tree_page, n)/>
         </section>
     }
 }

@@ -4,6 +4,8 @@ use leptos_router::hooks::use_navigate;
 
 use crate::api::{TreeNode, VideoStatusWire, create_branch};
 use crate::domain::Origin;
+use crate::domain::video::TREE_PAGE;
+use crate::ui::components::pager::Pager;
 use crate::ui::pages::status::StatusCtx;
 
 #[component]
@@ -24,11 +26,13 @@ pub fn CheckpointTree(s: VideoStatusWire) -> impl IntoView {
         None => {}
     });
     let nodes = s.checkpoint_tree.clone().into_iter().map(|n| node(n, make)).collect_view();
+    let attempts_page = s.attempts_page;
     view! {
         <section class="card tree" aria-labelledby="tree-heading">
             <h2 id="tree-heading">"Checkpoints"</h2>
             {if s.checkpoint_tree.is_empty() { Some(view! { <p class="muted">"No checkpoint yet: the script is being written."</p> }) } else { None }}
             <ul class="tree-root">{nodes}</ul>
+            <Pager what="checkpoints" page=s.tree_page size=TREE_PAGE total=s.tree_total href=move |n| ctx.href(n, attempts_page)/>
         </section>
     }
 }

@@ -6,4 +6,5 @@ pub mod checkpoint_tree;
 pub mod delete;
 pub mod editor;
 pub mod error_card;
+pub mod pager;
 pub mod timeline;

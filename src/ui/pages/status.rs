@@ -31,6 +31,8 @@ pub struct StatusCtx {
     pub budget_draft: RwSignal<Option<String>>,
     /// The change counter of the snapshot on screen; the live channel compares against it.
     pub shown_changes: RwSignal<i64>,
+    /// Which page of the tree and of the Attempts table the address asks for (0 = the newest).
+    pub pages: Memo<(u32, u32)>,
 }
 
 impl StatusCtx {
@@ -60,6 +62,18 @@ impl StatusCtx {
     pub fn branch_param(self) -> Option<String> {
         Some(self.branch.get_untracked())
     }
+
+    /// This page's address at other pages of the tree and the Attempts table.
+    pub fn href(self, tree: u32, attempts: u32) -> String {
+        let mut href = format!("/videos/{}?branch={}", self.video_id.get_untracked(), self.branch.get_untracked());
+        if tree > 0 {
+            href.push_str(&format!("&tree={tree}"));
+        }
+        if attempts > 0 {
+            href.push_str(&format!("&attempts={attempts}"));
+        }
+        href
+    }
 }
 
 #[component]
@@ -68,6 +82,8 @@ pub fn StatusPage() -> impl IntoView {
     let query = use_query_map();
     let video_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
     let branch = Memo::new(move |_| query.read().get("branch").filter(|b| !b.is_empty()).unwrap_or_else(|| "main".to_string()));
+    let page_of = move |name: &str| query.read().get(name).and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+    let pages = Memo::new(move |_| (page_of("tree"), page_of("attempts")));
     let ctx = StatusCtx {
         video_id,
         branch,
@@ -78,9 +94,13 @@ pub fn StatusPage() -> impl IntoView {
         live: RwSignal::new(false),
         budget_draft: RwSignal::new(None),
         shown_changes: RwSignal::new(-1),
+        pages,
     };
     provide_context(ctx);
-    let status = Resource::new(move || (video_id.get(), branch.get(), ctx.refresh.get()), |(id, b, _)| get_status(id, Some(b)));
+    let status = Resource::new(
+        move || (video_id.get(), branch.get(), pages.get(), ctx.refresh.get()),
+        |(id, b, (tree, attempts), _)| get_status(id, Some(b), Some(tree), Some(attempts)),
+    );
 
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {

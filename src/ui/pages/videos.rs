@@ -1,15 +1,19 @@
 //! `/`: the list of videos and the form that makes a new one.
 use leptos::prelude::*;
-use leptos_router::hooks::use_navigate;
+use leptos_router::hooks::{use_navigate, use_query_map};
 
 use crate::api::{AppError, CreateVideo, VideoSummary, dollars, list_videos, server_info};
+use crate::domain::video::VIDEOS_PAGE;
 use crate::ui::components::badge::StatusBadge;
+use crate::ui::components::pager::Pager;
 use crate::ui::timestamp;
 
 #[component]
 pub fn VideosPage() -> impl IntoView {
     let info = Resource::new(|| (), |_| server_info());
-    let videos = Resource::new(|| (), |_| list_videos());
+    let query = use_query_map();
+    let page = Memo::new(move |_| query.read().get("page").and_then(|p| p.parse::<u32>().ok()).unwrap_or(0));
+    let videos = Resource::new(move || page.get(), |page| list_videos(Some(page)));
     view! {
         <div class="videos-page">
             <section class="card new-video">
@@ -26,8 +30,11 @@ pub fn VideosPage() -> impl IntoView {
                 <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                     {move || Suspend::new(async move {
                         match videos.await {
-                            Ok(list) if list.is_empty() => view! { <p class="muted">"No videos yet. Describe one above."</p> }.into_any(),
-                            Ok(list) => view! { <ul class="cards">{list.into_iter().map(|v| view! { <VideoCard v/> }).collect_view()}</ul> }.into_any(),
+                            Ok(list) if list.total == 0 => view! { <p class="muted">"No videos yet. Describe one above."</p> }.into_any(),
+                            Ok(list) => view! {
+                                <ul class="cards">{list.videos.into_iter().map(|v| view! { <VideoCard v/> }).collect_view()}</ul>
+                                <Pager what="videos" page=list.page size=VIDEOS_PAGE total=list.total href=|n| format!("/?page={n}")/>
+                            }.into_any(),
                             Err(e) => view! { <p class="error-text" role="alert">{e.sentence()}</p> }.into_any(),
                         }
                     })}

@@ -71,7 +71,7 @@ test-postgres:
 	su postgres -c "$$PG_BIN/initdb -D $$T/db -A trust -U postgres >/dev/null && $$PG_BIN/pg_ctl -D $$T/db -o '-p $(PG_PORT) -k $$T -c fsync=off' -l $$T/log -w start >/dev/null"
 	trap 'su postgres -c "$$PG_BIN/pg_ctl -D $$T/db -m immediate stop" >/dev/null; rm -rf "$$T"' EXIT
 	REELSMITH_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$(PG_PORT)/postgres \
-	  cargo test --release --features ssr --test it -- storage:: pipeline:: trust:: queries:: providers:: accounts::
+	  cargo test --release --features ssr --test it -- storage:: pipeline:: trust:: queries:: providers:: accounts:: pages::
 
 ## What a person does, in Chromium, against the release binary (it starts its own server): once
 ## with accounts (each test signs up a fresh account) and once as a single-user app.

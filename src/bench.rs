@@ -453,7 +453,11 @@ async fn render(options: &Options, renders: usize) -> BenchResult<()> {
     }
     // Count what the page actually covers rather than what the loop meant to make.
     let n = engine.video_state(video).await.map_err(fail)?.checkpoints.len();
-    scale::report("status_render_200", (n, "checkpoints"), scale::time_get(&scale::app(&engine), &format!("/videos/{video}"), renders).await?);
+    scale::report(
+        "status_render_200",
+        (n, "checkpoints"),
+        scale::time_get(&scale::app(&engine), &format!("/videos/{video}"), renders).await?,
+    );
     Ok(())
 }
 

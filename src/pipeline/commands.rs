@@ -34,8 +34,9 @@ impl ContinueOutcome {
     }
 }
 
-/// What the account uses now: videos made in the last hour, active runs, and the bytes its
-/// checkpoints hold (each blob once, however many checkpoints share it).
+/// What the account uses now: videos made in the last hour, active runs, and the bytes `gc`
+/// keeps because of it: its checkpoints' blobs and those its active and retryable failed runs
+/// hold (each blob once, however many share it).
 pub(crate) async fn usage(tx: &mut Tx, owner: AccountId, now: Timestamp) -> Result<Usage, CoreError> {
     let videos_last_hour = storage::videos_made_since(tx, owner, now - 3_600_000).await?;
     let active_runs = storage::active_runs_of(tx, owner).await?;
@@ -43,6 +44,11 @@ pub(crate) async fn usage(tx: &mut Tx, owner: AccountId, now: Timestamp) -> Resu
     for doc in storage::manifests_of(tx, owner).await? {
         if let Ok(manifest) = serde_json::from_str::<Manifest>(&doc) {
             blobs.extend(manifest.blobs().into_iter().map(|b| (b.sha256.clone(), b.bytes)));
+        }
+    }
+    for doc in storage::held_memo_outputs_of(tx, owner).await? {
+        if let Ok(output) = serde_json::from_str::<super::units::UnitOutput>(&doc) {
+            blobs.extend(output.blobs().into_iter().map(|b| (b.sha256.clone(), b.bytes)));
         }
     }
     let clamp = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);

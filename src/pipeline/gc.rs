@@ -1,4 +1,9 @@
-//! Garbage collection: removes blob files that no checkpoint, memo entry or running unit references.
+//! Garbage collection. Keeps the blobs of every checkpoint of an existing video and of every memo
+//! entry a run still holds (a queued or running run's units so far, or a failed run's that a retry
+//! from its branch's head would reuse). Reclaims everything else: what only deleted videos,
+//! cancelled runs or superseded failures used; their memo entries go with their bytes, so no memo
+//! row outlives its files. Files younger than the grace period are kept (a unit may be about to
+//! commit the row that makes them live).
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
@@ -10,6 +15,8 @@ pub struct GcReport {
     pub removed: usize,
     pub freed_bytes: u64,
     pub kept: usize,
+    /// Memo entries forgotten because their bytes were reclaimed.
+    pub forgotten_memo: usize,
 }
 
 /// Files younger than this may belong to a unit that has not committed its memo row yet.
@@ -68,6 +75,7 @@ impl Engine {
         // attempt would not find them.
         let mut tx = self.store.write().await?;
         let live = live_hashes(&mut tx).await?;
+        report.forgotten_memo = forget_dead_memo(&mut tx, &live).await?;
         for (sha, bytes) in candidates {
             if live.contains(&sha) || self.young(&sha, grace) {
                 report.kept += 1;
@@ -93,10 +101,30 @@ impl Engine {
 
 async fn live_hashes(conn: &mut sqlx::AnyConnection) -> Result<HashSet<String>, CoreError> {
     let mut live = HashSet::new();
-    for doc in storage::referenced_manifests(conn).await? {
+    let mut docs = storage::checkpoint_manifests(conn).await?;
+    docs.extend(storage::held_memo_outputs(conn).await?);
+    for doc in docs {
         if let Ok(value) = serde_json::from_str::<serde_json::Value>(&doc) {
             collect_hashes(&value, &mut live);
         }
     }
     Ok(live)
+}
+
+/// Under the write lock: releases the staging of runs that hold nothing any more, then forgets
+/// every memo entry whose bytes are not all live (they are about to be removed).
+async fn forget_dead_memo(conn: &mut sqlx::AnyConnection, live: &HashSet<String>) -> Result<usize, CoreError> {
+    storage::release_dead_staging(conn).await?;
+    let mut forgotten = 0;
+    for (key, output) in storage::memo_outputs(conn).await? {
+        let mut hashes = HashSet::new();
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&output) {
+            collect_hashes(&value, &mut hashes);
+        }
+        if !hashes.is_subset(live) {
+            storage::delete_memo(conn, &key).await?;
+            forgotten += 1;
+        }
+    }
+    Ok(forgotten)
 }

@@ -589,10 +589,12 @@ impl Engine {
             let written = self
                 .write_fenced(lease, async move |tx, lease| {
                     let now = now_ms();
+                    // The units it finished stay staged: a retry reuses them, and `gc` keeps them
+                    // until the branch moves on.
                     if !storage::finish_run(tx, lease.run, Ender::Worker(lease), RunStatus::Failed, Some(&message), beat, now).await? {
                         return Err(CoreError::LeaseLost);
                     }
-                    Ok(storage::clear_staged(tx, lease.run).await?)
+                    Ok(())
                 })
                 .await;
             match written {

@@ -203,6 +203,7 @@ pub async fn gc(options: Options) -> Result<(), StartError> {
     println!("removed: {} blobs", report.removed);
     println!("freed: {} bytes", report.freed_bytes);
     println!("kept: {} blobs", report.kept);
+    println!("forgotten: {} memo entries", report.forgotten_memo);
     Ok(())
 }
 

@@ -422,11 +422,59 @@ pub async fn clear_staged(conn: &mut AnyConnection, run: RunId) -> Result<()> {
     Ok(())
 }
 
-/// Every blob hash something still needs: checkpoints' manifests, memo outputs, and staged units.
-pub async fn referenced_manifests(conn: &mut AnyConnection) -> Result<Vec<String>> {
-    let mut docs: Vec<String> = sqlx::query_scalar("SELECT manifest FROM checkpoints").fetch_all(&mut *conn).await?;
-    docs.extend(sqlx::query_scalar::<_, String>("SELECT output FROM memo").fetch_all(&mut *conn).await?);
-    Ok(docs)
+// ---- reclaiming (`gc`) ----------------------------------------------------------------------
+
+/// The runs whose staged memo entries are still wanted: a queued or running run (its units so
+/// far), or a failed one that a retry would redo (it starts from its branch's head).
+macro_rules! holding_runs {
+    ($extra:literal) => {
+        concat!(
+            "SELECT r.id FROM runs r JOIN branches b ON b.id = r.branch_id WHERE (r.status IN ('queued', 'running') \
+             OR (r.status = 'failed' AND r.from_key = COALESCE(b.head_id, '')))",
+            $extra
+        )
+    };
+}
+
+/// The manifest of every checkpoint: what `gc` keeps first.
+pub async fn checkpoint_manifests(conn: &mut AnyConnection) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar("SELECT manifest FROM checkpoints").fetch_all(conn).await?)
+}
+
+/// The outputs of the memo entries that holding runs staged (see `holding_runs!`).
+pub async fn held_memo_outputs(conn: &mut AnyConnection) -> Result<Vec<String>> {
+    const SQL: &str =
+        concat!("SELECT output FROM memo WHERE key IN (SELECT s.memo_key FROM staged_units s WHERE s.run_id IN (", holding_runs!(""), "))");
+    Ok(sqlx::query_scalar(SQL).fetch_all(conn).await?)
+}
+
+/// The same, for the account's runs only: what its failed and active runs hold beyond its
+/// checkpoints (the storage quota counts it).
+pub async fn held_memo_outputs_of(conn: &mut AnyConnection, account: AccountId) -> Result<Vec<String>> {
+    const SQL: &str = concat!(
+        "SELECT output FROM memo WHERE key IN (SELECT s.memo_key FROM staged_units s WHERE s.run_id IN (",
+        holding_runs!(" AND r.video_id IN (SELECT id FROM videos WHERE account_id = $1)"),
+        "))"
+    );
+    Ok(sqlx::query_scalar(SQL).bind(account.to_string()).fetch_all(conn).await?)
+}
+
+/// Forgets the staged entries of runs that hold nothing any more (succeeded, cancelled, or failed
+/// and superseded: their branch moved on); returns how many.
+pub async fn release_dead_staging(conn: &mut AnyConnection) -> Result<u64> {
+    const SQL: &str = concat!("DELETE FROM staged_units WHERE run_id NOT IN (", holding_runs!(""), ")");
+    Ok(sqlx::query(SQL).execute(conn).await?.rows_affected())
+}
+
+/// Every memo entry's key and output.
+pub async fn memo_outputs(conn: &mut AnyConnection) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as("SELECT key, output FROM memo").fetch_all(conn).await?)
+}
+
+/// Deletes one memo entry (no staged unit may name it).
+pub async fn delete_memo(conn: &mut AnyConnection, key: &str) -> Result<()> {
+    sqlx::query("DELETE FROM memo WHERE key = $1").bind(key).execute(conn).await?;
+    Ok(())
 }
 
 pub async fn delete_blob_row(conn: &mut AnyConnection, sha256: &str) -> Result<()> {

@@ -288,3 +288,62 @@ async fn gc_removes_only_unreferenced_blobs() {
     assert_eq!(e.gc(None).await.unwrap().removed, 0, "a blob younger than the grace period may be in flight");
     assert!(e.blobs.path_of(&young.sha256).exists());
 }
+
+/// The sha256 of every blob the video's checkpoints hold.
+fn held_by(state: &VideoState) -> std::collections::HashSet<String> {
+    state.checkpoints.iter().flat_map(|c| c.manifest.blobs()).map(|b| b.sha256.clone()).collect()
+}
+
+/// `gc` reclaims what only a deleted video used, memo entries included, and keeps every byte a
+/// live checkpoint needs.
+#[tokio::test]
+async fn gc_reclaims_a_deleted_videos_artifacts_and_memo() {
+    let env = env().await;
+    let e = &env.engine;
+    let keep = new_video(e, "Kept", 2, true, None).await;
+    drain_expect(e, "SSSS").await;
+    let gone = new_video(e, "Deleted", 2, true, None).await;
+    drain_expect(e, "SSSS").await;
+    e.delete_video(gone).await.unwrap();
+    let report = e.gc(Some(Duration::ZERO)).await.unwrap();
+    let state = e.video_state(keep).await.unwrap();
+    let left: std::collections::HashSet<String> = e.blobs.list().unwrap().into_iter().map(|(sha, _)| sha).collect();
+    assert_eq!(left, held_by(&state), "exactly the kept video's artifacts remain: {report:?}");
+    assert!(report.removed > 0 && report.forgotten_memo > 0, "{report:?}");
+    assert_eq!(final_video(&env, &state).len() as u64, final_blob(&state).bytes, "the kept video is whole");
+    // The kept video's memo still answers: making it again reuses every unit.
+    let again = new_video(e, "Kept", 2, true, None).await;
+    drain_expect(e, "SSSS").await;
+    let tries = e.unit_tries(again).await.unwrap();
+    assert!(!tries.is_empty() && tries.iter().all(|t| t.outcome == TryOutcome::Memo), "{tries:?}");
+}
+
+/// A failed phase's finished units are kept for the retry (which reuses them), until the branch
+/// moves on: then they are superseded and reclaimed.
+#[tokio::test]
+async fn gc_keeps_a_failed_runs_units_for_the_retry_and_reclaims_them_once_superseded() {
+    let env = env().await;
+    let e = &env.engine;
+    let plan = r#"[{"phase":3,"beat":1,"action":"fail","times":2}]"#;
+    let video = new_video(e, "Half made", 2, true, Some(plan)).await;
+    drain_expect(e, "SSF").await;
+    let report = e.gc(Some(Duration::ZERO)).await.unwrap();
+    assert_eq!((report.removed, report.forgotten_memo), (0, 0), "the failed run's finished clip is kept: {report:?}");
+    let state = e.video_state(video).await.unwrap();
+    let storyboard = head(&state, "main");
+    e.continue_video(video, Some(storyboard), None, true).await.unwrap();
+    drain_expect(e, "F").await;
+    let tries = e.unit_tries(video).await.unwrap();
+    let retry = e.video_state(video).await.unwrap().runs.last().unwrap().id;
+    assert!(tries.iter().any(|t| t.run_id == retry && t.unit == 0 && t.outcome == TryOutcome::Memo), "the retry reused beat 0's clip");
+
+    // The person edits the script instead of retrying again: the failed clips are superseded.
+    let script = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
+    let mut edited = script.manifest.script().unwrap().clone();
+    edited.beats[0].narration = "A different opening.".into();
+    e.edit_script(video, None, script.id, &serde_json::to_string(&edited).unwrap()).await.unwrap();
+    let report = e.gc(Some(Duration::ZERO)).await.unwrap();
+    assert_eq!((report.removed, report.forgotten_memo), (2, 1), "beat 0's clip (stream and preview) and its memo entry: {report:?}");
+    let left: std::collections::HashSet<String> = e.blobs.list().unwrap().into_iter().map(|(sha, _)| sha).collect();
+    assert_eq!(left, held_by(&e.video_state(video).await.unwrap()));
+}

@@ -75,6 +75,8 @@ async fn may_queue(tx: &mut Tx, quotas: Quotas, owner: AccountId, now: Timestamp
     if quotas == Quotas::UNLIMITED {
         return Ok(());
     }
+    let backend = storage::Backend::of_connection(tx);
+    storage::lock_account(tx, backend, owner).await?;
     let usage = usage(tx, owner, now).await?;
     Ok(if new_video { quotas.check_new_video(usage) } else { quotas.check_run(usage) }?)
 }

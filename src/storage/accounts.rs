@@ -155,3 +155,13 @@ pub async fn delete_video(conn: &mut AnyConnection, video: VideoId) -> Result<()
     }
     Ok(())
 }
+
+/// Locks the account's row until the transaction ends, on PostgreSQL: commands that check the
+/// account's limits take it (after their video's lock, before anything else), so two racing
+/// commands cannot both pass a limit that has room for one. SQLite serialises all writers.
+pub async fn lock_account(conn: &mut AnyConnection, backend: super::Backend, id: AccountId) -> Result<()> {
+    if backend == super::Backend::Postgres {
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE").bind(id.to_string()).execute(conn).await?;
+    }
+    Ok(())
+}

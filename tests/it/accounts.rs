@@ -385,3 +385,28 @@ async fn the_list_reads_the_newest_videos_of_the_account_and_no_others() {
     }
     assert!(e.video_page(a, 1).await.unwrap().videos.is_empty(), "a page past the end is empty");
 }
+
+/// Twelve creates race for an hourly limit with room for three: exactly three pass, on SQLite
+/// (one writer at a time) and on PostgreSQL (the account's row is locked while its limits are
+/// checked).
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_creates_never_pass_the_hourly_limit() {
+    let env = env_with(Providers::instant(), limited(Quotas { videos_per_hour: 3, ..Quotas::UNLIMITED })).await;
+    let owner = account(&env.engine, "racer@example.org").await;
+    let racers: Vec<_> = (0..12)
+        .map(|i| {
+            let engine = env.engine.clone();
+            tokio::spawn(async move { make(&engine, owner, &format!("Racer {i}")).await })
+        })
+        .collect();
+    let mut made = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => made += 1,
+            Err(CoreError::Limit(LimitReached::VideosPerHour { .. })) => {}
+            Err(other) => panic!("a racer failed for another reason: {other:?}"),
+        }
+    }
+    assert_eq!(made, 3);
+    assert_eq!(env.engine.video_page(owner, 0).await.unwrap().total, 3);
+}

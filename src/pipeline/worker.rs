@@ -204,13 +204,24 @@ impl Engine {
             return Ok(WorkOutcome::Stopped);
         }
         let job = UnitJob { run: &run, lease, video: &state.video, total, provider: self.providers.id_of(run.phase) };
+        let yielding = std::sync::atomic::AtomicBool::new(false);
         let ends: Vec<UnitEnd> = futures::stream::iter(plans)
-            .map(|plan| self.run_unit(&job, plan, stop.clone()))
+            .take_while(|_| futures::future::ready(!yielding.load(std::sync::atomic::Ordering::Relaxed)))
+            .map(|plan| async {
+                let end = self.run_unit(&job, plan, stop.clone()).await;
+                if self.others_waiting(&job).await {
+                    yielding.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                end
+            })
             .buffer_unordered(self.config.unit_concurrency.max(1))
             .collect()
             .await;
         if *stop.borrow() || ends.iter().any(|e| matches!(e, UnitEnd::Stopped)) {
             return self.stopped(lease, run.phase, shutdown).await;
+        }
+        if ends.len() < total as usize && ends.iter().all(|e| matches!(e, UnitEnd::Done(..))) {
+            return self.hand_back(lease, "another account's run is waiting").await;
         }
         match outputs_of(ends) {
             Ok(outputs) => {
@@ -234,14 +245,36 @@ impl Engine {
     /// to the queue, for the next worker to resume from the memo.
     async fn stopped(&self, lease: &Lease, phase: Phase, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
         if *shutdown.borrow() {
-            let held = lease.clone();
-            self.store.write_retrying(async move |tx| storage::release_run(tx, &held).await).await?;
-            tracing::info!(run = %lease.run, "run handed back at shutdown");
-        } else {
-            self.cancel_remote_jobs(lease.run, phase).await;
+            return self.hand_back(lease, "shutdown").await;
         }
+        self.cancel_remote_jobs(lease.run, phase).await;
         self.events.changed(lease.video);
         Ok(WorkOutcome::Stopped)
+    }
+
+    /// Puts the run back in the queue; the next claim resumes it from the memo.
+    async fn hand_back(&self, lease: &Lease, why: &str) -> Result<WorkOutcome, CoreError> {
+        let held = lease.clone();
+        self.store.write_retrying(async move |tx| storage::release_run(tx, &held).await).await?;
+        tracing::info!(run = %lease.run, why, "run handed back to the queue");
+        self.events.changed(lease.video);
+        Ok(WorkOutcome::Stopped)
+    }
+
+    /// Fair to one unit's time: after each unit, a run yields when another account has a run
+    /// waiting (no worker was free to take it). The local account of a single-person server
+    /// (`--auth none`) has nobody to yield to, and does not ask.
+    async fn others_waiting(&self, job: &UnitJob<'_>) -> bool {
+        if job.video.owner == crate::domain::AccountId::LOCAL {
+            return false;
+        }
+        let waiting = async {
+            let mut tx = self.store.read().await?;
+            let waiting = storage::others_waiting(&mut tx, job.video.owner).await?;
+            let _ = tx.rollback().await;
+            Ok::<_, CoreError>(waiting)
+        };
+        waiting.await.unwrap_or(false)
     }
 
     /// A cancelled run's remote jobs are cancelled too, so nobody pays for output no one will

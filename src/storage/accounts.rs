@@ -165,3 +165,14 @@ pub async fn lock_account(conn: &mut AnyConnection, backend: super::Backend, id:
     }
     Ok(())
 }
+
+/// Whether another account than `account` has a run waiting in the queue.
+pub async fn others_waiting(conn: &mut AnyConnection, account: AccountId) -> Result<bool> {
+    let hit: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM runs r JOIN videos v ON v.id = r.video_id WHERE r.status = 'queued' AND v.account_id <> $1 LIMIT 1",
+    )
+    .bind(account.to_string())
+    .fetch_optional(conn)
+    .await?;
+    Ok(hit.is_some())
+}

@@ -6,10 +6,14 @@ use crate::common::{drain, env, env_with, fast_config, snapshot, step};
 use crate::web::Web;
 use reelsmith::api::AppError;
 use reelsmith::api::convert::summary;
+use reelsmith::domain::TryOutcome;
 use reelsmith::domain::{AccountId, LimitReached, NewVideo, Quotas};
-use reelsmith::pipeline::providers::Providers;
+use reelsmith::pipeline::providers::instant::Instant;
+use reelsmith::pipeline::providers::{Answer, Providers, StoryboardArtist, UnitCall};
+use reelsmith::pipeline::worker::WorkOutcome;
 use reelsmith::pipeline::{CoreError, Engine};
 use reelsmith::server::options::AuthMode;
+use std::sync::Arc;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -409,4 +413,63 @@ async fn racing_creates_never_pass_the_hourly_limit() {
     }
     assert_eq!(made, 3);
     assert_eq!(env.engine.video_page(owner, 0).await.unwrap().total, 3);
+}
+
+/// A storyboard artist whose first drawing waits for the test to say go.
+struct Gated {
+    started: Arc<tokio::sync::Notify>,
+    go: Arc<tokio::sync::Notify>,
+}
+
+impl StoryboardArtist for Gated {
+    fn id(&self) -> String {
+        "gated/1".into()
+    }
+    fn draw(&self, call: &UnitCall, script: reelsmith::domain::Script, index: usize, seed: u64, w: u32, h: u32) -> Answer<Vec<u8>> {
+        let drawn = Instant.draw(call, script, index, seed, w, h);
+        let (started, go) = (self.started.clone(), self.go.clone());
+        Box::pin(async move {
+            if index == 0 {
+                started.notify_one();
+                go.notified().await;
+            }
+            drawn.await
+        })
+    }
+}
+
+/// Fair to one unit's time: another account's run queued while a phase is under way waits for
+/// the unit in progress, not the whole phase. The phase hands its run back and resumes from the
+/// memo afterwards, remaking nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phase_yields_to_another_accounts_run_after_one_unit() {
+    let (started, go) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+    let artist = Gated { started: started.clone(), go: go.clone() };
+    let providers = Providers::new(Arc::new(Instant), Arc::new(artist), Arc::new(Instant), Arc::new(Instant));
+    let config = reelsmith::pipeline::EngineConfig { unit_concurrency: 1, ..limited(Quotas::UNLIMITED) };
+    let env = env_with(providers, config).await;
+    let e = &env.engine;
+    let (a, b) = (account(e, "busy@example.org").await, account(e, "waiting@example.org").await);
+    let long = e.create_video(a, NewVideo::parse("Four beats", 4, true, None, true).unwrap(), Some(1)).await.unwrap();
+    assert!(matches!(step(e).await, WorkOutcome::Succeeded { .. }), "A's script");
+    let worker = tokio::spawn({
+        let e = e.clone();
+        async move { step(&e).await }
+    });
+    started.notified().await;
+    let short = make(e, b, "One quick video").await.unwrap();
+    go.notify_one();
+    assert!(matches!(worker.await.unwrap(), WorkOutcome::Stopped), "A's storyboard yields after its first unit");
+    assert!(matches!(step(e).await, WorkOutcome::Succeeded { .. }), "B's script runs next");
+    assert_eq!(e.video_state(short).await.unwrap().checkpoints.len(), 1);
+    assert!(matches!(step(e).await, WorkOutcome::Succeeded { .. }), "then A's storyboard resumes");
+    let state = e.video_state(long).await.unwrap();
+    let storyboard = state.runs.iter().find(|r| r.phase == reelsmith::domain::Phase::Storyboard).unwrap();
+    assert_eq!(storyboard.status, reelsmith::domain::RunStatus::Succeeded);
+    let tries = e.unit_tries(long).await.unwrap();
+    let made: Vec<u32> = tries.iter().filter(|t| t.run_id == storyboard.id && t.outcome == TryOutcome::Ok).map(|t| t.unit).collect();
+    let mut sorted = made.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec![0, 1, 2, 3], "every beat made once: {tries:?}");
+    assert!(tries.iter().any(|t| t.run_id == storyboard.id && t.unit == 0 && t.outcome == TryOutcome::Memo), "beat 0 reused on resume");
 }

@@ -271,6 +271,8 @@ async fn every_account_job_and_delete_query_runs() {
     let run = Run::queued(RunId(Uuid::new_v4()), &branch, start, now);
     storage::insert_run(&mut tx, &run).await.unwrap();
     assert_eq!(storage::active_runs_of(&mut tx, account.id).await.unwrap(), 1);
+    assert!(!storage::others_waiting(&mut tx, account.id).await.unwrap(), "its own queued run is not another's");
+    assert!(storage::others_waiting(&mut tx, AccountId(Uuid::new_v4())).await.unwrap());
     assert_eq!(storage::run_status(&mut tx, run.id).await.unwrap(), Some(RunStatus::Queued));
     assert_eq!(storage::run_status(&mut tx, RunId(Uuid::new_v4())).await.unwrap(), None);
     storage::note_claim(&mut tx, info.id, now).await.unwrap();

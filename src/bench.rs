@@ -143,7 +143,7 @@ async fn wait_for<T>(
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) => return Err(fail(format!("waited {} s for {what}", STUCK.as_secs()))),
-                Ok(Ok(c)) if c.video != video => continue,
+                Ok(Ok(c)) if !c.concerns(video) => continue,
                 Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
                 Ok(Err(broadcast::error::RecvError::Closed)) => return Err(fail("the engine's events stopped")),
             }

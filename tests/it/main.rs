@@ -11,6 +11,7 @@ mod model;
 mod pipeline;
 mod providers;
 mod queries;
+mod scaleout;
 mod storage;
 mod trust;
 mod web;

@@ -29,11 +29,15 @@ fn watch(addr: SocketAddr, video: String) -> tokio::task::JoinHandle<Vec<i64>> {
         let mut request = format!("ws://{addr}/api/watch_video").into_client_request().unwrap();
         request.headers_mut().insert("Origin", format!("http://{addr}").parse().unwrap());
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("open the live channel");
-        socket.send(Message::text(serde_json::json!({ "video_id": video }).to_string())).await.unwrap();
+        // server_fn's framing: a tag byte (0: Ok) before each JSON message, both ways.
+        let hello = [&[0u8][..], serde_json::json!({ "video_id": video }).to_string().as_bytes()].concat();
+        socket.send(Message::binary(hello)).await.unwrap();
         let (mut arrivals, mut last) = (Vec::new(), -1);
-        while let Some(Ok(Message::Binary(bytes))) = socket.next().await {
+        while let Some(Ok(message)) = socket.next().await {
+            let Message::Binary(bytes) = message else { continue };
+            let Some(json) = bytes.strip_prefix(&[0u8]) else { panic!("live channel of {video}: an error {bytes:?}") };
             // Only a higher counter is news (pings repeat the last one).
-            let changes = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v["changes"].as_i64()).unwrap_or(-1);
+            let changes = serde_json::from_slice::<serde_json::Value>(json).ok().and_then(|v| v["changes"].as_i64()).unwrap_or(-1);
             if changes > last {
                 (last, arrivals) = (changes, [arrivals, vec![now_ms()]].concat());
             }
@@ -104,8 +108,10 @@ async fn live_latencies(pool: &sqlx::AnyPool, videos: &[String], seen: &[(i64, V
     for (video, (opened, arrivals)) in videos.iter().zip(seen) {
         let q = "SELECT created_at FROM checkpoints WHERE video_id = $1 ORDER BY created_at";
         let made: Vec<i64> = sqlx::query_scalar(q).bind(video).fetch_all(pool).await.unwrap();
-        for at in made.into_iter().filter(|at| at > opened) {
-            let first = arrivals.iter().find(|&&a| a >= at).unwrap_or_else(|| panic!("video {video}: no live update after {at}"));
+        for &at in made.iter().filter(|&at| at > opened) {
+            let first = arrivals.iter().find(|&&a| a >= at);
+            let first =
+                first.unwrap_or_else(|| panic!("video {video}: no live update after {at} (opened {opened}, {arrivals:?}, {made:?})"));
             latencies.push(first - at);
         }
     }

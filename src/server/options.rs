@@ -21,10 +21,13 @@ pub enum Command {
         /// Finish in under a minute.
         #[arg(long)]
         quick: bool,
-        /// Run one section only: overhead, retry, render, throughput, media.
+        /// Run one section only: overhead, retry, render, throughput, scale, processes, media.
         #[arg(long)]
         only: Option<String>,
     },
+    /// Worker loops with zero-work providers, for `bench`'s processes section.
+    #[command(hide = true)]
+    BenchWorker,
     /// Remove artifact blobs that nothing references; prints what it freed.
     Gc,
 }

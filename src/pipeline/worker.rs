@@ -719,7 +719,7 @@ enum Produced {
 /// The first of the output's blobs that is missing or torn, if any.
 async fn lost_blob(blobs: &super::blobs::BlobStore, output: &UnitOutput) -> Option<crate::domain::BlobRef> {
     for blob in output.blobs() {
-        if !blobs.intact(&blob).await {
+        if !blobs.intact(blob).await {
             return Some(blob.clone());
         }
     }

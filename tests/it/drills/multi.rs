@@ -73,7 +73,7 @@ async fn kill_the_worker_of(pool: &sqlx::AnyPool, video: &str, workers: &mut [Se
         assert!(Instant::now() < deadline, "video 0 never reached its clips");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let pid: u32 = owner.rsplitn(4, '-').nth(2).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("owner {owner}"));
+    let pid: u32 = owner.rsplit('-').nth(2).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("owner {owner}"));
     let i = workers.iter().position(|w| w.child.id() == pid).unwrap_or_else(|| panic!("no worker process has pid {pid} ({owner})"));
     workers[i].child.kill().unwrap();
     workers[i].child.wait().unwrap();

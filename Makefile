@@ -7,11 +7,13 @@ CARGO_LEPTOS_VERSION := 0.3.10
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3; exit}' Cargo.lock)
 PG_BIN := $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 PG_PORT ?= 55432
+SCALE_PG_PORT ?= 55433
+S3_PORT ?= 55434
 # npm's wasm-opt (binaryen 132) first: Debian's makes a bundle that does not hydrate.
 export PATH := $(CURDIR)/end2end/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: setup-apt run test dev build setup bench check clippy test-unit test-postgres test-e2e clean-data
+.PHONY: setup-apt run test dev build setup bench check clippy test-unit test-postgres test-scaleout test-e2e clean-data
 
 run: setup build
 	./target/release/reelsmith
@@ -42,12 +44,12 @@ setup: setup-apt
 	fi
 
 # Debian packages: Chromium for the browser tests, nasm for a faster H.264 encoder, PostgreSQL for
-# the storage tests on the scale-out backend.
+# the storage tests on the scale-out backend, Python's venv for the S3 test server.
 setup-apt:
-	@if ! command -v chromium >/dev/null || ! command -v nasm >/dev/null || [ -z "$(PG_BIN)" ]; then
-	  echo "installing Debian packages: chromium nasm postgresql"
+	@if ! command -v chromium >/dev/null || ! command -v nasm >/dev/null || [ -z "$(PG_BIN)" ] || ! python3 -c 'import ensurepip' 2>/dev/null; then
+	  echo "installing Debian packages: chromium nasm postgresql python3-venv"
 	  apt-get update -qq
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nasm postgresql >/dev/null
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nasm postgresql python3-venv >/dev/null
 	fi
 
 # The site is built first: the drills and the browser tests start the real binary, which refuses
@@ -57,6 +59,7 @@ test: setup
 	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory test-unit
 	$(MAKE) --no-print-directory test-postgres
+	$(MAKE) --no-print-directory test-scaleout
 	$(MAKE) --no-print-directory test-e2e
 
 ## Unit tests of every layer, and the storage/pipeline suites on SQLite.
@@ -72,6 +75,26 @@ test-postgres:
 	trap 'su postgres -c "$$PG_BIN/pg_ctl -D $$T/db -m immediate stop" >/dev/null; rm -rf "$$T"' EXIT
 	REELSMITH_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$(PG_PORT)/postgres \
 	  cargo test --release --features ssr --test it -- storage:: pipeline:: trust:: queries:: providers:: accounts:: pages::
+
+## Several processes on one PostgreSQL cluster and one S3-compatible server (moto's standalone
+## server, installed from PyPI into target/s3venv on first use): the blob store's contract and gc on
+## S3, LISTEN/NOTIFY across processes, and the multi-process drill (2 web + 2 worker processes).
+## Only a missing Python package registry skips it, loudly.
+test-scaleout:
+	if [ ! -x target/s3venv/bin/moto_server ]; then
+	  python3 -m venv target/s3venv && target/s3venv/bin/pip install -q 'moto[server]' || {
+	    echo "=== SKIPPED test-scaleout: cannot install moto[server] from PyPI into target/s3venv ===" >&2; exit 0; }
+	fi
+	PG_BIN=$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+	T=$$(mktemp -d /tmp/reelsmith-scale.XXXXXX); chown postgres "$$T"; MOTO=""
+	trap '[ -z "$$MOTO" ] || kill $$MOTO; su postgres -c "$$PG_BIN/pg_ctl -D $$T/db -m immediate stop" >/dev/null 2>&1 || true; rm -rf "$$T"' EXIT
+	su postgres -c "$$PG_BIN/initdb -D $$T/db -A trust -U postgres >/dev/null && $$PG_BIN/pg_ctl -D $$T/db -o '-p $(SCALE_PG_PORT) -k $$T -c fsync=off -c max_connections=200' -l $$T/log -w start >/dev/null" \
+	  || { tail -3 "$$T/log" >&2; exit 1; }
+	target/s3venv/bin/moto_server -p $(S3_PORT) >"$$T/moto.log" 2>&1 & MOTO=$$!
+	target/s3venv/bin/python scripts/s3-bucket.py http://127.0.0.1:$(S3_PORT) reelsmith-test
+	AWS_ENDPOINT_URL=http://127.0.0.1:$(S3_PORT) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+	REELSMITH_TEST_BLOB_URL=s3://reelsmith-test REELSMITH_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$(SCALE_PG_PORT)/postgres \
+	  cargo test --release --features ssr --test it -- --include-ignored --nocapture scaleout:: drills::multi::
 
 ## What a person does, in Chromium, against the release binary (it starts its own server): once
 ## with accounts (each test signs up a fresh account) and once as a single-user app.

@@ -1,9 +1,13 @@
 //! `reelsmith bench [--quick]`: orchestration overhead, retry latency, status rendering, local
-//! media and throughput, printed as `name: value unit` lines on a fresh SQLite file each.
+//! media and throughput, printed as `name: value unit` lines on a fresh SQLite file each; with
+//! `--database-url postgres://…`, also throughput with 1 and 2 worker processes on it.
 //!
 //! Every figure is measured in the run it describes; none is a constant. Waits that are not
 //! themselves being timed follow the engine's change events instead of polling the database.
+mod processes;
 mod scale;
+
+pub use processes::worker;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -143,7 +147,7 @@ async fn wait_for<T>(
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) => return Err(fail(format!("waited {} s for {what}", STUCK.as_secs()))),
-                Ok(Ok(c)) if c.video != video => continue,
+                Ok(Ok(c)) if !c.concerns(video) => continue,
                 Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
                 Ok(Err(broadcast::error::RecvError::Closed)) => return Err(fail("the engine's events stopped")),
             }
@@ -297,6 +301,9 @@ pub async fn run(options: Options, quick: bool, only: Option<String>) -> BenchRe
     }
     if wanted("scale") {
         scale::run(&options, quick).await?;
+    }
+    if wanted("processes") {
+        processes::run(&options, quick).await?;
     }
     if wanted("media") {
         media(&options).await?;

@@ -7,7 +7,8 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The benchmark prints figures on stdout; its own progress logs would only add noise.
-    let default_filter = if matches!(cli.command, Some(Command::Bench { .. })) { "error" } else { "info,sqlx=warn,tower_http=warn" };
+    let default_filter =
+        if matches!(cli.command, Some(Command::Bench { .. } | Command::BenchWorker)) { "error" } else { "info,sqlx=warn,tower_http=warn" };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
         .with_writer(std::io::stderr)
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
             Command::Serve => reelsmith::server::serve(options).await,
             Command::Gc => reelsmith::server::gc(options).await,
             Command::Bench { quick, only } => reelsmith::bench::run(options, quick, only).await,
+            Command::BenchWorker => reelsmith::bench::worker(options).await,
         }
     });
     match result {

@@ -1,134 +1,197 @@
-//! Content-addressed files under `<data-dir>/blobs/ab/<sha256>`: identical bytes are stored once.
+//! Artifact bytes, content-addressed by SHA-256 (identical bytes are stored once), behind one
+//! interface with two backends: a local directory (the default, `<data-dir>/blobs`) and any
+//! S3-compatible object store (`--blob-url s3://bucket/prefix`), which several processes on
+//! several machines can share.
+pub mod local;
+pub mod s3;
+
 use sha2::{Digest, Sha256};
-use std::io::Write;
+use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::domain::BlobRef;
+pub use local::LocalBlobs;
+pub use s3::S3Blobs;
+
+/// A stream of an artifact's bytes, for serving.
+pub type ByteStream = futures::stream::BoxStream<'static, io::Result<axum::body::Bytes>>;
 
 #[derive(Clone, Debug)]
-pub struct BlobStore {
-    root: PathBuf,
+pub enum BlobStore {
+    Local(LocalBlobs),
+    S3(S3Blobs),
+}
+
+pub fn hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Runs a local file-system call off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
 }
 
 impl BlobStore {
+    /// The embedded default: files under `<data-dir>/blobs`.
     pub fn new(data_dir: &Path) -> BlobStore {
-        BlobStore { root: data_dir.join("blobs") }
+        BlobStore::Local(LocalBlobs::new(data_dir.join("blobs")))
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    pub fn path_of(&self, sha256: &str) -> PathBuf {
-        self.root.join(&sha256[..2]).join(sha256)
-    }
-
-    pub fn hash(bytes: &[u8]) -> String {
-        hex::encode(Sha256::digest(bytes))
-    }
-
-    /// Writes the bytes unless a file with their hash already exists; atomic via rename, and
-    /// durable before it returns: the file, its new name and a new shard directory are all
-    /// fsynced, since the memo row that will point here must never outlive the bytes.
-    /// An existing file gets a fresh modification time instead, so `gc`'s grace period keeps it
-    /// until the caller's memo row (which makes it live) has committed.
-    pub fn put(&self, bytes: &[u8], media_type: &str) -> std::io::Result<BlobRef> {
-        let sha256 = Self::hash(bytes);
-        let path = self.path_of(&sha256);
-        let dir = path.parent().expect("blob paths have a parent");
-        let reused = std::fs::OpenOptions::new().write(true).open(&path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
-        match reused {
-            Ok(()) if self.intact(&BlobRef { sha256: sha256.clone(), bytes: bytes.len() as u64, media_type: String::new() }) => {}
-            _ => {
-                if !dir.is_dir() {
-                    std::fs::create_dir_all(dir)?;
-                    sync_dir(&self.root)?;
-                }
-                let tmp = dir.join(format!(".{sha256}.{}.tmp", uuid::Uuid::new_v4()));
-                let mut file = std::fs::File::create(&tmp)?;
-                file.write_all(bytes)?;
-                file.sync_all()?;
-                std::fs::rename(&tmp, &path)?;
-                sync_dir(dir)?;
-            }
+    /// The store `--blob-url` names (`file:///path` or `s3://bucket/prefix`), or the default;
+    /// an S3 bucket is tried once, so a wrong one is said at start-up. Errors are one line and
+    /// never repeat credentials.
+    pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<BlobStore, String> {
+        let bad = |why: &str| format!("--blob-url must be file:///path or s3://bucket/prefix, not \"{}\"{why}", redact(url.unwrap_or("")));
+        let Some(url) = url else { return Ok(BlobStore::new(data_dir)) };
+        if let Some(path) = url.strip_prefix("file://") {
+            return if path.is_empty() { Err(bad("")) } else { Ok(BlobStore::Local(LocalBlobs::new(PathBuf::from(path)))) };
         }
-        Ok(BlobRef { sha256, bytes: bytes.len() as u64, media_type: media_type.to_string() })
-    }
-
-    /// The file is there and whole (a torn write after a power cut is treated as missing).
-    pub fn intact(&self, blob: &BlobRef) -> bool {
-        std::fs::metadata(self.path_of(&blob.sha256)).is_ok_and(|m| m.len() == blob.bytes)
-    }
-
-    pub fn read(&self, blob: &BlobRef) -> std::io::Result<Vec<u8>> {
-        self.read_hash(&blob.sha256)
-    }
-
-    pub fn read_hash(&self, sha256: &str) -> std::io::Result<Vec<u8>> {
-        std::fs::read(self.path_of(sha256))
-    }
-
-    /// Every stored file's hash and size (for garbage collection).
-    pub fn list(&self) -> std::io::Result<Vec<(String, u64)>> {
-        let mut out = Vec::new();
-        let Ok(dirs) = std::fs::read_dir(&self.root) else { return Ok(out) };
-        for dir in dirs {
-            let dir = dir?;
-            if !dir.file_type()?.is_dir() {
-                continue;
-            }
-            for file in std::fs::read_dir(dir.path())? {
-                let file = file?;
-                let name = file.file_name().to_string_lossy().to_string();
-                if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    out.push((name, file.metadata()?.len()));
-                }
-            }
+        let Some(rest) = url.strip_prefix("s3://") else { return Err(bad("")) };
+        if rest.contains('@') {
+            return Err(bad(" (credentials go in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, not in the URL)"));
         }
-        Ok(out)
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad(""));
+        }
+        let store = S3Blobs::new(bucket, prefix)?;
+        store.probe().await?;
+        Ok(BlobStore::S3(store))
     }
 
-    pub fn remove(&self, sha256: &str) -> std::io::Result<()> {
-        std::fs::remove_file(self.path_of(sha256))
+    /// Where the bytes live, for logs (no credentials).
+    pub fn describe(&self) -> String {
+        match self {
+            BlobStore::Local(l) => format!("file://{}", l.root().display()),
+            BlobStore::S3(s) => s.describe(),
+        }
+    }
+
+    /// The blob's file, with the local backend.
+    pub fn local_path(&self, sha256: &str) -> Option<PathBuf> {
+        match self {
+            BlobStore::Local(l) => Some(l.path_of(sha256)),
+            BlobStore::S3(_) => None,
+        }
+    }
+
+    /// Stores the bytes (atomic and verified; an existing copy gets a fresh time, see `gc`).
+    pub async fn put(&self, bytes: &[u8], media_type: &str) -> io::Result<BlobRef> {
+        match self {
+            BlobStore::Local(l) => {
+                let (l, bytes, media_type) = (l.clone(), bytes.to_vec(), media_type.to_string());
+                blocking(move || l.put(&bytes, &media_type)).await
+            }
+            BlobStore::S3(s) => s.put(bytes, media_type).await,
+        }
+    }
+
+    /// The blob is there and whole.
+    pub async fn intact(&self, blob: &BlobRef) -> bool {
+        match self {
+            BlobStore::Local(l) => {
+                let (l, blob) = (l.clone(), blob.clone());
+                blocking(move || Ok(l.intact(&blob))).await.unwrap_or(false)
+            }
+            BlobStore::S3(s) => s.size(&blob.sha256).await.is_ok_and(|size| size == blob.bytes),
+        }
+    }
+
+    pub async fn read(&self, blob: &BlobRef) -> io::Result<Vec<u8>> {
+        self.read_hash(&blob.sha256).await
+    }
+
+    pub async fn read_hash(&self, sha256: &str) -> io::Result<Vec<u8>> {
+        match self {
+            BlobStore::Local(l) => {
+                let (l, sha) = (l.clone(), sha256.to_string());
+                blocking(move || l.read_hash(&sha)).await
+            }
+            BlobStore::S3(s) => s.read_hash(sha256).await,
+        }
+    }
+
+    /// Every stored blob's hash and size (for garbage collection).
+    pub async fn list(&self) -> io::Result<Vec<(String, u64)>> {
+        match self {
+            BlobStore::Local(l) => {
+                let l = l.clone();
+                blocking(move || l.list()).await
+            }
+            BlobStore::S3(s) => s.list().await,
+        }
+    }
+
+    pub async fn remove(&self, sha256: &str) -> io::Result<()> {
+        match self {
+            BlobStore::Local(l) => {
+                let (l, sha) = (l.clone(), sha256.to_string());
+                blocking(move || l.remove(&sha)).await
+            }
+            BlobStore::S3(s) => s.remove(sha256).await,
+        }
+    }
+
+    /// When the blob was written (or put again); `None` when it is not there.
+    pub async fn modified(&self, sha256: &str) -> Option<SystemTime> {
+        match self {
+            BlobStore::Local(l) => {
+                let (l, sha) = (l.clone(), sha256.to_string());
+                blocking(move || Ok(l.modified(&sha))).await.ok().flatten()
+            }
+            BlobStore::S3(s) => s.modified(sha256).await,
+        }
+    }
+
+    /// The blob's size, or `NotFound`.
+    pub async fn size(&self, sha256: &str) -> io::Result<u64> {
+        match self {
+            BlobStore::Local(l) => {
+                let path = l.path_of(sha256);
+                blocking(move || Ok(std::fs::metadata(path)?.len())).await
+            }
+            BlobStore::S3(s) => s.size(sha256).await,
+        }
+    }
+
+    /// Some of the blob's bytes, streamed (the local backend serves files itself, with Range).
+    pub async fn stream(&self, sha256: &str, span: Range<u64>) -> io::Result<ByteStream> {
+        match self {
+            BlobStore::Local(_) => {
+                let bytes = self.read_hash(sha256).await?;
+                let (start, end) = (span.start as usize, (span.end as usize).min(bytes.len()));
+                let part = axum::body::Bytes::from(bytes).slice(start.min(end)..end);
+                Ok(Box::pin(futures::stream::once(std::future::ready(Ok(part)))))
+            }
+            BlobStore::S3(s) => s.stream(sha256, span).await,
+        }
     }
 }
 
-/// Makes a directory's entries (a new name, a new subdirectory) survive a power cut.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+/// The URL with anything between the scheme and an `@` hidden.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+        _ => url.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn identical_bytes_are_stored_once() {
-        let dir = std::env::temp_dir().join(format!("reelsmith-blobs-{}", uuid::Uuid::new_v4()));
-        let store = BlobStore::new(&dir);
-        let a = store.put(b"hello", "text/plain").unwrap();
-        let b = store.put(b"hello", "text/plain").unwrap();
-        assert_eq!(a, b);
-        assert_eq!(a.sha256, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
-        assert_eq!(store.list().unwrap().len(), 1);
-        assert_eq!(store.read(&a).unwrap(), b"hello");
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn putting_an_existing_blob_again_renews_its_time_and_a_torn_one_is_rewritten() {
-        let dir = std::env::temp_dir().join(format!("reelsmith-blobs-{}", uuid::Uuid::new_v4()));
-        let store = BlobStore::new(&dir);
-        let a = store.put(b"frame", "image/png").unwrap();
-        let path = store.path_of(&a.sha256);
-        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
-        store.put(b"frame", "image/png").unwrap();
-        let age = std::fs::metadata(&path).unwrap().modified().unwrap().elapsed().unwrap_or_default();
-        assert!(age < std::time::Duration::from_secs(60), "the second put renewed the file's time (age {age:?})");
-        std::fs::write(&path, b"fr").unwrap();
-        store.put(b"frame", "image/png").unwrap();
-        assert_eq!(store.read(&a).unwrap(), b"frame", "a torn file is written again");
-        std::fs::remove_dir_all(dir).unwrap();
+    #[tokio::test]
+    async fn bad_blob_urls_are_one_line_and_hide_credentials() {
+        let dir = Path::new("/nonexistent");
+        for bad in ["", "ftp://x/y", "s3://", "s3:///prefix", "/just/a/path", "file://"] {
+            let e = BlobStore::open(Some(bad), dir).await.unwrap_err();
+            assert!(e.starts_with("--blob-url must be") && !e.contains('\n'), "{bad}: {e}");
+        }
+        let e = BlobStore::open(Some("s3://AKIDEXAMPLE:s3cr3tkey@bucket/p"), dir).await.unwrap_err();
+        assert!(!e.contains("s3cr3tkey") && !e.contains("AKIDEXAMPLE") && e.contains("AWS_SECRET_ACCESS_KEY"), "{e}");
+        assert!(matches!(BlobStore::open(Some("file:///tmp/x"), dir).await, Ok(BlobStore::Local(_))));
+        assert!(matches!(BlobStore::open(None, dir).await.unwrap().local_path("ab12"), Some(p) if p.starts_with("/nonexistent/blobs")));
     }
 }

@@ -149,7 +149,7 @@ impl Engine {
             })
             .await?;
         self.events.changed(video);
-        self.wake.notify_waiters();
+        self.events.wake_workers();
         Ok(value)
     }
 

@@ -1,16 +1,37 @@
-//! Change notifications: every commit that changes a video publishes its id, for live pages.
-use tokio::sync::broadcast;
+//! Change notifications: every commit that changes a video publishes its id, for live pages, and
+//! every queued run wakes idle workers. Within a process they go through a `broadcast` channel;
+//! on PostgreSQL they also go through `LISTEN/NOTIFY`, so that a page served by one process sees
+//! what a worker in another process did, and idle workers everywhere wake for new runs.
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::domain::VideoId;
 
+/// The PostgreSQL notification channel all processes share.
+const CHANNEL: &str = "reelsmith_changes";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Changed {
-    pub video: VideoId,
+    /// `None`: anything may have changed (the cross-process listener reconnected, and notices sent
+    /// while it was away are lost), so every live view reads its video again.
+    pub video: Option<VideoId>,
+}
+
+impl Changed {
+    pub fn concerns(&self, video: VideoId) -> bool {
+        self.video.is_none_or(|v| v == video)
+    }
 }
 
 #[derive(Clone)]
 pub struct Events {
     tx: broadcast::Sender<Changed>,
+    wake: Arc<Notify>,
+    /// This process's name in notification payloads, to skip its own.
+    origin: Arc<str>,
+    /// The notifier task, once `share_through_postgres` started it.
+    remote: Arc<OnceLock<mpsc::Sender<String>>>,
 }
 
 impl Default for Events {
@@ -21,16 +42,128 @@ impl Default for Events {
 
 impl Events {
     pub fn new() -> Events {
-        Events { tx: broadcast::channel(1024).0 }
+        Events {
+            tx: broadcast::channel(1024).0,
+            wake: Arc::new(Notify::new()),
+            origin: uuid::Uuid::new_v4().simple().to_string().into(),
+            remote: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Signalled when a run may be waiting to be claimed.
+    pub fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     pub fn changed(&self, video: VideoId) {
         // No subscribers is normal (no page open).
-        let _ = self.tx.send(Changed { video });
+        let _ = self.tx.send(Changed { video: Some(video) });
+        self.tell_others(format!("c {} {video}", self.origin));
+    }
+
+    /// A run may have been queued: idle workers of every process look for it now.
+    pub fn wake_workers(&self) {
+        self.wake.notify_waiters();
+        self.tell_others(format!("w {}", self.origin));
+    }
+
+    fn tell_others(&self, payload: String) {
+        if let Some(remote) = self.remote.get()
+            && remote.try_send(payload).is_err()
+        {
+            tracing::warn!("change notices are backing up; other processes' pages catch up at their next ping");
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Changed> {
         self.tx.subscribe()
+    }
+
+    /// A notice from another process (or ours, skipped: it was delivered when sent).
+    fn deliver(&self, payload: &str) {
+        let mut words = payload.split(' ');
+        let (kind, origin) = (words.next(), words.next());
+        if origin.is_none_or(|o| o == &*self.origin) {
+            return;
+        }
+        match (kind, words.next().and_then(|v| VideoId::parse("video", v).ok())) {
+            (Some("c"), Some(video)) => {
+                let _ = self.tx.send(Changed { video: Some(video) });
+            }
+            (Some("w"), _) => self.wake.notify_waiters(),
+            _ => tracing::warn!(payload, "an unknown change notice"),
+        }
+    }
+
+    /// After (re)connecting the listener: notices may have been missed, so every live view reads
+    /// again and idle workers look for work.
+    fn resync(&self) {
+        let _ = self.tx.send(Changed { video: None });
+        self.wake.notify_waiters();
+    }
+
+    /// Shares changes with every other process on this PostgreSQL database: a listener task
+    /// (reconnecting when its connection drops) and a notifier task. Its connections are named
+    /// `reelsmith-events-<origin>` in `pg_stat_activity`.
+    pub async fn share_through_postgres(&self, url: &str) -> Result<(), String> {
+        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+        let options: PgConnectOptions = url.parse().map_err(|e| format!("the database URL: {e}"))?;
+        let options = options.application_name(&format!("reelsmith-events-{}", self.origin));
+        let pool = PgPoolOptions::new().max_connections(3).connect_lazy_with(options);
+        let listener = listen(&pool).await.map_err(|e| format!("cannot listen for changes: {e}"))?;
+        let (tx, rx) = mpsc::channel(4096);
+        if self.remote.set(tx).is_err() {
+            return Err("changes are already shared".into());
+        }
+        tokio::spawn(notify_loop(pool.clone(), rx));
+        tokio::spawn(listen_loop(pool, self.clone(), listener));
+        Ok(())
+    }
+}
+
+async fn listen(pool: &sqlx::PgPool) -> sqlx::Result<sqlx::postgres::PgListener> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Delivers other processes' notices; when the connection drops, connects again (every 200 ms
+/// until it can) and then has every live view read again.
+async fn listen_loop(pool: sqlx::PgPool, events: Events, mut listener: sqlx::postgres::PgListener) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notice)) => events.deliver(notice.payload()),
+            Ok(None) | Err(_) => {
+                tracing::warn!("the change listener lost its database connection; reconnecting");
+                listener = loop {
+                    match listen(&pool).await {
+                        Ok(l) => break l,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                };
+                tracing::info!("the change listener is back");
+                events.resync();
+            }
+        }
+    }
+}
+
+/// Sends this process's notices, a burst at a time (identical ones once).
+async fn notify_loop(pool: sqlx::PgPool, mut rx: mpsc::Receiver<String>) {
+    while let Some(first) = rx.recv().await {
+        let mut burst = std::collections::BTreeSet::from([first]);
+        while let Ok(more) = rx.try_recv() {
+            burst.insert(more);
+        }
+        for payload in burst {
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(&payload).execute(&pool).await {
+                tracing::warn!(error = %e, "cannot tell other processes about a change");
+            }
+        }
     }
 }
 
@@ -68,7 +201,7 @@ impl Watch {
         }
         loop {
             match self.events.recv().await {
-                Ok(changed) if changed.video != self.video => continue,
+                Ok(changed) if !changed.concerns(self.video) => continue,
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Coalesce bursts (a unit finishing is several commits) into one read.
                     tokio::time::sleep(std::time::Duration::from_millis(40)).await;

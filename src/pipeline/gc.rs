@@ -1,4 +1,4 @@
-//! Garbage collection. Keeps the blobs of every checkpoint of an existing video and of every memo
+//! Garbage collection. Keeps the blobs (files, or objects in S3) of every checkpoint of an existing video and of every memo
 //! entry a run still holds (a queued or running run's units so far, or a failed run's that a retry
 //! from its branch's head would reuse). Reclaims everything else: what only deleted videos,
 //! cancelled runs or superseded failures used; their memo entries go with their bytes, so no memo
@@ -52,17 +52,11 @@ impl Engine {
             let _ = tx.rollback().await;
             live?
         };
-        let listed = {
-            let blobs = self.blobs.clone();
-            tokio::task::spawn_blocking(move || blobs.list())
-                .await
-                .map_err(|e| CoreError::Internal(format!("cannot list blobs: {e}")))?
-                .map_err(|e| CoreError::Internal(format!("cannot list blobs: {e}")))?
-        };
+        let listed = self.blobs.list().await.map_err(|e| CoreError::Internal(format!("cannot list blobs: {e}")))?;
         let mut report = GcReport::default();
         let mut candidates = Vec::new();
         for (sha, bytes) in listed {
-            if live.contains(&sha) || self.young(&sha, grace) {
+            if live.contains(&sha) || self.young(&sha, grace).await {
                 report.kept += 1;
             } else {
                 candidates.push((sha, bytes));
@@ -77,11 +71,11 @@ impl Engine {
         let live = live_hashes(&mut tx).await?;
         report.forgotten_memo = forget_dead_memo(&mut tx, &live).await?;
         for (sha, bytes) in candidates {
-            if live.contains(&sha) || self.young(&sha, grace) {
+            if live.contains(&sha) || self.young(&sha, grace).await {
                 report.kept += 1;
                 continue;
             }
-            self.blobs.remove(&sha).map_err(|e| CoreError::Internal(format!("cannot remove blob {sha}: {e}")))?;
+            self.blobs.remove(&sha).await.map_err(|e| CoreError::Internal(format!("cannot remove blob {sha}: {e}")))?;
             storage::delete_blob_row(&mut tx, &sha).await?;
             report.removed += 1;
             report.freed_bytes += bytes;
@@ -92,10 +86,8 @@ impl Engine {
 
     /// Written (or put again) within the grace period: it may belong to a unit whose memo row
     /// has not committed yet.
-    fn young(&self, sha: &str, grace: Duration) -> bool {
-        std::fs::metadata(self.blobs.path_of(sha))
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() < grace)
+    async fn young(&self, sha: &str, grace: Duration) -> bool {
+        self.blobs.modified(sha).await.is_some_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() < grace)
     }
 }
 

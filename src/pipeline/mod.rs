@@ -75,7 +75,8 @@ impl EngineConfig {
 #[derive(Clone)]
 pub struct Engine {
     pub store: Store,
-    /// Signalled when a run is queued, so idle workers claim it at once.
+    /// Signalled when a run is queued (here, or in another process on PostgreSQL), so idle workers
+    /// claim it at once.
     pub wake: Arc<tokio::sync::Notify>,
     /// Runs cancelled by this process, so their workers stop without waiting for a heartbeat.
     pub cancelled: Arc<tokio::sync::watch::Sender<HashSet<RunId>>>,
@@ -91,13 +92,14 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Store, blobs: BlobStore, providers: Providers, config: EngineConfig) -> Engine {
+        let events = Events::new();
         Engine {
             store,
-            wake: Arc::new(tokio::sync::Notify::new()),
+            wake: events.wake_handle(),
             cancelled: Arc::new(tokio::sync::watch::Sender::new(HashSet::new())),
             blobs,
             providers: Arc::new(providers),
-            events: Events::new(),
+            events,
             config: Arc::new(config),
             throttle: Arc::new(accounts::Throttle::new(std::time::Duration::from_secs(15 * 60))),
             sockets: Arc::new(accounts::SocketCap::new(accounts::SOCKETS_PER_ACCOUNT)),

@@ -402,12 +402,10 @@ impl Engine {
         }
         .await
         .map_err(Halt::storage)?;
-        let Some(output) = memo
-            .and_then(|m| serde_json::from_str::<UnitOutput>(&m.output).ok())
-            .filter(|output| output.blobs().iter().all(|b| self.blobs.intact(b)))
-        else {
+        let Some(output) = memo.and_then(|m| serde_json::from_str::<UnitOutput>(&m.output).ok()) else { return Ok(None) };
+        if lost_blob(&self.blobs, &output).await.is_some() {
             return Ok(None);
-        };
+        }
         self.record_unit(job, plan, Source::Memo).await.map_err(Halt::storage)?;
         Ok(Some(output))
     }
@@ -522,17 +520,20 @@ impl Engine {
             }
             UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed } => {
                 let bytes =
-                    self.blobs.read(&still).map_err(|e| ProviderError::Permanent(format!("the storyboard image is missing: {e}")))?;
+                    self.blobs.read(&still).await.map_err(|e| ProviderError::Permanent(format!("the storyboard image is missing: {e}")))?;
                 let c = p.clips.animate(call, ClipRequest { still_png: bytes, prompt, caption, duration_ms, fps, seed }).await?;
                 Costed { value: Produced::Clip(c.value), cost_micros: c.cost_micros }
             }
             UnitInput::Render { streams, poster_still, title, fps } => {
                 let mut clips = Vec::with_capacity(streams.len());
                 for s in &streams {
-                    clips.push(self.blobs.read(s).map_err(|e| ProviderError::Permanent(format!("a clip is missing: {e}")))?);
+                    clips.push(self.blobs.read(s).await.map_err(|e| ProviderError::Permanent(format!("a clip is missing: {e}")))?);
                 }
-                let still =
-                    self.blobs.read(&poster_still).map_err(|e| ProviderError::Permanent(format!("the poster image is missing: {e}")))?;
+                let still = self
+                    .blobs
+                    .read(&poster_still)
+                    .await
+                    .map_err(|e| ProviderError::Permanent(format!("the poster image is missing: {e}")))?;
                 let c = p.render.render(call, RenderRequest { clip_streams: clips, fps, poster_still_png: still, title }).await?;
                 Costed { value: Produced::Render(c.value), cost_micros: c.cost_micros }
             }
@@ -541,29 +542,27 @@ impl Engine {
 
     /// Writes a unit's bytes to the blob store; a full disk is a failure of this try, said plainly.
     async fn store_output(&self, costed: Costed<Produced>) -> Result<(UnitOutput, i64), ProviderError> {
-        let blobs = self.blobs.clone();
-        let cost = costed.cost_micros;
-        let stored = tokio::task::spawn_blocking(move || -> std::io::Result<UnitOutput> {
-            Ok(match costed.value {
+        let (blobs, cost) = (&self.blobs, costed.cost_micros);
+        let stored = async {
+            Ok::<_, std::io::Error>(match costed.value {
                 Produced::Script(script) => UnitOutput::Script { script },
-                Produced::Frame(png) => UnitOutput::Frame { frame: blobs.put(&png, "image/png")? },
+                Produced::Frame(png) => UnitOutput::Frame { frame: blobs.put(&png, "image/png").await? },
                 Produced::Clip(c) => UnitOutput::Clip {
                     clip: ClipRef {
-                        stream: blobs.put(&c.stream, "application/x-reelsmith-h264")?,
-                        preview: blobs.put(&c.preview_mp4, "video/mp4")?,
+                        stream: blobs.put(&c.stream, "application/x-reelsmith-h264").await?,
+                        preview: blobs.put(&c.preview_mp4, "video/mp4").await?,
                         frames: c.frames,
                     },
                 },
                 Produced::Render(r) => UnitOutput::Render {
-                    video: blobs.put(&r.mp4, "video/mp4")?,
-                    poster: blobs.put(&r.poster_png, "image/png")?,
+                    video: blobs.put(&r.mp4, "video/mp4").await?,
+                    poster: blobs.put(&r.poster_png, "image/png").await?,
                     duration_ms: r.duration_ms,
                     frames: r.frames,
                 },
             })
-        })
-        .await
-        .map_err(|e| ProviderError::Transient(format!("storing the output stopped: {e}")))?;
+        }
+        .await;
         stored.map(|o| (o, cost)).map_err(|e| ProviderError::Transient(format!("could not store the output: {e}")))
     }
 
@@ -577,7 +576,7 @@ impl Engine {
             if let Some((output, entry)) = &made {
                 // Checked under the write lock, which `gc` holds while it deletes: a file it removed
                 // after this unit stored it must not get a memo row.
-                if let Some(lost) = output.blobs().into_iter().find(|b| !blobs.intact(b)) {
+                if let Some(lost) = lost_blob(&blobs, output).await {
                     return Err(CoreError::Internal(format!("the stored output {} vanished before it was recorded", lost.sha256)));
                 }
                 for blob in output.blobs() {
@@ -668,7 +667,7 @@ impl Engine {
             .await;
         match committed {
             Ok(checkpoint) => {
-                self.wake.notify_waiters();
+                self.events.wake_workers();
                 tracing::info!(run = %lease.run, checkpoint = %checkpoint, phase = phase.wire(), "checkpoint written");
                 Ok(WorkOutcome::Succeeded { checkpoint })
             }
@@ -750,6 +749,16 @@ enum Produced {
     Frame(Vec<u8>),
     Clip(super::providers::ClipBytes),
     Render(super::providers::RenderBytes),
+}
+
+/// The first of the output's blobs that is missing or torn, if any.
+async fn lost_blob(blobs: &super::blobs::BlobStore, output: &UnitOutput) -> Option<crate::domain::BlobRef> {
+    for blob in output.blobs() {
+        if !blobs.intact(blob).await {
+            return Some(blob.clone());
+        }
+    }
+    None
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

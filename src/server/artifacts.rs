@@ -5,6 +5,7 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use std::convert::Infallible;
+use std::ops::Range;
 use tower::ServiceExt;
 use tower::service_fn;
 use tower::util::BoxCloneSyncService;
@@ -49,9 +50,12 @@ async fn serve(engine: Engine, req: Request<Body>) -> Response<Body> {
             return Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).body(Body::empty()).expect("static response");
         }
     }
-    let mut response = match ServeFile::new(engine.blobs.path_of(&sha)).oneshot(req).await {
-        Ok(r) => r.map(Body::new),
-        Err(_) => return not_found(),
+    let mut response = match engine.blobs.local_path(&sha) {
+        Some(path) => match ServeFile::new(path).oneshot(req).await {
+            Ok(r) => r.map(Body::new),
+            Err(_) => return not_found(),
+        },
+        None => serve_stored(&engine, &sha, req.headers().get(header::RANGE)).await,
     };
     if response.status().is_success() {
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
@@ -61,9 +65,72 @@ async fn serve(engine: Engine, req: Request<Body>) -> Response<Body> {
     response
 }
 
+/// A single `bytes=` range of a `size`-byte body: `None` for no usable Range header (the whole
+/// body is sent, as RFC 9110 allows for ranges it does not support), `Some(Err(()))` when the
+/// range lies outside the body.
+fn byte_range(header: Option<&HeaderValue>, size: u64) -> Option<Result<Range<u64>, ()>> {
+    let spec = header?.to_str().ok()?.strip_prefix("bytes=")?;
+    let (first, last) = spec.trim().split_once('-')?;
+    if spec.contains(',') {
+        return None;
+    }
+    let span = match (first.parse::<u64>().ok(), last.parse::<u64>().ok()) {
+        (Some(a), Some(b)) if a <= b => a..b.saturating_add(1).min(size),
+        (Some(a), None) if last.is_empty() => a..size,
+        (None, Some(n)) if first.is_empty() && n > 0 => size.saturating_sub(n)..size,
+        _ => return None,
+    };
+    Some(if span.start < size { Ok(span) } else { Err(()) })
+}
+
+/// A blob from object storage, through the app (so the owner check above holds), with Range.
+async fn serve_stored(engine: &Engine, sha: &str, range: Option<&HeaderValue>) -> Response<Body> {
+    let Ok(size) = engine.blobs.size(sha).await else { return not_found() };
+    let (status, span) = match byte_range(range, size) {
+        None => (StatusCode::OK, 0..size),
+        Some(Ok(span)) => (StatusCode::PARTIAL_CONTENT, span),
+        Some(Err(())) => {
+            let unsatisfiable = Response::builder().status(StatusCode::RANGE_NOT_SATISFIABLE);
+            return unsatisfiable.header(header::CONTENT_RANGE, format!("bytes */{size}")).body(Body::empty()).expect("valid response");
+        }
+    };
+    let stream = match engine.blobs.stream(sha, span.clone()).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read an artifact from the blob store");
+            return Response::builder().status(StatusCode::BAD_GATEWAY).body(Body::empty()).expect("static response");
+        }
+    };
+    let mut response =
+        Response::builder().status(status).header(header::ACCEPT_RANGES, "bytes").header(header::CONTENT_LENGTH, span.end - span.start);
+    if status == StatusCode::PARTIAL_CONTENT {
+        response = response.header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", span.start, span.end - 1));
+    }
+    response.body(Body::from_stream(stream)).expect("valid response")
+}
+
 pub fn service(engine: Engine) -> BoxCloneSyncService<Request<Body>, Response<Body>, Infallible> {
     BoxCloneSyncService::new(service_fn(move |req: Request<Body>| {
         let engine = engine.clone();
         async move { Ok(serve(engine, req).await) }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ranges_follow_rfc_9110() {
+        let h = |s: &'static str| HeaderValue::from_static(s);
+        assert_eq!(byte_range(None, 100), None);
+        assert_eq!(byte_range(Some(&h("bytes=0-99")), 1000), Some(Ok(0..100)));
+        assert_eq!(byte_range(Some(&h("bytes=900-")), 1000), Some(Ok(900..1000)));
+        assert_eq!(byte_range(Some(&h("bytes=-10")), 1000), Some(Ok(990..1000)));
+        assert_eq!(byte_range(Some(&h("bytes=990-5000")), 1000), Some(Ok(990..1000)));
+        assert_eq!(byte_range(Some(&h("bytes=1000-")), 1000), Some(Err(())));
+        assert_eq!(byte_range(Some(&h("bytes=5-2")), 1000), None);
+        assert_eq!(byte_range(Some(&h("bytes=0-1,5-6")), 1000), None);
+        assert_eq!(byte_range(Some(&h("items=0-1")), 1000), None);
+    }
 }

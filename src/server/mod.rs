@@ -13,9 +13,9 @@ use crate::app::{App, shell};
 use crate::pipeline::providers::Providers;
 use crate::pipeline::providers::remote::ProvidersFile;
 use crate::pipeline::{Engine, EngineConfig, blobs::BlobStore};
-use crate::storage::Store;
+use crate::storage::{Backend, Store};
 use guard::Guard;
-use options::Options;
+use options::{Options, Role};
 
 /// A start-up problem, said in one line.
 #[derive(Debug, thiserror::Error)]
@@ -87,14 +87,18 @@ pub async fn engine_from(options: &Options, providers: Providers) -> Result<Engi
         quotas: options.limits.quotas(),
         ..EngineConfig::default()
     };
-    Ok(Engine::new(store, BlobStore::new(&options.data_dir), providers, config))
+    let blobs = BlobStore::open(options.blob_url.as_deref(), &options.data_dir).await.map_err(StartError::Config)?;
+    let engine = Engine::new(store, blobs, providers, config);
+    if engine.store.backend() == Backend::Postgres {
+        engine.events.share_through_postgres(&url).await.map_err(StartError::Database)?;
+    }
+    Ok(engine)
 }
 
 /// The whole app: pages (server-rendered, with the engine in context), server functions,
 /// artifacts, and the site's static files, all behind the guard (hosts, origins, sessions).
 pub fn router(guard: Guard, leptos_options: LeptosOptions, instance: &str) -> Router {
     let routes = generate_route_list(App);
-    let health = format!("reelsmith {instance}");
     let engine = guard.engine.clone();
     let context_engine = engine.clone();
     Router::new()
@@ -102,11 +106,17 @@ pub fn router(guard: Guard, leptos_options: LeptosOptions, instance: &str) -> Ro
             let leptos_options = leptos_options.clone();
             move || shell(leptos_options.clone())
         })
-        .route("/health", axum::routing::get(move || std::future::ready(health.clone())))
+        .merge(health_only(instance))
         .nest_service("/artifacts/videos", artifacts::service(engine))
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options)
         .layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(guard), guard::guard))
+}
+
+/// A worker-only process answers `/health` (for whoever supervises it) and nothing else.
+fn health_only<S: Clone + Send + Sync + 'static>(instance: &str) -> Router<S> {
+    let health = format!("reelsmith {instance}");
+    Router::new().route("/health", axum::routing::get(move || std::future::ready(health.clone())))
 }
 
 pub async fn serve(options: Options) -> Result<(), StartError> {
@@ -114,7 +124,9 @@ pub async fn serve(options: Options) -> Result<(), StartError> {
     let conf = get_configuration(None).map_err(|e| StartError::Config(format!("leptos configuration: {e}")))?;
     let mut leptos_options = conf.leptos_options;
     leptos_options.output_name = SITE_NAME.into();
-    check_site(&leptos_options)?;
+    if options.role != Role::Worker {
+        check_site(&leptos_options)?;
+    }
     if let Some(addr) = options.addr {
         leptos_options.site_addr = addr;
     } else if std::env::var("LEPTOS_SITE_ADDR").is_err() {
@@ -131,7 +143,10 @@ pub async fn serve(options: Options) -> Result<(), StartError> {
     let instance = new_instance_id();
 
     let guard = Guard { engine: engine.clone(), mode: options.auth, scheme: public.scheme, host: public.host };
-    let app = router(guard, leptos_options, &instance);
+    let app = match options.role {
+        Role::Worker => health_only(&instance),
+        Role::Web | Role::All => router(guard, leptos_options, &instance),
+    };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let workers: Vec<_> = (0..options.workers())
@@ -143,7 +158,7 @@ pub async fn serve(options: Options) -> Result<(), StartError> {
         .collect();
     // One line on stdout, for whoever started us with port 0: the address and who answers there.
     println!("reelsmith: listening on http://{addr} instance {instance}");
-    tracing::info!(%addr, data_dir = %options.data_dir.display(), workers = workers.len(), fault_injection = options.fault_injection, "Reelsmith is serving on http://{addr}");
+    tracing::info!(%addr, role = ?options.role, blobs = %engine.blobs.describe(), workers = workers.len(), fault_injection = options.fault_injection, "Reelsmith is serving on http://{addr}");
 
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())

@@ -21,10 +21,13 @@ pub enum Command {
         /// Finish in under a minute.
         #[arg(long)]
         quick: bool,
-        /// Run one section only: overhead, retry, render, throughput, media.
+        /// Run one section only: overhead, retry, render, throughput, scale, processes, media.
         #[arg(long)]
         only: Option<String>,
     },
+    /// Worker loops with zero-work providers, for `bench`'s processes section.
+    #[command(hide = true)]
+    BenchWorker,
     /// Remove artifact blobs that nothing references; prints what it freed.
     Gc,
 }
@@ -68,6 +71,14 @@ pub struct Options {
     pub public_url: Option<String>,
     #[command(flatten)]
     pub limits: LimitOptions,
+    /// Where artifacts live: file:///path (default <data-dir>/blobs) or s3://bucket/prefix, with the
+    /// endpoint, region and credentials from the usual AWS_* environment variables.
+    #[arg(long, env = "REELSMITH_BLOB_URL", global = true)]
+    pub blob_url: Option<String>,
+    /// What this process does: `web` (pages and server functions), `worker` (runs phases; serves
+    /// only /health) or `all`.
+    #[arg(long, env = "REELSMITH_ROLE", value_enum, default_value_t = Role::All, global = true)]
+    pub role: Role,
     /// Video size as WIDTHxHEIGHT.
     #[arg(long, env = "REELSMITH_VIDEO_SIZE", default_value = "1280x720", hide = true, global = true)]
     pub video_size: String,
@@ -78,7 +89,11 @@ impl Options {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/reelsmith.db", self.data_dir.display()))
     }
 
+    /// Worker tasks in this process: none for `--role web`.
     pub fn workers(&self) -> usize {
+        if self.role == Role::Web {
+            return 0;
+        }
         self.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1)
     }
 
@@ -91,6 +106,13 @@ impl Options {
         }
         Ok((w, h))
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Web,
+    Worker,
+    All,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -198,6 +220,15 @@ mod tests {
         assert!(none.check_auth("[::1]:3000".parse().unwrap()).is_ok());
         let refused = none.check_auth(out).unwrap_err();
         assert!(refused.contains("only on a loopback address") && !refused.contains('\n'), "{refused}");
+    }
+
+    #[test]
+    fn roles_decide_the_workers_and_a_bad_one_is_one_line() {
+        assert_eq!(options(&[]).role, Role::All);
+        assert_eq!(options(&["--role", "web", "--workers", "3"]).workers(), 0);
+        assert_eq!(options(&["--role", "worker", "--workers", "3"]).workers(), 3);
+        let e = Cli::try_parse_from(["reelsmith", "--role", "chef"]).unwrap_err().to_string();
+        assert!(e.contains("invalid value 'chef' for '--role"), "{e}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub fn fast_config() -> EngineConfig {
     EngineConfig { fault_injection: true, backoff_base_ms: 1, lease_ms: 2_000, width: 320, height: 180, fps: 12, ..EngineConfig::default() }
 }
 
-async fn fresh_url(dir: &std::path::Path) -> String {
+pub async fn fresh_url(dir: &std::path::Path) -> String {
     match std::env::var("REELSMITH_TEST_DATABASE_URL") {
         Ok(admin) if admin.starts_with("postgres") => {
             sqlx::any::install_default_drivers();
@@ -41,12 +41,27 @@ async fn fresh_url(dir: &std::path::Path) -> String {
 }
 
 pub async fn env_with(providers: Providers, config: EngineConfig) -> TestEnv {
+    env_on(providers, config, None).await
+}
+
+/// A test environment whose artifacts go to `blob_url` (see `BlobStore::open`), or to the data
+/// directory.
+pub async fn env_on(providers: Providers, config: EngineConfig, blob_url: Option<&str>) -> TestEnv {
     let dir = std::env::temp_dir().join(format!("reelsmith-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = fresh_url(&dir).await;
     let store = Store::open(&url, 16).await.expect("open store");
-    let engine = Engine::new(store, BlobStore::new(&dir), providers, config);
+    let blobs = BlobStore::open(blob_url, &dir).await.expect("open the blob store");
+    let engine = Engine::new(store, blobs, providers, config);
     TestEnv { engine, dir, url }
+}
+
+/// The S3-compatible test server's bucket, with a fresh prefix per call:
+/// `REELSMITH_TEST_BLOB_URL` (e.g. `s3://reelsmith-test`, with `AWS_ENDPOINT_URL` and keys set),
+/// as `make test-scaleout` sets it; `None` without it (the caller says it skipped S3).
+pub fn s3_blob_url() -> Option<String> {
+    let base = std::env::var("REELSMITH_TEST_BLOB_URL").ok().filter(|u| u.starts_with("s3://"))?;
+    Some(format!("{}/t-{}", base.trim_end_matches('/'), uuid::Uuid::new_v4().simple()))
 }
 
 pub async fn env() -> TestEnv {

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+mod multi;
+
 const LISTENING: &str = "reelsmith: listening on http://";
 
 struct Server {
@@ -65,10 +67,16 @@ async fn start(data: &Path) -> Server {
 
 /// `start` with a lease of `lease_ms`.
 async fn start_with_lease(data: &Path, lease_ms: u32) -> Server {
+    start_process(data, lease_ms, &[]).await
+}
+
+/// `start` with a lease of `lease_ms` and more options.
+async fn start_process(data: &Path, lease_ms: u32, more: &[&str]) -> Server {
     let log_path = data.with_extension("log");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_reelsmith"))
         .args(["--addr", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--fault-injection", "--workers", "2", "--auth", "none"])
+        .args(more)
         .env("REELSMITH_LEASE_MS", lease_ms.to_string())
         .env("REELSMITH_BACKOFF_MS", "20")
         .env("REELSMITH_VIDEO_SIZE", "320x180")

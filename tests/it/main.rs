@@ -12,6 +12,7 @@ mod pages;
 mod pipeline;
 mod providers;
 mod queries;
+mod scaleout;
 mod storage;
 mod trust;
 mod web;

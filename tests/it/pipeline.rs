@@ -19,10 +19,10 @@ fn head(state: &VideoState, branch: &str) -> CheckpointId {
     state.branch_named(branch).unwrap().head_id.unwrap()
 }
 
-fn final_video(env: &TestEnv, state: &VideoState) -> Vec<u8> {
+async fn final_video(env: &TestEnv, state: &VideoState) -> Vec<u8> {
     let render = state.checkpoints.iter().rev().find(|c| c.phase == Phase::Render).expect("a render checkpoint");
     let Manifest::Render { video, .. } = &render.manifest else { unreachable!() };
-    env.engine.blobs.read(video).unwrap()
+    env.engine.blobs.read(video).await.unwrap()
 }
 
 fn final_blob(state: &VideoState) -> reelsmith::domain::BlobRef {
@@ -45,7 +45,7 @@ async fn a_retry_redoes_only_the_failed_unit_and_the_video_is_identical() {
     let clean = local_env().await;
     let v = new_video(&clean.engine, "Eight beats of a rainy city", 8, true, None).await;
     drain(&clean.engine).await;
-    let expected = final_video(&clean, &clean.engine.video_state(v).await.unwrap());
+    let expected = final_video(&clean, &clean.engine.video_state(v).await.unwrap()).await;
 
     let env = local_env().await;
     let e = &env.engine;
@@ -64,7 +64,7 @@ async fn a_retry_redoes_only_the_failed_unit_and_the_video_is_identical() {
     assert_eq!(calls(e)[1] - before[1], 1, "the retry made exactly one storyboard call, not 8");
     drain_expect(e, "SS").await;
     let state = e.video_state(video).await.unwrap();
-    let got = final_video(&env, &state);
+    let got = final_video(&env, &state).await;
     assert_eq!(got.len(), expected.len());
     assert!(got == expected, "the finished video is byte-identical to one made without the failure");
     assert_eq!(calls(e), [1, 8, 8, 1]);
@@ -137,7 +137,7 @@ async fn a_dead_workers_run_is_taken_over_and_only_unfinished_units_rerun() {
     let reused = tries.iter().filter(|t| t.run_id == run.id && t.outcome == TryOutcome::Memo).count() as u32;
     assert!(reused >= done_by_first, "finished units came from the memo ({reused} < {done_by_first})");
     assert_eq!(calls(e)[1] - calls_before, u64::from(8 - reused), "only unfinished units were made again");
-    let pngs: Vec<_> = e.blobs.list().unwrap();
+    let pngs: Vec<_> = e.blobs.list().await.unwrap();
     assert_eq!(pngs.len(), 8, "every beat's image is stored exactly once");
 }
 
@@ -150,7 +150,7 @@ async fn the_same_prompt_and_seed_give_the_same_script_and_video() {
     drain(&b.engine).await;
     let (sa, sb) = (a.engine.video_state(va).await.unwrap(), b.engine.video_state(vb).await.unwrap());
     assert_eq!(sa.checkpoints[0].manifest, sb.checkpoints[0].manifest, "same script");
-    assert!(final_video(&a, &sa) == final_video(&b, &sb), "same video bytes");
+    assert!(final_video(&a, &sa).await == final_video(&b, &sb).await, "same video bytes");
 }
 
 #[tokio::test]
@@ -166,10 +166,10 @@ async fn an_eight_beat_720p_video_is_made_locally() {
     let state = e.video_state(video).await.unwrap();
     let render = state.checkpoints.iter().find(|c| c.phase == Phase::Render).unwrap();
     let Manifest::Render { video: mp4, poster, duration_ms, frames } = &render.manifest else { unreachable!() };
-    let bytes = e.blobs.read(mp4).unwrap();
+    let bytes = e.blobs.read(mp4).await.unwrap();
     assert_eq!(&bytes[4..8], b"ftyp");
     assert!(*duration_ms >= 16_000 && *frames >= 384, "{duration_ms} ms, {frames} frames");
-    assert_eq!(&e.blobs.read(poster).unwrap()[1..4], b"PNG");
+    assert_eq!(&e.blobs.read(poster).await.unwrap()[1..4], b"PNG");
     println!(
         "local_video: 8 beats 1280x720 in {:.2} s; {:.2} s of video, {} bytes",
         wall.as_secs_f64(),
@@ -271,22 +271,26 @@ impl StoryboardArtist for Refuses {
 
 #[tokio::test]
 async fn gc_removes_only_unreferenced_blobs() {
-    let env = env().await;
+    gc_removes_only_unreferenced_blobs_of(env().await).await;
+}
+
+/// Also run on the S3 backend by `scaleout::`.
+pub async fn gc_removes_only_unreferenced_blobs_of(env: TestEnv) {
     let e = &env.engine;
     let video = new_video(e, "Garbage", 2, true, None).await;
     drain_expect(e, "SSSS").await;
-    let kept = e.blobs.list().unwrap().len();
-    let orphan = e.blobs.put(b"nobody needs me", "image/png").unwrap();
+    let kept = e.blobs.list().await.unwrap().len();
+    let orphan = e.blobs.put(b"nobody needs me", "image/png").await.unwrap();
     let report = e.gc(Some(Duration::ZERO)).await.unwrap();
     assert_eq!(report.removed, 1);
     assert_eq!(report.freed_bytes, orphan.bytes);
     assert_eq!(report.kept, kept);
-    assert_eq!(e.blobs.list().unwrap().len(), kept);
+    assert_eq!(e.blobs.list().await.unwrap().len(), kept);
     let state = e.video_state(video).await.unwrap();
-    assert_eq!(final_video(&env, &state).len() as u64, final_blob(&state).bytes, "the final video survived gc whole");
-    let young = e.blobs.put(b"just written", "image/png").unwrap();
+    assert_eq!(final_video(&env, &state).await.len() as u64, final_blob(&state).bytes, "the final video survived gc whole");
+    let young = e.blobs.put(b"just written", "image/png").await.unwrap();
     assert_eq!(e.gc(None).await.unwrap().removed, 0, "a blob younger than the grace period may be in flight");
-    assert!(e.blobs.path_of(&young.sha256).exists());
+    assert!(e.blobs.intact(&young).await);
 }
 
 /// The sha256 of every blob the video's checkpoints hold.
@@ -307,10 +311,10 @@ async fn gc_reclaims_a_deleted_videos_artifacts_and_memo() {
     e.delete_video(gone).await.unwrap();
     let report = e.gc(Some(Duration::ZERO)).await.unwrap();
     let state = e.video_state(keep).await.unwrap();
-    let left: std::collections::HashSet<String> = e.blobs.list().unwrap().into_iter().map(|(sha, _)| sha).collect();
+    let left: std::collections::HashSet<String> = e.blobs.list().await.unwrap().into_iter().map(|(sha, _)| sha).collect();
     assert_eq!(left, held_by(&state), "exactly the kept video's artifacts remain: {report:?}");
     assert!(report.removed > 0 && report.forgotten_memo > 0, "{report:?}");
-    assert_eq!(final_video(&env, &state).len() as u64, final_blob(&state).bytes, "the kept video is whole");
+    assert_eq!(final_video(&env, &state).await.len() as u64, final_blob(&state).bytes, "the kept video is whole");
     // The kept video's memo still answers: making it again reuses every unit.
     let again = new_video(e, "Kept", 2, true, None).await;
     drain_expect(e, "SSSS").await;
@@ -344,6 +348,6 @@ async fn gc_keeps_a_failed_runs_units_for_the_retry_and_reclaims_them_once_super
     e.edit_script(video, None, script.id, &serde_json::to_string(&edited).unwrap()).await.unwrap();
     let report = e.gc(Some(Duration::ZERO)).await.unwrap();
     assert_eq!((report.removed, report.forgotten_memo), (2, 1), "beat 0's clip (stream and preview) and its memo entry: {report:?}");
-    let left: std::collections::HashSet<String> = e.blobs.list().unwrap().into_iter().map(|(sha, _)| sha).collect();
+    let left: std::collections::HashSet<String> = e.blobs.list().await.unwrap().into_iter().map(|(sha, _)| sha).collect();
     assert_eq!(left, held_by(&e.video_state(video).await.unwrap()));
 }

@@ -257,15 +257,15 @@ async fn cancel_after_the_run_finished_is_refused_and_changes_nothing() {
 async fn gc_keeps_an_old_blob_that_a_unit_has_just_stored_again() {
     let env = env().await;
     let e = &env.engine;
-    let old = e.blobs.put(b"an old storyboard still", "image/png").unwrap();
-    let path = e.blobs.path_of(&old.sha256);
+    let old = e.blobs.put(b"an old storyboard still", "image/png").await.unwrap();
+    let path = e.blobs.local_path(&old.sha256).unwrap();
     let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
     std::fs::File::options().write(true).open(&path).unwrap().set_modified(hour_ago).unwrap();
     // A unit makes the same bytes again and is about to commit its memo row when gc runs.
-    let again = e.blobs.put(b"an old storyboard still", "image/png").unwrap();
+    let again = e.blobs.put(b"an old storyboard still", "image/png").await.unwrap();
     let report = e.gc(None).await.unwrap();
     assert_eq!(report.removed, 0, "{report:?}");
-    assert!(e.blobs.intact(&again), "the unit's bytes are still there");
+    assert!(e.blobs.intact(&again).await, "the unit's bytes are still there");
     // Without the second put, the same file is garbage.
     std::fs::File::options().write(true).open(&path).unwrap().set_modified(hour_ago).unwrap();
     assert_eq!(e.gc(None).await.unwrap().removed, 1);

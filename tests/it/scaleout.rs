@@ -1,0 +1,119 @@
+//! The scale-out parts below the drill: the blob store's contract on both backends (S3 when
+//! `REELSMITH_TEST_BLOB_URL` names the test server's bucket, as `make test-scaleout` sets it),
+//! gc on S3, and changes and worker wake-ups crossing processes through PostgreSQL
+//! `LISTEN/NOTIFY`, including after the listener's connection is killed.
+use futures::TryStreamExt;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use reelsmith::domain::BlobRef;
+use reelsmith::pipeline::Engine;
+use reelsmith::pipeline::blobs::BlobStore;
+use reelsmith::pipeline::providers::Providers;
+use reelsmith::storage::Store;
+
+/// What every backend must do: store once, read back, ranges, sizes, times, listing, removal.
+async fn contract(store: &BlobStore) {
+    let a = store.put(b"hello", "text/plain").await.unwrap();
+    let b = store.put(b"hello", "text/plain").await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.sha256, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+    assert_eq!(store.list().await.unwrap(), vec![(a.sha256.clone(), 5)], "stored once");
+    assert_eq!(store.read(&a).await.unwrap(), b"hello");
+    assert!(store.intact(&a).await);
+    assert!(!store.intact(&BlobRef { bytes: 4, ..a.clone() }).await, "a torn blob is not intact");
+    assert_eq!(store.size(&a.sha256).await.unwrap(), 5);
+    let part: Vec<_> = store.stream(&a.sha256, 1..3).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(part.concat(), b"el");
+    let age = store.modified(&a.sha256).await.unwrap().elapsed().unwrap_or_default();
+    assert!(age < Duration::from_secs(60), "{age:?}");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let c = store.put(&big, "video/mp4").await.unwrap();
+    assert_eq!(store.read(&c).await.unwrap(), big);
+    store.remove(&a.sha256).await.unwrap();
+    assert!(!store.intact(&a).await && store.read(&a).await.is_err());
+    assert_eq!(store.list().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_blob_store_contract_holds_on_the_local_backend() {
+    let dir = std::env::temp_dir().join(format!("reelsmith-contract-{}", uuid::Uuid::new_v4()));
+    contract(&BlobStore::new(&dir)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The S3 tests say loudly that they did not run without a test server.
+fn s3_or_skip(test: &str) -> Option<String> {
+    let url = s3_blob_url();
+    if url.is_none() {
+        eprintln!("SKIPPED {test}: REELSMITH_TEST_BLOB_URL is not set (`make test-scaleout` starts an S3 server and sets it)");
+    }
+    url
+}
+
+#[tokio::test]
+async fn the_blob_store_contract_holds_on_s3() {
+    let Some(url) = s3_or_skip("the S3 blob contract") else { return };
+    contract(&BlobStore::open(Some(&url), std::path::Path::new("/nonexistent")).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn gc_removes_only_unreferenced_blobs_on_s3() {
+    let Some(url) = s3_or_skip("gc on S3") else { return };
+    crate::pipeline::gc_removes_only_unreferenced_blobs_of(env_on(Providers::instant(), fast_config(), Some(&url)).await).await;
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_said_at_start_in_one_line() {
+    let Some(url) = s3_or_skip("the missing bucket") else { return };
+    let missing = url.replacen("s3://", "s3://no-such-bucket-", 1);
+    let e = BlobStore::open(Some(&missing), std::path::Path::new("/nonexistent")).await.unwrap_err();
+    assert!(e.starts_with("cannot use s3://no-such-bucket-") && !e.contains('\n'), "{e}");
+}
+
+/// A second engine on the same database: another process, as far as changes go.
+async fn second_process(env: &TestEnv) -> Engine {
+    let store = Store::open(&env.url, 4).await.unwrap();
+    let engine = Engine::new(store, BlobStore::new(&env.dir), Providers::instant(), fast_config());
+    engine.events.share_through_postgres(&env.url).await.unwrap();
+    engine
+}
+
+/// Waits for the watch's next counter; fails after `within`.
+async fn next_counter(watch: &mut reelsmith::pipeline::events::Watch, within: Duration) -> i64 {
+    tokio::time::timeout(within, watch.next()).await.expect("a live update in time").unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn changes_and_wake_ups_cross_processes_and_survive_a_killed_listener() {
+    let env = env().await;
+    if !is_postgres(&env) {
+        eprintln!("SKIPPED LISTEN/NOTIFY: it needs REELSMITH_TEST_DATABASE_URL (PostgreSQL)");
+        return;
+    }
+    let (a, b) = (&env.engine, second_process(&env).await);
+    a.events.share_through_postgres(&env.url).await.unwrap();
+    // An idle worker in B wakes when A queues a run.
+    let woken = b.wake.notified();
+    let video = new_video(a, "Across processes", 2, true, None).await;
+    tokio::time::timeout(Duration::from_secs(1), woken).await.expect("B's idle workers woke for A's new run");
+    // A page in B sees A's worker finish phase 1.
+    let mut watch = b.watch(video).await.unwrap();
+    let hello = next_counter(&mut watch, Duration::from_secs(1)).await;
+    let t = Instant::now();
+    step(a).await;
+    assert!(next_counter(&mut watch, Duration::from_secs(1)).await > hello);
+    println!("listen_notify_ms: {}", t.elapsed().as_millis());
+    // Kill B's listener connection: it reconnects, B's pages read again, and updates resume.
+    let mut events = b.events.subscribe();
+    let name = format!("reelsmith-events-{}", b.events.origin());
+    let q = "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1";
+    let killed: i64 = sqlx::query_scalar(q).bind(&name).fetch_one(a.store.pool()).await.unwrap();
+    assert!(killed >= 1, "B's listener connection was found and killed");
+    let resync = tokio::time::timeout(Duration::from_secs(5), async { while events.recv().await.unwrap().video.is_some() {} }).await;
+    assert!(resync.is_ok(), "the listener reconnected and asked every page to read again");
+    while tokio::time::timeout(Duration::from_millis(100), watch.next()).await.is_ok() {}
+    let before = b.video_changes(video).await.unwrap();
+    step(a).await;
+    assert!(next_counter(&mut watch, Duration::from_secs(1)).await > before, "updates resumed after the reconnect");
+}

@@ -26,11 +26,12 @@ pub async fn effects(
     phase: Phase,
     unit: u32,
     beat: Option<u32>,
+    narration: bool,
     run: RunId,
 ) -> Result<Effects, StorageError> {
     let mut effects = Effects::default();
     for (index, rule) in plan.rules.iter().enumerate() {
-        if !rule.matches(phase, beat) {
+        if !rule.matches(phase, beat, narration) {
             continue;
         }
         match rule.action {

@@ -50,6 +50,19 @@ fn storyboard_of(state: &VideoState, nth: usize) -> (Vec<reelsmith::domain::Blob
     (frames.clone(), narrations.clone())
 }
 
+/// An 8-beat video made without faults (its final bytes), and the same video in a second
+/// environment, failed in phase 2 under the fault `plan`.
+async fn reference_and_failed(plan: &str) -> (Vec<u8>, TestEnv, VideoId) {
+    let clean = local_env().await;
+    let v = new_video(&clean.engine, "Eight beats of a rainy city", 8, true, None).await;
+    drain(&clean.engine).await;
+    let expected = final_video(&clean, &clean.engine.video_state(v).await.unwrap());
+    let env = local_env().await;
+    let video = new_video(&env.engine, "Eight beats of a rainy city", 8, true, Some(plan)).await;
+    drain_expect(&env.engine, "SF").await;
+    (expected, env, video)
+}
+
 async fn approve_head(e: &Engine, video: VideoId) {
     let state = e.video_state(video).await.unwrap();
     e.approve(video, head(&state, "main"), None).await.unwrap();
@@ -57,16 +70,9 @@ async fn approve_head(e: &Engine, video: VideoId) {
 
 #[tokio::test]
 async fn a_retry_redoes_only_the_failed_unit_and_the_video_is_identical() {
-    let clean = local_env().await;
-    let v = new_video(&clean.engine, "Eight beats of a rainy city", 8, true, None).await;
-    drain(&clean.engine).await;
-    let expected = final_video(&clean, &clean.engine.video_state(v).await.unwrap());
-
-    let env = local_env().await;
-    let e = &env.engine;
     let plan = r#"[{"phase":2,"beat":0,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"}]"#;
-    let video = new_video(e, "Eight beats of a rainy city", 8, true, Some(plan)).await;
-    drain_expect(e, "SF").await;
+    let (expected, env, video) = reference_and_failed(plan).await;
+    let e = &env.engine;
     let state = e.video_state(video).await.unwrap();
     let failed = state.runs.last().unwrap();
     assert_eq!((failed.phase, failed.failed_unit), (Phase::Storyboard, Some(0)));
@@ -112,16 +118,9 @@ async fn editing_one_beats_narration_remakes_only_its_voice_its_clip_and_the_ren
 
 #[tokio::test]
 async fn a_failed_narration_is_retried_alone_and_the_video_is_identical() {
-    let clean = local_env().await;
-    let v = new_video(&clean.engine, "Eight beats of a rainy city", 8, true, None).await;
-    drain(&clean.engine).await;
-    let expected = final_video(&clean, &clean.engine.video_state(v).await.unwrap());
-
-    let env = local_env().await;
-    let e = &env.engine;
     let plan = r#"[{"phase":2,"beat":1,"narration":true,"action":"fail","times":1,"message":"speech server 503"}]"#;
-    let video = new_video(e, "Eight beats of a rainy city", 8, true, Some(plan)).await;
-    drain_expect(e, "SF").await;
+    let (expected, env, video) = reference_and_failed(plan).await;
+    let e = &env.engine;
     let state = e.video_state(video).await.unwrap();
     let failed = state.runs.last().unwrap();
     assert_eq!((failed.phase, failed.failed_unit), (Phase::Storyboard, Some(1)));

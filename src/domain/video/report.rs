@@ -51,6 +51,8 @@ pub struct RunTally {
     pub calls: u32,
     pub memo_hits: u32,
     pub failed_tries: u32,
+    /// Of the units made or reused, how many are narrations (storyboard runs only).
+    pub narrations: u32,
 }
 
 /// One branch of the video as the branch list shows it.
@@ -108,7 +110,7 @@ pub fn branch_report<'a>(video: &'a Video, tries: &[UnitTry], branch: &str, limi
         current_phase: current_phase(&view, status, head),
         error: error_card(video, &view, status, latest),
         pending,
-        runs: runs.into_iter().map(|r| (r, tally(r, tries))).collect(),
+        runs: runs.into_iter().map(|r| (r, tally(r, tries, first_narration_unit(video, r)))).collect(),
         retry_label: retry_label(status, &allowed, pending),
         allowed,
         progress,
@@ -159,7 +161,7 @@ fn retry_label(status: BranchStatus, allowed: &AllowedActions, pending: Option<&
     }
 }
 
-fn tally(r: &Run, tries: &[UnitTry]) -> RunTally {
+fn tally(r: &Run, tries: &[UnitTry], first_narration: Option<u32>) -> RunTally {
     let mut t = RunTally::default();
     for attempt in tries.iter().filter(|t| t.run_id == r.id) {
         match attempt.outcome {
@@ -167,8 +169,17 @@ fn tally(r: &Run, tries: &[UnitTry]) -> RunTally {
             TryOutcome::Memo => t.memo_hits += 1,
             TryOutcome::Transient | TryOutcome::Permanent | TryOutcome::Cancelled => t.failed_tries += 1,
         }
+        if matches!(attempt.outcome, TryOutcome::Ok | TryOutcome::Memo) && first_narration.is_some_and(|n| attempt.unit >= n) {
+            t.narrations += 1;
+        }
     }
     t
+}
+
+/// A storyboard run's units are its script's stills, then the narrations: the first narration's unit.
+fn first_narration_unit(video: &Video, r: &Run) -> Option<u32> {
+    let script = r.from_checkpoint.and_then(|id| video.checkpoint(id)).and_then(|c| c.manifest.script())?;
+    (r.phase == Phase::Storyboard).then_some(script.beats.len() as u32)
 }
 
 fn progress(r: &Run, tries: &[UnitTry]) -> Progress {

@@ -355,9 +355,8 @@ impl Engine {
         if !self.config.fault_injection || video.fault_plan.is_empty() {
             return Ok(faults::Effects::default());
         }
-        faults::effects(&self.store, video.id, &video.fault_plan, run.phase, plan.index, plan.beat, plan.is_narration(), run.id)
-            .await
-            .map_err(|e| Halt::storage(e.into()))
+        let spot = faults::UnitSpot { phase: run.phase, unit: plan.index, beat: plan.beat, narration: plan.is_narration() };
+        faults::effects(&self.store, video.id, &video.fault_plan, spot, run.id).await.map_err(|e| Halt::storage(e.into()))
     }
 
     /// The unit's output from the memo, recorded as reused; `None` when there is none, or when its

@@ -32,13 +32,13 @@ pub fn ScriptEditor(s: VideoStatusWire) -> impl IntoView {
                     <textarea id=format!("beat-{i}-narration") rows="2" maxlength="400"
                         prop:value=move || draft.with(|d| d.beats[i].narration.clone())
                         on:input=move |ev| draft.update(|d| d.beats[i].narration = event_target_value(&ev))></textarea>
+                    <p class="muted small" id=format!("beat-{i}-spoken")>
+                        {move || draft.with(|d| spoken_estimate(d, i))}
+                    </p>
                     <label for=format!("beat-{i}-visual")>{format!("Beat {n} visual")}</label>
                     <textarea id=format!("beat-{i}-visual") rows="2" maxlength="400"
                         prop:value=move || draft.with(|d| d.beats[i].visual.clone())
                         on:input=move |ev| draft.update(|d| d.beats[i].visual = event_target_value(&ev))></textarea>
-                    <p class="muted small" id=format!("beat-{i}-spoken")>
-                        {move || draft.with(|d| spoken_estimate(d, i))}
-                    </p>
                     <label for=format!("beat-{i}-duration")>{format!("Beat {n} duration (ms)")}</label>
                     <input id=format!("beat-{i}-duration") type="number" min="500" max="10000" step="250"
                         prop:value=move || draft.with(|d| d.beats[i].duration_ms.to_string())

@@ -204,7 +204,7 @@ impl Calls {
     /// The instant providers, each recording its calls here.
     fn providers(&self) -> Providers {
         let p = || Arc::new(Recording { inner: InstantProvider, calls: self.clone() });
-        Providers::new(p(), p(), p(), p())
+        Providers { narration: Arc::new(InstantProvider), ..Providers::new(p(), p(), p(), p()) }
     }
 }
 
@@ -306,7 +306,8 @@ pub async fn run(options: Options, quick: bool, only: Option<String>) -> BenchRe
         processes::run(&options, quick).await?;
     }
     if wanted("media") {
-        media(&options).await?;
+        media(&options, Voice::Narrated).await?;
+        media(&options, Voice::Silent).await?;
     }
 
     let rss = std::fs::read_to_string("/proc/self/status")
@@ -507,10 +508,38 @@ async fn throughput(options: &Options, quick: bool) -> BenchResult<()> {
     Ok(())
 }
 
-/// The local providers making a real 8-beat 1280x720 video end to end.
-async fn media(options: &Options) -> BenchResult<()> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Voice {
+    Narrated,
+    Silent,
+}
+
+/// The local script writer, with narration switched off in every script it writes.
+struct SilentScript;
+
+impl ScriptWriter for SilentScript {
+    fn id(&self) -> String {
+        "local-script-silent/1".into()
+    }
+    fn write(&self, call: &UnitCall, prompt: String, beats: u32, seed: u64) -> Answer<Script> {
+        let written = crate::pipeline::providers::local::LocalScript.write(call, prompt, beats, seed);
+        Box::pin(async move {
+            let mut c = written.await?;
+            c.value.narration.voice = crate::domain::narration::SILENT.into();
+            Ok(c)
+        })
+    }
+}
+
+/// The local providers making a real 8-beat 1280x720 video end to end, narrated by eSpeak NG
+/// (`local_video_s`) or silent (`local_video_silent_s`).
+async fn media(options: &Options, voice: Voice) -> BenchResult<()> {
     let scratch = Scratch::new("media");
-    let engine = engine(options, &scratch, Providers::local(), false).await?;
+    let mut providers = Providers::local();
+    if voice == Voice::Silent {
+        providers.script = Arc::new(SilentScript);
+    }
+    let engine = engine(options, &scratch, providers, false).await?;
     let mut events = engine.events.subscribe();
     let t = Instant::now();
     let video = new_video(&engine, 8, true, None).await?;
@@ -525,9 +554,10 @@ async fn media(options: &Options) -> BenchResult<()> {
     let secs = t.elapsed().as_secs_f64();
     pool.stop().await;
     if let crate::domain::Manifest::Render { video, duration_ms, .. } = &render {
-        line("local_video_s", format!("{secs:.2}"), "s");
-        line("local_video_duration_s", format!("{:.2}", f64::from(*duration_ms) / 1000.0), "s");
-        line("local_video_bytes", video.bytes, "bytes");
+        let name = if voice == Voice::Silent { "local_video_silent" } else { "local_video" };
+        line(&format!("{name}_s"), format!("{secs:.2}"), "s");
+        line(&format!("{name}_duration_s"), format!("{:.2}", f64::from(*duration_ms) / 1000.0), "s");
+        line(&format!("{name}_bytes"), video.bytes, "bytes");
     }
     Ok(())
 }

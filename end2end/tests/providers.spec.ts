@@ -40,7 +40,7 @@ test("a provider's 502 on beat 1, then one click: only that frame is made again"
     await expectStatus(page, "completed", 90_000);
     expect(fake.creates()).toBe(3 + 2 + 1);
     const retryRow = page.getByRole("table", { name: "Attempts" }).locator("tbody tr").filter({ hasText: "retry" });
-    await expect(retryRow).toContainText("1 made · 2 reused");
+    await expect(retryRow).toContainText("1 made · 5 reused (incl. 3 narrations)");
     await expect(page.locator("video[controls][poster]")).toHaveCount(1);
 
     await page.goto(`${server.url}/settings`);

@@ -27,7 +27,7 @@ test("retry after a phase-2 failure completes the video", async ({ page }) => {
   const retryRow = attempts(page).filter({ hasText: "retry" });
   await expect(retryRow).toHaveCount(1);
   await expect(retryRow).toContainText("2 (Retry #1)");
-  await expect(retryRow).toContainText("1 made · 2 reused");
+  await expect(retryRow).toContainText("1 made · 5 reused (incl. 3 narrations)");
   expect(errors).toEqual([]);
 });
 

@@ -83,6 +83,7 @@ fn run(state: &Video, r: &Run, tally: RunTally) -> RunWire {
         calls: tally.calls,
         memo_hits: tally.memo_hits,
         failed_tries: tally.failed_tries,
+        narrations: tally.narrations,
     }
 }
 
@@ -103,15 +104,18 @@ fn artifacts(state: &Video, heads: &Heads, line: &[&Checkpoint]) -> ArtifactsWir
                 a.script = Some(script.clone());
                 a.script_checkpoint = Some(checkpoint(state, heads, c));
             }
-            Manifest::Storyboard { frames, .. } => {
+            Manifest::Storyboard { frames, narrations, .. } => {
                 a.storyboard = frames.iter().map(|f| f.url(id)).collect();
+                a.narrations =
+                    narrations.iter().map(|n| NarrationWire { audio_url: n.audio.url(id), duration_ms: n.duration_ms }).collect();
                 a.storyboard_checkpoint = Some(checkpoint(state, heads, c));
             }
             Manifest::Clips { clips, .. } => {
                 a.clips = clips.iter().map(|c| ClipWire { preview_url: c.preview.url(id), frames: c.frames }).collect();
                 a.clips_checkpoint = Some(checkpoint(state, heads, c));
             }
-            Manifest::Render { video, poster, duration_ms, .. } => {
+            Manifest::Render { video, poster, duration_ms, captions, .. } => {
+                a.captions_url = captions.as_ref().map(|c| c.url(id));
                 a.video_url = Some(video.url(id));
                 a.poster_url = Some(poster.url(id));
                 a.video_duration_ms = Some(*duration_ms);

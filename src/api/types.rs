@@ -91,6 +91,9 @@ pub struct RunWire {
     pub calls: u32,
     pub memo_hits: u32,
     pub failed_tries: u32,
+    /// Of the units made or reused, the narrations.
+    #[serde(default)]
+    pub narrations: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,6 +126,9 @@ pub struct ArtifactsWire {
     pub script: Option<Script>,
     pub script_checkpoint: Option<CheckpointWire>,
     pub storyboard: Vec<String>,
+    /// Per beat, its spoken narration (none for a silent script).
+    #[serde(default)]
+    pub narrations: Vec<NarrationWire>,
     pub storyboard_checkpoint: Option<CheckpointWire>,
     pub clips: Vec<ClipWire>,
     pub clips_checkpoint: Option<CheckpointWire>,
@@ -130,6 +136,15 @@ pub struct ArtifactsWire {
     pub poster_url: Option<String>,
     pub video_duration_ms: Option<u32>,
     pub video_bytes: Option<u64>,
+    /// The WebVTT captions of the video (none when they are burned into the picture).
+    #[serde(default)]
+    pub captions_url: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NarrationWire {
+    pub audio_url: String,
+    pub duration_ms: u32,
 }
 
 /// The seed document's status response, for one branch, plus what the page needs to draw it.

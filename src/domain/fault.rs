@@ -26,6 +26,9 @@ pub struct FaultRule {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ms: Option<u64>,
+    /// Phase 2 only: the rule hits the beat's narration instead of its still.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub narration: bool,
 }
 
 impl FaultRule {
@@ -42,8 +45,9 @@ impl FaultRule {
         self.message.as_deref().unwrap_or("Injected failure")
     }
 
-    pub fn matches(&self, phase: Phase, beat: Option<u32>) -> bool {
-        self.phase == phase.number() && (self.beat.is_none() || self.beat == beat)
+    /// Whether the rule hits a unit: of `phase`, making `beat`, a narration unit or not.
+    pub fn matches(&self, phase: Phase, beat: Option<u32>, narration: bool) -> bool {
+        self.phase == phase.number() && (self.beat.is_none() || self.beat == beat) && self.narration == narration
     }
 }
 
@@ -73,7 +77,9 @@ impl FaultPlan {
         for (i, item) in items.iter().enumerate() {
             let field = |name: &str| format!("fault_plan[{i}].{name}");
             let obj = item.as_object().ok_or_else(|| InvalidInput::new(format!("fault_plan[{i}]"), "each rule must be a JSON object"))?;
-            if let Some(unknown) = obj.keys().find(|k| !["phase", "beat", "action", "times", "message", "ms"].contains(&k.as_str())) {
+            if let Some(unknown) =
+                obj.keys().find(|k| !["phase", "beat", "action", "times", "message", "ms", "narration"].contains(&k.as_str()))
+            {
                 return Err(InvalidInput::new(field(unknown), format!("unknown field \"{unknown}\"")));
             }
             let rule = FaultRule {
@@ -97,7 +103,15 @@ impl FaultPlan {
                     Some(v) => return Err(InvalidInput::new(field("message"), format!("message must be text, not {v}"))),
                 },
                 ms: optional_u64(obj, "ms", &field)?,
+                narration: match obj.get("narration") {
+                    None => false,
+                    Some(serde_json::Value::Bool(b)) => *b,
+                    Some(v) => return Err(InvalidInput::new(field("narration"), format!("narration must be true or false, not {v}"))),
+                },
             };
+            if rule.narration && rule.phase != 2 {
+                return Err(InvalidInput::new(field("narration"), "narration units are in phase 2 only"));
+            }
             if !(1..=4).contains(&rule.phase) {
                 return Err(InvalidInput::new(field("phase"), format!("phase must be 1 to 4, not {}", rule.phase)));
             }
@@ -158,8 +172,9 @@ mod tests {
                 .unwrap();
         let rule = &plan.rules[0];
         assert_eq!(rule.phase(), Phase::Storyboard);
-        assert!(rule.matches(Phase::Storyboard, Some(0)));
-        assert!(!rule.matches(Phase::Storyboard, Some(1)));
+        assert!(rule.matches(Phase::Storyboard, Some(0), false));
+        assert!(!rule.matches(Phase::Storyboard, Some(1), false));
+        assert!(!rule.matches(Phase::Storyboard, Some(0), true), "a still's rule leaves the narration alone");
         assert_eq!(rule.message(), "Replicate API error: 502 Bad Gateway");
     }
 
@@ -168,7 +183,9 @@ mod tests {
         let plan = FaultPlan::parse(r#"[{"phase":3,"action":"fail"},{"phase":4,"action":"crash"},{"phase":2,"action":"delay","ms":10},{"phase":1,"action":"hang"}]"#, 4).unwrap();
         assert_eq!(plan.rules[0].times(), 1);
         assert_eq!(plan.rules[0].message(), "Injected failure");
-        assert!(plan.rules[0].matches(Phase::Clips, Some(3)), "no beat = every unit");
+        assert!(plan.rules[0].matches(Phase::Clips, Some(3), false), "no beat = every unit");
+        let plan = FaultPlan::parse(r#"[{"phase":2,"beat":1,"narration":true,"action":"fail"}]"#, 4).unwrap();
+        assert!(plan.rules[0].matches(Phase::Storyboard, Some(1), true) && !plan.rules[0].matches(Phase::Storyboard, Some(1), false));
     }
 
     #[test]
@@ -189,6 +206,8 @@ mod tests {
             (r#"[{"phase":2,"action":"fail","colour":"red"}]"#, "fault_plan[0].colour"),
             (r#"[{"phase":2,"action":"fail","times":"x"}]"#, "fault_plan[0].times"),
             (r#"[{"phase":2,"action":"fail"},{"phase":"2","action":"fail"}]"#, "fault_plan[1].phase"),
+            (r#"[{"phase":3,"narration":true,"action":"fail"}]"#, "fault_plan[0].narration"),
+            (r#"[{"phase":2,"narration":"yes","action":"fail"}]"#, "fault_plan[0].narration"),
         ];
         for (json, field) in cases {
             let err = FaultPlan::parse(json, 8).unwrap_err();

@@ -20,6 +20,8 @@ impl BlobRef {
         let ext = match self.media_type.as_str() {
             "image/png" => "png",
             "video/mp4" => "mp4",
+            "audio/wav" => "wav",
+            "text/vtt" => "vtt",
             _ => "bin",
         };
         format!("/artifacts/videos/{video}/{}/{}.{ext}", &self.sha256[..2], self.sha256)
@@ -35,13 +37,40 @@ pub struct ClipRef {
     pub frames: u32,
 }
 
+/// One beat's spoken narration (48 kHz mono WAV) and how long it really lasts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NarrationRef {
+    pub audio: BlobRef,
+    pub duration_ms: u32,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Manifest {
-    Script { script: Script, seed: u64 },
-    Storyboard { frames: Vec<BlobRef>, seeds: Vec<u64> },
-    Clips { clips: Vec<ClipRef>, seeds: Vec<u64> },
-    Render { video: BlobRef, poster: BlobRef, duration_ms: u32, frames: u32 },
+    Script {
+        script: Script,
+        seed: u64,
+    },
+    /// The stills and, unless the script is silent, each beat's narration.
+    Storyboard {
+        frames: Vec<BlobRef>,
+        seeds: Vec<u64>,
+        #[serde(default)]
+        narrations: Vec<NarrationRef>,
+    },
+    Clips {
+        clips: Vec<ClipRef>,
+        seeds: Vec<u64>,
+    },
+    /// The video, its poster and (unless captions are burned in) its WebVTT captions.
+    Render {
+        video: BlobRef,
+        poster: BlobRef,
+        duration_ms: u32,
+        frames: u32,
+        #[serde(default)]
+        captions: Option<BlobRef>,
+    },
 }
 
 impl Manifest {
@@ -58,9 +87,9 @@ impl Manifest {
     pub fn blobs(&self) -> Vec<&BlobRef> {
         match self {
             Manifest::Script { .. } => vec![],
-            Manifest::Storyboard { frames, .. } => frames.iter().collect(),
+            Manifest::Storyboard { frames, narrations, .. } => frames.iter().chain(narrations.iter().map(|n| &n.audio)).collect(),
             Manifest::Clips { clips, .. } => clips.iter().flat_map(|c| [&c.stream, &c.preview]).collect(),
-            Manifest::Render { video, poster, .. } => vec![video, poster],
+            Manifest::Render { video, poster, captions, .. } => [video, poster].into_iter().chain(captions).collect(),
         }
     }
 

@@ -1,12 +1,16 @@
 //! The phase-1 artifact: a script of beats, and its validation.
 use serde::{Deserialize, Serialize};
 
+use super::narration::Narration;
 use super::validate::InvalidInput;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Script {
     pub title: String,
     pub beats: Vec<Beat>,
+    /// Voice, speed and captions; scripts written before narration existed read as the default.
+    #[serde(default)]
+    pub narration: Narration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +50,7 @@ impl Script {
         if self.beats.is_empty() || self.beats.len() > MAX_BEATS {
             return Err(InvalidInput::new("beats", format!("a script has 1 to {MAX_BEATS} beats, not {}", self.beats.len())));
         }
+        self.narration.validate()?;
         for (i, beat) in self.beats.iter().enumerate() {
             let n = i + 1;
             if beat.narration.trim().is_empty() {
@@ -86,7 +91,17 @@ mod tests {
     use super::*;
 
     fn sample() -> Script {
-        Script { title: "A walk".into(), beats: vec![Beat { narration: "We walk.".into(), visual: "A road.".into(), duration_ms: 2000 }] }
+        Script {
+            title: "A walk".into(),
+            beats: vec![Beat { narration: "We walk.".into(), visual: "A road.".into(), duration_ms: 2000 }],
+            narration: Narration::default(),
+        }
+    }
+
+    #[test]
+    fn a_script_without_narration_settings_reads_as_the_default() {
+        let old = r#"{"title":"A walk","beats":[{"narration":"We walk.","visual":"A road.","duration_ms":2000}]}"#;
+        assert_eq!(Script::parse_edit(old).unwrap(), sample());
     }
 
     #[test]
@@ -114,5 +129,8 @@ mod tests {
         s.title = "t".repeat(500);
         assert_eq!(s.validate().unwrap_err().field, "title");
         assert_eq!(Script::parse_edit(&"x".repeat(70_000)).unwrap_err().field, "script");
+        let mut s = sample();
+        s.narration.voice = "robot".into();
+        assert_eq!(s.validate().unwrap_err().field, "narration.voice");
     }
 }

@@ -48,11 +48,14 @@ pub fn make_clip_until(still_png: &[u8], caption: &str, duration_ms: u32, fps: u
     let source = Yuv420::from_rgb(&still);
     drop(still);
     let motion = Motion::new(seed, w, h, art_rows);
-    let overlay = caption_overlay(w, h, caption, None).for_yuv();
+    // No caption, no band: the narration is then spoken and shown as a WebVTT track instead.
+    let overlay = (!caption.trim().is_empty()).then(|| caption_overlay(w, h, caption, None).for_yuv());
     encode_clip(w, h, fps, frames, stop, |i, frame| {
         let t = i as f32 / (frames - 1) as f32;
         source.sample_into(motion.view_at(t), frame);
-        overlay.apply(&mut frame.y, &mut frame.u, &mut frame.v);
+        if let Some(overlay) = &overlay {
+            overlay.apply(&mut frame.y, &mut frame.u, &mut frame.v);
+        }
         Ok(())
     })
 }
@@ -131,7 +134,7 @@ pub(crate) fn encode_clip(
     if !has_parameter_sets(parsed.frames[0]) {
         return Err(MediaError::Encoder("the first frame lacks SPS/PPS".into()));
     }
-    let preview_mp4 = mux_h264(&[parsed], fps, None)?;
+    let preview_mp4 = mux_h264(&[parsed], fps, None, None)?;
     Ok(Clip { stream, preview_mp4, frames })
 }
 

@@ -3,19 +3,23 @@
 //! Everything here is a pure, synchronous function of its inputs (including a seed), so a phase
 //! can be retried from its checkpoint and produce byte-identical artifacts.
 
+mod audio;
 mod clip;
 mod normalize;
 mod picture;
 mod render;
 mod script;
 mod seed;
+mod speech;
 mod storyboard;
 mod text;
 
+pub use audio::BeatAudio;
 pub use clip::{Clip, make_clip, make_clip_until};
 pub use normalize::{image_size, normalize_clip, normalize_image};
-pub use render::{Rendered, render_video};
+pub use render::{Rendered, render_narrated, render_video};
 pub use script::write_script;
+pub use speech::{MAX_SPEECH_CHARS, Pcm, SAMPLE_RATE, parse_wav, resample, speak_espeak, wav_bytes};
 pub use storyboard::draw_storyboard;
 
 /// Tells long media work to stop between frames (the run was cancelled, lost its lease, or the
@@ -70,6 +74,12 @@ pub enum MediaError {
     Muxer(String),
     #[error("writing the PNG failed: {0}")]
     PngEncode(String),
+    #[error("the voice failed: {0}")]
+    Speech(String),
+    #[error("the audio is not readable: {0}")]
+    InvalidAudio(String),
+    #[error("the Opus encoder failed: {0}")]
+    Audio(String),
     #[error("stopped")]
     Stopped,
 }

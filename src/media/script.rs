@@ -132,7 +132,7 @@ pub fn write_script(prompt: &str, beats: u32, seed: u64) -> Script {
         })
         .collect();
 
-    Script { title: title(&cleaned), beats }
+    Script { title: title(&cleaned), beats, narration: Default::default() }
 }
 
 /// Collapses whitespace and drops control characters, which would otherwise end up

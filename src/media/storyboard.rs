@@ -367,8 +367,11 @@ mod tests {
     #[test]
     fn long_caption_wraps_without_panic() {
         let narration = "An extraordinarily long caption that keeps going ".repeat(30) + &"unbreakableword".repeat(40);
-        let s =
-            Script { title: "t".into(), beats: vec![Beat { narration, visual: "whatever; sandstone palette".into(), duration_ms: 2000 }] };
+        let s = Script {
+            title: "t".into(),
+            beats: vec![Beat { narration, visual: "whatever; sandstone palette".into(), duration_ms: 2000 }],
+            narration: Default::default(),
+        };
         let png = draw_storyboard(&s, 0, 0, 1280, 720).unwrap();
         assert_eq!(decode_png(&png).unwrap().dimensions(), (1280, 720));
         assert!(read_art_rows(&png).unwrap() > 360);

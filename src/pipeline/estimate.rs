@@ -37,14 +37,14 @@ impl Engine {
     }
 
     /// The estimated cost of `run`: its units whose output the memo does not hold, at the price
-    /// its phase's provider asks per unit. A run whose units cannot be planned yet estimates 0.
+    /// its provider asks per unit. A run whose units cannot be planned yet estimates 0.
     pub(crate) async fn estimate(&self, tx: &mut Tx, state: &Video, run: &Run) -> Result<i64, CoreError> {
         let Ok((plans, _)) = units::plan(self, state, run) else { return Ok(0) };
-        let price = self.providers.unit_price(run.phase);
+        let (price, voice_price) = (self.providers.unit_price(run.phase), self.providers.narration.unit_price());
         let mut micros = 0;
         for plan in plans {
             if storage::memo_get(tx, &plan.key).await?.is_none() {
-                micros += price;
+                micros += if plan.is_narration() { voice_price } else { price };
             }
         }
         Ok(micros)

@@ -13,24 +13,26 @@ pub struct Effects {
     pub crash: bool,
 }
 
+/// Which unit a rule may hit: its phase, its index in the run, its beat, and whether it speaks.
+#[derive(Clone, Copy, Debug)]
+pub struct UnitSpot {
+    pub phase: Phase,
+    pub unit: u32,
+    pub beat: Option<u32>,
+    pub narration: bool,
+}
+
 pub fn unit_key(phase: Phase, unit: u32) -> String {
     format!("p{}:u{unit}", phase.number())
 }
 
 /// Decides the effects and records which runs `fail` and `crash` rules affected, so `times`
 /// counts runs across retries and restarts. A crash is recorded as spent before it fires.
-pub async fn effects(
-    store: &Store,
-    video: VideoId,
-    plan: &FaultPlan,
-    phase: Phase,
-    unit: u32,
-    beat: Option<u32>,
-    run: RunId,
-) -> Result<Effects, StorageError> {
+pub async fn effects(store: &Store, video: VideoId, plan: &FaultPlan, spot: UnitSpot, run: RunId) -> Result<Effects, StorageError> {
+    let UnitSpot { phase, unit, beat, narration } = spot;
     let mut effects = Effects::default();
     for (index, rule) in plan.rules.iter().enumerate() {
-        if !rule.matches(phase, beat) {
+        if !rule.matches(phase, beat, narration) {
             continue;
         }
         match rule.action {

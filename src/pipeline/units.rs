@@ -4,14 +4,49 @@ use sha2::{Digest, Sha256};
 
 use super::{CoreError, Engine, EngineConfig, mix_seed};
 use crate::domain::video::{Checkpoint, Run, Video};
-use crate::domain::{BlobRef, ClipRef, Manifest, Phase, Script};
+use crate::domain::{BlobRef, ClipRef, Manifest, NarrationRef, Phase, Script};
+
+/// Silence after a beat's narration before the next beat starts.
+pub const NARRATION_TAIL_MS: u32 = 300;
 
 #[derive(Clone, Debug)]
 pub enum UnitInput {
-    Script { prompt: String, beats: u32, seed: u64 },
-    Frame { script: Script, index: usize, seed: u64, width: u32, height: u32 },
-    Clip { still: BlobRef, prompt: String, caption: String, duration_ms: u32, fps: u32, seed: u64 },
-    Render { streams: Vec<BlobRef>, poster_still: BlobRef, title: String, fps: u32 },
+    Script {
+        prompt: String,
+        beats: u32,
+        seed: u64,
+    },
+    Frame {
+        script: Script,
+        index: usize,
+        seed: u64,
+        width: u32,
+        height: u32,
+    },
+    Narration {
+        text: String,
+        voice: String,
+        speed_wpm: u32,
+    },
+    /// `narration`: the audio the clip is timed to (its length sets `duration_ms`).
+    Clip {
+        still: BlobRef,
+        prompt: String,
+        caption: String,
+        duration_ms: u32,
+        fps: u32,
+        seed: u64,
+        narration: Option<BlobRef>,
+    },
+    /// `narration`: per beat, its audio (none when silent) and its text; `captions`: make WebVTT.
+    Render {
+        streams: Vec<BlobRef>,
+        poster_still: BlobRef,
+        title: String,
+        fps: u32,
+        narration: Vec<(Option<BlobRef>, String)>,
+        captions: bool,
+    },
 }
 
 impl UnitInput {
@@ -22,10 +57,10 @@ impl UnitInput {
         match self {
             UnitInput::Script { prompt, beats, seed } => UnitInput::Script { prompt, beats, seed: new(seed) },
             UnitInput::Frame { script, index, seed, width, height } => UnitInput::Frame { script, index, seed: new(seed), width, height },
-            UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed } => {
-                UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed: new(seed) }
+            UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed, narration } => {
+                UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed: new(seed), narration }
             }
-            render @ UnitInput::Render { .. } => render,
+            same @ (UnitInput::Render { .. } | UnitInput::Narration { .. }) => same,
         }
     }
 }
@@ -37,6 +72,14 @@ pub struct UnitPlan {
     pub beat: Option<u32>,
     pub input: UnitInput,
     pub key: String,
+    /// The provider that makes it (narration units have their own in the storyboard phase).
+    pub provider: String,
+}
+
+impl UnitPlan {
+    pub fn is_narration(&self) -> bool {
+        matches!(self.input, UnitInput::Narration { .. })
+    }
 }
 
 /// A unit's result as memoized: blob references, never bytes.
@@ -45,8 +88,9 @@ pub struct UnitPlan {
 pub enum UnitOutput {
     Script { script: Script },
     Frame { frame: BlobRef },
+    Narration { narration: NarrationRef },
     Clip { clip: ClipRef },
-    Render { video: BlobRef, poster: BlobRef, duration_ms: u32, frames: u32 },
+    Render { video: BlobRef, poster: BlobRef, duration_ms: u32, frames: u32, captions: Option<BlobRef> },
 }
 
 impl UnitOutput {
@@ -54,8 +98,9 @@ impl UnitOutput {
         match self {
             UnitOutput::Script { .. } => vec![],
             UnitOutput::Frame { frame } => vec![frame],
+            UnitOutput::Narration { narration } => vec![&narration.audio],
             UnitOutput::Clip { clip } => vec![&clip.stream, &clip.preview],
-            UnitOutput::Render { video, poster, .. } => vec![video, poster],
+            UnitOutput::Render { video, poster, captions, .. } => [video, poster].into_iter().chain(captions).collect(),
         }
     }
 }
@@ -68,12 +113,15 @@ pub fn memo_key(phase: Phase, provider: &str, input: &UnitInput) -> String {
             "title": script.title, "beats": script.beats.len(), "index": index, "beat": script.beats[*index],
             "seed": seed, "width": width, "height": height,
         }),
-        UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed } => serde_json::json!({
+        UnitInput::Narration { text, voice, speed_wpm } => serde_json::json!({"text": text, "voice": voice, "speed_wpm": speed_wpm}),
+        UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed, narration } => serde_json::json!({
             "still": still.sha256, "prompt": prompt, "caption": caption, "duration_ms": duration_ms, "fps": fps, "seed": seed,
+            "narration": narration.as_ref().map(|n| &n.sha256),
         }),
-        UnitInput::Render { streams, poster_still, title, fps } => serde_json::json!({
+        UnitInput::Render { streams, poster_still, title, fps, narration, captions } => serde_json::json!({
             "streams": streams.iter().map(|s| &s.sha256).collect::<Vec<_>>(), "poster": poster_still.sha256,
-            "title": title, "fps": fps,
+            "title": title, "fps": fps, "captions": captions,
+            "narration": narration.iter().map(|(a, text)| (a.as_ref().map(|a| &a.sha256), text)).collect::<Vec<_>>(),
         }),
     };
     let text = serde_json::json!({"phase": phase.wire(), "provider": provider, "input": doc}).to_string();
@@ -124,44 +172,74 @@ pub fn plan(engine: &Engine, state: &Video, run: &Run) -> Result<(Vec<UnitPlan>,
         Phase::Clips => clip_inputs(cfg, state, run)?,
         Phase::Render => (vec![render_input(cfg, state, run)?], vec![]),
     };
-    let provider = engine.providers.id_of(run.phase);
+    let (phase_provider, voice) = (engine.providers.id_of(run.phase), engine.providers.narration.id());
     let per_beat = matches!(run.phase, Phase::Storyboard | Phase::Clips);
+    let frames = seeds.len() as u32;
     let plans = (0u32..)
         .zip(inputs)
-        .map(|(index, input)| UnitPlan { key: memo_key(run.phase, &provider, &input), index, beat: per_beat.then_some(index), input })
+        .map(|(index, input)| {
+            let narration = matches!(input, UnitInput::Narration { .. });
+            let provider = if narration { voice.clone() } else { phase_provider.clone() };
+            let beat = per_beat.then_some(if narration { index - frames } else { index });
+            UnitPlan { key: memo_key(run.phase, &provider, &input), index, beat, input, provider }
+        })
         .collect();
     Ok((plans, seeds))
 }
 
-/// One storyboard frame per beat of the script the run starts from.
+/// One storyboard frame per beat of the script the run starts from, then (unless the script is
+/// silent) one narration per beat. A still shows its narration only when captions are burned
+/// in; otherwise its input leaves the narration out, so editing it does not redraw the still.
 fn frame_inputs(cfg: &EngineConfig, state: &Video, run: &Run) -> Result<(Vec<UnitInput>, Vec<u64>), CoreError> {
     let script = script_of(parent(state, run.from_checkpoint, Phase::Script)?)?;
     let seeds = seeds_for(state.video.seed, Phase::Storyboard, script.beats.len(), run, state);
-    let inputs = (0..script.beats.len())
-        .map(|i| UnitInput::Frame { script: script.clone(), index: i, seed: seeds[i], width: cfg.width, height: cfg.height })
-        .collect();
-    Ok((inputs, seeds))
+    let mut pictured = script.clone();
+    if !script.narration.burn_captions {
+        pictured.beats.iter_mut().for_each(|b| b.narration.clear());
+    }
+    let frames = (0..script.beats.len()).map(|i| UnitInput::Frame {
+        script: pictured.clone(),
+        index: i,
+        seed: seeds[i],
+        width: cfg.width,
+        height: cfg.height,
+    });
+    let n = &script.narration;
+    let spoken = script.beats.iter().filter(|_| !n.is_silent()).map(|b| UnitInput::Narration {
+        text: b.narration.clone(),
+        voice: n.voice.clone(),
+        speed_wpm: n.speed_wpm,
+    });
+    Ok((frames.chain(spoken).collect(), seeds))
+}
+
+/// How long a beat's clip lasts: its narration and a pause, or the beat's own length if longer.
+pub fn clip_ms(beat_ms: u32, narration: Option<&NarrationRef>) -> u32 {
+    narration.map_or(beat_ms, |n| beat_ms.max(n.duration_ms.saturating_add(NARRATION_TAIL_MS)))
 }
 
 /// One clip per storyboard frame, as long as its beat.
 fn clip_inputs(cfg: &EngineConfig, state: &Video, run: &Run) -> Result<(Vec<UnitInput>, Vec<u64>), CoreError> {
     let board = parent(state, run.from_checkpoint, Phase::Storyboard)?;
     let script = script_of(parent(state, board.parent_id, Phase::Script)?)?;
-    let Manifest::Storyboard { frames, .. } = &board.manifest else {
+    let Manifest::Storyboard { frames, narrations, .. } = &board.manifest else {
         return Err(CoreError::Internal("storyboard checkpoint without frames".into()));
     };
     let seeds = seeds_for(state.video.seed, Phase::Clips, frames.len(), run, state);
+    let burn = script.narration.burn_captions;
     let inputs = frames
         .iter()
         .zip(&script.beats)
         .zip(&seeds)
-        .map(|((frame, beat), &seed)| UnitInput::Clip {
+        .enumerate()
+        .map(|(i, ((frame, beat), &seed))| UnitInput::Clip {
             still: frame.clone(),
             prompt: beat.visual.clone(),
-            caption: beat.narration.clone(),
-            duration_ms: beat.duration_ms,
+            caption: if burn { beat.narration.clone() } else { String::new() },
+            duration_ms: clip_ms(beat.duration_ms, narrations.get(i)),
             fps: cfg.fps,
             seed,
+            narration: narrations.get(i).map(|n| n.audio.clone()),
         })
         .collect();
     Ok((inputs, seeds))
@@ -172,7 +250,7 @@ fn render_input(cfg: &EngineConfig, state: &Video, run: &Run) -> Result<UnitInpu
     let clips = parent(state, run.from_checkpoint, Phase::Clips)?;
     let board = parent(state, clips.parent_id, Phase::Storyboard)?;
     let script = script_of(parent(state, board.parent_id, Phase::Script)?)?;
-    let (Manifest::Clips { clips, .. }, Manifest::Storyboard { frames, .. }) = (&clips.manifest, &board.manifest) else {
+    let (Manifest::Clips { clips, .. }, Manifest::Storyboard { frames, narrations, .. }) = (&clips.manifest, &board.manifest) else {
         return Err(CoreError::Internal("render inputs are incomplete".into()));
     };
     let poster_still = frames.first().cloned().ok_or_else(|| CoreError::Internal("storyboard without frames".into()))?;
@@ -181,6 +259,13 @@ fn render_input(cfg: &EngineConfig, state: &Video, run: &Run) -> Result<UnitInpu
         poster_still,
         title: script.title.clone(),
         fps: cfg.fps,
+        narration: script
+            .beats
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (narrations.get(i).map(|n| n.audio.clone()), b.narration.clone()))
+            .collect(),
+        captions: !script.narration.burn_captions,
     })
 }
 
@@ -193,11 +278,15 @@ pub fn manifest_of(phase: Phase, video_seed: u64, seeds: Vec<u64>, outputs: Vec<
             _ => Err(bad()),
         },
         Phase::Storyboard => {
-            let frames = outputs
-                .into_iter()
-                .map(|o| if let UnitOutput::Frame { frame } = o { Ok(frame) } else { Err(bad()) })
-                .collect::<Result<_, _>>()?;
-            Ok(Manifest::Storyboard { frames, seeds })
+            let (mut frames, mut narrations) = (Vec::new(), Vec::new());
+            for output in outputs {
+                match output {
+                    UnitOutput::Frame { frame } => frames.push(frame),
+                    UnitOutput::Narration { narration } => narrations.push(narration),
+                    _ => return Err(bad()),
+                }
+            }
+            Ok(Manifest::Storyboard { frames, seeds, narrations })
         }
         Phase::Clips => {
             let clips = outputs
@@ -207,16 +296,19 @@ pub fn manifest_of(phase: Phase, video_seed: u64, seeds: Vec<u64>, outputs: Vec<
             Ok(Manifest::Clips { clips, seeds })
         }
         Phase::Render => match outputs.into_iter().next() {
-            Some(UnitOutput::Render { video, poster, duration_ms, frames }) => Ok(Manifest::Render { video, poster, duration_ms, frames }),
+            Some(UnitOutput::Render { video, poster, duration_ms, frames, captions }) => {
+                Ok(Manifest::Render { video, poster, duration_ms, frames, captions })
+            }
             _ => Err(bad()),
         },
     }
 }
 
 /// The words for a unit in an error message: "storyboard image for beat 1".
-pub fn describe(phase: Phase, beat: Option<u32>) -> String {
+pub fn describe(phase: Phase, beat: Option<u32>, narration: bool) -> String {
     match (phase, beat) {
         (Phase::Script, _) => "script".into(),
+        (Phase::Storyboard, Some(b)) if narration => format!("narration for beat {}", b + 1),
         (Phase::Storyboard, Some(b)) => format!("storyboard image for beat {}", b + 1),
         (Phase::Clips, Some(b)) => format!("clip for beat {}", b + 1),
         (Phase::Render, _) => "final video".into(),

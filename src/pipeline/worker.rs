@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::commands::{apply_decision, load};
 use super::faults;
-use super::providers::{ClipRequest, Costed, JobBook, ProviderError, RenderRequest, UnitCall};
+use super::providers::{ClipRequest, Costed, JobBook, ProviderError, RenderRequest, SpeechRequest, UnitCall};
 
 /// The tries of one unit so far that failed: transiently, and by a moderation refusal.
 #[derive(Default)]
@@ -25,7 +25,8 @@ use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{ContinueRequest, GivenCheckpoint, Limits, decide};
 use crate::domain::video::{Checkpoint, Run, UnitTry, Video, VideoInfo};
 use crate::domain::{
-    BranchName, CheckpointId, CheckpointStatus, ClipRef, Entity, Manifest, Origin, Phase, RunId, RunStatus, Timestamp, TryOutcome,
+    BranchName, CheckpointId, CheckpointStatus, ClipRef, Entity, Manifest, NarrationRef, Origin, Phase, RunId, RunStatus, Timestamp,
+    TryOutcome,
 };
 use crate::storage::{self, Ender, Lease, MemoEntry, Tx, WriteTx};
 
@@ -46,6 +47,7 @@ pub enum WorkOutcome {
 struct UnitFailure {
     index: u32,
     beat: Option<u32>,
+    narration: bool,
     message: String,
 }
 
@@ -83,8 +85,6 @@ struct UnitJob<'a> {
     video: &'a VideoInfo,
     /// How many units the run has.
     total: u32,
-    /// The provider of the run's phase, as recorded with each try and memo entry.
-    provider: String,
 }
 
 impl UnitJob<'_> {
@@ -96,7 +96,7 @@ impl UnitJob<'_> {
             try_no,
             outcome,
             message: Some(message.to_string()),
-            provider: self.provider.clone(),
+            provider: plan.provider.clone(),
             cost_micros: 0,
             started_at: started,
             finished_at: now_ms(),
@@ -203,7 +203,7 @@ impl Engine {
         if !self.begin_units(lease, total).await? {
             return Ok(WorkOutcome::Stopped);
         }
-        let job = UnitJob { run: &run, lease, video: &state.video, total, provider: self.providers.id_of(run.phase) };
+        let job = UnitJob { run: &run, lease, video: &state.video, total };
         let yielding = std::sync::atomic::AtomicBool::new(false);
         let ends: Vec<UnitEnd> = futures::stream::iter(plans)
             .take_while(|_| futures::future::ready(!yielding.load(std::sync::atomic::Ordering::Relaxed)))
@@ -354,7 +354,9 @@ impl Engine {
         match self.make_unit(job, &plan, &mut stop).await {
             Ok(output) => UnitEnd::Done(plan.index, output),
             Err(Halt::Stopped) => UnitEnd::Stopped,
-            Err(Halt::Failed(message)) => UnitEnd::Failed(UnitFailure { index: plan.index, beat: plan.beat, message }),
+            Err(Halt::Failed(message)) => {
+                UnitEnd::Failed(UnitFailure { index: plan.index, beat: plan.beat, narration: plan.is_narration(), message })
+            }
         }
     }
 
@@ -386,9 +388,8 @@ impl Engine {
         if !self.config.fault_injection || video.fault_plan.is_empty() {
             return Ok(faults::Effects::default());
         }
-        faults::effects(&self.store, video.id, &video.fault_plan, run.phase, plan.index, plan.beat, run.id)
-            .await
-            .map_err(|e| Halt::storage(e.into()))
+        let spot = faults::UnitSpot { phase: run.phase, unit: plan.index, beat: plan.beat, narration: plan.is_narration() };
+        faults::effects(&self.store, video.id, &video.fault_plan, spot, run.id).await.map_err(|e| Halt::storage(e.into()))
     }
 
     /// The unit's output from the memo, recorded as reused; `None` when there is none, or when its
@@ -490,7 +491,10 @@ impl Engine {
         let answer = match fail {
             Some(message) => Err(ProviderError::Transient(message.to_string())),
             None => {
-                self.providers.count_call(phase);
+                match input {
+                    UnitInput::Narration { .. } => self.providers.count_narration_call(),
+                    _ => self.providers.count_call(phase),
+                }
                 tokio::select! {
                     answer = self.call(phase, &call, input) => answer,
                     _ = stop.wait_for(|s| *s) => return Err(Halt::Stopped),
@@ -518,26 +522,51 @@ impl Engine {
                 let c = p.storyboard.draw(call, script, index, seed, width, height).await?;
                 Costed { value: Produced::Frame(c.value), cost_micros: c.cost_micros }
             }
-            UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed } => {
+            UnitInput::Narration { text, voice, speed_wpm } => {
+                let c = p.narration.speak(call, SpeechRequest { text, voice, speed_wpm }).await?;
+                Costed { value: Produced::Narration(c.value), cost_micros: c.cost_micros }
+            }
+            UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed, .. } => {
                 let bytes =
                     self.blobs.read(&still).await.map_err(|e| ProviderError::Permanent(format!("the storyboard image is missing: {e}")))?;
                 let c = p.clips.animate(call, ClipRequest { still_png: bytes, prompt, caption, duration_ms, fps, seed }).await?;
                 Costed { value: Produced::Clip(c.value), cost_micros: c.cost_micros }
             }
-            UnitInput::Render { streams, poster_still, title, fps } => {
-                let mut clips = Vec::with_capacity(streams.len());
-                for s in &streams {
-                    clips.push(self.blobs.read(s).await.map_err(|e| ProviderError::Permanent(format!("a clip is missing: {e}")))?);
-                }
-                let still = self
-                    .blobs
-                    .read(&poster_still)
-                    .await
-                    .map_err(|e| ProviderError::Permanent(format!("the poster image is missing: {e}")))?;
-                let c = p.render.render(call, RenderRequest { clip_streams: clips, fps, poster_still_png: still, title }).await?;
+            UnitInput::Render { streams, poster_still, title, fps, narration, captions } => {
+                let request = self.render_request(streams, poster_still, title, fps, narration, captions).await?;
+                let c = p.render.render(call, request).await?;
                 Costed { value: Produced::Render(c.value), cost_micros: c.cost_micros }
             }
         })
+    }
+
+    /// The render's input bytes, read from the blob store.
+    async fn render_request(
+        &self,
+        streams: Vec<crate::domain::BlobRef>,
+        poster_still: crate::domain::BlobRef,
+        title: String,
+        fps: u32,
+        narration: Vec<(Option<crate::domain::BlobRef>, String)>,
+        captions: bool,
+    ) -> Result<RenderRequest, ProviderError> {
+        let read = async |blob: &crate::domain::BlobRef, what: &str| {
+            self.blobs.read(blob).await.map_err(|e| ProviderError::Permanent(format!("{what} is missing: {e}")))
+        };
+        let mut clip_streams = Vec::with_capacity(streams.len());
+        for s in &streams {
+            clip_streams.push(read(s, "a clip").await?);
+        }
+        let mut spoken = Vec::with_capacity(narration.len());
+        for (audio, text) in narration {
+            let bytes = match &audio {
+                Some(a) => read(a, "a narration").await?,
+                None => Vec::new(),
+            };
+            spoken.push((bytes, text));
+        }
+        let poster_still_png = read(&poster_still, "the poster image").await?;
+        Ok(RenderRequest { clip_streams, fps, poster_still_png, title, narration: spoken, captions })
     }
 
     /// Writes a unit's bytes to the blob store; a full disk is a failure of this try, said plainly.
@@ -547,6 +576,9 @@ impl Engine {
             Ok::<_, std::io::Error>(match costed.value {
                 Produced::Script(script) => UnitOutput::Script { script },
                 Produced::Frame(png) => UnitOutput::Frame { frame: blobs.put(&png, "image/png").await? },
+                Produced::Narration(s) => UnitOutput::Narration {
+                    narration: NarrationRef { audio: blobs.put(&s.wav, "audio/wav").await?, duration_ms: s.duration_ms },
+                },
                 Produced::Clip(c) => UnitOutput::Clip {
                     clip: ClipRef {
                         stream: blobs.put(&c.stream, "application/x-reelsmith-h264").await?,
@@ -559,6 +591,10 @@ impl Engine {
                     poster: blobs.put(&r.poster_png, "image/png").await?,
                     duration_ms: r.duration_ms,
                     frames: r.frames,
+                    captions: match r.captions_vtt {
+                        Some(vtt) => Some(blobs.put(&vtt, "text/vtt").await?),
+                        None => None,
+                    },
                 },
             })
         }
@@ -747,6 +783,7 @@ async fn auto_continue(
 enum Produced {
     Script(crate::domain::Script),
     Frame(Vec<u8>),
+    Narration(super::providers::SpeechBytes),
     Clip(super::providers::ClipBytes),
     Render(super::providers::RenderBytes),
 }
@@ -781,7 +818,7 @@ async fn sleep_unless_stopped(d: Duration, stop: &mut watch::Receiver<bool>) -> 
 /// The error card's sentence for a phase whose units failed: the first failure, and how many.
 fn failure_message(phase: Phase, failures: &[UnitFailure], total: u32) -> String {
     let first = &failures[0];
-    let mut error = format!("Failed to generate {}: {}", units::describe(phase, first.beat), first.message);
+    let mut error = format!("Failed to generate {}: {}", units::describe(phase, first.beat, first.narration), first.message);
     if failures.len() > 1 {
         error.push_str(&format!(" ({} of {} units failed)", failures.len(), total));
     }
@@ -795,7 +832,7 @@ fn finished_try(job: &UnitJob<'_>, plan: &UnitPlan, source: Source, finished: Ti
             let entry = MemoEntry {
                 key: plan.key.clone(),
                 phase: job.run.phase,
-                provider: job.provider.clone(),
+                provider: plan.provider.clone(),
                 output: serde_json::to_string(&output).expect("outputs serialize"),
                 cost_micros,
             };
@@ -809,7 +846,7 @@ fn finished_try(job: &UnitJob<'_>, plan: &UnitPlan, source: Source, finished: Ti
         try_no: 0,
         outcome,
         message: None,
-        provider: job.provider.clone(),
+        provider: plan.provider.clone(),
         cost_micros,
         started_at: started,
         finished_at: finished,

@@ -19,6 +19,8 @@ fn content_type(ext: &str) -> Option<&'static str> {
     Some(match ext {
         "png" => "image/png",
         "mp4" => "video/mp4",
+        "wav" => "audio/wav",
+        "vtt" => "text/vtt; charset=utf-8",
         "bin" => "application/octet-stream",
         _ => return None,
     })

@@ -192,9 +192,13 @@ pub async fn attempts_page(conn: &mut AnyConnection, branch: BranchId, limit: i6
     .bind(offset)
     .fetch_all(&mut *conn)
     .await?;
+    let narrations = narrations_of_page(&mut *conn, branch, limit, offset).await?;
     let tallies: HashMap<String, RunTally> = tallies
         .into_iter()
-        .map(|t| (t.run_id, RunTally { calls: t.calls as u32, memo_hits: t.memo_hits as u32, failed_tries: t.failed_tries as u32 }))
+        .map(|t| {
+            let narrations = narrations.get(&t.run_id).copied().unwrap_or(0);
+            (t.run_id, RunTally { calls: t.calls as u32, memo_hits: t.memo_hits as u32, failed_tries: t.failed_tries as u32, narrations })
+        })
         .collect();
     Ok(runs
         .into_iter()
@@ -204,6 +208,41 @@ pub async fn attempts_page(conn: &mut AnyConnection, branch: BranchId, limit: i6
             (run, tally)
         })
         .collect())
+}
+
+/// Per storyboard run of the page, how many narrations it made or reused: a storyboard run's
+/// units are its script's stills, then one narration per beat.
+async fn narrations_of_page(conn: &mut AnyConnection, branch: BranchId, limit: i64, offset: i64) -> Result<HashMap<String, u32>> {
+    let scripts: Vec<CheckpointRow> = sqlx::query_as(
+        "SELECT * FROM checkpoints WHERE id IN (SELECT from_checkpoint FROM (SELECT from_checkpoint, phase FROM runs \
+         WHERE branch_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3) page WHERE page.phase = 2)",
+    )
+    .bind(branch.to_string())
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *conn)
+    .await?;
+    let beats: HashMap<String, i64> = scripts
+        .into_iter()
+        .map(Checkpoint::from)
+        .filter_map(|c| Some((c.id.to_string(), c.manifest.script()?.beats.len() as i64)))
+        .collect();
+    let made: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT t.run_id, r.from_checkpoint, t.unit FROM unit_tries t JOIN runs r ON r.id = t.run_id WHERE t.outcome IN ('ok', 'memo') \
+         AND r.phase = 2 AND t.run_id IN (SELECT id FROM runs WHERE branch_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3)",
+    )
+    .bind(branch.to_string())
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut counts = HashMap::new();
+    for (run, from, unit) in made {
+        if from.and_then(|f| beats.get(&f)).is_some_and(|&b| unit >= b) {
+            *counts.entry(run).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
 }
 
 /// How many runs the branch has, and what they cost in all.

@@ -13,8 +13,8 @@
 //! is on, every provider call fails with a permanent error, so the run fails. Its provider id
 //! changes on every worker step, so the memo never answers for it: a run asked to fail always
 //! fails, and every successful unit costs the instant provider's 1 micro-dollar. That makes the
-//! cost ledger predictable: a successful run costs its unit count (phase 1 and 4: 1, phase 2 and
-//! 3: one per beat), a failed or cancelled one nothing.
+//! cost ledger predictable: a successful run costs its unit count (phase 1 and 4: 1, phase 2: two
+//! per beat, a still and a narration, phase 3: one per beat), a failed or cancelled one nothing.
 //!
 //! Readings of the SPEC where it is silent or ambiguous are marked "SPEC reading" below.
 
@@ -28,8 +28,8 @@ use reelsmith::domain::{BranchStatus, CheckpointId, CheckpointStatus, Manifest, 
 use reelsmith::pipeline::commands::ContinueOutcome;
 use reelsmith::pipeline::providers::instant::Instant;
 use reelsmith::pipeline::providers::{
-    Answer, ClipAnimator, ClipBytes, ClipRequest, ProviderError, Providers, RenderBytes, RenderRequest, Renderer, ScriptWriter,
-    StoryboardArtist, UnitCall,
+    Answer, ClipAnimator, ClipBytes, ClipRequest, Narrator, ProviderError, Providers, RenderBytes, RenderRequest, Renderer, ScriptWriter,
+    SpeechBytes, SpeechRequest, StoryboardArtist, UnitCall,
 };
 use reelsmith::pipeline::worker::WorkOutcome;
 use reelsmith::pipeline::{CoreError, Engine, EngineConfig, blobs::BlobStore};
@@ -82,6 +82,15 @@ impl ClipAnimator for Switch {
     }
     fn animate(&self, call: &UnitCall, clip: ClipRequest) -> Answer<ClipBytes> {
         self.refuse().unwrap_or_else(|| Instant.animate(call, clip))
+    }
+}
+
+impl Narrator for Switch {
+    fn id(&self) -> String {
+        Switch::id(self)
+    }
+    fn speak(&self, call: &UnitCall, speech: SpeechRequest) -> Answer<SpeechBytes> {
+        self.refuse().unwrap_or_else(|| Instant.speak(call, speech))
     }
 }
 
@@ -318,7 +327,9 @@ impl Model {
 
     fn units(&self, phase: u8) -> i64 {
         match phase {
-            2 | 3 => i64::from(self.beats),
+            // Phase 2 speaks each beat too: a still and a narration per beat.
+            2 => 2 * i64::from(self.beats),
+            3 => i64::from(self.beats),
             _ => 1,
         }
     }
@@ -799,7 +810,7 @@ impl Harness {
         let fail = Arc::new(AtomicBool::new(false));
         let generation = Arc::new(AtomicU64::new(0));
         let switch = Arc::new(Switch { fail: fail.clone(), generation: generation.clone() });
-        let providers = Providers::new(switch.clone(), switch.clone(), switch.clone(), switch);
+        let providers = Providers { narration: switch.clone(), ..Providers::new(switch.clone(), switch.clone(), switch.clone(), switch) };
         let config = EngineConfig {
             retry_limit: case.limit,
             backoff_base_ms: 1,

@@ -24,12 +24,18 @@ async fn whole_slice(e: &Engine, video: VideoId, branch: &str, estimates_from: &
     let attempts: Vec<(Run, RunTally)> = runs
         .into_iter()
         .map(|r| {
+            // A storyboard run's units are its script's stills, then one narration per beat.
+            let script = r.from_checkpoint.and_then(|c| state.checkpoint(c)).and_then(|c| c.manifest.script());
+            let first_narration = script.filter(|_| r.phase == Phase::Storyboard).map(|s| s.beats.len() as u32);
             let mut t = RunTally::default();
             for x in tries.iter().filter(|x| x.run_id == r.id) {
                 match x.outcome {
                     TryOutcome::Ok => t.calls += 1,
                     TryOutcome::Memo => t.memo_hits += 1,
                     _ => t.failed_tries += 1,
+                }
+                if matches!(x.outcome, TryOutcome::Ok | TryOutcome::Memo) && first_narration.is_some_and(|n| x.unit >= n) {
+                    t.narrations += 1;
                 }
             }
             (r, t)

@@ -35,6 +35,34 @@ fn calls(e: &Engine) -> [u64; 4] {
     Phase::ALL.map(|p| e.providers.calls_of(p))
 }
 
+/// The durations of the MP4's video and audio tracks, in ms, read back from its boxes.
+fn track_ms(mp4: &[u8]) -> (f64, Option<f64>) {
+    let reader = mp4::Mp4Reader::read_header(std::io::Cursor::new(mp4), mp4.len() as u64).expect("a readable MP4");
+    let of = |kind: mp4::TrackType| {
+        reader.tracks().values().find(|t| t.track_type().ok() == Some(kind)).map(|t| t.duration().as_secs_f64() * 1000.0)
+    };
+    (of(mp4::TrackType::Video).expect("a video track"), of(mp4::TrackType::Audio))
+}
+
+fn storyboard_of(state: &VideoState, nth: usize) -> (Vec<reelsmith::domain::BlobRef>, Vec<reelsmith::domain::NarrationRef>) {
+    let board = state.checkpoints.iter().filter(|c| c.phase == Phase::Storyboard).nth(nth).expect("a storyboard");
+    let Manifest::Storyboard { frames, narrations, .. } = &board.manifest else { unreachable!() };
+    (frames.clone(), narrations.clone())
+}
+
+/// An 8-beat video made without faults (its final bytes), and the same video in a second
+/// environment, failed in phase 2 under the fault `plan`.
+async fn reference_and_failed(plan: &str) -> (Vec<u8>, TestEnv, VideoId) {
+    let clean = local_env().await;
+    let v = new_video(&clean.engine, "Eight beats of a rainy city", 8, true, None).await;
+    drain(&clean.engine).await;
+    let expected = final_video(&clean, &clean.engine.video_state(v).await.unwrap()).await;
+    let env = local_env().await;
+    let video = new_video(&env.engine, "Eight beats of a rainy city", 8, true, Some(plan)).await;
+    drain_expect(&env.engine, "SF").await;
+    (expected, env, video)
+}
+
 async fn approve_head(e: &Engine, video: VideoId) {
     let state = e.video_state(video).await.unwrap();
     e.approve(video, head(&state, "main"), None).await.unwrap();
@@ -42,16 +70,9 @@ async fn approve_head(e: &Engine, video: VideoId) {
 
 #[tokio::test]
 async fn a_retry_redoes_only_the_failed_unit_and_the_video_is_identical() {
-    let clean = local_env().await;
-    let v = new_video(&clean.engine, "Eight beats of a rainy city", 8, true, None).await;
-    drain(&clean.engine).await;
-    let expected = final_video(&clean, &clean.engine.video_state(v).await.unwrap()).await;
-
-    let env = local_env().await;
-    let e = &env.engine;
     let plan = r#"[{"phase":2,"beat":0,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"}]"#;
-    let video = new_video(e, "Eight beats of a rainy city", 8, true, Some(plan)).await;
-    drain_expect(e, "SF").await;
+    let (expected, env, video) = reference_and_failed(plan).await;
+    let e = &env.engine;
     let state = e.video_state(video).await.unwrap();
     let failed = state.runs.last().unwrap();
     assert_eq!((failed.phase, failed.failed_unit), (Phase::Storyboard, Some(0)));
@@ -71,29 +92,93 @@ async fn a_retry_redoes_only_the_failed_unit_and_the_video_is_identical() {
 }
 
 #[tokio::test]
-async fn editing_one_beat_rerenders_only_that_beat_downstream() {
+async fn editing_one_beats_narration_remakes_only_its_voice_its_clip_and_the_render() {
     let env = local_env().await;
     let e = &env.engine;
-    let video = new_video(e, "A lighthouse keeper and a gull", 5, true, None).await;
+    let video = new_video(e, "A lighthouse keeper and a gull", 8, true, None).await;
     drain_expect(e, "SSSS").await;
-    assert_eq!(calls(e), [1, 5, 5, 1]);
+    assert_eq!((calls(e), e.providers.narration_calls()), ([1, 8, 8, 1], 8));
     let state = e.video_state(video).await.unwrap();
     let script_cp = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
     let mut script = script_cp.manifest.script().unwrap().clone();
-    script.beats[3].narration = "The gull reads the tide table aloud, badly.".into();
+    script.beats[3].narration = "The gull reads the whole tide table aloud, badly, twice, and then once more for luck.".into();
     let v2 = e.edit_script(video, None, script_cp.id, &serde_json::to_string(&script).unwrap()).await.unwrap();
     e.continue_video(video, Some(v2), None, false).await.unwrap();
     drain_expect(e, "SSS").await;
-    assert_eq!(calls(e), [1, 6, 6, 2], "only beat 4 (index 3) was drawn and animated again, then one render");
+    assert_eq!(calls(e), [1, 8, 9, 2], "no still was redrawn; beat 4's clip and the render were made again");
+    assert_eq!(e.providers.narration_calls(), 9, "exactly one narration was spoken again");
     let state = e.video_state(video).await.unwrap();
-    let boards: Vec<_> = state.checkpoints.iter().filter(|c| c.phase == Phase::Storyboard).collect();
-    let (Manifest::Storyboard { frames: a, .. }, Manifest::Storyboard { frames: b, .. }) = (&boards[0].manifest, &boards[1].manifest)
-    else {
-        unreachable!()
-    };
-    for i in 0..5 {
-        assert_eq!(a[i] == b[i], i != 3, "frame {i}");
+    let ((frames_a, voices_a), (frames_b, voices_b)) = (storyboard_of(&state, 0), storyboard_of(&state, 1));
+    assert_eq!(frames_a, frames_b, "captions are not burned in, so the stills do not show the narration");
+    for i in 0..8 {
+        assert_eq!(voices_a[i] == voices_b[i], i != 3, "narration {i}");
     }
+    assert!(voices_b[3].duration_ms > voices_a[3].duration_ms, "the longer line lasts longer");
+}
+
+#[tokio::test]
+async fn a_failed_narration_is_retried_alone_and_the_video_is_identical() {
+    let plan = r#"[{"phase":2,"beat":1,"narration":true,"action":"fail","times":1,"message":"speech server 503"}]"#;
+    let (expected, env, video) = reference_and_failed(plan).await;
+    let e = &env.engine;
+    let state = e.video_state(video).await.unwrap();
+    let failed = state.runs.last().unwrap();
+    assert_eq!((failed.phase, failed.failed_unit), (Phase::Storyboard, Some(1)));
+    assert!(failed.error.as_deref().unwrap().contains("narration for beat 2: speech server 503"), "{:?}", failed.error);
+    assert_eq!((calls(e)[1], e.providers.narration_calls()), (8, 7), "every still and the other 7 narrations were kept");
+    let tries = e.unit_tries(video).await.unwrap();
+    assert!(tries.iter().any(|t| t.unit == 9 && t.outcome == TryOutcome::Transient), "the narration's tries are in the attempts");
+    e.continue_video(video, Some(head(&state, "main")), None, true).await.unwrap();
+    let retry = step(e).await;
+    assert!(matches!(retry, WorkOutcome::Succeeded { .. }), "{retry:?}");
+    assert_eq!((calls(e)[1], e.providers.narration_calls()), (8, 8), "the retry spoke beat 2 alone and drew nothing");
+    drain_expect(e, "SS").await;
+    let got = final_video(&env, &e.video_state(video).await.unwrap()).await;
+    assert!(got == expected, "the finished video is byte-identical to one made without the failure");
+}
+
+#[tokio::test]
+async fn a_bad_voice_or_speed_is_refused_and_changes_nothing() {
+    let env = local_env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Voices", 2, false, None).await;
+    step_ok(e).await;
+    let state = e.video_state(video).await.unwrap();
+    let script_cp = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
+    let before = snapshot(e).await;
+    for (field, value) in [("voice", serde_json::json!("klingon")), ("speed_wpm", serde_json::json!(5000))] {
+        let mut doc = serde_json::to_value(script_cp.manifest.script().unwrap()).unwrap();
+        doc["narration"][field] = value;
+        let err = e.edit_script(video, None, script_cp.id, &doc.to_string()).await.unwrap_err();
+        assert!(err.to_string().contains(if field == "voice" { "unknown voice" } else { "words per minute" }), "{err}");
+        assert_eq!(snapshot(e).await, before, "nothing changed");
+    }
+}
+
+#[tokio::test]
+async fn burned_in_captions_redraw_the_stills_and_drop_the_webvtt_track() {
+    let env = local_env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Captions two ways", 3, true, None).await;
+    drain_expect(e, "SSSS").await;
+    let state = e.video_state(video).await.unwrap();
+    let render = state.checkpoints.iter().find(|c| c.phase == Phase::Render).unwrap();
+    let Manifest::Render { captions: Some(vtt), .. } = &render.manifest else { panic!("a WebVTT track by default") };
+    let vtt = String::from_utf8(e.blobs.read(vtt).await.unwrap()).unwrap();
+    let script_cp = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
+    let mut script = script_cp.manifest.script().unwrap().clone();
+    assert_eq!(vtt.matches(" --> ").count(), 3, "one cue per beat: {vtt}");
+    assert!(vtt.contains(&script.beats[2].narration), "{vtt}");
+    script.narration.burn_captions = true;
+    let v2 = e.edit_script(video, None, script_cp.id, &serde_json::to_string(&script).unwrap()).await.unwrap();
+    e.continue_video(video, Some(v2), None, false).await.unwrap();
+    drain_expect(e, "SSS").await;
+    assert_eq!(calls(e)[1..], [6, 6, 2], "every still now shows its narration");
+    assert_eq!(e.providers.narration_calls(), 3, "the voice is the same");
+    let state = e.video_state(video).await.unwrap();
+    let render = state.checkpoints.iter().rev().find(|c| c.phase == Phase::Render).unwrap();
+    assert!(matches!(&render.manifest, Manifest::Render { captions: None, .. }), "no WebVTT when captions are burned in");
+    assert!(track_ms(&final_video(&env, &state).await).1.is_some(), "still narrated");
 }
 
 #[tokio::test]
@@ -136,9 +221,10 @@ async fn a_dead_workers_run_is_taken_over_and_only_unfinished_units_rerun() {
     let tries = e.unit_tries(video).await.unwrap();
     let reused = tries.iter().filter(|t| t.run_id == run.id && t.outcome == TryOutcome::Memo).count() as u32;
     assert!(reused >= done_by_first, "finished units came from the memo ({reused} < {done_by_first})");
-    assert_eq!(calls(e)[1] - calls_before, u64::from(8 - reused), "only unfinished units were made again");
-    let pngs: Vec<_> = e.blobs.list().await.unwrap();
-    assert_eq!(pngs.len(), 8, "every beat's image is stored exactly once");
+    let reused_stills = tries.iter().filter(|t| t.run_id == run.id && t.outcome == TryOutcome::Memo && t.unit < 8).count() as u64;
+    assert_eq!(calls(e)[1] - calls_before, 8 - reused_stills, "only unfinished units were made again");
+    let blobs: Vec<_> = e.blobs.list().await.unwrap();
+    assert_eq!(blobs.len(), 16, "every beat's image and narration is stored exactly once");
 }
 
 #[tokio::test]
@@ -151,6 +237,7 @@ async fn the_same_prompt_and_seed_give_the_same_script_and_video() {
     let (sa, sb) = (a.engine.video_state(va).await.unwrap(), b.engine.video_state(vb).await.unwrap());
     assert_eq!(sa.checkpoints[0].manifest, sb.checkpoints[0].manifest, "same script");
     assert!(final_video(&a, &sa).await == final_video(&b, &sb).await, "same video bytes");
+    assert!(track_ms(&final_video(&a, &sa).await).1.is_some(), "a narrated video");
 }
 
 #[tokio::test]
@@ -165,13 +252,19 @@ async fn an_eight_beat_720p_video_is_made_locally() {
     let wall = started.elapsed();
     let state = e.video_state(video).await.unwrap();
     let render = state.checkpoints.iter().find(|c| c.phase == Phase::Render).unwrap();
-    let Manifest::Render { video: mp4, poster, duration_ms, frames } = &render.manifest else { unreachable!() };
+    let Manifest::Render { video: mp4, poster, duration_ms, frames, .. } = &render.manifest else { unreachable!() };
     let bytes = e.blobs.read(mp4).await.unwrap();
     assert_eq!(&bytes[4..8], b"ftyp");
     assert!(*duration_ms >= 16_000 && *frames >= 384, "{duration_ms} ms, {frames} frames");
+    let (video_ms, audio_ms) = track_ms(&bytes);
+    let audio_ms = audio_ms.expect("an audio track");
+    assert!((audio_ms - video_ms).abs() < 40.0, "audio {audio_ms} ms vs video {video_ms} ms");
+    let (_, narrations) = storyboard_of(&state, 0);
+    assert_eq!(narrations.len(), 8);
+    assert!(narrations.iter().all(|n| n.duration_ms > 500), "{narrations:?}");
     assert_eq!(&e.blobs.read(poster).await.unwrap()[1..4], b"PNG");
     println!(
-        "local_video: 8 beats 1280x720 in {:.2} s; {:.2} s of video, {} bytes",
+        "local_video: 8 narrated beats 1280x720 in {:.2} s; {:.2} s of video, {} bytes",
         wall.as_secs_f64(),
         f64::from(*duration_ms) / 1000.0,
         bytes.len()
@@ -200,7 +293,8 @@ async fn regenerating_one_beat_makes_only_that_beat_with_a_new_seed() {
     let new = state.checkpoint(head(&state, "main")).unwrap();
     let old = state.checkpoint(board).unwrap();
     assert_eq!((new.phase, new.version, new.parent_id), (Phase::Storyboard, 2, old.parent_id));
-    let (Manifest::Storyboard { frames: a, seeds: sa }, Manifest::Storyboard { frames: b, seeds: sb }) = (&old.manifest, &new.manifest)
+    let (Manifest::Storyboard { frames: a, seeds: sa, .. }, Manifest::Storyboard { frames: b, seeds: sb, .. }) =
+        (&old.manifest, &new.manifest)
     else {
         unreachable!()
     };

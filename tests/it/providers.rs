@@ -120,9 +120,19 @@ impl ImagesCase {
         state(&self.env, self.video).await.runs.into_iter().find(|r| r.phase == Phase::Storyboard).expect("a storyboard run")
     }
 
-    async fn outcomes(&self) -> Vec<TryOutcome> {
+    /// The tries of the storyboard run's unit `unit` (0: the still; 1: the narration).
+    async fn outcomes_of(&self, unit: u32) -> Vec<TryOutcome> {
         let board = self.storyboard_run().await.id;
-        tries(&self.env, self.video).await.into_iter().filter(|t| t.run_id == board).map(|t| t.outcome).collect()
+        tries(&self.env, self.video).await.into_iter().filter(|t| t.run_id == board && t.unit == unit).map(|t| t.outcome).collect()
+    }
+
+    async fn outcomes(&self) -> Vec<TryOutcome> {
+        self.outcomes_of(0).await
+    }
+
+    async fn cost_of(&self, unit: u32) -> i64 {
+        let board = self.storyboard_run().await.id;
+        tries(&self.env, self.video).await.iter().filter(|t| t.run_id == board && t.unit == unit).map(|t| t.cost_micros).sum()
     }
 }
 
@@ -179,8 +189,72 @@ async fn each_error_class_is_handled_as_its_class() {
         assert!(shown.contains(error), "{name}: {shown}");
         assert!(!shown.contains(KEY) && !format!("{:?}", tries(&case.env, case.video).await).contains(KEY), "{name}: the key leaked");
         if run.status == RunStatus::Succeeded {
-            assert_eq!(run.cost_micros, 40_000, "{name}: the configured price per image");
+            assert_eq!(case.cost_of(0).await, 40_000, "{name}: the configured price per image");
         }
+    }
+}
+
+/// A WAV as a speech API answers it: 24 kHz mono 16-bit, a tone of `ms` milliseconds.
+fn speech_wav(ms: u32) -> Vec<u8> {
+    let samples = (0..ms * 24).map(|i| ((i as f32 * 0.07).sin() * 9000.0) as i16).collect();
+    reelsmith::media::wav_bytes(&reelsmith::media::Pcm { rate: 24_000, samples })
+}
+
+fn speech_ok(ms: u32) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_raw(speech_wav(ms), "audio/wav")
+}
+
+/// A one-beat video whose narration comes from a fake OpenAI speech API answering `answers` in turn.
+async fn speech_case(answers: Vec<ResponseTemplate>) -> ImagesCase {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/v1/audio/speech")).respond_with(Replies::new(answers)).mount(&server).await;
+    let toml = table("narration", "openai", &server, "voice = \"alloy\"\nprice_per_1k_chars = 100.0");
+    let env = remote_env(&toml, Providers::instant()).await;
+    let video = new_video(&env.engine, "A fox reads aloud", 1, true, None).await;
+    let steps = letters(&drain(&env.engine).await);
+    ImagesCase { env, server, video, steps }
+}
+
+/// The remote voice: what it is asked, the WAV it answers made 48 kHz, and its error classes as
+/// for every other remote provider.
+#[tokio::test]
+async fn narration_comes_from_the_speech_api_with_the_same_error_classes() {
+    use TryOutcome::{Ok as Made, Permanent, Transient};
+    let case = speech_case(vec![openai_error(502, "Bad Gateway", "server_error"), speech_ok(1500)]).await;
+    assert_eq!((case.steps.as_str(), case.outcomes_of(1).await), ("SSSS", vec![Transient, Made]));
+    let asked = case.server.received_requests().await.unwrap();
+    let body: Value = serde_json::from_slice(&asked[1].body).unwrap();
+    let state = state(&case.env, case.video).await;
+    let script = state.checkpoints.iter().find_map(|c| c.manifest.script()).unwrap();
+    assert_eq!((body["input"].as_str(), body["voice"].as_str()), (Some(script.beats[0].narration.as_str()), Some("alloy")));
+    assert_eq!((body["response_format"].as_str(), body["model"].as_str()), (Some("wav"), Some("acme/model")));
+    assert_eq!(asked[1].headers.get("authorization").unwrap().to_str().unwrap(), format!("Bearer {KEY}"));
+    let board = state.checkpoints.iter().find(|c| c.phase == Phase::Storyboard).unwrap();
+    let reelsmith::domain::Manifest::Storyboard { narrations, .. } = &board.manifest else { unreachable!() };
+    assert_eq!(narrations[0].duration_ms, 1500);
+    let wav = reelsmith::media::parse_wav(&case.env.engine.blobs.read(&narrations[0].audio).await.unwrap()).unwrap();
+    assert_eq!((wav.rate, wav.samples.len()), (48_000, 72_000), "resampled to 48 kHz");
+    let chars = script.beats[0].narration.chars().count() as i64;
+    assert_eq!(case.cost_of(1).await, chars * 100_000, "$100 per 1k characters");
+
+    let cases: Vec<(&str, Vec<ResponseTemplate>, Vec<TryOutcome>, &str)> = vec![
+        ("503 every time", vec![openai_error(503, "Service Unavailable", "server_error")], vec![Transient; 3], "OpenAI: HTTP 503"),
+        (
+            "401",
+            vec![openai_error(401, "Incorrect API key provided: sk-fake-4f1c9a77", "invalid_api_key")],
+            vec![Permanent],
+            "check FAKE_KEY",
+        ),
+        ("429 quota", vec![openai_error(429, "You exceeded your current quota", "insufficient_quota")], vec![Permanent], "quota"),
+        ("400", vec![openai_error(400, "voice must be one of alloy, echo", "invalid_request_error")], vec![Permanent], "HTTP 400"),
+        ("not a WAV", vec![status(200, json!({"audio": "nope"}))], vec![Permanent], "not a usable WAV"),
+    ];
+    for (name, answers, outcomes, error) in cases {
+        let case = speech_case(answers).await;
+        assert_eq!((case.steps.as_str(), case.outcomes_of(1).await), ("SF", outcomes), "{name}");
+        let shown = case.storyboard_run().await.error.unwrap_or_default();
+        assert!(shown.contains("narration for beat 1") && shown.contains(error), "{name}: {shown}");
+        assert!(!shown.contains(KEY) && !format!("{:?}", tries(&case.env, case.video).await).contains(KEY), "{name}: the key leaked");
     }
 }
 
@@ -575,10 +649,10 @@ async fn a_phase_estimated_over_budget_is_refused_before_it_spends() {
     let video = new_video(&e, "Three frames on a budget", 3, false, None).await;
     let script = step_ok(&e).await;
     e.set_budget(video, Some(100_000)).await.unwrap();
-    assert_eq!(estimate_now(&env, video).await, 120_000, "three images at $0.04");
+    assert_eq!(estimate_now(&env, video).await, 120_003, "three images at $0.04 and three instant narrations at 1 micro-dollar");
     let before = snapshot(&e).await;
     let refused = e.continue_video(video, Some(script), None, false).await.unwrap_err();
-    assert!(matches!(refused, CoreError::Refused(Refusal::OverBudget { estimate_micros: 120_000, .. })), "{refused:?}");
+    assert!(matches!(refused, CoreError::Refused(Refusal::OverBudget { estimate_micros: 120_003, .. })), "{refused:?}");
     assert!(refused.to_string().contains("more than the $0.10 left of the budget"), "{refused}");
     assert_eq!(snapshot(&e).await, before, "a refused phase changes nothing");
     assert_eq!(calls(&server, "POST", "/images/generations").await, 0, "and spends nothing");
@@ -595,5 +669,5 @@ async fn a_phase_estimated_over_budget_is_refused_before_it_spends() {
     e.continue_video(video, Some(script), None, true).await.unwrap();
     step_ok(&e).await;
     let spent: i64 = state(&env, video).await.runs.iter().map(|r| r.cost_micros).sum();
-    assert_eq!(spent, 1 + 80_000 + 40_000, "the script, two frames, then the one retried");
+    assert_eq!(spent, 1 + 80_003 + 40_000, "the script, two frames and three narrations, then the one frame retried");
 }

@@ -331,12 +331,13 @@ async fn costs_are_recorded_per_run_and_memo_hits_are_free() {
     step_ok(e).await;
     let state = e.video_state(video).await.unwrap();
     let phase2: Vec<_> = state.runs.iter().filter(|r| r.phase == Phase::Storyboard).collect();
-    // Instant providers cost 1 micro-dollar a call: 3 beats made in attempt 1, 1 in the retry.
-    assert_eq!(phase2[0].cost_micros, 3);
+    // Instant providers cost 1 micro-dollar a call: 3 stills and 4 narrations made in attempt 1,
+    // 1 still in the retry.
+    assert_eq!(phase2[0].cost_micros, 7);
     assert_eq!(phase2[1].cost_micros, 1);
     let tries = e.unit_tries(video).await.unwrap();
     let retry_tries: Vec<_> = tries.iter().filter(|t| t.run_id == phase2[1].id).collect();
-    assert_eq!(retry_tries.iter().filter(|t| t.outcome == TryOutcome::Memo).count(), 3);
+    assert_eq!(retry_tries.iter().filter(|t| t.outcome == TryOutcome::Memo).count(), 7);
     assert!(retry_tries.iter().filter(|t| t.outcome == TryOutcome::Memo).all(|t| t.cost_micros == 0));
 }
 

@@ -238,7 +238,7 @@ mod model {
                 version: self.version,
                 status: self.status,
                 origin: Origin::Generated,
-                manifest: Manifest::Storyboard { frames: Vec::new(), seeds: Vec::new() },
+                manifest: Manifest::Storyboard { frames: Vec::new(), seeds: Vec::new(), narrations: Vec::new() },
                 run_id: None,
                 created_at: 0,
                 approved_at: None,

@@ -51,6 +51,8 @@ pub struct RunTally {
     pub calls: u32,
     pub memo_hits: u32,
     pub failed_tries: u32,
+    /// Of the units made or reused, how many are narrations (storyboard runs only).
+    pub narrations: u32,
 }
 
 /// One branch of the video as the branch list shows it.

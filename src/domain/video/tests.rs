@@ -17,7 +17,7 @@ fn cp(n: u128, parent: Option<u128>, phase: Phase, version: u32, status: Checkpo
         version,
         status,
         origin: Origin::Generated,
-        manifest: Manifest::Storyboard { frames: Vec::new(), seeds: Vec::new() },
+        manifest: Manifest::Storyboard { frames: Vec::new(), seeds: Vec::new(), narrations: Vec::new() },
         run_id: None,
         created_at: n as i64,
         approved_at: None,

@@ -20,7 +20,7 @@ impl ScriptWriter for Instant {
         let beats = (0..beats)
             .map(|i| Beat { narration: format!("Beat {} of {title} ({seed})", i + 1), visual: "A plain frame".into(), duration_ms: 2000 })
             .collect();
-        ready(Script { title, beats }, 1)
+        ready(Script { title, beats, narration: Default::default() }, 1)
     }
 }
 
@@ -65,8 +65,24 @@ impl Renderer for Instant {
                 poster_png: [r.title.as_bytes(), &r.poster_still_png].concat(),
                 duration_ms: frames * 2000,
                 frames,
+                captions_vtt: r
+                    .captions
+                    .then(|| r.narration.iter().map(|(_, text)| text.as_str()).collect::<Vec<_>>().join("\n").into_bytes()),
             },
             1,
         )
+    }
+}
+
+impl Narrator for Instant {
+    fn id(&self) -> String {
+        "instant/1".into()
+    }
+    fn unit_price(&self) -> i64 {
+        1
+    }
+    fn speak(&self, _: &UnitCall, s: SpeechRequest) -> Answer<SpeechBytes> {
+        let duration_ms = crate::domain::narration::estimated_speech_ms(&s.text, s.speed_wpm);
+        ready(SpeechBytes { wav: format!("speech:{}:{}:{}", s.voice, s.speed_wpm, s.text).into_bytes(), duration_ms }, 1)
     }
 }

@@ -36,12 +36,15 @@ pub struct LocalScript;
 pub struct LocalStoryboard;
 pub struct LocalClips;
 pub struct LocalRender;
+/// eSpeak NG, offline.
+pub struct LocalVoice;
 
 // Nominal prices per unit, in micro-dollars: what a comparable remote call would cost.
 const SCRIPT_PRICE: i64 = 2_000;
 const STORYBOARD_PRICE: i64 = 10_000;
 const CLIP_PRICE: i64 = 20_000;
 const RENDER_PRICE: i64 = 5_000;
+const NARRATION_PRICE: i64 = 3_000;
 
 impl ScriptWriter for LocalScript {
     fn id(&self) -> String {
@@ -99,14 +102,46 @@ impl Renderer for LocalRender {
         blocking(
             move |_| {
                 let refs: Vec<&[u8]> = r.clip_streams.iter().map(Vec::as_slice).collect();
-                media::render_video(&refs, r.fps, &r.poster_still_png, &r.title).map(|r| RenderBytes {
-                    mp4: r.mp4,
-                    poster_png: r.poster_png,
-                    duration_ms: r.duration_ms,
-                    frames: r.frames,
+                let pcms = r.narration.iter().map(|(wav, _)| narration_pcm(wav)).collect::<Result<Vec<_>, _>>()?;
+                let beats: Vec<media::BeatAudio> =
+                    pcms.iter().zip(&r.narration).map(|(pcm, (_, text))| media::BeatAudio { pcm, text }).collect();
+                let narrated = (!beats.is_empty()).then_some(beats.as_slice());
+                let out = media::render_narrated(&refs, narrated, r.fps, &r.poster_still_png, &r.title)?;
+                Ok(RenderBytes {
+                    mp4: out.mp4,
+                    poster_png: out.poster_png,
+                    duration_ms: out.duration_ms,
+                    frames: out.frames,
+                    captions_vtt: out.captions_vtt.filter(|_| r.captions).map(String::into_bytes),
                 })
             },
             RENDER_PRICE,
+        )
+    }
+}
+
+/// A beat's narration as samples; a silent beat has none.
+fn narration_pcm(wav: &[u8]) -> Result<media::Pcm, media::MediaError> {
+    if wav.is_empty() {
+        return Ok(media::Pcm { rate: media::SAMPLE_RATE, samples: vec![] });
+    }
+    media::parse_wav(wav).map(|pcm| media::resample(&pcm, media::SAMPLE_RATE))
+}
+
+impl Narrator for LocalVoice {
+    fn id(&self) -> String {
+        "local-espeak-ng/1".into()
+    }
+    fn unit_price(&self) -> i64 {
+        NARRATION_PRICE
+    }
+    fn speak(&self, _: &UnitCall, s: SpeechRequest) -> Answer<SpeechBytes> {
+        blocking(
+            move |_| {
+                let pcm = media::speak_espeak(&s.text, &s.voice, s.speed_wpm)?;
+                Ok(SpeechBytes { duration_ms: pcm.duration_ms(), wav: media::wav_bytes(&pcm) })
+            },
+            NARRATION_PRICE,
         )
     }
 }

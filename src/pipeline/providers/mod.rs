@@ -97,6 +97,25 @@ pub struct RenderRequest {
     pub fps: u32,
     pub poster_still_png: Vec<u8>,
     pub title: String,
+    /// Per beat, its narration (48 kHz mono WAV, empty bytes for a silent video) and what it says.
+    pub narration: Vec<(Vec<u8>, String)>,
+    /// Whether to make WebVTT captions (off when they are burned into the picture).
+    pub captions: bool,
+}
+
+/// What one beat's narration says, and how.
+#[derive(Clone, Debug)]
+pub struct SpeechRequest {
+    pub text: String,
+    pub voice: String,
+    pub speed_wpm: u32,
+}
+
+/// A narration: 48 kHz mono 16-bit WAV and its length.
+#[derive(Clone, Debug)]
+pub struct SpeechBytes {
+    pub wav: Vec<u8>,
+    pub duration_ms: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -112,6 +131,8 @@ pub struct RenderBytes {
     pub poster_png: Vec<u8>,
     pub duration_ms: u32,
     pub frames: u32,
+    /// WebVTT, one cue per beat, when the request asked for captions.
+    pub captions_vtt: Option<Vec<u8>>,
 }
 
 pub type Answer<T> = BoxFuture<'static, Result<Costed<T>, ProviderError>>;
@@ -166,14 +187,28 @@ pub trait Renderer: Send + Sync {
     fn render(&self, call: &UnitCall, render: RenderRequest) -> Answer<RenderBytes>;
 }
 
+/// Speaks one beat's narration.
+pub trait Narrator: Send + Sync {
+    fn id(&self) -> String;
+    /// What one unit is expected to cost, in micro-dollars (0 unless the provider says).
+    fn unit_price(&self) -> i64 {
+        0
+    }
+    fn speak(&self, call: &UnitCall, speech: SpeechRequest) -> Answer<SpeechBytes>;
+}
+
 #[derive(Clone)]
 pub struct Providers {
     pub script: Arc<dyn ScriptWriter>,
     pub storyboard: Arc<dyn StoryboardArtist>,
     pub clips: Arc<dyn ClipAnimator>,
     pub render: Arc<dyn Renderer>,
+    /// Narration units run in the storyboard phase, next to the stills, with their own provider.
+    pub narration: Arc<dyn Narrator>,
     /// Provider calls made, per phase (memo hits are not calls). For tests, benches and the log.
     pub calls: Arc<[AtomicU64; 4]>,
+    /// Narration calls made (not counted in the storyboard phase's calls).
+    pub narration_calls: Arc<AtomicU64>,
     /// What the settings page shows: per phase, the provider in use and whether its key is set.
     pub settings: Arc<remote::Settings>,
 }
@@ -186,7 +221,16 @@ impl Providers {
         render: Arc<dyn Renderer>,
     ) -> Providers {
         let settings = Arc::new(remote::ProvidersFile::default().settings(&|_| None));
-        Providers { script, storyboard, clips, render, calls: Arc::new(Default::default()), settings }
+        Providers {
+            script,
+            storyboard,
+            clips,
+            render,
+            narration: Arc::new(local::LocalVoice),
+            calls: Arc::new(Default::default()),
+            narration_calls: Arc::new(AtomicU64::new(0)),
+            settings,
+        }
     }
 
     /// The offline providers that make real files.
@@ -201,7 +245,9 @@ impl Providers {
 
     /// Providers that do no work: for measuring orchestration alone.
     pub fn instant() -> Providers {
-        Providers::new(Arc::new(instant::Instant), Arc::new(instant::Instant), Arc::new(instant::Instant), Arc::new(instant::Instant))
+        let p =
+            Providers::new(Arc::new(instant::Instant), Arc::new(instant::Instant), Arc::new(instant::Instant), Arc::new(instant::Instant));
+        Providers { narration: Arc::new(instant::Instant), ..p }
     }
 
     pub fn id_of(&self, phase: Phase) -> String {
@@ -238,5 +284,13 @@ impl Providers {
 
     pub fn calls_of(&self, phase: Phase) -> u64 {
         self.calls[usize::from(phase.number() - 1)].load(Ordering::Relaxed)
+    }
+
+    pub fn count_narration_call(&self) {
+        self.narration_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn narration_calls(&self) -> u64 {
+        self.narration_calls.load(Ordering::Relaxed)
     }
 }

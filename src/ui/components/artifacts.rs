@@ -18,7 +18,9 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
         view! {
             <section class="card final-video" aria-labelledby="video-heading">
                 <h2 id="video-heading">"Your video"</h2>
-                <video controls preload="metadata" src=url.clone() poster=a.poster_url.clone() width="1280" height="720"></video>
+                <video controls preload="metadata" src=url.clone() poster=a.poster_url.clone() width="1280" height="720">
+                    {a.captions_url.clone().map(|vtt| view! { <track kind="captions" srclang="en" label="English" default src=vtt/> })}
+                </video>
                 <p class="muted">{format!("{secs} · {size} · H.264 MP4 · ")}<a href=url download="reelsmith.mp4">"Download"</a></p>
             </section>
         }
@@ -31,6 +33,7 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
                     {a.script_checkpoint.as_ref().map(|c| view! { <span class="muted small">{format!("v{} · {}", c.version, c.status)}</span> })}
                     {idle.then(|| view! { <button class="small" on:click=move |_| ctx.editing.set(true)>"Edit script"</button> })}
                 </div>
+                <p class="muted small">{voice_line(&script.narration)}</p>
                 <ol class="beats">
                     {script.beats.iter().map(|b| view! {
                         <li>
@@ -44,6 +47,7 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
     });
     let storyboard = a.storyboard_checkpoint.clone().map(|c| {
         let frames = a.storyboard.clone();
+        let narrations = a.narrations.clone();
         view! {
             <section class="card storyboard" aria-labelledby="storyboard-heading">
                 <div class="section-head">
@@ -56,6 +60,7 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
                         view! {
                             <li>
                                 <img src=url alt=format!("Storyboard beat {}", i + 1) loading="lazy" width="320" height="180"/>
+                                {narrations.get(i).map(|n| view! { <NarrationPlayer index=i audio_url=n.audio_url.clone() duration_ms=n.duration_ms/> })}
                                 {idle.then(|| view! {
                                     <button class="small" disabled=move || regenerate.pending().get()
                                         on:click=move |_| { regenerate.dispatch((id.clone(), i as u32)); }>
@@ -97,6 +102,28 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
         }
     });
     view! { {video} {script} {storyboard} {clips} }
+}
+
+/// How the script is spoken, in words.
+fn voice_line(n: &crate::domain::Narration) -> String {
+    if n.is_silent() {
+        return "Not narrated".into();
+    }
+    let captions = if n.burn_captions { "captions burned in" } else { "captions as a track" };
+    format!("Narrated: voice {} at {} words per minute · {captions}", n.voice, n.speed_wpm)
+}
+
+/// A beat's narration: the browser's own audio player (its play button, keyboard and seeking),
+/// loading nothing until played.
+#[component]
+fn NarrationPlayer(index: usize, audio_url: String, duration_ms: u32) -> impl IntoView {
+    view! {
+        <div class="narration">
+            <audio class="narration-audio" controls preload="none" src=audio_url
+                aria-label=format!("Narration for beat {}", index + 1)></audio>
+            <span class="muted small">{format!("{:.1} s spoken", f64::from(duration_ms) / 1000.0)}</span>
+        </div>
+    }
 }
 
 /// A clip shows its still until asked to play: the page then holds one <video> (the final one)

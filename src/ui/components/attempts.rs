@@ -19,9 +19,10 @@ pub fn Attempts(s: VideoStatusWire) -> impl IntoView {
             let attempt =
                 if r.kind == RunKind::Retry { format!("{} (Retry #{})", r.attempt, r.attempt - 1) } else { r.attempt.to_string() };
             let work = format!(
-                "{} made · {} reused{}",
+                "{} made · {} reused{}{}",
                 r.calls,
                 r.memo_hits,
+                if r.narrations > 0 { format!(" (incl. {} narrations)", r.narrations) } else { String::new() },
                 if r.failed_tries > 0 { format!(" · {} failed tries", r.failed_tries) } else { String::new() }
             );
             view! {

@@ -3,6 +3,7 @@ use leptos::prelude::*;
 
 use crate::api::{VideoStatusWire, edit_script};
 use crate::domain::Script;
+use crate::domain::narration::{MAX_WPM, MIN_WPM, VOICES, estimated_speech_ms};
 use crate::ui::pages::status::StatusCtx;
 
 #[component]
@@ -31,6 +32,9 @@ pub fn ScriptEditor(s: VideoStatusWire) -> impl IntoView {
                     <textarea id=format!("beat-{i}-narration") rows="2" maxlength="400"
                         prop:value=move || draft.with(|d| d.beats[i].narration.clone())
                         on:input=move |ev| draft.update(|d| d.beats[i].narration = event_target_value(&ev))></textarea>
+                    <p class="muted small" id=format!("beat-{i}-spoken")>
+                        {move || draft.with(|d| spoken_estimate(d, i))}
+                    </p>
                     <label for=format!("beat-{i}-visual")>{format!("Beat {n} visual")}</label>
                     <textarea id=format!("beat-{i}-visual") rows="2" maxlength="400"
                         prop:value=move || draft.with(|d| d.beats[i].visual.clone())
@@ -57,6 +61,7 @@ pub fn ScriptEditor(s: VideoStatusWire) -> impl IntoView {
                 <input id="script-title" maxlength="120"
                     prop:value=move || draft.with(|d| d.title.clone())
                     on:input=move |ev| draft.update(|d| d.title = event_target_value(&ev))/>
+                <NarrationFields draft=draft/>
                 {beats}
                 <div class="actions">
                     <button type="submit" class="primary" disabled=move || save.pending().get()>
@@ -68,4 +73,42 @@ pub fn ScriptEditor(s: VideoStatusWire) -> impl IntoView {
         </section>
     }
     .into_any()
+}
+
+/// What the editor says under a beat's narration: about how long it takes to say.
+fn spoken_estimate(script: &Script, i: usize) -> String {
+    if script.narration.is_silent() {
+        return "Not spoken (no narration)".into();
+    }
+    let ms = estimated_speech_ms(&script.beats[i].narration, script.narration.speed_wpm);
+    format!("About {:.1} s spoken", f64::from(ms) / 1000.0)
+}
+
+/// The voice, its speed and the captions' place, for the whole script.
+#[component]
+fn NarrationFields(draft: RwSignal<Script>) -> impl IntoView {
+    view! {
+        <fieldset class="narration-edit">
+            <legend>"Narration"</legend>
+            <label for="narration-voice">"Voice"</label>
+            <select id="narration-voice"
+                prop:value=move || draft.with(|d| d.narration.voice.clone())
+                on:change=move |ev| draft.update(|d| d.narration.voice = event_target_value(&ev))>
+                {VOICES.iter().map(|(voice, name)| view! { <option value=*voice>{format!("{name} ({voice})")}</option> }).collect_view()}
+            </select>
+            <label for="narration-speed">"Speed (words per minute)"</label>
+            <input id="narration-speed" type="number" min=MIN_WPM.to_string() max=MAX_WPM.to_string() step="5"
+                prop:value=move || draft.with(|d| d.narration.speed_wpm.to_string())
+                on:input=move |ev| {
+                    let value = event_target_value(&ev).parse().unwrap_or(0);
+                    draft.update(|d| d.narration.speed_wpm = value)
+                }/>
+            <label class="inline">
+                <input id="narration-burn" type="checkbox"
+                    prop:checked=move || draft.with(|d| d.narration.burn_captions)
+                    on:change=move |ev| draft.update(|d| d.narration.burn_captions = event_target_checked(&ev))/>
+                "Burn captions into the picture (instead of a captions track)"
+            </label>
+        </fieldset>
+    }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::Endpoint;
 use super::openai::{OpenAiImages, OpenAiScript};
 use super::replicate::{Replicate, ReplicateClips, ReplicateImages};
+use super::speech::OpenAiSpeech;
 use crate::pipeline::providers::Providers;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -42,7 +43,7 @@ pub struct PhaseTable {
     pub timeout_ms: Option<u64>,
     /// Replicate: how often a running prediction is polled, in milliseconds (default 1000).
     pub poll_ms: Option<u64>,
-    /// Narration (a later version): the voice.
+    /// Narration: the remote provider's own voice (e.g. "alloy").
     pub voice: Option<String>,
 }
 
@@ -109,21 +110,20 @@ impl ProvidersFile {
             p.clips =
                 Arc::new(ReplicateClips { replicate: t.replicate(env), image_field: t.image_field.clone().unwrap_or("image".into()) });
         }
+        if let Some(t) = self.narration.as_ref().filter(|t| t.kind == Some(Kind::Openai)) {
+            p.narration = Arc::new(OpenAiSpeech::new(t.endpoint("OpenAI", env), t));
+        }
         p.settings = Arc::new(self.settings(env));
         p
     }
 
     /// Per phase: the provider and model in use, whether its key is set, and its prices.
     pub fn settings(&self, env: &dyn Fn(&str) -> Option<String>) -> Settings {
-        let phases = [("Script", &self.script), ("Storyboard", &self.storyboard), ("Clips", &self.clips)];
+        let phases = [("Script", &self.script), ("Storyboard", &self.storyboard), ("Clips", &self.clips), ("Narration", &self.narration)];
         let mut rows: Settings = phases.into_iter().map(|(phase, table)| setting(phase, table.as_ref(), env)).collect();
-        // The file may name a voice already; this version makes no narration, and says so.
-        rows.push(PhaseSetting {
-            provider: "none: this version does not narrate".into(),
-            model: String::new(),
-            prices: String::new(),
-            ..setting("Narration", None, env)
-        });
+        if self.narration.as_ref().is_none_or(|t| t.kind == Some(Kind::Local)) {
+            rows[3].model = "eSpeak NG (Debian's espeak-ng)".into();
+        }
         rows
     }
 }

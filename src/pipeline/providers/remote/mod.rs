@@ -24,6 +24,7 @@ pub mod config;
 pub mod media;
 pub mod openai;
 pub mod replicate;
+pub mod speech;
 
 pub use config::{ProvidersFile, Settings};
 
@@ -87,14 +88,32 @@ impl Endpoint {
         self.json_of(request).await
     }
 
-    async fn json_of(&self, request: reqwest::RequestBuilder) -> Result<Value, ProviderError> {
+    /// POSTs a JSON body and returns the answer's bytes (audio, for speech), at most `max_bytes`.
+    pub async fn post_for_bytes(&self, path: &str, body: &Value, max_bytes: usize) -> Result<Vec<u8>, ProviderError> {
+        let request = self.client.post(self.url(path)).bearer_auth(self.key()?).json(body);
+        let (_, bytes) = self.answer_of(request).await?;
+        if bytes.len() > max_bytes {
+            return Err(ProviderError::Permanent(format!("{}: the answer is larger than {} MB", self.name, max_bytes >> 20)));
+        }
+        Ok(bytes)
+    }
+
+    /// The answer's status and body; an error status is classified (and the key redacted).
+    async fn answer_of(&self, request: reqwest::RequestBuilder) -> Result<(StatusCode, Vec<u8>), ProviderError> {
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.text().await.map_err(|e| self.unreachable(&e))?;
+        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
         if !status.is_success() {
-            return Err(self.redacted(classify(self.name, &self.key_env, status, &headers, &body, SystemTime::now())));
+            let text = String::from_utf8_lossy(&body);
+            return Err(self.redacted(classify(self.name, &self.key_env, status, &headers, &text, SystemTime::now())));
         }
+        Ok((status, body.to_vec()))
+    }
+
+    async fn json_of(&self, request: reqwest::RequestBuilder) -> Result<Value, ProviderError> {
+        let (status, body) = self.answer_of(request).await?;
+        let body = String::from_utf8_lossy(&body);
         serde_json::from_str(&body).map_err(|_| {
             ProviderError::Transient(format!("{}: HTTP {}: the answer is not JSON: {}", self.name, status.as_u16(), quote(&body)))
         })

@@ -11,17 +11,10 @@ use crate::domain::{AccountId, VideoId};
 use crate::pipeline::Engine;
 use crate::pipeline::accounts::SocketSlot;
 
-/// The client must say which video within this time.
-const FIRST_MESSAGE: Duration = Duration::from_secs(10);
-/// An idle channel gets the current counter again this often (a ping the page ignores).
-const PING: Duration = Duration::from_secs(20);
-/// A client that does not take a message within this time is gone.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
 type Events = Sender<Result<WatchEvent, ServerFnError>>;
 
-async fn send(tx: &mut Events, changes: i64) -> bool {
-    matches!(tokio::time::timeout(SEND_TIMEOUT, tx.send(Ok(WatchEvent { changes }))).await, Ok(Ok(())))
+async fn send(tx: &mut Events, changes: i64, within: Duration) -> bool {
+    matches!(tokio::time::timeout(within, tx.send(Ok(WatchEvent { changes }))).await, Ok(Ok(())))
 }
 
 type Input = BoxedStream<WatchRequest, ServerFnError>;
@@ -29,7 +22,7 @@ type Input = BoxedStream<WatchRequest, ServerFnError>;
 /// Which video the channel watches: the first message, if it names a video the viewer owns.
 /// `Err(())`: the client said nothing in time, or went away.
 async fn subscribe(engine: &Engine, viewer: AccountId, input: &mut Input) -> Result<Option<VideoId>, ()> {
-    let Ok(Some(Ok(first))) = tokio::time::timeout(FIRST_MESSAGE, input.next()).await else { return Err(()) };
+    let Ok(Some(Ok(first))) = tokio::time::timeout(engine.config.live.first_message, input.next()).await else { return Err(()) };
     let Ok(video) = VideoId::parse("video_id", &first.video_id) else { return Ok(None) };
     Ok(engine.owned(viewer, video).await.ok())
 }
@@ -46,13 +39,14 @@ pub async fn serve(engine: Engine, viewer: AccountId, mut input: Input, mut tx: 
         Err(()) => return,
     };
     let Ok(mut watch) = engine.watch(video).await else { return };
+    let times = engine.config.live;
     let mut last = 0;
     loop {
         tokio::select! {
             changes = watch.next() => match changes {
                 Some(Ok(changes)) => {
                     last = changes;
-                    if !send(&mut tx, changes).await {
+                    if !send(&mut tx, changes, times.send_timeout).await {
                         return;
                     }
                 }
@@ -65,7 +59,7 @@ pub async fn serve(engine: Engine, viewer: AccountId, mut input: Input, mut tx: 
             message = input.next() => if message.is_none() {
                 return;
             },
-            _ = tokio::time::sleep(PING) => if !send(&mut tx, last).await {
+            _ = tokio::time::sleep(times.ping) => if !send(&mut tx, last, times.send_timeout).await {
                 return;
             },
         }

@@ -45,6 +45,24 @@ pub struct EngineConfig {
     pub fps: u32,
     /// What one account may use.
     pub quotas: Quotas,
+    /// The live channel's clock (see `api::watch`).
+    pub live: LiveTimes,
+}
+
+/// How long a live channel waits for the page to name its video, how often an idle channel is
+/// pinged, and how long a message may wait for a client that stopped reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveTimes {
+    pub first_message: std::time::Duration,
+    pub ping: std::time::Duration,
+    pub send_timeout: std::time::Duration,
+}
+
+impl Default for LiveTimes {
+    fn default() -> Self {
+        use std::time::Duration;
+        LiveTimes { first_message: Duration::from_secs(10), ping: Duration::from_secs(20), send_timeout: Duration::from_secs(10) }
+    }
 }
 
 impl Default for EngineConfig {
@@ -61,6 +79,7 @@ impl Default for EngineConfig {
             height: 720,
             fps: 24,
             quotas: Quotas::default(),
+            live: LiveTimes::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 mod accounts;
 mod common;
 mod drills;
+mod live;
 mod model;
 mod pages;
 mod pipeline;

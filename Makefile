@@ -6,9 +6,12 @@ SHELL := /bin/bash
 CARGO_LEPTOS_VERSION := 0.3.10
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3; exit}' Cargo.lock)
 PG_BIN := $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-PG_PORT ?= 55432
-SCALE_PG_PORT ?= 55433
-S3_PORT ?= 55434
+# Fixed ports for the throw-away servers, below Linux's ephemeral range (32768-60999): a port
+# inside it can be held by any outgoing connection's local end (the PostgreSQL suites open
+# hundreds), and the server then cannot bind it.
+PG_PORT ?= 25432
+SCALE_PG_PORT ?= 25433
+S3_PORT ?= 25434
 # npm's wasm-opt (binaryen 132) first: Debian's makes a bundle that does not hydrate.
 export PATH := $(CURDIR)/end2end/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
@@ -94,7 +97,7 @@ test-scaleout:
 	su postgres -c "$$PG_BIN/initdb -D $$T/db -A trust -U postgres >/dev/null && $$PG_BIN/pg_ctl -D $$T/db -o '-p $(SCALE_PG_PORT) -k $$T -c fsync=off -c max_connections=200' -l $$T/log -w start >/dev/null" \
 	  || { tail -3 "$$T/log" >&2; exit 1; }
 	target/s3venv/bin/moto_server -p $(S3_PORT) >"$$T/moto.log" 2>&1 & MOTO=$$!
-	target/s3venv/bin/python scripts/s3-bucket.py http://127.0.0.1:$(S3_PORT) reelsmith-test
+	target/s3venv/bin/python scripts/s3-bucket.py http://127.0.0.1:$(S3_PORT) reelsmith-test || { tail -20 "$$T/moto.log" >&2; exit 1; }
 	AWS_ENDPOINT_URL=http://127.0.0.1:$(S3_PORT) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
 	REELSMITH_TEST_BLOB_URL=s3://reelsmith-test REELSMITH_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$(SCALE_PG_PORT)/postgres \
 	  cargo test --release --features ssr --test it -- --include-ignored --nocapture scaleout:: drills::multi::

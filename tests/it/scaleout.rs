@@ -42,30 +42,30 @@ async fn the_blob_store_contract_holds_on_the_local_backend() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The S3 tests say loudly that they did not run without a test server.
-fn s3_or_skip(test: &str) -> Option<String> {
-    let url = s3_blob_url();
-    if url.is_none() {
-        eprintln!("SKIPPED {test}: REELSMITH_TEST_BLOB_URL is not set (`make test-scaleout` starts an S3 server and sets it)");
-    }
-    url
+/// The S3 tests run only from `make test-scaleout` (ignored otherwise); without their server
+/// they fail, naming what is missing.
+fn s3_url() -> String {
+    s3_blob_url().expect("REELSMITH_TEST_BLOB_URL is not set: run with `make test-scaleout`, which starts an S3 server and sets it")
 }
 
 #[tokio::test]
+#[ignore = "needs an S3-compatible server: make test-scaleout"]
 async fn the_blob_store_contract_holds_on_s3() {
-    let Some(url) = s3_or_skip("the S3 blob contract") else { return };
+    let url = s3_url();
     contract(&BlobStore::open(Some(&url), std::path::Path::new("/nonexistent")).await.unwrap()).await;
 }
 
 #[tokio::test]
+#[ignore = "needs an S3-compatible server: make test-scaleout"]
 async fn gc_removes_only_unreferenced_blobs_on_s3() {
-    let Some(url) = s3_or_skip("gc on S3") else { return };
+    let url = s3_url();
     crate::pipeline::gc_removes_only_unreferenced_blobs_of(env_on(Providers::instant(), fast_config(), Some(&url)).await).await;
 }
 
 #[tokio::test]
+#[ignore = "needs an S3-compatible server: make test-scaleout"]
 async fn a_missing_bucket_is_said_at_start_in_one_line() {
-    let Some(url) = s3_or_skip("the missing bucket") else { return };
+    let url = s3_url();
     let missing = url.replacen("s3://", "s3://no-such-bucket-", 1);
     let e = BlobStore::open(Some(&missing), std::path::Path::new("/nonexistent")).await.unwrap_err();
     assert!(e.starts_with("cannot use s3://no-such-bucket-") && !e.contains('\n'), "{e}");
@@ -85,12 +85,10 @@ async fn next_counter(watch: &mut reelsmith::pipeline::events::Watch, within: Du
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: make test-scaleout"]
 async fn changes_and_wake_ups_cross_processes_and_survive_a_killed_listener() {
     let env = env().await;
-    if !is_postgres(&env) {
-        eprintln!("SKIPPED LISTEN/NOTIFY: it needs REELSMITH_TEST_DATABASE_URL (PostgreSQL)");
-        return;
-    }
+    assert!(is_postgres(&env), "LISTEN/NOTIFY needs REELSMITH_TEST_DATABASE_URL (PostgreSQL): run with `make test-scaleout`");
     let (a, b) = (&env.engine, second_process(&env).await);
     a.events.share_through_postgres(&env.url).await.unwrap();
     // An idle worker in B wakes when A queues a run.

@@ -170,6 +170,43 @@ impl BlobStore {
     }
 }
 
+impl super::Engine {
+    /// A blob's bytes, from its database row when they are kept there (small blobs, see
+    /// `storage::INLINE_BLOB_MAX`), else from the blob store.
+    pub async fn blob_bytes(&self, blob: &BlobRef) -> io::Result<Vec<u8>> {
+        if blob.bytes <= crate::storage::INLINE_BLOB_MAX
+            && let Some(bytes) = self.inline_blob(&blob.sha256).await?
+        {
+            return Ok(bytes);
+        }
+        self.blobs.read(blob).await
+    }
+
+    /// Every stored blob's hash and size: the blob store's and those kept in rows.
+    pub async fn stored_blobs(&self) -> io::Result<Vec<(String, u64)>> {
+        let mut all = self.blobs.list().await?;
+        let rows = async {
+            let mut tx = self.store.read().await?;
+            let rows = crate::storage::inline_blob_rows(&mut tx).await;
+            let _ = tx.rollback().await;
+            rows
+        };
+        all.extend(rows.await.map_err(io::Error::other)?.into_iter().map(|(sha, bytes, _)| (sha, bytes.max(0) as u64)));
+        Ok(all)
+    }
+
+    /// The blob's bytes when its database row holds them.
+    pub async fn inline_blob(&self, sha256: &str) -> io::Result<Option<Vec<u8>>> {
+        let read = async {
+            let mut tx = self.store.read().await?;
+            let bytes = crate::storage::inline_blob(&mut tx, sha256).await?;
+            let _ = tx.rollback().await;
+            Ok::<_, crate::storage::StorageError>(bytes)
+        };
+        read.await.map_err(io::Error::other)
+    }
+}
+
 /// The URL with anything between the scheme and an `@` hidden.
 fn redact(url: &str) -> String {
     match (url.split_once("://"), url.rfind('@')) {

@@ -41,12 +41,9 @@ impl Engine {
     pub(crate) async fn estimate(&self, tx: &mut Tx, state: &Video, run: &Run) -> Result<i64, CoreError> {
         let Ok((plans, _)) = units::plan(self, state, run) else { return Ok(0) };
         let (price, voice_price) = (self.providers.unit_price(run.phase), self.providers.narration.unit_price());
-        let mut micros = 0;
-        for plan in plans {
-            if storage::memo_get(tx, &plan.key).await?.is_none() {
-                micros += if plan.is_narration() { voice_price } else { price };
-            }
-        }
-        Ok(micros)
+        let keys: Vec<String> = plans.iter().map(|p| p.key.clone()).collect();
+        let memo = storage::memo_of(tx, &keys).await?;
+        let unanswered = plans.iter().filter(|p| !memo.contains_key(&p.key));
+        Ok(unanswered.map(|p| if p.is_narration() { voice_price } else { price }).sum())
     }
 }

@@ -3,7 +3,8 @@
 //! from its branch's head would reuse). Reclaims everything else: what only deleted videos,
 //! cancelled runs or superseded failures used; their memo entries go with their bytes, so no memo
 //! row outlives its files. Files younger than the grace period are kept (a unit may be about to
-//! commit the row that makes them live).
+//! commit the row that makes them live). Small blobs kept in their database rows are reclaimed the
+//! same way, by deleting the row.
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
@@ -46,11 +47,12 @@ impl Engine {
     /// can commit a reference to a file between its re-check and its removal.
     pub async fn gc(&self, grace: Option<Duration>) -> Result<GcReport, CoreError> {
         let grace = grace.unwrap_or(GRACE);
-        let live = {
+        let (live, rows) = {
             let mut tx = self.store.read().await?;
             let live = live_hashes(&mut tx).await;
+            let rows = storage::inline_blob_rows(&mut tx).await;
             let _ = tx.rollback().await;
-            live?
+            (live?, rows?)
         };
         let listed = self.blobs.list().await.map_err(|e| CoreError::Internal(format!("cannot list blobs: {e}")))?;
         let mut report = GcReport::default();
@@ -62,7 +64,17 @@ impl Engine {
                 candidates.push((sha, bytes));
             }
         }
-        if candidates.is_empty() {
+        // Bytes kept in rows need no grace period: the unit that stores them commits its memo
+        // row in the same transaction, so they are never waiting for a reference.
+        let mut dead_rows: Vec<(String, u64)> = Vec::new();
+        for (sha, bytes, _) in rows {
+            if live.contains(&sha) {
+                report.kept += 1;
+            } else {
+                dead_rows.push((sha, bytes.max(0) as u64));
+            }
+        }
+        if candidates.is_empty() && dead_rows.is_empty() {
             return Ok(report);
         }
         // One attempt, not `write_retrying`: the files are removed as it goes, and a second
@@ -76,6 +88,15 @@ impl Engine {
                 continue;
             }
             self.blobs.remove(&sha).await.map_err(|e| CoreError::Internal(format!("cannot remove blob {sha}: {e}")))?;
+            storage::delete_blob_row(&mut tx, &sha).await?;
+            report.removed += 1;
+            report.freed_bytes += bytes;
+        }
+        for (sha, bytes) in dead_rows {
+            if live.contains(&sha) {
+                report.kept += 1;
+                continue;
+            }
             storage::delete_blob_row(&mut tx, &sha).await?;
             report.removed += 1;
             report.freed_bytes += bytes;

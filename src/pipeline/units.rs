@@ -65,6 +65,19 @@ impl UnitInput {
     }
 }
 
+impl UnitInput {
+    /// The blobs the unit reads.
+    pub fn blobs(&self) -> Vec<&BlobRef> {
+        match self {
+            UnitInput::Script { .. } | UnitInput::Frame { .. } | UnitInput::Narration { .. } => vec![],
+            UnitInput::Clip { still, narration, .. } => std::iter::once(still).chain(narration).collect(),
+            UnitInput::Render { streams, poster_still, narration, .. } => {
+                streams.iter().chain([poster_still]).chain(narration.iter().filter_map(|(audio, _)| audio.as_ref())).collect()
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct UnitPlan {
     pub index: u32,

@@ -3,9 +3,13 @@
 //! Each finished unit is memoized and staged at once, so a retry, a resumed run after a crash, or
 //! an edit re-runs only what is missing. The checkpoint is written only when every unit succeeded,
 //! in one transaction with the run's end (and, with auto-continue, the next phase's run).
+mod group;
+
 use futures::StreamExt;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::commands::{apply_decision, load};
 use super::faults;
@@ -28,7 +32,7 @@ use crate::domain::{
     BranchName, CheckpointId, CheckpointStatus, ClipRef, Entity, Manifest, NarrationRef, Origin, Phase, RunId, RunStatus, Timestamp,
     TryOutcome,
 };
-use crate::storage::{self, Ender, Lease, MemoEntry, Tx, WriteTx};
+use crate::storage::{self, Ender, FinishedUnit, INLINE_BLOB_MAX, Lease, MemoEntry, NewBlob, Tx, WriteTx};
 
 /// What one step of a worker did; tests step workers by hand with `work_once`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,9 +59,12 @@ enum UnitEnd {
     Done(u32, UnitOutput),
     Failed(UnitFailure),
     Stopped,
+    /// Not started: the run yields to another account's (see `others_waiting`).
+    Skipped,
 }
 
 /// Why a unit made no output.
+#[derive(Clone)]
 enum Halt {
     /// Cancelled, lease lost or shutting down: the unit writes nothing more.
     Stopped,
@@ -75,8 +82,9 @@ impl Halt {
     }
 }
 
-/// What a provider answered for one try, its output stored as blobs: the output and its cost.
-type Answer = Result<(UnitOutput, i64), ProviderError>;
+/// What a provider answered for one try, its output stored as blobs: the output, its cost, and
+/// its blobs (with their bytes when they are small enough to go in the database).
+type Answer = Result<(UnitOutput, i64, Vec<NewBlob>), ProviderError>;
 
 /// What every unit of one run shares.
 struct UnitJob<'a> {
@@ -85,6 +93,49 @@ struct UnitJob<'a> {
     video: &'a VideoInfo,
     /// How many units the run has.
     total: u32,
+    /// The memo's answers for the run's units, read once when the run starts.
+    memo: Memo,
+    /// Units making output at once (`EngineConfig::unit_concurrency`); a unit gives its slot back
+    /// before its output is committed, so the next unit's work overlaps the commit.
+    slots: Semaphore,
+    /// Finished units waiting to be committed, in groups.
+    group: group::GroupCommit,
+}
+
+/// The memo entries of a run's units (by memo key), which of their blobs are kept in rows, and
+/// the bytes of the units' small inputs (a clip's still, a render's streams) kept in rows.
+#[derive(Default)]
+struct Memo {
+    outputs: HashMap<String, UnitOutput>,
+    inline: HashSet<String>,
+    inputs: HashMap<String, Vec<u8>>,
+}
+
+/// A claimed run's state, and its plan (or why it cannot be planned).
+struct Start {
+    state: Video,
+    planned: Result<Planned, String>,
+}
+
+struct Planned {
+    plans: Vec<UnitPlan>,
+    seeds: Vec<u64>,
+    memo: Memo,
+}
+
+/// The memo's entries for the run's units, which of their blobs are kept in rows, and the bytes
+/// of their small inputs: one read for the whole run instead of one or more per unit.
+async fn memo_for(tx: &mut Tx, plans: &[UnitPlan]) -> Result<Memo, CoreError> {
+    let small = |b: &&crate::domain::BlobRef| b.bytes <= INLINE_BLOB_MAX;
+    let keys: Vec<String> = plans.iter().map(|p| p.key.clone()).collect();
+    let entries = storage::memo_of(tx, &keys).await?;
+    let outputs: HashMap<String, UnitOutput> =
+        entries.into_iter().filter_map(|(k, m)| serde_json::from_str(&m.output).ok().map(|o| (k, o))).collect();
+    let made: Vec<String> = outputs.values().flat_map(|o| o.blobs()).filter(small).map(|b| b.sha256.clone()).collect();
+    let inline = if made.is_empty() { HashSet::new() } else { storage::inline_blobs_among(tx, &made).await? };
+    let wanted: Vec<String> = plans.iter().flat_map(|p| p.input.blobs()).filter(small).map(|b| b.sha256.clone()).collect();
+    let inputs = if wanted.is_empty() { HashMap::new() } else { storage::inline_blob_contents(tx, &wanted).await? };
+    Ok(Memo { outputs, inline, inputs })
 }
 
 impl UnitJob<'_> {
@@ -104,10 +155,11 @@ impl UnitJob<'_> {
     }
 }
 
-/// Where a finished unit's output came from.
+/// Where a finished unit's output came from. (Short-lived, one per finished unit: not boxed.)
+#[allow(clippy::large_enum_variant)]
 enum Source {
-    /// Made by the provider, starting at `started`.
-    Provider { output: UnitOutput, cost_micros: i64, started: Timestamp },
+    /// Made by the provider, starting at `started`; `blobs`: what it stored.
+    Provider { output: UnitOutput, cost_micros: i64, started: Timestamp, blobs: Vec<NewBlob> },
     /// Reused from the memo (free).
     Memo,
 }
@@ -122,6 +174,15 @@ impl Engine {
             let _ = tx.rollback().await;
             return Ok(WorkOutcome::Idle);
         };
+        // Planned under the claim: the state, the plan, the progress's start and the memo's
+        // answers in the claim's transaction rather than four more.
+        let start = match self.start_run(&mut tx, &run, &lease).await {
+            Ok(start) => start,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+        };
         tx.commit().await?;
         self.events.changed(run.video_id);
         tracing::info!(run = %run.id, video = %run.video_id, phase = run.phase.wire(), attempt = run.attempt, token = lease.token, "run claimed");
@@ -129,7 +190,7 @@ impl Engine {
         // Renews the lease until the run's end is committed. Dropped with this future: a worker
         // that dies stops renewing, so its lease can expire and another worker take over.
         let heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat(lease.clone(), stop_tx, shutdown.clone())));
-        let outcome = self.execute(run, &lease, stop_rx, shutdown).await;
+        let outcome = self.execute(run, &lease, start, stop_rx, shutdown).await;
         drop(heartbeat);
         outcome
     }
@@ -187,40 +248,46 @@ impl Engine {
         written
     }
 
+    /// What a claimed run starts from, read (and its progress started) in the claim's transaction.
+    async fn start_run(&self, tx: &mut WriteTx, run: &Run, lease: &Lease) -> Result<Start, CoreError> {
+        let state = load(tx, run.video_id).await?;
+        let (plans, seeds) = match units::plan(self, &state, run) {
+            Ok(p) => p,
+            Err(e) => return Ok(Start { state, planned: Err(e.to_string()) }),
+        };
+        storage::set_run_progress(tx, lease, plans.len() as u32, 0, 0).await?;
+        let memo = memo_for(tx, &plans).await?;
+        Ok(Start { state, planned: Ok(Planned { plans, seeds, memo }) })
+    }
+
     async fn execute(
         &self,
         run: Run,
         lease: &Lease,
+        start: Start,
         stop: watch::Receiver<bool>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<WorkOutcome, CoreError> {
-        let state = self.video_state(run.video_id).await?;
-        let (plans, seeds) = match units::plan(self, &state, &run) {
+        let Start { state, planned } = start;
+        let Planned { plans, seeds, memo } = match planned {
             Ok(p) => p,
             Err(e) => return self.fail_run(lease, format!("Cannot start the {} phase: {e}", run.phase.label()), None, &stop).await,
         };
         let total = plans.len() as u32;
-        if !self.begin_units(lease, total).await? {
-            return Ok(WorkOutcome::Stopped);
-        }
-        let job = UnitJob { run: &run, lease, video: &state.video, total };
-        let yielding = std::sync::atomic::AtomicBool::new(false);
+        let slots = Semaphore::new(self.config.unit_concurrency.max(1));
+        let job = UnitJob { run: &run, lease, video: &state.video, total, memo, slots, group: Default::default() };
+        let yielding = AtomicBool::new(false);
+        // Every unit waits for a slot in order (the semaphore is fair); the group commit then
+        // writes together the units that finished while the last group was committing.
         let ends: Vec<UnitEnd> = futures::stream::iter(plans)
-            .take_while(|_| futures::future::ready(!yielding.load(std::sync::atomic::Ordering::Relaxed)))
-            .map(|plan| async {
-                let end = self.run_unit(&job, plan, stop.clone()).await;
-                if self.others_waiting(&job).await {
-                    yielding.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                end
-            })
-            .buffer_unordered(self.config.unit_concurrency.max(1))
+            .map(|plan| self.run_unit(&job, plan, stop.clone(), &yielding))
+            .buffer_unordered(total.max(1) as usize)
             .collect()
             .await;
         if *stop.borrow() || ends.iter().any(|e| matches!(e, UnitEnd::Stopped)) {
             return self.stopped(lease, run.phase, shutdown).await;
         }
-        if ends.len() < total as usize && ends.iter().all(|e| matches!(e, UnitEnd::Done(..))) {
+        if ends.iter().any(|e| matches!(e, UnitEnd::Skipped)) && ends.iter().all(|e| matches!(e, UnitEnd::Done(..) | UnitEnd::Skipped)) {
             return self.hand_back(lease, "another account's run is waiting").await;
         }
         match outputs_of(ends) {
@@ -229,15 +296,6 @@ impl Engine {
                 self.commit_success(run, lease, manifest).await
             }
             Err(failures) => self.fail_run(lease, failure_message(run.phase, &failures, total), failures[0].beat, &stop).await,
-        }
-    }
-
-    /// Sets the run's unit count, progress starting at zero; false when the lease was lost.
-    async fn begin_units(&self, lease: &Lease, total: u32) -> Result<bool, CoreError> {
-        match self.write_fenced(lease, async move |tx, lease| Ok(storage::set_run_progress(tx, lease, total, 0, 0).await?)).await {
-            Ok(_) => Ok(true),
-            Err(CoreError::LeaseLost) => Ok(false),
-            Err(e) => Err(e),
         }
     }
 
@@ -350,21 +408,41 @@ impl Engine {
         self.store.write_retrying(async move |tx| storage::hold_lease(tx, &held, now, lease_ms).await).await
     }
 
-    async fn run_unit(&self, job: &UnitJob<'_>, plan: UnitPlan, mut stop: watch::Receiver<bool>) -> UnitEnd {
-        match self.make_unit(job, &plan, &mut stop).await {
+    /// One unit: waits for a slot (none once the run yields), makes or reuses the output, gives
+    /// the slot back and waits for its group's commit. Fair to one unit's time: a run then yields
+    /// when another account has a run waiting.
+    async fn run_unit(&self, job: &UnitJob<'_>, plan: UnitPlan, mut stop: watch::Receiver<bool>, yielding: &AtomicBool) -> UnitEnd {
+        let slot = job.slots.acquire().await.expect("the slots are never closed");
+        if yielding.load(Ordering::Relaxed) {
+            return UnitEnd::Skipped;
+        }
+        let made = self.make_unit(job, &plan, &mut stop).await;
+        drop(slot);
+        let recorded = match made {
+            Ok((output, source)) => self.record_unit(job, &plan, source).await.map(|()| output),
+            Err(halt) => Err(halt),
+        };
+        let end = match recorded {
             Ok(output) => UnitEnd::Done(plan.index, output),
             Err(Halt::Stopped) => UnitEnd::Stopped,
             Err(Halt::Failed(message)) => {
                 UnitEnd::Failed(UnitFailure { index: plan.index, beat: plan.beat, narration: plan.is_narration(), message })
             }
+        };
+        if self.others_waiting(job).await {
+            yielding.store(true, Ordering::Relaxed);
         }
+        end
     }
 
     /// One unit, in steps: what the fault plan does to it, its output from the memo if an
     /// earlier run made it, else the provider's (tried again after transient errors).
-    async fn make_unit(&self, job: &UnitJob<'_>, plan: &UnitPlan, stop: &mut watch::Receiver<bool>) -> Result<UnitOutput, Halt> {
+    async fn make_unit(&self, job: &UnitJob<'_>, plan: &UnitPlan, stop: &mut watch::Receiver<bool>) -> Result<(UnitOutput, Source), Halt> {
         let fx = self.fault_effects(job, plan).await?;
         if fx.crash {
+            // The units that finished before this one are committed first, as they would be
+            // a moment later in a process that was not about to die.
+            job.group.flush(self, job).await;
             tracing::error!(run = %job.run.id, unit = plan.index, "fault plan: crashing the process now");
             std::process::abort();
         }
@@ -376,9 +454,9 @@ impl Engine {
             return Err(Halt::Stopped);
         }
         if fx.fail.is_none()
-            && let Some(output) = self.reuse(job, plan).await?
+            && let Some(output) = self.reuse(job, plan).await
         {
-            return Ok(output);
+            return Ok((output, Source::Memo));
         }
         self.make_with_retries(job, plan, fx.fail.as_deref(), stop).await
     }
@@ -392,23 +470,16 @@ impl Engine {
         faults::effects(&self.store, video.id, &video.fault_plan, spot, run.id).await.map_err(|e| Halt::storage(e.into()))
     }
 
-    /// The unit's output from the memo, recorded as reused; `None` when there is none, or when its
-    /// files were lost (disk trouble, manual cleanup) and it must be made again.
-    async fn reuse(&self, job: &UnitJob<'_>, plan: &UnitPlan) -> Result<Option<UnitOutput>, Halt> {
-        let memo = async {
-            let mut tx = self.store.read().await?;
-            let m = storage::memo_get(&mut tx, &plan.key).await?;
-            let _ = tx.rollback().await;
-            Ok::<_, CoreError>(m)
+    /// The unit's output from the memo (read when the run started); `None` when there is none, or
+    /// when its bytes were lost (disk trouble, manual cleanup) and it must be made again.
+    async fn reuse(&self, job: &UnitJob<'_>, plan: &UnitPlan) -> Option<UnitOutput> {
+        let output = job.memo.outputs.get(&plan.key)?;
+        for blob in output.blobs() {
+            if !job.memo.inline.contains(&blob.sha256) && !self.blobs.intact(blob).await {
+                return None;
+            }
         }
-        .await
-        .map_err(Halt::storage)?;
-        let Some(output) = memo.and_then(|m| serde_json::from_str::<UnitOutput>(&m.output).ok()) else { return Ok(None) };
-        if lost_blob(&self.blobs, &output).await.is_some() {
-            return Ok(None);
-        }
-        self.record_unit(job, plan, Source::Memo).await.map_err(Halt::storage)?;
-        Ok(Some(output))
+        Some(output.clone())
     }
 
     /// Calls the provider (or fails as the fault plan says), trying again after a transient
@@ -420,7 +491,7 @@ impl Engine {
         plan: &UnitPlan,
         fail: Option<&str>,
         stop: &mut watch::Receiver<bool>,
-    ) -> Result<UnitOutput, Halt> {
+    ) -> Result<(UnitOutput, Source), Halt> {
         let (mut input, mut spent) = (plan.input.clone(), Spent::default());
         for try_no in 1.. {
             if *stop.borrow() {
@@ -428,11 +499,8 @@ impl Engine {
             }
             let started = now_ms();
             let error = match self.try_once(job, plan, input.clone(), fail, stop).await? {
-                Ok((output, cost_micros)) => {
-                    self.record_unit(job, plan, Source::Provider { output: output.clone(), cost_micros, started })
-                        .await
-                        .map_err(Halt::storage)?;
-                    return Ok(output);
+                Ok((output, cost_micros, blobs)) => {
+                    return Ok((output.clone(), Source::Provider { output, cost_micros, started, blobs }));
                 }
                 Err(e) => e,
             };
@@ -496,7 +564,7 @@ impl Engine {
                     _ => self.providers.count_call(phase),
                 }
                 tokio::select! {
-                    answer = self.call(phase, &call, input) => answer,
+                    answer = self.call(phase, &call, input, &job.memo.inputs) => answer,
                     _ = stop.wait_for(|s| *s) => return Err(Halt::Stopped),
                 }
             }
@@ -507,7 +575,21 @@ impl Engine {
         })
     }
 
-    async fn call(&self, phase: Phase, call: &UnitCall, input: UnitInput) -> Result<Costed<Produced>, ProviderError> {
+    /// An input blob's bytes: read with the run's start when small, else from the blob store.
+    async fn input_bytes(&self, known: &HashMap<String, Vec<u8>>, blob: &crate::domain::BlobRef) -> std::io::Result<Vec<u8>> {
+        match known.get(&blob.sha256) {
+            Some(bytes) => Ok(bytes.clone()),
+            None => self.blob_bytes(blob).await,
+        }
+    }
+
+    async fn call(
+        &self,
+        phase: Phase,
+        call: &UnitCall,
+        input: UnitInput,
+        known: &HashMap<String, Vec<u8>>,
+    ) -> Result<Costed<Produced>, ProviderError> {
         let p = &self.providers;
         Ok(match input {
             UnitInput::Script { prompt, beats, seed } => {
@@ -527,13 +609,15 @@ impl Engine {
                 Costed { value: Produced::Narration(c.value), cost_micros: c.cost_micros }
             }
             UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed, .. } => {
-                let bytes =
-                    self.blobs.read(&still).await.map_err(|e| ProviderError::Permanent(format!("the storyboard image is missing: {e}")))?;
+                let bytes = self
+                    .input_bytes(known, &still)
+                    .await
+                    .map_err(|e| ProviderError::Permanent(format!("the storyboard image is missing: {e}")))?;
                 let c = p.clips.animate(call, ClipRequest { still_png: bytes, prompt, caption, duration_ms, fps, seed }).await?;
                 Costed { value: Produced::Clip(c.value), cost_micros: c.cost_micros }
             }
             UnitInput::Render { streams, poster_still, title, fps, narration, captions } => {
-                let request = self.render_request(streams, poster_still, title, fps, narration, captions).await?;
+                let request = self.render_request(known, streams, poster_still, title, fps, narration, captions).await?;
                 let c = p.render.render(call, request).await?;
                 Costed { value: Produced::Render(c.value), cost_micros: c.cost_micros }
             }
@@ -541,8 +625,10 @@ impl Engine {
     }
 
     /// The render's input bytes, read from the blob store.
+    #[allow(clippy::too_many_arguments)]
     async fn render_request(
         &self,
+        known: &HashMap<String, Vec<u8>>,
         streams: Vec<crate::domain::BlobRef>,
         poster_still: crate::domain::BlobRef,
         title: String,
@@ -551,7 +637,7 @@ impl Engine {
         captions: bool,
     ) -> Result<RenderRequest, ProviderError> {
         let read = async |blob: &crate::domain::BlobRef, what: &str| {
-            self.blobs.read(blob).await.map_err(|e| ProviderError::Permanent(format!("{what} is missing: {e}")))
+            self.input_bytes(known, blob).await.map_err(|e| ProviderError::Permanent(format!("{what} is missing: {e}")))
         };
         let mut clip_streams = Vec::with_capacity(streams.len());
         for s in &streams {
@@ -569,62 +655,66 @@ impl Engine {
         Ok(RenderRequest { clip_streams, fps, poster_still_png, title, narration: spoken, captions })
     }
 
-    /// Writes a unit's bytes to the blob store; a full disk is a failure of this try, said plainly.
-    async fn store_output(&self, costed: Costed<Produced>) -> Result<(UnitOutput, i64), ProviderError> {
-        let (blobs, cost) = (&self.blobs, costed.cost_micros);
+    /// Keeps a unit's bytes: small ones (up to `INLINE_BLOB_MAX`) go into the database with the
+    /// unit's group commit, larger ones into the blob store now; a full disk is a failure of
+    /// this try, said plainly.
+    async fn store_output(&self, costed: Costed<Produced>) -> Result<(UnitOutput, i64, Vec<NewBlob>), ProviderError> {
+        let mut kept = Keep { blobs: &self.blobs, made: Vec::new() };
         let stored = async {
             Ok::<_, std::io::Error>(match costed.value {
                 Produced::Script(script) => UnitOutput::Script { script },
-                Produced::Frame(png) => UnitOutput::Frame { frame: blobs.put(&png, "image/png").await? },
+                Produced::Frame(png) => UnitOutput::Frame { frame: kept.put(png, "image/png").await? },
                 Produced::Narration(s) => UnitOutput::Narration {
-                    narration: NarrationRef { audio: blobs.put(&s.wav, "audio/wav").await?, duration_ms: s.duration_ms },
+                    narration: NarrationRef { audio: kept.put(s.wav, "audio/wav").await?, duration_ms: s.duration_ms },
                 },
                 Produced::Clip(c) => UnitOutput::Clip {
                     clip: ClipRef {
-                        stream: blobs.put(&c.stream, "application/x-reelsmith-h264").await?,
-                        preview: blobs.put(&c.preview_mp4, "video/mp4").await?,
+                        stream: kept.put(c.stream, "application/x-reelsmith-h264").await?,
+                        preview: kept.put(c.preview_mp4, "video/mp4").await?,
                         frames: c.frames,
                     },
                 },
                 Produced::Render(r) => UnitOutput::Render {
-                    video: blobs.put(&r.mp4, "video/mp4").await?,
-                    poster: blobs.put(&r.poster_png, "image/png").await?,
+                    video: kept.put(r.mp4, "video/mp4").await?,
+                    poster: kept.put(r.poster_png, "image/png").await?,
                     duration_ms: r.duration_ms,
                     frames: r.frames,
                     captions: match r.captions_vtt {
-                        Some(vtt) => Some(blobs.put(&vtt, "text/vtt").await?),
+                        Some(vtt) => Some(kept.put(vtt, "text/vtt").await?),
                         None => None,
                     },
                 },
             })
         }
         .await;
-        stored.map(|o| (o, cost)).map_err(|e| ProviderError::Transient(format!("could not store the output: {e}")))
+        match stored {
+            Ok(output) => Ok((output, costed.cost_micros, kept.made)),
+            Err(e) => Err(ProviderError::Transient(format!("could not store the output: {e}"))),
+        }
     }
 
-    /// Memoizes (when made now) and stages a finished unit, records its try and counts its
-    /// progress: one transaction.
-    async fn record_unit(&self, job: &UnitJob<'_>, plan: &UnitPlan, source: Source) -> Result<(), CoreError> {
-        let finished = now_ms();
-        let (made, tried) = finished_try(job, plan, source, finished);
-        let (blobs, key, total) = (self.blobs.clone(), plan.key.clone(), job.total);
+    /// Records a finished unit (memoized when made now, staged, its try, the run's progress) in
+    /// the next group commit; returns once that group has committed.
+    async fn record_unit(&self, job: &UnitJob<'_>, plan: &UnitPlan, source: Source) -> Result<(), Halt> {
+        job.group.record(self, job, finished_unit(job, plan, source, now_ms())).await
+    }
+
+    /// Commits a group of finished units under the run's lease, in one transaction.
+    async fn write_group(&self, job: &UnitJob<'_>, units: Vec<FinishedUnit>) -> Result<(), CoreError> {
+        let (blobs, total) = (self.blobs.clone(), job.total);
         self.write_fenced(job.lease, async move |tx, lease| {
-            if let Some((output, entry)) = &made {
-                // Checked under the write lock, which `gc` holds while it deletes: a file it removed
-                // after this unit stored it must not get a memo row.
-                if let Some(lost) = lost_blob(&blobs, output).await {
-                    return Err(CoreError::Internal(format!("the stored output {} vanished before it was recorded", lost.sha256)));
+            // Checked under the write lock, which `gc` holds while it deletes: a file it removed
+            // after a unit stored it must not get a memo row. (Bytes kept in rows commit here.)
+            for made in units.iter().filter_map(|u| u.made.as_ref().map(|(_, blobs)| blobs)) {
+                for b in made.iter().filter(|b| b.content.is_none()) {
+                    if !blobs.intact(&b.blob).await {
+                        return Err(CoreError::Internal(format!("the stored output {} vanished before it was recorded", b.blob.sha256)));
+                    }
                 }
-                for blob in output.blobs() {
-                    storage::blob_put(tx, &blob.sha256, blob.bytes, &blob.media_type, finished).await?;
-                }
-                storage::memo_put(tx, entry, finished).await?;
             }
-            storage::stage_unit(tx, lease.run, tried.unit, &key).await?;
-            // The unit's remote job (if any) is done with: its output is stored and memoized.
-            storage::forget_job(tx, &key).await?;
-            storage::insert_unit_try(tx, &tried).await?;
-            storage::add_run_progress(tx, lease, total, tried.cost_micros).await?;
+            if !storage::record_finished(tx, lease, total, &units, now_ms()).await? {
+                return Err(CoreError::LeaseLost);
+            }
             Ok(())
         })
         .await
@@ -721,6 +811,8 @@ fn outputs_of(ends: Vec<UnitEnd>) -> Result<Vec<UnitOutput>, Vec<UnitFailure>> {
         match end {
             UnitEnd::Done(i, o) => outputs.push((i, o)),
             UnitEnd::Failed(f) => failures.push(f),
+            // Units not started because the run yields: only reached when others failed.
+            UnitEnd::Skipped => {}
             UnitEnd::Stopped => unreachable!("a stopped run commits nothing"),
         }
     }
@@ -788,14 +880,25 @@ enum Produced {
     Render(super::providers::RenderBytes),
 }
 
-/// The first of the output's blobs that is missing or torn, if any.
-async fn lost_blob(blobs: &super::blobs::BlobStore, output: &UnitOutput) -> Option<crate::domain::BlobRef> {
-    for blob in output.blobs() {
-        if !blobs.intact(blob).await {
-            return Some(blob.clone());
-        }
+/// A unit's blobs as they are made: small ones stay in memory for the unit's group commit (their
+/// bytes go in their rows), larger ones are written to the blob store at once.
+struct Keep<'a> {
+    blobs: &'a super::blobs::BlobStore,
+    made: Vec<NewBlob>,
+}
+
+impl Keep<'_> {
+    async fn put(&mut self, bytes: Vec<u8>, media_type: &str) -> std::io::Result<crate::domain::BlobRef> {
+        let (blob, content) = if bytes.len() as u64 <= INLINE_BLOB_MAX {
+            let blob =
+                crate::domain::BlobRef { sha256: super::blobs::hash(&bytes), bytes: bytes.len() as u64, media_type: media_type.into() };
+            (blob, Some(bytes))
+        } else {
+            (self.blobs.put(&bytes, media_type).await?, None)
+        };
+        self.made.push(NewBlob { blob: blob.clone(), content });
+        Ok(blob)
     }
-    None
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -825,10 +928,11 @@ fn failure_message(phase: Phase, failures: &[UnitFailure], total: u32) -> String
     error
 }
 
-/// A finished unit's try, and its memo entry when it was made now (not reused).
-fn finished_try(job: &UnitJob<'_>, plan: &UnitPlan, source: Source, finished: Timestamp) -> (Option<(UnitOutput, MemoEntry)>, UnitTry) {
+/// A finished unit as its group commit writes it: its try, and its memo entry and blobs when it
+/// was made now (not reused).
+fn finished_unit(job: &UnitJob<'_>, plan: &UnitPlan, source: Source, finished: Timestamp) -> FinishedUnit {
     let (made, cost_micros, outcome, started) = match source {
-        Source::Provider { output, cost_micros, started } => {
+        Source::Provider { output, cost_micros, started, blobs } => {
             let entry = MemoEntry {
                 key: plan.key.clone(),
                 phase: job.run.phase,
@@ -836,7 +940,7 @@ fn finished_try(job: &UnitJob<'_>, plan: &UnitPlan, source: Source, finished: Ti
                 output: serde_json::to_string(&output).expect("outputs serialize"),
                 cost_micros,
             };
-            (Some((output, entry)), cost_micros, TryOutcome::Ok, started)
+            (Some((entry, blobs)), cost_micros, TryOutcome::Ok, started)
         }
         Source::Memo => (None, 0, TryOutcome::Memo, finished),
     };
@@ -851,5 +955,5 @@ fn finished_try(job: &UnitJob<'_>, plan: &UnitPlan, source: Source, finished: Ti
         started_at: started,
         finished_at: finished,
     };
-    (made, tried)
+    FinishedUnit { unit: plan.index, memo_key: plan.key.clone(), made, tried }
 }

@@ -52,12 +52,21 @@ async fn serve(engine: Engine, req: Request<Body>) -> Response<Body> {
             return Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).body(Body::empty()).expect("static response");
         }
     }
-    let mut response = match engine.blobs.local_path(&sha) {
-        Some(path) => match ServeFile::new(path).oneshot(req).await {
+    let inline = match engine.inline_blob(&sha).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read an artifact's row");
+            return Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).body(Body::empty()).expect("static response");
+        }
+    };
+    let range = req.headers().get(header::RANGE);
+    let mut response = match (inline, engine.blobs.local_path(&sha)) {
+        (Some(bytes), _) => serve_bytes(axum::body::Bytes::from(bytes), range),
+        (None, Some(path)) => match ServeFile::new(path).oneshot(req).await {
             Ok(r) => r.map(Body::new),
             Err(_) => return not_found(),
         },
-        None => serve_stored(&engine, &sha, req.headers().get(header::RANGE)).await,
+        (None, None) => serve_stored(&engine, &sha, range).await,
     };
     if response.status().is_success() {
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
@@ -85,17 +94,42 @@ fn byte_range(header: Option<&HeaderValue>, size: u64) -> Option<Result<Range<u6
     Some(if span.start < size { Ok(span) } else { Err(()) })
 }
 
+/// The status and span a Range header asks of a `size`-byte body; `None`: it lies outside (416).
+fn ranged(range: Option<&HeaderValue>, size: u64) -> Option<(StatusCode, Range<u64>)> {
+    match byte_range(range, size) {
+        None => Some((StatusCode::OK, 0..size)),
+        Some(Ok(span)) => Some((StatusCode::PARTIAL_CONTENT, span)),
+        Some(Err(())) => None,
+    }
+}
+
+fn unsatisfiable(size: u64) -> Response<Body> {
+    let response = Response::builder().status(StatusCode::RANGE_NOT_SATISFIABLE);
+    response.header(header::CONTENT_RANGE, format!("bytes */{size}")).body(Body::empty()).expect("valid response")
+}
+
+/// The headers of a (possibly partial) answer of `span` out of `size` bytes.
+fn ranged_response(status: StatusCode, span: &Range<u64>, size: u64) -> axum::http::response::Builder {
+    let mut response =
+        Response::builder().status(status).header(header::ACCEPT_RANGES, "bytes").header(header::CONTENT_LENGTH, span.end - span.start);
+    if status == StatusCode::PARTIAL_CONTENT {
+        response = response.header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", span.start, span.end - 1));
+    }
+    response
+}
+
+/// A small blob kept in its database row, with Range.
+fn serve_bytes(bytes: axum::body::Bytes, range: Option<&HeaderValue>) -> Response<Body> {
+    let size = bytes.len() as u64;
+    let Some((status, span)) = ranged(range, size) else { return unsatisfiable(size) };
+    let part = bytes.slice(span.start as usize..span.end as usize);
+    ranged_response(status, &span, size).body(Body::from(part)).expect("valid response")
+}
+
 /// A blob from object storage, through the app (so the owner check above holds), with Range.
 async fn serve_stored(engine: &Engine, sha: &str, range: Option<&HeaderValue>) -> Response<Body> {
     let Ok(size) = engine.blobs.size(sha).await else { return not_found() };
-    let (status, span) = match byte_range(range, size) {
-        None => (StatusCode::OK, 0..size),
-        Some(Ok(span)) => (StatusCode::PARTIAL_CONTENT, span),
-        Some(Err(())) => {
-            let unsatisfiable = Response::builder().status(StatusCode::RANGE_NOT_SATISFIABLE);
-            return unsatisfiable.header(header::CONTENT_RANGE, format!("bytes */{size}")).body(Body::empty()).expect("valid response");
-        }
-    };
+    let Some((status, span)) = ranged(range, size) else { return unsatisfiable(size) };
     let stream = match engine.blobs.stream(sha, span.clone()).await {
         Ok(stream) => stream,
         Err(e) => {
@@ -103,12 +137,7 @@ async fn serve_stored(engine: &Engine, sha: &str, range: Option<&HeaderValue>) -
             return Response::builder().status(StatusCode::BAD_GATEWAY).body(Body::empty()).expect("static response");
         }
     };
-    let mut response =
-        Response::builder().status(status).header(header::ACCEPT_RANGES, "bytes").header(header::CONTENT_LENGTH, span.end - span.start);
-    if status == StatusCode::PARTIAL_CONTENT {
-        response = response.header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", span.start, span.end - 1));
-    }
-    response.body(Body::from_stream(stream)).expect("valid response")
+    ranged_response(status, &span, size).body(Body::from_stream(stream)).expect("valid response")
 }
 
 pub fn service(engine: Engine) -> BoxCloneSyncService<Request<Body>, Response<Body>, Infallible> {

@@ -5,12 +5,14 @@
 
 mod accounts;
 mod constraints;
+mod finished;
 mod queries;
 mod records;
 mod slices;
 
 pub use accounts::*;
 pub use constraints::{Constraint, violated};
+pub use finished::*;
 pub use queries::*;
 pub use records::*;
 pub use slices::*;
@@ -201,6 +203,10 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
+        // `before_acquire` below runs a query on every connection it hands out, which is the
+        // liveness test too (an error closes the connection): sqlx's own ping would be a second
+        // round trip per transaction.
+        .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

@@ -373,50 +373,6 @@ pub struct MemoEntry {
     pub cost_micros: i64,
 }
 
-pub async fn memo_get(conn: &mut AnyConnection, key: &str) -> Result<Option<MemoEntry>> {
-    let entry =
-        sqlx::query_as("SELECT key, phase, provider, output, cost_micros FROM memo WHERE key = $1").bind(key).fetch_optional(conn).await?;
-    Ok(entry)
-}
-
-/// Records a unit's output under its input key; a concurrent writer of the same key wins harmlessly.
-pub async fn memo_put(conn: &mut AnyConnection, m: &MemoEntry, now: Timestamp) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO memo (key, phase, provider, output, cost_micros, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (key) DO NOTHING",
-    )
-    .bind(&m.key)
-    .bind(i64::from(m.phase.number()))
-    .bind(&m.provider)
-    .bind(&m.output)
-    .bind(m.cost_micros)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub async fn blob_put(conn: &mut AnyConnection, sha256: &str, bytes: u64, media_type: &str, now: Timestamp) -> Result<()> {
-    sqlx::query("INSERT INTO blobs (sha256, bytes, media_type, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING")
-        .bind(sha256)
-        .bind(bytes as i64)
-        .bind(media_type)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-pub async fn stage_unit(conn: &mut AnyConnection, run: RunId, unit: u32, memo_key: &str) -> Result<()> {
-    sqlx::query("INSERT INTO staged_units (run_id, unit, memo_key) VALUES ($1, $2, $3) ON CONFLICT (run_id, unit) DO NOTHING")
-        .bind(run.to_string())
-        .bind(i64::from(unit))
-        .bind(memo_key)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 pub async fn clear_staged(conn: &mut AnyConnection, run: RunId) -> Result<()> {
     sqlx::query("DELETE FROM staged_units WHERE run_id = $1").bind(run.to_string()).execute(conn).await?;
     Ok(())
@@ -507,22 +463,6 @@ pub async fn record_fault_hit(conn: &mut AnyConnection, video: VideoId, rule: us
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Counts one finished unit (and what it cost) on a held run; false (nothing written) when the
-/// lease is lost.
-pub async fn add_run_progress(conn: &mut AnyConnection, lease: &Lease, units_total: u32, cost_micros: i64) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE runs SET units_done = units_done + 1, units_total = $1, cost_micros = cost_micros + $2 \
-         WHERE id = $3 AND lease_token = $4 AND status = 'running'",
-    )
-    .bind(i64::from(units_total))
-    .bind(cost_micros)
-    .bind(lease.run.to_string())
-    .bind(lease.token)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// Hands a held run back to the queue (graceful shutdown): the next worker resumes it from the memo.

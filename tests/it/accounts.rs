@@ -13,6 +13,7 @@ use reelsmith::pipeline::providers::{Answer, Providers, StoryboardArtist, UnitCa
 use reelsmith::pipeline::worker::WorkOutcome;
 use reelsmith::pipeline::{CoreError, Engine};
 use reelsmith::server::options::AuthMode;
+use reelsmith::storage;
 use std::sync::Arc;
 
 const PASSWORD: &str = "correct horse battery";
@@ -183,6 +184,22 @@ async fn another_accounts_video_is_not_found_everywhere_and_changes_nothing() {
     assert_eq!(list(&web, &a).await, vec![video.clone()], "A sees only A's video");
     assert_eq!(list(&web, &b).await, vec![b_video], "B sees only B's video");
     assert_eq!(web.get(Some(&a), &artifact, &[]).await.status, 200, "A gets A's artifact");
+    // A frame this small is kept in its database row: served whole, and by range, all the same.
+    let sha = artifact.rsplit('/').next().unwrap().split('.').next().unwrap();
+    let (status, headers, whole) = web.get_bytes(&a, &artifact, None).await;
+    assert_eq!((status, headers["content-type"].to_str().unwrap()), (200, "image/png"));
+    assert!(
+        whole.len() as u64 <= storage::INLINE_BLOB_MAX
+            && storage::inline_blob(&mut env.engine.store.read().await.unwrap(), sha).await.unwrap() == Some(whole.clone())
+    );
+    assert_eq!(reelsmith::pipeline::blobs::hash(&whole), sha, "the bytes its name says");
+    let (status, headers, part) = web.get_bytes(&a, &artifact, Some("bytes=2-5")).await;
+    assert_eq!(
+        (status, &part[..], headers["content-range"].to_str().unwrap()),
+        (206, &whole[2..6], &*format!("bytes 2-5/{}", whole.len()))
+    );
+    let (status, ..) = web.get_bytes(&a, &artifact, Some(&format!("bytes={}-", whole.len()))).await;
+    assert_eq!(status, 416, "a range past the end");
     assert_eq!(web.get(Some(&b), &artifact, &[]).await.status, 404, "B does not");
     assert_eq!(web.get(None, &artifact, &[]).await.status, 404, "nor does a stranger");
     let moved = artifact.replace(&video, &uuid::Uuid::new_v4().to_string());

@@ -22,7 +22,7 @@ fn head(state: &VideoState, branch: &str) -> CheckpointId {
 async fn final_video(env: &TestEnv, state: &VideoState) -> Vec<u8> {
     let render = state.checkpoints.iter().rev().find(|c| c.phase == Phase::Render).expect("a render checkpoint");
     let Manifest::Render { video, .. } = &render.manifest else { unreachable!() };
-    env.engine.blobs.read(video).await.unwrap()
+    env.engine.blob_bytes(video).await.unwrap()
 }
 
 fn final_blob(state: &VideoState) -> reelsmith::domain::BlobRef {
@@ -164,7 +164,7 @@ async fn burned_in_captions_redraw_the_stills_and_drop_the_webvtt_track() {
     let state = e.video_state(video).await.unwrap();
     let render = state.checkpoints.iter().find(|c| c.phase == Phase::Render).unwrap();
     let Manifest::Render { captions: Some(vtt), .. } = &render.manifest else { panic!("a WebVTT track by default") };
-    let vtt = String::from_utf8(e.blobs.read(vtt).await.unwrap()).unwrap();
+    let vtt = String::from_utf8(e.blob_bytes(vtt).await.unwrap()).unwrap();
     let script_cp = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
     let mut script = script_cp.manifest.script().unwrap().clone();
     assert_eq!(vtt.matches(" --> ").count(), 3, "one cue per beat: {vtt}");
@@ -223,7 +223,7 @@ async fn a_dead_workers_run_is_taken_over_and_only_unfinished_units_rerun() {
     assert!(reused >= done_by_first, "finished units came from the memo ({reused} < {done_by_first})");
     let reused_stills = tries.iter().filter(|t| t.run_id == run.id && t.outcome == TryOutcome::Memo && t.unit < 8).count() as u64;
     assert_eq!(calls(e)[1] - calls_before, 8 - reused_stills, "only unfinished units were made again");
-    let blobs: Vec<_> = e.blobs.list().await.unwrap();
+    let blobs: Vec<_> = e.stored_blobs().await.unwrap();
     assert_eq!(blobs.len(), 16, "every beat's image and narration is stored exactly once");
 }
 
@@ -253,7 +253,7 @@ async fn an_eight_beat_720p_video_is_made_locally() {
     let state = e.video_state(video).await.unwrap();
     let render = state.checkpoints.iter().find(|c| c.phase == Phase::Render).unwrap();
     let Manifest::Render { video: mp4, poster, duration_ms, frames, .. } = &render.manifest else { unreachable!() };
-    let bytes = e.blobs.read(mp4).await.unwrap();
+    let bytes = e.blob_bytes(mp4).await.unwrap();
     assert_eq!(&bytes[4..8], b"ftyp");
     assert!(*duration_ms >= 16_000 && *frames >= 384, "{duration_ms} ms, {frames} frames");
     let (video_ms, audio_ms) = track_ms(&bytes);
@@ -262,7 +262,7 @@ async fn an_eight_beat_720p_video_is_made_locally() {
     let (_, narrations) = storyboard_of(&state, 0);
     assert_eq!(narrations.len(), 8);
     assert!(narrations.iter().all(|n| n.duration_ms > 500), "{narrations:?}");
-    assert_eq!(&e.blobs.read(poster).await.unwrap()[1..4], b"PNG");
+    assert_eq!(&e.blob_bytes(poster).await.unwrap()[1..4], b"PNG");
     println!(
         "local_video: 8 narrated beats 1280x720 in {:.2} s; {:.2} s of video, {} bytes",
         wall.as_secs_f64(),
@@ -373,13 +373,13 @@ pub async fn gc_removes_only_unreferenced_blobs_of(env: TestEnv) {
     let e = &env.engine;
     let video = new_video(e, "Garbage", 2, true, None).await;
     drain_expect(e, "SSSS").await;
-    let kept = e.blobs.list().await.unwrap().len();
+    let kept = e.stored_blobs().await.unwrap().len();
     let orphan = e.blobs.put(b"nobody needs me", "image/png").await.unwrap();
     let report = e.gc(Some(Duration::ZERO)).await.unwrap();
     assert_eq!(report.removed, 1);
     assert_eq!(report.freed_bytes, orphan.bytes);
     assert_eq!(report.kept, kept);
-    assert_eq!(e.blobs.list().await.unwrap().len(), kept);
+    assert_eq!(e.stored_blobs().await.unwrap().len(), kept);
     let state = e.video_state(video).await.unwrap();
     assert_eq!(final_video(&env, &state).await.len() as u64, final_blob(&state).bytes, "the final video survived gc whole");
     let young = e.blobs.put(b"just written", "image/png").await.unwrap();
@@ -405,7 +405,7 @@ async fn gc_reclaims_a_deleted_videos_artifacts_and_memo() {
     e.delete_video(gone).await.unwrap();
     let report = e.gc(Some(Duration::ZERO)).await.unwrap();
     let state = e.video_state(keep).await.unwrap();
-    let left: std::collections::HashSet<String> = e.blobs.list().await.unwrap().into_iter().map(|(sha, _)| sha).collect();
+    let left: std::collections::HashSet<String> = e.stored_blobs().await.unwrap().into_iter().map(|(sha, _)| sha).collect();
     assert_eq!(left, held_by(&state), "exactly the kept video's artifacts remain: {report:?}");
     assert!(report.removed > 0 && report.forgotten_memo > 0, "{report:?}");
     assert_eq!(final_video(&env, &state).await.len() as u64, final_blob(&state).bytes, "the kept video is whole");
@@ -442,6 +442,6 @@ async fn gc_keeps_a_failed_runs_units_for_the_retry_and_reclaims_them_once_super
     e.edit_script(video, None, script.id, &serde_json::to_string(&edited).unwrap()).await.unwrap();
     let report = e.gc(Some(Duration::ZERO)).await.unwrap();
     assert_eq!((report.removed, report.forgotten_memo), (2, 1), "beat 0's clip (stream and preview) and its memo entry: {report:?}");
-    let left: std::collections::HashSet<String> = e.blobs.list().await.unwrap().into_iter().map(|(sha, _)| sha).collect();
+    let left: std::collections::HashSet<String> = e.stored_blobs().await.unwrap().into_iter().map(|(sha, _)| sha).collect();
     assert_eq!(left, held_by(&e.video_state(video).await.unwrap()));
 }

@@ -232,7 +232,7 @@ async fn narration_comes_from_the_speech_api_with_the_same_error_classes() {
     let board = state.checkpoints.iter().find(|c| c.phase == Phase::Storyboard).unwrap();
     let reelsmith::domain::Manifest::Storyboard { narrations, .. } = &board.manifest else { unreachable!() };
     assert_eq!(narrations[0].duration_ms, 1500);
-    let wav = reelsmith::media::parse_wav(&case.env.engine.blobs.read(&narrations[0].audio).await.unwrap()).unwrap();
+    let wav = reelsmith::media::parse_wav(&case.env.engine.blob_bytes(&narrations[0].audio).await.unwrap()).unwrap();
     assert_eq!((wav.rate, wav.samples.len()), (48_000, 72_000), "resampled to 48 kHz");
     let chars = script.beats[0].narration.chars().count() as i64;
     assert_eq!(case.cost_of(1).await, chars * 100_000, "$100 per 1k characters");

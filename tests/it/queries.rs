@@ -4,9 +4,10 @@
 use crate::common::*;
 use reelsmith::domain::video::{Branch, Checkpoint, Regenerate, Run, RunStart, UnitTry, VideoInfo};
 use reelsmith::domain::{
-    BranchId, CheckpointId, CheckpointStatus, FaultPlan, Manifest, Origin, Phase, RunId, RunKind, RunStatus, Script, TryOutcome, VideoId,
+    BlobRef, BranchId, CheckpointId, CheckpointStatus, FaultPlan, Manifest, Origin, Phase, RunId, RunKind, RunStatus, Script, TryOutcome,
+    VideoId,
 };
-use reelsmith::storage::{self, Ender, MemoEntry, StorageError};
+use reelsmith::storage::{self, Ender, FinishedUnit, MemoEntry, NewBlob, StorageError};
 use uuid::Uuid;
 
 fn video_info(now: i64) -> VideoInfo {
@@ -92,11 +93,50 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
     assert!(storage::claim_run(&mut tx, "w2", now, 10_000).await.unwrap().is_none(), "nothing else to claim");
     assert!(storage::hold_lease(&mut tx, &first, now + 1, 10_000).await.unwrap());
     assert!(storage::set_run_progress(&mut tx, &first, 2, 0, 5).await.unwrap());
-    assert!(storage::add_run_progress(&mut tx, &first, 2, 7).await.unwrap());
     assert!(storage::release_run(&mut tx, &first).await.unwrap());
     let (_, second) = storage::claim_run(&mut tx, "w2", now + 2, 10_000).await.unwrap().expect("released to the queue");
     assert_eq!(second.token, 2);
-    assert!(!storage::add_run_progress(&mut tx, &first, 2, 1000).await.unwrap(), "the first lease is stale");
+
+    // A group of finished units: memo, blobs (one kept in its row), staging, tries, progress.
+    let memo = MemoEntry {
+        key: "k1".into(),
+        phase: Phase::Storyboard,
+        provider: "local".into(),
+        output: r#"{"sha":"ab"}"#.into(),
+        cost_micros: 4,
+    };
+    let made = |output: &str, key: &str, content: Option<&[u8]>| FinishedUnit {
+        unit: 0,
+        memo_key: key.into(),
+        made: Some((
+            MemoEntry { output: output.into(), key: key.into(), ..memo.clone() },
+            vec![NewBlob {
+                blob: BlobRef { sha256: "ab".into(), bytes: 3, media_type: "image/png".into() },
+                content: content.map(<[u8]>::to_vec),
+            }],
+        )),
+        tried: UnitTry {
+            run_id: run.id,
+            unit: 0,
+            try_no: 0,
+            outcome: TryOutcome::Ok,
+            message: None,
+            provider: "local".into(),
+            cost_micros: 4,
+            started_at: now,
+            finished_at: now + 1,
+        },
+    };
+    let progress = async |tx: &mut reelsmith::storage::WriteTx| -> (i64, i64) {
+        let q = sqlx::query_as("SELECT units_done, cost_micros FROM runs WHERE id = $1").bind(run.id.to_string());
+        q.fetch_one(&mut ***tx).await.unwrap()
+    };
+    assert!(!storage::record_finished(&mut tx, &first, 2, &[made(&memo.output, "k1", Some(b"png"))], now).await.unwrap(), "stale");
+    assert_eq!(progress(&mut tx).await, (0, 5), "a stale lease wrote nothing");
+    assert!(storage::memo_of(&mut tx, &["k1".into()]).await.unwrap().is_empty(), "a stale lease wrote nothing");
+    assert!(storage::record_finished(&mut tx, &second, 2, &[made(&memo.output, "k1", Some(b"png"))], now).await.unwrap());
+    assert!(storage::record_finished(&mut tx, &second, 2, &[made("loser", "k1", None), made("other", "k3", None)], now).await.unwrap());
+    assert_eq!(progress(&mut tx).await, (3, 17), "three units counted, with their costs");
     assert!(!storage::finish_run(&mut tx, run.id, Ender::Worker(&first), RunStatus::Succeeded, None, None, now + 3).await.unwrap());
     assert!(storage::finish_run(&mut tx, run.id, Ender::Worker(&second), RunStatus::Failed, Some("boom"), Some(1), now + 3).await.unwrap());
     assert!(!storage::finish_run(&mut tx, run.id, Ender::Person, RunStatus::Cancelled, None, None, now + 4).await.unwrap(), "already over");
@@ -114,32 +154,27 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
         finished_at: now + 1,
     };
     storage::insert_unit_try(&mut tx, &tried).await.unwrap();
-    assert_eq!(storage::unit_tries_of_video(&mut tx, info.id).await.unwrap(), vec![tried]);
-    let memo = MemoEntry {
-        key: "k1".into(),
-        phase: Phase::Storyboard,
-        provider: "local".into(),
-        output: r#"{"sha":"ab"}"#.into(),
-        cost_micros: 4,
-    };
-    storage::memo_put(&mut tx, &memo, now).await.unwrap();
-    storage::memo_put(&mut tx, &MemoEntry { output: "loser".into(), ..memo.clone() }, now).await.unwrap();
-    assert_eq!(storage::memo_get(&mut tx, "k1").await.unwrap(), Some(memo.clone()), "the first writer of a key wins");
-    assert_eq!(storage::memo_get(&mut tx, "k2").await.unwrap(), None);
-    storage::blob_put(&mut tx, "ab", 10, "image/png", now).await.unwrap();
-    storage::blob_put(&mut tx, "ab", 10, "image/png", now).await.unwrap();
-    storage::stage_unit(&mut tx, run.id, 0, "k1").await.unwrap();
-    storage::stage_unit(&mut tx, run.id, 0, "k1").await.unwrap();
-    storage::clear_staged(&mut tx, run.id).await.unwrap();
+    let tries = storage::unit_tries_of_video(&mut tx, info.id).await.unwrap();
+    assert_eq!((tries.len(), tries.iter().filter(|t| **t == tried).count()), (4, 1), "three finished units' tries and a failed one");
+    let found = storage::memo_of(&mut tx, &["k1".into(), "k2".into()]).await.unwrap();
+    assert_eq!(found.into_values().collect::<Vec<_>>(), vec![memo.clone()], "the first writer of a key wins");
+    assert_eq!(storage::inline_blob(&mut tx, "ab").await.unwrap().as_deref(), Some(&b"png"[..]), "the bytes came with the first");
+    assert_eq!(storage::inline_blob(&mut tx, "cd").await.unwrap(), None);
+    let ab = || vec!["ab".to_string(), "cd".to_string()];
+    assert_eq!(storage::inline_blobs_among(&mut tx, &ab()).await.unwrap(), ["ab".to_string()].into());
+    assert_eq!(storage::inline_blob_contents(&mut tx, &ab()).await.unwrap(), [("ab".to_string(), b"png".to_vec())].into());
+    assert_eq!(storage::inline_blob_rows(&mut tx).await.unwrap(), vec![("ab".to_string(), 3, now)]);
     assert!(storage::checkpoint_manifests(&mut tx).await.unwrap().iter().any(|d| d.contains("A lamp.")));
-    storage::stage_unit(&mut tx, run.id, 0, "k1").await.unwrap();
     // The run is a failed regeneration: a retry would remake its beat, so it holds nothing.
     assert!(storage::held_memo_outputs(&mut tx).await.unwrap().is_empty());
     assert!(storage::held_memo_outputs_of(&mut tx, info.owner).await.unwrap().is_empty());
-    assert_eq!(storage::release_dead_staging(&mut tx).await.unwrap(), 1);
-    assert_eq!(storage::memo_outputs(&mut tx).await.unwrap(), vec![("k1".to_string(), memo.output.clone())]);
+    assert_eq!(storage::release_dead_staging(&mut tx).await.unwrap(), 1, "the one staged unit (twice recorded)");
+    storage::clear_staged(&mut tx, run.id).await.unwrap();
+    let mut outputs = storage::memo_outputs(&mut tx).await.unwrap();
+    outputs.sort();
+    assert_eq!(outputs, vec![("k1".to_string(), memo.output.clone()), ("k3".to_string(), "other".to_string())]);
     storage::delete_memo(&mut tx, "k1").await.unwrap();
-    assert_eq!(storage::memo_get(&mut tx, "k1").await.unwrap(), None);
+    assert!(storage::memo_of(&mut tx, &["k1".into()]).await.unwrap().is_empty());
     storage::delete_blob_row(&mut tx, "ab").await.unwrap();
     storage::record_fault_hit(&mut tx, info.id, 0, "2:1", run.id).await.unwrap();
     storage::record_fault_hit(&mut tx, info.id, 0, "2:1", run.id).await.unwrap();
@@ -156,8 +191,8 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
         status: RunStatus::Failed,
         error: Some("boom".into()),
         failed_unit: Some(1),
-        units_done: 1,
-        cost_micros: 12,
+        units_done: 3,
+        cost_micros: 17,
         started_at: Some(now),
         finished_at: Some(now + 3),
         lease_token: 2,

@@ -72,7 +72,7 @@ async fn writes_under_a_stale_token_change_nothing() {
     let now = reelsmith::pipeline::now_ms();
     assert!(!storage::hold_lease(&mut tx, &stale, now, 10_000).await.unwrap());
     assert!(!storage::set_run_progress(&mut tx, &stale, 5, 5, 99).await.unwrap());
-    assert!(!storage::add_run_progress(&mut tx, &stale, 5, 99).await.unwrap());
+    assert!(!storage::record_finished(&mut tx, &stale, 5, &[], now).await.unwrap());
     assert!(!storage::release_run(&mut tx, &stale).await.unwrap());
     assert!(!storage::finish_run(&mut tx, stale.run, Ender::Worker(&stale), RunStatus::Succeeded, None, None, now).await.unwrap());
     tx.commit().await.unwrap();

@@ -89,6 +89,17 @@ impl Web {
         answer(request.send().await.expect("a GET")).await
     }
 
+    /// A GET's status, headers and raw bytes (for artifacts).
+    pub async fn get_bytes(&self, cookie: &str, path: &str, range: Option<&str>) -> (u16, HeaderMap, Vec<u8>) {
+        let mut request = reqwest::Client::new().get(self.url(path)).header("cookie", cookie);
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        let response = request.send().await.expect("a GET");
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        (status, headers, response.bytes().await.expect("a body").to_vec())
+    }
+
     /// A new account, signed in: its session cookie (`name=value`).
     pub async fn sign_up(&self, email: &str) -> String {
         let answer = self.call(None, "sign_up", &[("email", email), ("password", "correct horse battery")]).await;

@@ -164,11 +164,15 @@ fn rendered(state: &Video, expected: Option<RunId>) -> BenchResult<Option<Checkp
 }
 
 /// Provider calls as they begin: phase, unit index and when. A waiter is woken on each call.
+/// With `flaky_first_frame`, the storyboard provider refuses each video's first frame once (a
+/// provider's failure, as a retry in use meets it; no fault plan, no fault-injection writes).
 #[derive(Clone, Default)]
 struct Calls {
     log: Arc<Mutex<Vec<(Phase, usize, Instant)>>>,
     rang: Arc<Notify>,
     renders: Arc<AtomicUsize>,
+    flaky_first_frame: bool,
+    refused: Arc<Mutex<std::collections::HashSet<u64>>>,
 }
 
 impl Calls {
@@ -230,6 +234,9 @@ impl StoryboardArtist for Recording {
     }
     fn draw(&self, call: &UnitCall, script: Script, index: usize, seed: u64, w: u32, h: u32) -> Answer<Vec<u8>> {
         self.calls.note(Phase::Storyboard, index);
+        if self.calls.flaky_first_frame && index == 0 && self.calls.refused.lock().expect("refused").insert(seed) {
+            return Box::pin(std::future::ready(Err(crate::pipeline::providers::ProviderError::Permanent("refused once".into()))));
+        }
         self.inner.draw(call, script, index, seed, w, h)
     }
 }
@@ -376,21 +383,20 @@ async fn overhead(options: &Options, runs: usize) -> BenchResult<()> {
     Ok(())
 }
 
-/// Retry: a video whose storyboard beat 0 fails once, retried from the script checkpoint
-/// while worker loops wait for work. Latency: the retry command being called → the provider's
-/// first call for a unit that failed (through the worker's wake-up).
+/// Retry: a video whose storyboard provider refuses beat 0's still once, retried from the
+/// script checkpoint while worker loops wait for work. Latency: the retry command being called →
+/// the provider's first call for a unit that failed (through the worker's wake-up).
 async fn retry(options: &Options, retries: usize) -> BenchResult<()> {
     let scratch = Scratch::new("retry");
-    let calls = Calls::default();
-    let engine = engine(options, &scratch, calls.providers(), true).await?;
-    let plan = r#"[{"phase":2,"beat":0,"action":"fail","times":1}]"#;
+    let calls = Calls { flaky_first_frame: true, ..Calls::default() };
+    let engine = engine(options, &scratch, calls.providers(), false).await?;
     let mut events = engine.events.subscribe();
     let workers = Workers::start(&engine, options.workers(), "retry");
     let mut samples = Vec::with_capacity(retries);
     let (mut failed_n, mut redone_n, mut reused_n) = (Vec::new(), Vec::new(), Vec::new());
     let mut mismatches = 0;
     for _ in 0..retries {
-        let video = new_video(&engine, 8, true, Some(plan)).await?;
+        let video = new_video(&engine, 8, true, None).await?;
         let (failed_run, head) = wait_for(&engine, &mut events, video, "the storyboard to fail", |s| {
             let failed = s.runs.iter().find(|r| r.phase == Phase::Storyboard && r.status == RunStatus::Failed);
             Ok(failed.map(|r| (r.id, s.branches[0].head_id)))

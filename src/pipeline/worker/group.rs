@@ -24,6 +24,9 @@ impl GroupCommit {
     pub(super) async fn record(&self, engine: &Engine, job: &UnitJob<'_>, unit: FinishedUnit) -> Result<(), Halt> {
         let (tx, mut rx) = oneshot::channel();
         self.pending.lock().expect("pending units").push((unit, tx));
+        // Units polled after this one in the same pass (outputs from the memo, instant answers)
+        // finish first and join the group, instead of waiting for a second commit.
+        tokio::task::yield_now().await;
         let _writer = self.writer.lock().await;
         // An earlier group may have carried it while this unit waited for the writer.
         if let Ok(done) = rx.try_recv() {

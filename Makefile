@@ -13,10 +13,11 @@ PG_PORT ?= 25432
 SCALE_PG_PORT ?= 25433
 S3_PORT ?= 25434
 # npm's wasm-opt (binaryen 132) first: Debian's makes a bundle that does not hydrate.
-export PATH := $(CURDIR)/end2end/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+# cargo installs into $CARGO_HOME/bin (~/.cargo/bin unless CARGO_HOME says otherwise).
+export PATH := $(CURDIR)/end2end/node_modules/.bin:$(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: setup-apt run test dev build setup bench check clippy test-unit test-postgres test-scaleout test-e2e clean-data
+.PHONY: setup-apt run test dev build setup bench bench-peer check clippy test-unit test-postgres test-scaleout test-e2e clean-data
 
 run: setup build
 	./target/release/reelsmith
@@ -107,11 +108,20 @@ test-scaleout:
 test-e2e:
 	cd end2end && REELSMITH_E2E_AUTH=accounts npx playwright test && REELSMITH_E2E_AUTH=none npx playwright test
 
+## Every figure: the engine's (`reelsmith bench`), the status page under load and in Chromium,
+## the WASM bundle, and, when LangGraph installs from PyPI, the peer comparison.
 bench: setup build
 	./target/release/reelsmith bench
 	./scripts/status-load.sh
+	./scripts/page-tti.sh
 	@wasm=$$(ls target/site/pkg/*.wasm); echo "wasm_bundle_kb: $$(( $$(stat -c %s $$wasm) / 1024 )) KB"; \
 	  echo "wasm_bundle_gzip_kb: $$(( $$(gzip -9 -c $$wasm | wc -c) / 1024 )) KB"
+	@scripts/bench-peer.sh || echo "bench: no LangGraph comparison (it could not be installed; see above)"
+
+## Optional: Reelsmith's orchestration overhead beside LangGraph's (installed from PyPI into
+## target/peer-venv) on the same 4-phase, 8-beat pipeline, in turns, three rounds.
+bench-peer: setup build
+	scripts/bench-peer.sh
 
 ## Both builds, warnings as errors (release profile: shares build scripts and macros with the tests).
 check:

@@ -1,11 +1,15 @@
-//! `reelsmith bench [--quick]`: orchestration overhead, retry latency, status rendering, local
-//! media and throughput, printed as `name: value unit` lines on a fresh SQLite file each; with
-//! `--database-url postgres://…`, also throughput with 1 and 2 worker processes on it.
+//! `reelsmith bench [--quick] [--only SECTION]`: printed as `name: value unit` lines, each section
+//! on a fresh data directory. Sections: `overhead` (orchestration), `retry` (retry latency), `render`
+//! (status page), `throughput`, `scale` (pages at 1,000 videos and 2,000 checkpoints), `processes`
+//! (throughput with 1 and 2 worker processes, with `--database-url postgres://…`), `serve` (the
+//! RSS of a `reelsmith serve` child after the pages of 1,000 finished videos; not `peak_rss_mb`,
+//! which is this process's own) and `media` (local media).
 //!
 //! Every figure is measured in the run it describes; none is a constant. Waits that are not
 //! themselves being timed follow the engine's change events instead of polling the database.
 mod processes;
 mod scale;
+mod serve;
 
 pub use processes::worker;
 
@@ -311,6 +315,9 @@ pub async fn run(options: Options, quick: bool, only: Option<String>) -> BenchRe
     }
     if wanted("processes") {
         processes::run(&options, quick).await?;
+    }
+    if wanted("serve") {
+        serve::run(&options, quick).await?;
     }
     if wanted("media") {
         media(&options, Voice::Narrated).await?;

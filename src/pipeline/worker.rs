@@ -781,14 +781,21 @@ impl Engine {
                 if !storage::finish_run(tx, run.id, Ender::Worker(lease), RunStatus::Succeeded, None, None, now).await? {
                     return Err(CoreError::LeaseLost);
                 }
-                let state = load(tx, run.video_id).await?;
+                let mut state = load(tx, run.video_id).await?;
                 let checkpoint = write_checkpoint(tx, &state, &run, &manifest, now).await?;
+                let id = checkpoint.id;
                 // Every new checkpoint, a regenerated version included (SPEC §4, auto-continue).
                 if state.video.auto_continue {
-                    auto_continue(&engine, tx, &run, checkpoint, limits, now).await?;
+                    // The state as this transaction left it: the run is over (read after
+                    // `finish_run`) and the new checkpoint heads its branch.
+                    state.checkpoints.push(checkpoint);
+                    if let Some(branch) = state.branches.iter_mut().find(|b| b.id == run.branch_id) {
+                        branch.head_id = Some(id);
+                    }
+                    auto_continue(&engine, tx, state, &run, id, limits, now).await?;
                 }
                 storage::clear_staged(tx, run.id).await?;
-                Ok(checkpoint)
+                Ok(id)
             })
             .await;
         match committed {
@@ -826,7 +833,7 @@ fn outputs_of(ends: Vec<UnitEnd>) -> Result<Vec<UnitOutput>, Vec<UnitFailure>> {
 
 /// Writes the run's checkpoint (pending, the next version under its parent) as its branch's new
 /// head; a script on `main` also names the video.
-async fn write_checkpoint(tx: &mut Tx, state: &Video, run: &Run, manifest: &Manifest, now: Timestamp) -> Result<CheckpointId, CoreError> {
+async fn write_checkpoint(tx: &mut Tx, state: &Video, run: &Run, manifest: &Manifest, now: Timestamp) -> Result<Checkpoint, CoreError> {
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
     let checkpoint = Checkpoint {
         id: CheckpointId(uuid::Uuid::new_v4()),
@@ -847,21 +854,22 @@ async fn write_checkpoint(tx: &mut Tx, state: &Video, run: &Run, manifest: &Mani
     if let (Manifest::Script { script, .. }, true) = (manifest, branch.name == BranchName::MAIN) {
         storage::set_video_title(tx, run.video_id, &script.title).await?;
     }
-    Ok(checkpoint.id)
+    Ok(checkpoint)
 }
 
-/// Continues from the new checkpoint as a person's approve & continue would, on the state read
-/// again (the checkpoint now heads the branch), with the run kind `auto`. A refusal (a spent
-/// budget) just leaves the checkpoint waiting for a person.
+/// Continues from the new checkpoint as a person's approve & continue would, on `state` (the
+/// checkpoint now heads the branch) with its estimates, with the run kind `auto`. A refusal (a
+/// spent budget) just leaves the checkpoint waiting for a person.
 async fn auto_continue(
     engine: &Engine,
     tx: &mut Tx,
+    mut state: Video,
     run: &Run,
     checkpoint: CheckpointId,
     limits: Limits,
     now: Timestamp,
 ) -> Result<(), CoreError> {
-    let state = engine.load_estimated(tx, run.video_id).await?;
+    engine.add_estimates(tx, &mut state).await?;
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
     let request =
         ContinueRequest { checkpoint: Some(GivenCheckpoint { id: checkpoint, status: CheckpointStatus::Pending }), force_retry: false };

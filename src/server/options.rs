@@ -21,7 +21,7 @@ pub enum Command {
         /// Finish in under a minute.
         #[arg(long)]
         quick: bool,
-        /// Run one section only: overhead, retry, render, throughput, scale, processes, media.
+        /// Run one section only: overhead, retry, render, throughput, scale, processes, serve, media.
         #[arg(long)]
         only: Option<String>,
     },

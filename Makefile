@@ -29,6 +29,9 @@ dev: setup
 	  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
 	    cargo install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked --features no_downloads
 	fi
+	@if ! wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)"; then
+	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force
+	fi
 	cargo leptos watch
 
 ## The release server and site, with plain cargo + wasm-bindgen + wasm-opt (no cargo-leptos).
@@ -38,10 +41,6 @@ build:
 ## setup: idempotent; each step is skipped when already satisfied.
 setup: setup-apt
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-	@if ! wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)"; then
-	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"
-	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force
-	fi
 	@if [ ! -x end2end/node_modules/.bin/playwright ] || [ ! -x end2end/node_modules/.bin/wasm-opt ] \
 	    || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
 	  (cd end2end && npm ci --no-audit --no-fund)

@@ -8,7 +8,17 @@ SITE=target/site
 PKG=$SITE/pkg
 NEXT=$SITE/.pkg.next
 
-cargo build --release --features ssr --bin reelsmith
+# The server builds while the WASM side does (the wasm-bindgen CLI, if missing, then the WASM
+# library): on 2 cores each build alone leaves a core idle in its serial stretches (build
+# scripts, the last crates, linking), so together they finish sooner than one after the other.
+cargo build --release --features ssr --bin reelsmith &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+bindgen=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/"/,"",$3); print $3; exit}' Cargo.lock)
+if ! wasm-bindgen --version 2>/dev/null | grep -q "$bindgen"; then
+  echo "installing wasm-bindgen-cli $bindgen (the version of the wasm-bindgen crate)"
+  cargo install wasm-bindgen-cli --version "$bindgen" --force
+fi
 cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features hydrate
 
 rm -rf "$NEXT"
@@ -23,4 +33,6 @@ cp style/main.css "$NEXT/reelsmith.css"
 cp -r public/. "$SITE/"
 rm -rf "$PKG"
 mv "$NEXT" "$PKG"
+wait $server
+trap - EXIT
 echo "site: $(du -b "$PKG/reelsmith.wasm" | cut -f1) bytes of WASM ($(gzip -9c "$PKG/reelsmith.wasm" | wc -c) gzipped)"

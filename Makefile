@@ -30,7 +30,7 @@ dev: setup
 	    cargo install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked --features no_downloads
 	fi
 	@if ! wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)"; then
-	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force
+	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --debug --force
 	fi
 	cargo leptos watch
 

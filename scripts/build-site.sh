@@ -16,8 +16,10 @@ server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 bindgen=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/"/,"",$3); print $3; exit}' Cargo.lock)
 if ! wasm-bindgen --version 2>/dev/null | grep -q "$bindgen"; then
+  # A debug build of the tool: it compiles in half the CPU time (2.1 against 4.4 CPU-minutes,
+  # 69 s against 138 s on 2 cores) and writes the same bytes; it takes 2 s per site build, not 0.4.
   echo "installing wasm-bindgen-cli $bindgen (the version of the wasm-bindgen crate)"
-  cargo install wasm-bindgen-cli --version "$bindgen" --force
+  cargo install wasm-bindgen-cli --version "$bindgen" --debug --force
 fi
 cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features hydrate
 

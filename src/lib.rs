@@ -21,7 +21,9 @@ pub mod storage;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // Only the islands hydrate: the rest of each page is the server's HTML, and links between
+    // pages load the next page from the server.
+    leptos::mount::hydrate_islands();
     // Lets tests (and people debugging) know event handlers are attached.
     if let Some(body) = leptos::prelude::document().body() {
         let _ = body.set_attribute("data-hydrated", "");

@@ -17,6 +17,8 @@ async function signUp(page: Page, address: string) {
   await page.getByRole("button", { name: "Create account" }).click();
   await page.waitForURL(base() + "/");
   await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
+  // The list is a new page from the server: its Sign out button works once it has hydrated.
+  await hydrated(page);
 }
 
 async function person(browser: Browser) {

@@ -65,12 +65,15 @@ test("a branch made from phase 1 while main is failed: both complete independent
   await page.getByRole("button", { name: "Create branch from Script v1" }).click();
   await page.getByLabel("Branch name").fill("alt");
   await page.getByRole("button", { name: "Create branch", exact: true }).click();
+  // Every page loads from the server (islands): wait for its buttons to work before clicking.
   await page.waitForURL(/\?branch=alt$/);
+  await hydrated(page);
   await expectStatus(page, "awaiting approval");
   await page.getByRole("button", { name: /^Continue to Storyboard/ }).click();
   await expectStatus(page, "completed", 90_000);
   await page.getByRole("navigation", { name: "Branches" }).getByRole("link", { name: "main" }).click();
   await page.waitForURL(new RegExp(`/videos/${id}$`));
+  await hydrated(page);
   await expectFailedCard(page);
   await retryButton(page).click();
   await expectStatus(page, "completed", 90_000);

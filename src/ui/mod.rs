@@ -2,6 +2,14 @@
 pub mod components;
 pub mod pages;
 
+/// Loads another page from the server (islands have no client-side router).
+pub fn go_to(path: &str) {
+    #[cfg(feature = "hydrate")]
+    let _ = leptos::prelude::window().location().set_href(path);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = path;
+}
+
 /// "3 s ago" style durations are not needed; this formats a run's duration as "1.2 s".
 pub fn duration(started: Option<i64>, finished: Option<i64>) -> String {
     match (started, finished) {

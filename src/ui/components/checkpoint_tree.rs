@@ -1,17 +1,16 @@
 //! The checkpoint tree: versions and branches, which checkpoint heads which branch, and branching.
 use leptos::prelude::*;
-use leptos_router::hooks::use_navigate;
 
 use crate::api::{TreeNode, VideoStatusWire, create_branch};
 use crate::domain::Origin;
 use crate::domain::video::TREE_PAGE;
 use crate::ui::components::pager::Pager;
+use crate::ui::go_to;
 use crate::ui::pages::status::StatusCtx;
 
 #[component]
 pub fn CheckpointTree(s: VideoStatusWire) -> impl IntoView {
     let ctx = expect_context::<StatusCtx>();
-    let navigate = use_navigate();
     let make = Action::new(move |(checkpoint, name): &(String, String)| {
         let (checkpoint, name) = (checkpoint.clone(), name.clone());
         async move { create_branch(ctx.video_id.get_untracked(), checkpoint, name).await }
@@ -20,7 +19,7 @@ pub fn CheckpointTree(s: VideoStatusWire) -> impl IntoView {
         Some(Ok(name)) => {
             ctx.branch_form.set(None);
             ctx.action_error.set(None);
-            navigate(&format!("/videos/{}?branch={name}", ctx.video_id.get_untracked()), Default::default());
+            go_to(&format!("/videos/{}?branch={name}", ctx.video_id.get_untracked()));
         }
         Some(Err(e)) => ctx.action_error.set(Some(e)),
         None => {}

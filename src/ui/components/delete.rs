@@ -1,8 +1,8 @@
 //! Deleting a video: one button, then a question to confirm, then back to the list.
 use leptos::prelude::*;
-use leptos_router::hooks::use_navigate;
 
 use crate::api::delete_video;
+use crate::ui::go_to;
 use crate::ui::pages::status::StatusCtx;
 
 #[component]
@@ -10,9 +10,8 @@ pub fn DeleteVideo() -> impl IntoView {
     let ctx = expect_context::<StatusCtx>();
     let asking = RwSignal::new(false);
     let delete = Action::new(move |_: &()| async move { delete_video(ctx.video_id.get_untracked()).await });
-    let navigate = use_navigate();
     Effect::new(move |_| match delete.value().get() {
-        Some(Ok(())) => navigate("/", Default::default()),
+        Some(Ok(())) => go_to("/"),
         Some(Err(e)) => {
             ctx.action_error.set(Some(e));
             asking.set(false);

@@ -3,23 +3,16 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{AppError, SignIn, SignOut, SignUp, whoami};
-
-/// After signing in or out the whole page loads again, so every part of it shows the new account.
-fn go_to(path: &str) {
-    #[cfg(feature = "hydrate")]
-    let _ = window().location().set_href(path);
-    #[cfg(not(feature = "hydrate"))]
-    let _ = path;
-}
+// After signing in or out the whole page loads again, so every part of it shows the new account.
+use crate::ui::go_to;
 
 fn error_line(error: Option<AppError>) -> Option<impl IntoView> {
     error.map(|e| view! { <p class="error-text" role="alert">{e.sentence()} " " {e.next_step()}</p> })
 }
 
-/// Email and password fields, and where to go after (`next`, from the query).
+/// Email and password fields, and where to go after (`next`, from the page's query).
 #[component]
-fn Credentials(new_password: bool) -> impl IntoView {
-    let next = move || use_query_map().with(|q| q.get("next").unwrap_or_default());
+fn Credentials(new_password: bool, next: String) -> impl IntoView {
     let autocomplete = if new_password { "new-password" } else { "current-password" };
     view! {
         <label for="email">"Email"</label>
@@ -57,44 +50,64 @@ fn AccountCard(heading: &'static str, other: (&'static str, &'static str, &'stat
 #[component]
 fn FormBody(
     new_password: bool,
+    next: String,
     answer: Signal<Option<Result<String, AppError>>>,
     pending: Memo<bool>,
     button: &'static str,
 ) -> impl IntoView {
     view! {
-        <Credentials new_password/>
+        <Credentials new_password next/>
         {move || error_line(answer.get().and_then(Result::err))}
         <button type="submit" class="primary" disabled=move || pending.get()>{button}</button>
     }
 }
 
+/// Where the page was asked to go after signing in (the query's `next`).
+fn next_of_query() -> String {
+    use_query_map().with_untracked(|q| q.get("next").unwrap_or_default())
+}
+
 #[component]
 pub fn SignUpPage() -> impl IntoView {
+    view! {
+        <AccountCard heading="Create an account" other=("Already have an account?", "/signin", "Sign in")>
+            <SignUpForm next=next_of_query()/>
+        </AccountCard>
+    }
+}
+
+#[island]
+fn SignUpForm(next: String) -> impl IntoView {
     let action = ServerAction::<SignUp>::new();
     let answer = Signal::derive(move || action.value().get());
     follow(answer);
     let pending = Memo::new(move |_| action.pending().get());
     view! {
-        <AccountCard heading="Create an account" other=("Already have an account?", "/signin", "Sign in")>
-            <ActionForm action attr:class="form">
-                <FormBody new_password=true answer pending button="Create account"/>
-            </ActionForm>
-        </AccountCard>
+        <ActionForm action attr:class="form">
+            <FormBody new_password=true next answer pending button="Create account"/>
+        </ActionForm>
     }
 }
 
 #[component]
 pub fn SignInPage() -> impl IntoView {
+    view! {
+        <AccountCard heading="Sign in" other=("New here?", "/signup", "Create an account")>
+            <SignInForm next=next_of_query()/>
+        </AccountCard>
+    }
+}
+
+#[island]
+fn SignInForm(next: String) -> impl IntoView {
     let action = ServerAction::<SignIn>::new();
     let answer = Signal::derive(move || action.value().get());
     follow(answer);
     let pending = Memo::new(move |_| action.pending().get());
     view! {
-        <AccountCard heading="Sign in" other=("New here?", "/signup", "Create an account")>
-            <ActionForm action attr:class="form">
-                <FormBody new_password=false answer pending button="Sign in"/>
-            </ActionForm>
-        </AccountCard>
+        <ActionForm action attr:class="form">
+            <FormBody new_password=false next answer pending button="Sign in"/>
+        </ActionForm>
     }
 }
 
@@ -102,6 +115,22 @@ pub fn SignInPage() -> impl IntoView {
 #[component]
 pub fn AccountBar() -> impl IntoView {
     let who = Resource::new(|| (), |_| whoami());
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                who.await.ok().and_then(|w| w.email).map(|email| view! {
+                    <div class="account-bar">
+                        <span class="muted">{email}</span>
+                        <SignOutButton/>
+                    </div>
+                })
+            })}
+        </Transition>
+    }
+}
+
+#[island]
+fn SignOutButton() -> impl IntoView {
     let action = ServerAction::<SignOut>::new();
     Effect::new(move |_| {
         if let Some(Ok(())) = action.value().get() {
@@ -109,17 +138,8 @@ pub fn AccountBar() -> impl IntoView {
         }
     });
     view! {
-        <Transition fallback=|| ()>
-            {move || Suspend::new(async move {
-                who.await.ok().and_then(|w| w.email).map(|email| view! {
-                    <div class="account-bar">
-                        <span class="muted">{email}</span>
-                        <ActionForm action>
-                            <button type="submit">"Sign out"</button>
-                        </ActionForm>
-                    </div>
-                })
-            })}
-        </Transition>
+        <ActionForm action>
+            <button type="submit">"Sign out"</button>
+        </ActionForm>
     }
 }

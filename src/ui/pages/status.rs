@@ -76,14 +76,25 @@ impl StatusCtx {
     }
 }
 
+/// The route: reads the address, then hands it to the island that is the page.
 #[component]
 pub fn StatusPage() -> impl IntoView {
     let params = use_params_map();
     let query = use_query_map();
-    let video_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
-    let branch = Memo::new(move |_| query.read().get("branch").filter(|b| !b.is_empty()).unwrap_or_else(|| "main".to_string()));
-    let page_of = move |name: &str| query.read().get(name).and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
-    let pages = Memo::new(move |_| (page_of("tree"), page_of("attempts")));
+    let id = params.with_untracked(|p| p.get("id").unwrap_or_default());
+    let branch = query.with_untracked(|q| q.get("branch").filter(|b| !b.is_empty()).unwrap_or_else(|| "main".to_string()));
+    let page_of = |name: &str| query.with_untracked(|q| q.get(name).and_then(|p| p.parse::<u32>().ok()).unwrap_or(0));
+    let (tree, attempts) = (page_of("tree"), page_of("attempts"));
+    view! { <StatusIsland id branch tree attempts/> }
+}
+
+/// The whole status page is one island: it refetches its snapshot whenever the live channel
+/// says the video changed, and every part of it reads that snapshot.
+#[island]
+fn StatusIsland(id: String, branch: String, tree: u32, attempts: u32) -> impl IntoView {
+    let video_id = Memo::new(move |_| id.clone());
+    let branch = Memo::new(move |_| branch.clone());
+    let pages = Memo::new(move |_| (tree, attempts));
     let ctx = StatusCtx {
         video_id,
         branch,

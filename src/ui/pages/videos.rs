@@ -1,12 +1,12 @@
 //! `/`: the list of videos and the form that makes a new one.
 use leptos::prelude::*;
-use leptos_router::hooks::{use_navigate, use_query_map};
+use leptos_router::hooks::use_query_map;
 
 use crate::api::{AppError, CreateVideo, VideoSummary, dollars, list_videos, server_info};
 use crate::domain::video::VIDEOS_PAGE;
 use crate::ui::components::badge::StatusBadge;
 use crate::ui::components::pager::Pager;
-use crate::ui::timestamp;
+use crate::ui::{go_to, timestamp};
 
 #[component]
 pub fn VideosPage() -> impl IntoView {
@@ -67,13 +67,14 @@ fn VideoCard(v: VideoSummary) -> impl IntoView {
     }
 }
 
-#[component]
+/// The page's one interactive part (an island): the form, its errors, and on success the new
+/// video's page.
+#[island]
 fn NewVideoForm(fault_injection: bool) -> impl IntoView {
     let create = ServerAction::<CreateVideo>::new();
-    let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(id)) = create.value().get() {
-            navigate(&format!("/videos/{id}"), Default::default());
+            go_to(&format!("/videos/{id}"));
         }
     });
     let error = move || create.value().get().and_then(Result::err);

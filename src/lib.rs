@@ -24,8 +24,13 @@ pub fn hydrate() {
     // Only the islands hydrate: the rest of each page is the server's HTML, and links between
     // pages load the next page from the server.
     leptos::mount::hydrate_islands();
-    // Lets tests (and people debugging) know event handlers are attached.
-    if let Some(body) = leptos::prelude::document().body() {
-        let _ = body.set_attribute("data-hydrated", "");
-    }
+    // Lets tests (and people debugging) know event handlers are attached. Leptos's loader calls
+    // this first and then hydrates each island in a chain of promise callbacks (microtasks), so
+    // the mark waits for a timer (a macrotask), which runs only once every island is hydrated.
+    gloo_timers::callback::Timeout::new(0, || {
+        if let Some(body) = leptos::prelude::document().body() {
+            let _ = body.set_attribute("data-hydrated", "");
+        }
+    })
+    .forget();
 }

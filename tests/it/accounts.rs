@@ -490,3 +490,27 @@ async fn a_phase_yields_to_another_accounts_run_after_one_unit() {
     assert_eq!(sorted, (0..8).collect::<Vec<u32>>(), "every still and narration made once: {tries:?}");
     assert!(tries.iter().any(|t| t.run_id == storyboard.id && t.unit == 0 && t.outcome == TryOutcome::Memo), "beat 0 reused on resume");
 }
+
+/// The address's words reach the islands' props (`data-props`, read by the browser) only as
+/// escaped text: a hostile branch name or `next` adds no element to the page.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_address_says_reaches_the_islands_escaped() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let a = web.sign_up("islands@example.org").await;
+    let id = create(&web, &a, "An island's props").await;
+    let hostile = "%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    let html = |answer: &crate::web::Answer| answer.body.as_str().expect("an HTML page").to_string();
+
+    let page = web.get(Some(&a), &format!("/videos/{id}"), &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(html(&page).contains("<leptos-island data-component=\"StatusIsland"), "the status page is an island");
+    let branch = web.get(Some(&a), &format!("/videos/{id}?branch={hostile}&tree=%27"), &[]).await;
+    assert_eq!(branch.status, 404, "no such branch");
+    let signin = web.get(None, &format!("/signin?next={hostile}"), &[]).await;
+    assert_eq!(signin.status, 200);
+    for (what, body) in [("status page", html(&branch)), ("sign-in page", html(&signin))] {
+        assert!(!body.contains("<script>alert"), "{what}: the address made an element");
+        assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{what}: the props carry the words, escaped");
+    }
+}

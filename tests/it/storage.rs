@@ -380,3 +380,38 @@ async fn a_broken_constraint_is_known_by_name() {
     assert_eq!(refused(storage::insert_video(&mut conn, &state.video).await), Some(Constraint::PrimaryKey { table: "videos" }));
     assert_eq!(storage::violated(&StorageError::Locked(3)), None);
 }
+
+/// SQLite (whatever database the suite runs on): commits leave the WAL alone
+/// (`wal_autocheckpoint = 0` on every connection), and the store's background checkpointer copies
+/// what they wrote into the database file soon after.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_commits_leave_the_wal_to_a_background_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("reelsmith-wal-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = reelsmith::storage::Store::open(&format!("sqlite://{}/reelsmith.db", dir.display()), 4).await.expect("open store");
+    let every_connection: Vec<i64> = futures::future::join_all((0..4).map(|_| async {
+        let mut conn = store.pool().acquire().await.unwrap();
+        sqlx::query_scalar::<_, i64>("PRAGMA wal_autocheckpoint").fetch_one(&mut *conn).await.unwrap()
+    }))
+    .await;
+    assert_eq!(every_connection, vec![0; 4], "no connection checkpoints on commit");
+
+    let file = dir.join("reelsmith.db");
+    let before = std::fs::metadata(&file).unwrap().len();
+    // About 2,000 pages, twice what a commit would have checkpointed by itself.
+    let mut tx = store.write().await.unwrap();
+    sqlx::query("CREATE TABLE wal_probe (b BLOB)").execute(&mut **tx).await.unwrap();
+    sqlx::query("INSERT INTO wal_probe VALUES (zeroblob(8000000))").execute(&mut **tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let grown = loop {
+        let len = std::fs::metadata(&file).unwrap().len();
+        if len >= before + 8_000_000 || std::time::Instant::now() > deadline {
+            break len;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(grown >= before + 8_000_000, "the commit reached the database file ({before} → {grown} bytes)");
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,7 +13,7 @@ pub fn go_to(path: &str) {
 /// "3 s ago" style durations are not needed; this formats a run's duration as "1.2 s".
 pub fn duration(started: Option<i64>, finished: Option<i64>) -> String {
     match (started, finished) {
-        (Some(s), Some(f)) if f >= s => format!("{:.1} s", (f - s) as f64 / 1000.0),
+        (Some(s), Some(f)) if f >= s => format!("{} s", crate::api::decimal(f - s, 1000, 1)),
         (Some(_), None) => "running".into(),
         _ => "—".into(),
     }

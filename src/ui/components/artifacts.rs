@@ -1,4 +1,5 @@
 //! What the branch has made so far: the script, storyboard, clips and the final video.
+use leptos::either::Either;
 use leptos::prelude::*;
 
 use crate::api::{VideoStatusWire, regenerate_beat};
@@ -13,8 +14,11 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
         regenerate_beat(ctx.video_id.get_untracked(), ctx.branch_param(), checkpoint, beat).await.map(|_| ())
     });
     let video = a.video_url.clone().map(|url| {
-        let size = a.video_bytes.map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_default();
-        let secs = a.video_duration_ms.map(|d| format!("{:.1} s", f64::from(d) / 1000.0)).unwrap_or_default();
+        let size = a
+            .video_bytes
+            .map(|b| format!("{} MB", crate::api::decimal(i64::try_from(b).unwrap_or(i64::MAX), 1_000_000, 1)))
+            .unwrap_or_default();
+        let secs = a.video_duration_ms.map(|d| format!("{} s", crate::api::decimal(i64::from(d), 1000, 1))).unwrap_or_default();
         view! {
             <section class="card final-video" aria-labelledby="video-heading">
                 <h2 id="video-heading">"Your video"</h2>
@@ -38,7 +42,7 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
                     {script.beats.iter().map(|b| view! {
                         <li>
                             <p>{b.narration.clone()}</p>
-                            <p class="muted small">{format!("{} · {:.2} s", b.visual, f64::from(b.duration_ms) / 1000.0)}</p>
+                            <p class="muted small">{format!("{} · {} s", b.visual, crate::api::decimal(i64::from(b.duration_ms), 1000, 2))}</p>
                         </li>
                     }).collect_view()}
                 </ol>
@@ -121,7 +125,7 @@ fn NarrationPlayer(index: usize, audio_url: String, duration_ms: u32) -> impl In
         <div class="narration">
             <audio class="narration-audio" controls preload="none" src=audio_url
                 aria-label=format!("Narration for beat {}", index + 1)></audio>
-            <span class="muted small">{format!("{:.1} s spoken", f64::from(duration_ms) / 1000.0)}</span>
+            <span class="muted small">{format!("{} s spoken", crate::api::decimal(i64::from(duration_ms), 1000, 1))}</span>
         </div>
     }
 }
@@ -133,20 +137,18 @@ fn ClipPreview(index: usize, url: String, poster: Option<String>) -> impl IntoVi
     let playing = RwSignal::new(false);
     let label = format!("Play clip {}", index + 1);
     view! {
-        <Show
-            when=move || playing.get()
-            fallback=move || {
-                let label = label.clone();
-                view! {
-                    <button class="clip-poster" aria-label=label.clone() on:click=move |_| playing.set(true)>
-                        {poster.clone().map(|p| view! { <img src=p alt="" loading="lazy" width="320" height="180"/> })}
-                        <span class="play" aria-hidden="true">"▶"</span>
-                    </button>
-                }
-            }
-        >
-            <video class="clip-video" src=url.clone() autoplay muted controls width="320" height="180"
-                aria-label=format!("Clip for beat {}", index + 1)></video>
-        </Show>
+        {move || if playing.get() {
+            Either::Left(view! {
+                <video class="clip-video" src=url.clone() autoplay muted controls width="320" height="180"
+                    aria-label=format!("Clip for beat {}", index + 1)></video>
+            })
+        } else {
+            Either::Right(view! {
+                <button class="clip-poster" aria-label=label.clone() on:click=move |_| playing.set(true)>
+                    {poster.clone().map(|p| view! { <img src=p alt="" loading="lazy" width="320" height="180"/> })}
+                    <span class="play" aria-hidden="true">"▶"</span>
+                </button>
+            })
+        }}
     }
 }

@@ -6,9 +6,5 @@ use crate::domain::BranchStatus;
 #[component]
 pub fn StatusBadge(status: BranchStatus, #[prop(optional)] testid: bool) -> impl IntoView {
     let class = format!("badge badge-{}", status.wire());
-    if testid {
-        view! { <span class=class data-testid="video-status">{status.words()}</span> }.into_any()
-    } else {
-        view! { <span class=class>{status.words()}</span> }.into_any()
-    }
+    view! { <span class=class data-testid=testid.then_some("video-status")>{status.words()}</span> }
 }

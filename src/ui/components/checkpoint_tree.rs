@@ -62,7 +62,7 @@ fn node(n: TreeNode, make: Action<(String, String), Result<String, crate::api::A
                     {format!("Create branch from {label}")}
                 </button>
             </div>
-            <Show when=move || open.get()>
+            {move || open.get().then(|| view! {
                 <form class="branch-form" on:submit={
                     let id = id.clone();
                     move |ev| {
@@ -77,7 +77,7 @@ fn node(n: TreeNode, make: Action<(String, String), Result<String, crate::api::A
                     <button type="submit" class="primary" disabled=move || make.pending().get()>"Create branch"</button>
                     <button type="button" on:click=move |_| ctx.branch_form.set(None)>"Close"</button>
                 </form>
-            </Show>
+            })}
             <ul>{children}</ul>
         </li>
     }

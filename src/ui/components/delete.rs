@@ -1,4 +1,5 @@
 //! Deleting a video: one button, then a question to confirm, then back to the list.
+use leptos::either::Either;
 use leptos::prelude::*;
 
 use crate::api::delete_video;
@@ -20,16 +21,19 @@ pub fn DeleteVideo() -> impl IntoView {
     });
     view! {
         <section class="card delete-video" aria-label="Delete video">
-            <Show when=move || asking.get()
-                fallback=move || view! { <button on:click=move |_| asking.set(true)>"Delete video"</button> }>
-                <p>"Delete this video, its branches and its history for good? This cannot be undone."</p>
-                <div class="row">
-                    <button class="danger" disabled=move || delete.pending().get() on:click=move |_| { delete.dispatch(()); }>
-                        {move || if delete.pending().get() { "Deleting…" } else { "Yes, delete it" }}
-                    </button>
-                    <button on:click=move |_| asking.set(false)>"Keep it"</button>
-                </div>
-            </Show>
+            {move || if asking.get() {
+                Either::Left(view! {
+                    <p>"Delete this video, its branches and its history for good? This cannot be undone."</p>
+                    <div class="row">
+                        <button class="danger" disabled=move || delete.pending().get() on:click=move |_| { delete.dispatch(()); }>
+                            {move || if delete.pending().get() { "Deleting…" } else { "Yes, delete it" }}
+                        </button>
+                        <button on:click=move |_| asking.set(false)>"Keep it"</button>
+                    </div>
+                })
+            } else {
+                Either::Right(view! { <button on:click=move |_| asking.set(true)>"Delete video"</button> })
+            }}
         </section>
     }
 }

@@ -1,4 +1,5 @@
 //! "Edit Previous Phase": the script editor. Saving makes a new version at the branch head.
+use leptos::either::Either;
 use leptos::prelude::*;
 
 use crate::api::{VideoStatusWire, edit_script};
@@ -10,7 +11,7 @@ use crate::ui::pages::status::StatusCtx;
 pub fn ScriptEditor(s: VideoStatusWire) -> impl IntoView {
     let ctx = expect_context::<StatusCtx>();
     let (Some(script), Some(checkpoint)) = (s.artifacts.script.clone(), s.artifacts.script_checkpoint.clone()) else {
-        return view! { <p class="muted">"There is no script to edit yet."</p> }.into_any();
+        return Either::Left(view! { <p class="muted">"There is no script to edit yet."</p> });
     };
     let draft = RwSignal::new(script.clone());
     let checkpoint_id = checkpoint.id.clone();
@@ -50,7 +51,7 @@ pub fn ScriptEditor(s: VideoStatusWire) -> impl IntoView {
             }
         })
         .collect_view();
-    view! {
+    Either::Right(view! {
         <section class="card editor" aria-labelledby="editor-heading">
             <h2 id="editor-heading">{format!("Edit Script v{} — saves Script v{}", checkpoint.version, "next")}</h2>
             <form on:submit=move |ev| {
@@ -71,8 +72,7 @@ pub fn ScriptEditor(s: VideoStatusWire) -> impl IntoView {
                 </div>
             </form>
         </section>
-    }
-    .into_any()
+    })
 }
 
 /// What the editor says under a beat's narration: about how long it takes to say.
@@ -81,7 +81,7 @@ fn spoken_estimate(script: &Script, i: usize) -> String {
         return "Not spoken (no narration)".into();
     }
     let ms = estimated_speech_ms(&script.beats[i].narration, script.narration.speed_wpm);
-    format!("About {:.1} s spoken", f64::from(ms) / 1000.0)
+    format!("About {} s spoken", crate::api::decimal(i64::from(ms), 1000, 1))
 }
 
 /// The voice, its speed and the captions' place, for the whole script.

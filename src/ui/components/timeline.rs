@@ -74,7 +74,7 @@ pub fn Controls(s: VideoStatusWire) -> impl IntoView {
         }
         saved
     });
-    let saved_budget = s.budget_micros.map(|b| format!("{:.2}", b as f64 / 1e6)).unwrap_or_default();
+    let saved_budget = s.budget_micros.map(|b| crate::api::decimal(b, 1_000_000, 2)).unwrap_or_default();
     let budget_value = move || ctx.budget_draft.get().unwrap_or_else(|| saved_budget.clone());
     let budget_value_submit = budget_value.clone();
     let spent = match s.budget_micros {

@@ -1,4 +1,5 @@
 //! `/videos/:id`: server-rendered, then live over a websocket; one branch at a time.
+use leptos::either::EitherOf3;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use std::future::Future;
@@ -134,18 +135,19 @@ fn StatusIsland(id: String, branch: String, tree: u32, attempts: u32) -> impl In
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match status.await {
-                    Ok(s) => view! { <StatusView s/> }.into_any(),
-                    Err(AppError::NotFound { what: Entity::Branch, .. }) => {
+                    Ok(s) => EitherOf3::A(view! { <StatusView s/> }),
+                    Err(AppError::NotFound { what, .. }) => {
                         set_not_found_status();
-                        view! { <NotFoundMessage what=Entity::Branch.label()/> }.into_any()
+                        let what = if what == Entity::Branch { Entity::Branch } else { Entity::Video };
+                        EitherOf3::B(view! { <NotFoundMessage what=what.label()/> })
                     }
-                    Err(AppError::NotFound { .. } | AppError::InvalidInput { .. }) => {
+                    Err(AppError::InvalidInput { .. }) => {
                         set_not_found_status();
-                        view! { <NotFoundMessage what=Entity::Video.label()/> }.into_any()
+                        EitherOf3::B(view! { <NotFoundMessage what=Entity::Video.label()/> })
                     }
-                    Err(e) => view! {
+                    Err(e) => EitherOf3::C(view! {
                         <section class="card"><p class="error-text">{e.sentence()} " " {e.next_step()}</p></section>
-                    }.into_any(),
+                    }),
                 }
             })}
         </Transition>

@@ -205,9 +205,7 @@ fn StatusView(s: VideoStatusWire) -> impl IntoView {
             <Timeline s=s.clone()/>
             {s.error.clone().map(|e| view! { <ErrorCard s=s2.clone() e/> })}
             <Controls s=s.clone()/>
-            <Show when=move || ctx.editing.get()>
-                <ScriptEditor s=editor_s.clone()/>
-            </Show>
+            {move || ctx.editing.get().then(|| view! { <ScriptEditor s=editor_s.clone()/> })}
             <Artifacts s=s.clone()/>
             <CheckpointTree s=s.clone()/>
             <Attempts s=s.clone()/>

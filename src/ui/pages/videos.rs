@@ -107,13 +107,13 @@ fn NewVideoForm(fault_injection: bool) -> impl IntoView {
                     <label for="auto_continue">"Auto-continue"</label>
                 </div>
             </div>
-            <Show when=move || fault_injection>
+            {fault_injection.then(|| view! {
                 <label for="fault_plan">"Fault plan"</label>
                 <textarea id="fault_plan" name="fault_plan" rows="2" class="mono"
                     placeholder=r#"[{"phase":2,"beat":0,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"}]"#></textarea>
                 <p class="hint">"Fault injection is on: a JSON array of rules that make phases fail on purpose."</p>
                 {field_error("fault_plan")}
-            </Show>
+            })}
             {other_error}
             <button type="submit" class="primary" disabled=move || create.pending().get()>
                 {move || if create.pending().get() { "Creating…" } else { "Create video" }}

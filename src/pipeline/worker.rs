@@ -169,14 +169,14 @@ impl Engine {
     pub async fn work_once(&self, owner: &str, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
         // Not `write_retrying`: finding nothing to claim rolls back, so an idle poll commits nothing.
         let mut tx = self.store.write().await?;
-        let claimed = storage::claim_run(&mut tx, owner, now_ms(), self.config.lease_ms).await?;
-        let Some((run, lease)) = claimed else {
+        let claimed = storage::claim_run_with_state(&mut tx, owner, now_ms(), self.config.lease_ms).await?;
+        let Some((run, lease, state)) = claimed else {
             let _ = tx.rollback().await;
             return Ok(WorkOutcome::Idle);
         };
         // Planned under the claim: the state, the plan, the progress's start and the memo's
         // answers in the claim's transaction rather than four more.
-        let start = match self.start_run(&mut tx, &run, &lease).await {
+        let start = match self.start_run(&mut tx, &run, &lease, state).await {
             Ok(start) => start,
             Err(e) => {
                 let _ = tx.rollback().await;
@@ -235,8 +235,7 @@ impl Engine {
         let written = self
             .store
             .write_retrying(async move |tx| {
-                storage::touch_video(tx, held.video).await?;
-                if !storage::hold_lease(tx, &held, now_ms(), lease_ms).await? {
+                if !storage::touch_and_hold(tx, &held, now_ms(), lease_ms).await? {
                     return Err(CoreError::LeaseLost);
                 }
                 work(tx, &held).await
@@ -249,8 +248,7 @@ impl Engine {
     }
 
     /// What a claimed run starts from, read (and its progress started) in the claim's transaction.
-    async fn start_run(&self, tx: &mut WriteTx, run: &Run, lease: &Lease) -> Result<Start, CoreError> {
-        let state = load(tx, run.video_id).await?;
+    async fn start_run(&self, tx: &mut WriteTx, run: &Run, lease: &Lease, state: Video) -> Result<Start, CoreError> {
         let (plans, seeds) = match units::plan(self, &state, run) {
             Ok(p) => p,
             Err(e) => return Ok(Start { state, planned: Err(e.to_string()) }),

@@ -6,6 +6,7 @@
 use sqlx::{AnyConnection, FromRow};
 use uuid::Uuid;
 
+use super::batch::{Answer, StatementSet, Value, run_set, statement_set};
 use super::records::{BranchRow, CheckpointRow, RunRow, UnitTryRow, VideoRow, key_of};
 use super::{Backend, StorageError};
 use crate::domain::video::{Branch, Checkpoint, Run, UnitTry, Video, VideoInfo};
@@ -203,6 +204,16 @@ pub struct Lease {
 /// every other writer (video, then run) and cannot deadlock with them. The outer `WHERE` repeats
 /// the claim condition: it is checked again on the row as it is when locked.
 pub async fn claim_run(conn: &mut AnyConnection, owner: &str, now: Timestamp, lease_ms: i64) -> Result<Option<(Run, Lease)>> {
+    Ok(claim_run_with_state(conn, owner, now, lease_ms).await?.map(|(run, lease, _)| (run, lease)))
+}
+
+/// `claim_run`, and the claimed run's video as `load_video_state` reads it after the claim.
+pub async fn claim_run_with_state(
+    conn: &mut AnyConnection,
+    owner: &str,
+    now: Timestamp,
+    lease_ms: i64,
+) -> Result<Option<(Run, Lease, Video)>> {
     let claim = match Backend::of_connection(conn) {
         Backend::Sqlite => {
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
@@ -223,10 +234,23 @@ pub async fn claim_run(conn: &mut AnyConnection, owner: &str, now: Timestamp, le
     };
     let row: Option<RunRow> = sqlx::query_as(claim).bind(owner).bind(now + lease_ms).bind(now).fetch_optional(&mut *conn).await?;
     let Some(run) = row.map(Run::from) else { return Ok(None) };
-    touch_video(conn, run.video_id).await?;
-    super::note_claim(conn, run.video_id, now).await?;
+    let answers = run_set(conn, &CLAIMED, &[Value::Text(run.video_id.to_string()), Value::Int(now)]).await?;
+    let state = state_of(&answers[2..])?.ok_or_else(|| StorageError::Corrupt(format!("run {} has no video", run.id)))?;
     let lease = Lease { run: run.id, video: run.video_id, owner: owner.to_string(), token: run.lease_token };
-    Ok(Some((run, lease)))
+    Ok(Some((run, lease, state)))
+}
+
+/// `touch_video` then `hold_lease`, in one call on SQLite: how every write for a held run begins.
+pub async fn touch_and_hold(conn: &mut AnyConnection, lease: &Lease, now: Timestamp, lease_ms: i64) -> Result<bool> {
+    let values = [
+        Value::Text(lease.video.to_string()),
+        Value::Int(now + lease_ms),
+        Value::Text(lease.run.to_string()),
+        Value::Text(lease.owner.clone()),
+        Value::Int(lease.token),
+        Value::Int(now),
+    ];
+    Ok(run_set(conn, &TOUCH_AND_HOLD, &values).await?[1].rows_affected == 1)
 }
 
 /// Extends the lease if it is still held (same owner and token, still running); false when the
@@ -312,23 +336,54 @@ pub async fn finish_run(
 
 // ---- one video's whole state ----------------------------------------------------------------
 
-pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<Option<Video>> {
-    let Some(video) = get_video(&mut *conn, id).await? else { return Ok(None) };
-    let key = id.to_string();
-    let branches: Vec<BranchRow> =
-        sqlx::query_as("SELECT * FROM branches WHERE video_id = $1 ORDER BY created_at, name").bind(&key).fetch_all(&mut *conn).await?;
-    let checkpoints: Vec<CheckpointRow> =
-        sqlx::query_as("SELECT * FROM checkpoints WHERE video_id = $1 ORDER BY created_at, id").bind(&key).fetch_all(&mut *conn).await?;
-    let runs: Vec<RunRow> =
-        sqlx::query_as("SELECT * FROM runs WHERE video_id = $1 ORDER BY created_at, id").bind(&key).fetch_all(&mut *conn).await?;
+/// A video with its branches, checkpoints and runs: `$1` the video (one call on SQLite: `batch`).
+const VIDEO_STATE: StatementSet = statement_set!(
+    "SELECT * FROM videos WHERE id = $1",
+    "SELECT * FROM branches WHERE video_id = $1 ORDER BY created_at, name",
+    "SELECT * FROM checkpoints WHERE video_id = $1 ORDER BY created_at, id",
+    "SELECT * FROM runs WHERE video_id = $1 ORDER BY created_at, id",
+);
+
+/// After a claim: the video counted as changed (`touch_video`), its account noted as last
+/// claimed at `$2` (`note_claim`), then the video's state as `VIDEO_STATE` reads it.
+const CLAIMED: StatementSet = statement_set!(
+    "UPDATE videos SET changes = changes + 1 WHERE id = $1",
+    "UPDATE accounts SET last_claimed_at = $2 WHERE id = (SELECT account_id FROM videos WHERE id = $1)",
+    "SELECT * FROM videos WHERE id = $1",
+    "SELECT * FROM branches WHERE video_id = $1 ORDER BY created_at, name",
+    "SELECT * FROM checkpoints WHERE video_id = $1 ORDER BY created_at, id",
+    "SELECT * FROM runs WHERE video_id = $1 ORDER BY created_at, id",
+);
+
+/// A held run's write begins: the video counted as changed (`touch_video`), then the lease
+/// checked and extended as `hold_lease` does (`$2` the new expiry, `$6` now).
+const TOUCH_AND_HOLD: StatementSet = statement_set!(
+    "UPDATE videos SET changes = changes + 1 WHERE id = $1",
+    "UPDATE runs SET lease_expires_at = $2 WHERE id = $3 AND video_id = $1 AND lease_owner = $4 AND lease_token = $5 \
+     AND status = 'running' AND lease_expires_at >= $6",
+);
+
+/// Every statement set, for the test that each one names its values `$1` to `$k`.
+pub const STATEMENT_SETS: [&StatementSet; 3] = [&VIDEO_STATE, &CLAIMED, &TOUCH_AND_HOLD];
+
+/// The state from the last four answers of `VIDEO_STATE` or `CLAIMED`.
+fn state_of(answers: &[Answer]) -> Result<Option<Video>> {
+    let [video, branches, checkpoints, runs] = answers else {
+        return Err(StorageError::Corrupt(format!("a video's state came back in {} parts", answers.len())));
+    };
+    let Some(video) = video.rows_as::<VideoRow>()?.pop() else { return Ok(None) };
     Ok(Some(Video {
-        video,
-        branches: branches.into_iter().map(Branch::from).collect(),
-        checkpoints: checkpoints.into_iter().map(Checkpoint::from).collect(),
-        runs: runs.into_iter().map(Run::from).collect(),
+        video: VideoInfo::from(video),
+        branches: branches.rows_as::<BranchRow>()?.into_iter().map(Branch::from).collect(),
+        checkpoints: checkpoints.rows_as::<CheckpointRow>()?.into_iter().map(Checkpoint::from).collect(),
+        runs: runs.rows_as::<RunRow>()?.into_iter().map(Run::from).collect(),
         estimates: Vec::new(),
         spent_total: None,
     }))
+}
+
+pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<Option<Video>> {
+    state_of(&run_set(conn, &VIDEO_STATE, &[Value::Text(id.to_string())]).await?)
 }
 
 // ---- unit tries, memo, blobs, staging -----------------------------------------------------

@@ -94,8 +94,22 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
     assert!(storage::hold_lease(&mut tx, &first, now + 1, 10_000).await.unwrap());
     assert!(storage::set_run_progress(&mut tx, &first, 2, 0, 5).await.unwrap());
     assert!(storage::release_run(&mut tx, &first).await.unwrap());
-    let (_, second) = storage::claim_run(&mut tx, "w2", now + 2, 10_000).await.unwrap().expect("released to the queue");
+    let (_, second, state) = storage::claim_run_with_state(&mut tx, "w2", now + 2, 10_000).await.unwrap().expect("released to the queue");
     assert_eq!(second.token, 2);
+    // The state read with the claim (one call on SQLite) is the video as read after it.
+    let after = storage::load_video_state(&mut tx, info.id).await.unwrap().expect("the video");
+    assert_eq!(format!("{state:?}"), format!("{after:?}"));
+    assert_eq!((state.video.changes, state.branches.len(), state.checkpoints.len(), state.runs.len()), (info.changes + 2, 1, 1, 1));
+    assert_eq!(state.runs[0].lease_token, 2);
+    assert!(storage::load_video_state(&mut tx, VideoId(Uuid::new_v4())).await.unwrap().is_none(), "no such video");
+    // Every write for a held run counts its video and extends the lease, in one call on SQLite.
+    assert!(storage::touch_and_hold(&mut tx, &second, now + 3, 10_000).await.unwrap());
+    assert_eq!(storage::video_changes(&mut tx, info.id).await.unwrap(), info.changes + 3);
+    assert!(!storage::touch_and_hold(&mut tx, &first, now + 3, 10_000).await.unwrap(), "a superseded lease holds nothing");
+    let elsewhere = storage::Lease { video: VideoId(Uuid::new_v4()), ..second.clone() };
+    assert!(!storage::touch_and_hold(&mut tx, &elsewhere, now + 3, 10_000).await.unwrap(), "a lease is its run's video's");
+    let expired = storage::load_video_state(&mut tx, info.id).await.unwrap().expect("the video").runs[0].lease_expires_at;
+    assert_eq!(expired, Some(now + 3 + 10_000), "only the held lease was extended");
 
     // A group of finished units: memo, blobs (one kept in its row), staging, tries, progress.
     let memo = MemoEntry {
@@ -184,7 +198,8 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
     // The whole video, as the read model sees it.
     let state = storage::load_video_state(&mut tx, info.id).await.unwrap().expect("the video");
     tx.commit().await.unwrap();
-    assert_eq!(state.video.changes, 3, "one touch and two claims");
+    // (The fenced write that lost its lease counted too: its caller rolls the transaction back.)
+    assert_eq!(state.video.changes, 5, "one touch, two claims and two fenced writes");
     assert_eq!(state.branches, vec![Branch { head_id: Some(checkpoint.id), ..branch }]);
     assert_eq!(state.checkpoints, vec![Checkpoint { status: CheckpointStatus::Approved, approved_at: Some(now + 1), ..checkpoint }]);
     let ended = Run {

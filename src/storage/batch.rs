@@ -38,6 +38,8 @@ pub(crate) use statement_set;
 pub enum Value {
     Text(String),
     Int(i64),
+    MaybeText(Option<String>),
+    MaybeBytes(Option<Vec<u8>>),
 }
 
 /// What one statement of a set answered.
@@ -65,48 +67,92 @@ pub fn placeholders(sql: &str) -> usize {
     highest
 }
 
-fn bound(sql: &'static str, values: &[Value]) -> sqlx::query::Query<'static, Any, AnyArguments> {
+fn bound(sql: impl sqlx::SqlSafeStr, values: &[Value]) -> sqlx::query::Query<'static, Any, AnyArguments> {
     values.iter().fold(sqlx::query(sql), |query, value| match value {
         Value::Text(text) => query.bind(text.clone()),
         Value::Int(n) => query.bind(*n),
+        Value::MaybeText(text) => query.bind(text.clone()),
+        Value::MaybeBytes(bytes) => query.bind(bytes.clone()),
     })
 }
 
-/// Runs each statement of `set` in order and returns what each answered.
-pub async fn run_set(conn: &mut AnyConnection, set: &StatementSet, values: &[Value]) -> Result<Vec<Answer>, StorageError> {
-    if Backend::of_connection(conn) == Backend::Postgres {
-        let mut answers = Vec::with_capacity(set.statements.len());
-        for sql in set.statements {
-            let mut answer = Answer::default();
-            let mut results = sqlx::Executor::fetch_many(&mut *conn, bound(sql, &values[..placeholders(sql)]));
-            while let Some(item) = results.try_next().await? {
-                match item {
-                    Either::Right(row) => answer.rows.push(row),
-                    Either::Left(done) => answer.rows_affected += done.rows_affected(),
-                }
-            }
-            answers.push(answer);
-        }
-        return Ok(answers);
-    }
-    // Each statement's rows come back followed by its result (`Either::Left`).
-    let mut answers = Vec::with_capacity(set.statements.len());
+/// Runs `sql` (`statements` of them, separated by `;`) in one call, and returns what each
+/// statement answered: its rows come back followed by its result (`Either::Left`).
+async fn answers(
+    conn: &mut AnyConnection,
+    sql: impl sqlx::SqlSafeStr,
+    values: &[Value],
+    statements: usize,
+) -> Result<Vec<Answer>, StorageError> {
+    let mut answers = Vec::with_capacity(statements);
     let mut rows = Vec::new();
-    let mut results = sqlx::Executor::fetch_many(&mut *conn, bound(set.joined, values));
+    let mut results = sqlx::Executor::fetch_many(&mut *conn, bound(sql, values));
     while let Some(item) = results.try_next().await? {
         match item {
             Either::Right(row) => rows.push(row),
             Either::Left(done) => answers.push(Answer { rows: std::mem::take(&mut rows), rows_affected: done.rows_affected() }),
         }
     }
-    if answers.len() != set.statements.len() || !rows.is_empty() {
-        return Err(StorageError::Database(sqlx::Error::Protocol(format!(
-            "{} statements answered {} times",
-            set.statements.len(),
-            answers.len()
-        ))));
+    if answers.len() != statements || !rows.is_empty() {
+        return Err(StorageError::Database(sqlx::Error::Protocol(format!("{statements} statements answered {} times", answers.len()))));
     }
     Ok(answers)
+}
+
+/// Runs each statement of `set` in order and returns what each answered.
+pub async fn run_set(conn: &mut AnyConnection, set: &StatementSet, values: &[Value]) -> Result<Vec<Answer>, StorageError> {
+    if Backend::of_connection(conn) == Backend::Sqlite {
+        return answers(conn, set.joined, values, set.statements.len()).await;
+    }
+    let mut all = Vec::with_capacity(set.statements.len());
+    for sql in set.statements {
+        all.extend(answers(&mut *conn, *sql, &values[..placeholders(sql)], 1).await?);
+    }
+    Ok(all)
+}
+
+/// Statements written at run time (multi-row inserts), run in order like a `StatementSet`: in
+/// one call on SQLite, where each statement numbers its values after the previous one's, and
+/// one by one on PostgreSQL, where each numbers them from `$1`.
+pub struct Batch {
+    backend: Backend,
+    statements: Vec<String>,
+    values: Vec<Vec<Value>>,
+}
+
+impl Batch {
+    pub fn new(backend: Backend) -> Batch {
+        Batch { backend, statements: Vec::new(), values: Vec::new() }
+    }
+
+    /// The number of the next statement's first `$N`.
+    pub fn first_placeholder(&self) -> usize {
+        match self.backend {
+            Backend::Sqlite => self.values.iter().map(Vec::len).sum::<usize>() + 1,
+            Backend::Postgres => 1,
+        }
+    }
+
+    /// Adds a statement whose placeholders start at `first_placeholder()`.
+    pub fn push(&mut self, sql: String, values: Vec<Value>) {
+        self.statements.push(sql);
+        self.values.push(values);
+    }
+
+    pub async fn run(self, conn: &mut AnyConnection) -> Result<Vec<Answer>, StorageError> {
+        if self.statements.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.backend == Backend::Sqlite {
+            let values: Vec<Value> = self.values.concat();
+            return answers(conn, sqlx::AssertSqlSafe(self.statements.join(";\n")), &values, self.statements.len()).await;
+        }
+        let mut all = Vec::with_capacity(self.statements.len());
+        for (sql, values) in self.statements.into_iter().zip(self.values) {
+            all.extend(answers(&mut *conn, sqlx::AssertSqlSafe(sql), &values, 1).await?);
+        }
+        Ok(all)
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use sqlx::AnyConnection;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
-use super::{Lease, MemoEntry, StorageError};
+use super::batch::{Batch, Value};
+use super::{Backend, Lease, MemoEntry, StorageError};
 use crate::domain::video::UnitTry;
 use crate::domain::{BlobRef, Timestamp};
 
@@ -37,14 +38,14 @@ pub struct FinishedUnit {
     pub tried: UnitTry,
 }
 
-/// `($1, $2, …), (…)` for `rows` rows of `cols` columns.
-fn placeholders(rows: usize, cols: usize) -> String {
+/// `($first, …), (…)` for `rows` rows of `cols` columns, numbered from `first`.
+fn placeholders_from(first: usize, rows: usize, cols: usize) -> String {
     let mut s = String::with_capacity(rows * cols * 5);
     for r in 0..rows {
         s.push_str(if r == 0 { "(" } else { ", (" });
         for c in 0..cols {
             let sep = if c == 0 { "" } else { ", " };
-            let _ = write!(s, "{sep}${}", r * cols + c + 1);
+            let _ = write!(s, "{sep}${}", first + r * cols + c);
         }
         s.push(')');
     }
@@ -53,28 +54,39 @@ fn placeholders(rows: usize, cols: usize) -> String {
 
 /// `$1, $2, …` for an `IN` list of `n`.
 fn list(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    list_from(1, n)
+}
+
+/// `$first, …` for an `IN` list of `n`.
+fn list_from(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Writes the group: the run's progress, new blobs, memo entries, staging, tries, and the remote
-/// jobs they are done with. False, and nothing written, when the run is no longer this lease's.
+/// jobs they are done with. False when the run is no longer this lease's: the caller then rolls
+/// back (on SQLite the group's statements go in one call, after the fence's).
 pub async fn record_finished(conn: &mut AnyConnection, lease: &Lease, total: u32, units: &[FinishedUnit], now: Timestamp) -> Result<bool> {
-    // The fence first: a stale lease writes nothing.
+    let mut batch = Batch::new(Backend::of_connection(conn));
+    // The fence first: a stale lease's group is rolled back.
     let cost: i64 = units.iter().map(|u| u.tried.cost_micros).sum();
-    let done = sqlx::query(
-        "UPDATE runs SET units_done = units_done + $1, units_total = $2, cost_micros = cost_micros + $3 \
-         WHERE id = $4 AND lease_token = $5 AND status = 'running'",
-    )
-    .bind(units.len() as i64)
-    .bind(i64::from(total))
-    .bind(cost)
-    .bind(lease.run.to_string())
-    .bind(lease.token)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() != 1 {
-        return Ok(false);
-    }
+    let n = batch.first_placeholder();
+    batch.push(
+        format!(
+            "UPDATE runs SET units_done = units_done + ${n}, units_total = ${}, cost_micros = cost_micros + ${} \
+             WHERE id = ${} AND lease_token = ${} AND status = 'running'",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4
+        ),
+        vec![
+            Value::Int(units.len() as i64),
+            Value::Int(i64::from(total)),
+            Value::Int(cost),
+            Value::Text(lease.run.to_string()),
+            Value::Int(lease.token),
+        ],
+    );
     let mut blobs: HashMap<&str, &NewBlob> = HashMap::new();
     for (_, made) in units.iter().filter_map(|u| u.made.as_ref()) {
         for b in made {
@@ -93,61 +105,69 @@ pub async fn record_finished(conn: &mut AnyConnection, lease: &Lease, total: u32
     for chunk in blobs.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO blobs (sha256, bytes, media_type, created_at, content) VALUES {} ON CONFLICT (sha256) DO NOTHING",
-            placeholders(chunk.len(), 5)
+            placeholders_from(batch.first_placeholder(), chunk.len(), 5)
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in chunk {
-            q = q.bind(b.blob.sha256.clone()).bind(b.blob.bytes as i64).bind(b.blob.media_type.clone()).bind(now).bind(b.content.clone());
-        }
-        q.execute(&mut *conn).await?;
+        let values = chunk.iter().flat_map(|b| {
+            [
+                Value::Text(b.blob.sha256.clone()),
+                Value::Int(b.blob.bytes as i64),
+                Value::Text(b.blob.media_type.clone()),
+                Value::Int(now),
+                Value::MaybeBytes(b.content.clone()),
+            ]
+        });
+        batch.push(sql, values.collect());
     }
     let memo: Vec<&MemoEntry> = units.iter().filter_map(|u| u.made.as_ref().map(|(m, _)| m)).collect();
     for chunk in memo.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO memo (key, phase, provider, output, cost_micros, created_at) VALUES {} ON CONFLICT (key) DO NOTHING",
-            placeholders(chunk.len(), 6)
+            placeholders_from(batch.first_placeholder(), chunk.len(), 6)
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for m in chunk {
-            q = q.bind(m.key.clone()).bind(i64::from(m.phase.number())).bind(m.provider.clone()).bind(m.output.clone());
-            q = q.bind(m.cost_micros).bind(now);
-        }
-        q.execute(&mut *conn).await?;
+        let values = chunk.iter().flat_map(|m| {
+            [
+                Value::Text(m.key.clone()),
+                Value::Int(i64::from(m.phase.number())),
+                Value::Text(m.provider.clone()),
+                Value::Text(m.output.clone()),
+                Value::Int(m.cost_micros),
+                Value::Int(now),
+            ]
+        });
+        batch.push(sql, values.collect());
     }
     for chunk in units.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO staged_units (run_id, unit, memo_key) VALUES {} ON CONFLICT (run_id, unit) DO NOTHING",
-            placeholders(chunk.len(), 3)
+            placeholders_from(batch.first_placeholder(), chunk.len(), 3)
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for u in chunk {
-            q = q.bind(lease.run.to_string()).bind(i64::from(u.unit)).bind(u.memo_key.clone());
-        }
-        q.execute(&mut *conn).await?;
+        let values =
+            chunk.iter().flat_map(|u| [Value::Text(lease.run.to_string()), Value::Int(i64::from(u.unit)), Value::Text(u.memo_key.clone())]);
+        batch.push(sql, values.collect());
         // The units' remote jobs (if any) are done with: their outputs are stored and memoized.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM provider_jobs WHERE call_key IN ({})", list(chunk.len()))));
-        for u in chunk {
-            q = q.bind(u.memo_key.clone());
-        }
-        q.execute(&mut *conn).await?;
-        insert_tries(conn, chunk.iter().map(|u| &u.tried)).await?;
+        let sql = format!("DELETE FROM provider_jobs WHERE call_key IN ({})", list_from(batch.first_placeholder(), chunk.len()));
+        batch.push(sql, chunk.iter().map(|u| Value::Text(u.memo_key.clone())).collect());
+        let sql = format!(
+            "INSERT INTO unit_tries (id, run_id, unit, try_no, outcome, message, provider, cost_micros, started_at, finished_at) VALUES {}",
+            placeholders_from(batch.first_placeholder(), chunk.len(), 10)
+        );
+        let values = chunk.iter().map(|u| &u.tried).flat_map(|t| {
+            [
+                Value::Text(uuid::Uuid::new_v4().to_string()),
+                Value::Text(t.run_id.to_string()),
+                Value::Int(i64::from(t.unit)),
+                Value::Int(i64::from(t.try_no)),
+                Value::Text(t.outcome.wire().to_string()),
+                Value::MaybeText(t.message.clone()),
+                Value::Text(t.provider.clone()),
+                Value::Int(t.cost_micros),
+                Value::Int(t.started_at),
+                Value::Int(t.finished_at),
+            ]
+        });
+        batch.push(sql, values.collect());
     }
-    Ok(true)
-}
-
-async fn insert_tries<'a>(conn: &mut AnyConnection, tries: impl ExactSizeIterator<Item = &'a UnitTry>) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO unit_tries (id, run_id, unit, try_no, outcome, message, provider, cost_micros, started_at, finished_at) VALUES {}",
-        placeholders(tries.len(), 10)
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for t in tries {
-        q = q.bind(uuid::Uuid::new_v4().to_string()).bind(t.run_id.to_string()).bind(i64::from(t.unit)).bind(i64::from(t.try_no));
-        q = q.bind(t.outcome.wire()).bind(t.message.clone()).bind(t.provider.clone()).bind(t.cost_micros);
-        q = q.bind(t.started_at).bind(t.finished_at);
-    }
-    q.execute(conn).await?;
-    Ok(())
+    Ok(batch.run(conn).await?[0].rows_affected == 1)
 }
 
 /// The memo entries among `keys`, by key (one statement per 200 keys).
@@ -208,7 +228,9 @@ pub async fn inline_blob_rows(conn: &mut AnyConnection) -> Result<Vec<(String, i
 mod tests {
     #[test]
     fn placeholders_number_every_value_once_in_order() {
-        assert_eq!(super::placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::placeholders_from(1, 2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(super::list(3), "$1, $2, $3");
+        assert_eq!(super::placeholders_from(4, 1, 2), "($4, $5)");
+        assert_eq!(super::list_from(7, 2), "$7, $8");
     }
 }

@@ -145,7 +145,10 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
         let q = sqlx::query_as("SELECT units_done, cost_micros FROM runs WHERE id = $1").bind(run.id.to_string());
         q.fetch_one(&mut ***tx).await.unwrap()
     };
-    assert!(!storage::record_finished(&mut tx, &first, 2, &[made(&memo.output, "k1", Some(b"png"))], now).await.unwrap(), "stale");
+    // A stale lease's group says so, and its caller rolls it back (here to a savepoint).
+    let mut stale = sqlx::Connection::begin(&mut **tx).await.unwrap();
+    assert!(!storage::record_finished(&mut stale, &first, 2, &[made(&memo.output, "k1", Some(b"png"))], now).await.unwrap(), "stale");
+    stale.rollback().await.unwrap();
     assert_eq!(progress(&mut tx).await, (0, 5), "a stale lease wrote nothing");
     assert!(storage::memo_of(&mut tx, &["k1".into()]).await.unwrap().is_empty(), "a stale lease wrote nothing");
     assert!(storage::record_finished(&mut tx, &second, 2, &[made(&memo.output, "k1", Some(b"png"))], now).await.unwrap());

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
-use super::commands::{apply_decision, load};
+use super::commands::apply_decision;
 use super::faults;
 use super::providers::{ClipRequest, Costed, JobBook, ProviderError, RenderRequest, SpeechRequest, UnitCall};
 
@@ -776,10 +776,9 @@ impl Engine {
         let committed = self
             .write_fenced(lease, async move |tx, lease| {
                 let now = now_ms();
-                if !storage::finish_run(tx, run.id, Ender::Worker(lease), RunStatus::Succeeded, None, None, now).await? {
+                let Some(mut state) = storage::finish_and_load(tx, lease, now).await? else {
                     return Err(CoreError::LeaseLost);
-                }
-                let mut state = load(tx, run.video_id).await?;
+                };
                 let checkpoint = write_checkpoint(tx, &state, &run, &manifest, now).await?;
                 let id = checkpoint.id;
                 // Every new checkpoint, a regenerated version included (SPEC §4, auto-continue).
@@ -792,7 +791,6 @@ impl Engine {
                     }
                     auto_continue(&engine, tx, state, &run, id, limits, now).await?;
                 }
-                storage::clear_staged(tx, run.id).await?;
                 Ok(id)
             })
             .await;
@@ -830,7 +828,8 @@ fn outputs_of(ends: Vec<UnitEnd>) -> Result<Vec<UnitOutput>, Vec<UnitFailure>> {
 }
 
 /// Writes the run's checkpoint (pending, the next version under its parent) as its branch's new
-/// head; a script on `main` also names the video.
+/// head, and clears the run's staged units; a script on `main` also names the video. One call on
+/// SQLite (`storage::batch`).
 async fn write_checkpoint(tx: &mut Tx, state: &Video, run: &Run, manifest: &Manifest, now: Timestamp) -> Result<Checkpoint, CoreError> {
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
     let checkpoint = Checkpoint {
@@ -847,11 +846,14 @@ async fn write_checkpoint(tx: &mut Tx, state: &Video, run: &Run, manifest: &Mani
         created_at: now,
         approved_at: None,
     };
-    storage::insert_checkpoint(tx, &checkpoint).await?;
-    storage::set_branch_head(tx, run.branch_id, checkpoint.id).await?;
+    let mut batch = storage::batch::Batch::new(storage::Backend::of_connection(tx));
+    batch.push_statement(storage::insert_checkpoint_statement(&checkpoint));
+    batch.push_statement(storage::set_branch_head_statement(run.branch_id, checkpoint.id));
     if let (Manifest::Script { script, .. }, true) = (manifest, branch.name == BranchName::MAIN) {
-        storage::set_video_title(tx, run.video_id, &script.title).await?;
+        batch.push_statement(storage::set_video_title_statement(run.video_id, &script.title));
     }
+    batch.push_statement(storage::clear_staged_statement(run.id));
+    batch.run(tx).await?;
     Ok(checkpoint)
 }
 

@@ -39,7 +39,39 @@ pub enum Value {
     Text(String),
     Int(i64),
     MaybeText(Option<String>),
+    MaybeInt(Option<i64>),
     MaybeBytes(Option<Vec<u8>>),
+}
+
+/// One statement and its values, numbered from `$1`: run alone (`run`) or in a `Batch`.
+pub struct Statement {
+    pub sql: &'static str,
+    pub values: Vec<Value>,
+}
+
+impl Statement {
+    pub async fn run(self, conn: &mut AnyConnection) -> Result<Answer, StorageError> {
+        let mut answers = answers(conn, self.sql, &self.values, 1).await?;
+        Ok(answers.pop().unwrap_or_default())
+    }
+}
+
+/// `sql` with every `$N` raised by `by` (a statement numbered from `$1` placed after others').
+fn shifted(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut rest = sql;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What one statement of a set answered.
@@ -72,6 +104,7 @@ fn bound(sql: impl sqlx::SqlSafeStr, values: &[Value]) -> sqlx::query::Query<'st
         Value::Text(text) => query.bind(text.clone()),
         Value::Int(n) => query.bind(*n),
         Value::MaybeText(text) => query.bind(text.clone()),
+        Value::MaybeInt(n) => query.bind(*n),
         Value::MaybeBytes(bytes) => query.bind(bytes.clone()),
     })
 }
@@ -139,6 +172,15 @@ impl Batch {
         self.values.push(values);
     }
 
+    /// Adds a statement numbered from `$1`, renumbered to follow the others on SQLite.
+    pub fn push_statement(&mut self, statement: Statement) {
+        let sql = match self.first_placeholder() {
+            1 => statement.sql.to_string(),
+            first => shifted(statement.sql, first - 1),
+        };
+        self.push(sql, statement.values);
+    }
+
     pub async fn run(self, conn: &mut AnyConnection) -> Result<Vec<Answer>, StorageError> {
         if self.statements.is_empty() {
             return Ok(Vec::new());
@@ -173,6 +215,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_statement_placed_after_others_is_renumbered_past_their_values() {
+        assert_eq!(super::shifted("UPDATE t SET a = $1 WHERE b = $2 AND c = $10", 3), "UPDATE t SET a = $4 WHERE b = $5 AND c = $13");
+        assert_eq!(super::shifted("SELECT 1", 5), "SELECT 1");
+        let mut batch = super::Batch::new(super::Backend::Sqlite);
+        batch.push_statement(super::Statement { sql: "DELETE FROM a WHERE id = $1", values: vec![super::Value::Int(1)] });
+        batch.push_statement(super::Statement {
+            sql: "DELETE FROM b WHERE id = $1 AND x = $2",
+            values: vec![super::Value::Int(2), super::Value::Int(3)],
+        });
+        assert_eq!(batch.statements, ["DELETE FROM a WHERE id = $1", "DELETE FROM b WHERE id = $2 AND x = $3"]);
+        let mut batch = super::Batch::new(super::Backend::Postgres);
+        batch.push_statement(super::Statement { sql: "DELETE FROM a WHERE id = $1", values: vec![super::Value::Int(1)] });
+        batch.push_statement(super::Statement { sql: "DELETE FROM b WHERE id = $1", values: vec![super::Value::Int(2)] });
+        assert_eq!(batch.statements, ["DELETE FROM a WHERE id = $1", "DELETE FROM b WHERE id = $1"], "PostgreSQL runs each alone");
     }
 
     #[test]

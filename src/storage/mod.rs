@@ -4,7 +4,7 @@
 //! `Any` driver; the schema keeps to types both understand.
 
 mod accounts;
-pub(crate) mod batch;
+pub mod batch;
 mod constraints;
 mod finished;
 mod queries;

@@ -6,7 +6,7 @@
 use sqlx::{AnyConnection, FromRow};
 use uuid::Uuid;
 
-use super::batch::{Answer, StatementSet, Value, run_set, statement_set};
+use super::batch::{Answer, Batch, Statement, StatementSet, Value, run_set, statement_set};
 use super::records::{BranchRow, CheckpointRow, RunRow, UnitTryRow, VideoRow, key_of};
 use super::{Backend, StorageError};
 use crate::domain::video::{Branch, Checkpoint, Run, UnitTry, Video, VideoInfo};
@@ -80,8 +80,12 @@ pub async fn video_changes(conn: &mut AnyConnection, id: VideoId) -> Result<i64>
 }
 
 pub async fn set_video_title(conn: &mut AnyConnection, id: VideoId, title: &str) -> Result<()> {
-    sqlx::query("UPDATE videos SET title = $1 WHERE id = $2").bind(title).bind(id.to_string()).execute(conn).await?;
+    set_video_title_statement(id, title).run(conn).await?;
     Ok(())
+}
+
+pub fn set_video_title_statement(id: VideoId, title: &str) -> Statement {
+    Statement { sql: "UPDATE videos SET title = $1 WHERE id = $2", values: vec![Value::Text(title.into()), Value::Text(id.to_string())] }
 }
 
 pub async fn set_auto_continue(conn: &mut AnyConnection, id: VideoId, on: bool) -> Result<()> {
@@ -110,33 +114,44 @@ pub async fn insert_branch(conn: &mut AnyConnection, b: &Branch) -> Result<()> {
 }
 
 pub async fn set_branch_head(conn: &mut AnyConnection, branch: BranchId, head: CheckpointId) -> Result<()> {
-    sqlx::query("UPDATE branches SET head_id = $1 WHERE id = $2").bind(head.to_string()).bind(branch.to_string()).execute(conn).await?;
+    set_branch_head_statement(branch, head).run(conn).await?;
     Ok(())
+}
+
+pub fn set_branch_head_statement(branch: BranchId, head: CheckpointId) -> Statement {
+    Statement {
+        sql: "UPDATE branches SET head_id = $1 WHERE id = $2",
+        values: vec![Value::Text(head.to_string()), Value::Text(branch.to_string())],
+    }
 }
 
 // ---- checkpoints --------------------------------------------------------------------------
 
 pub async fn insert_checkpoint(conn: &mut AnyConnection, c: &Checkpoint) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO checkpoints (id, video_id, branch_id, parent_id, parent_key, phase, version, status, origin, \
-         manifest, run_id, created_at, approved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(c.id.to_string())
-    .bind(c.video_id.to_string())
-    .bind(c.branch_id.to_string())
-    .bind(c.parent_id.map(|p| p.to_string()))
-    .bind(key_of(c.parent_id))
-    .bind(i64::from(c.phase.number()))
-    .bind(i64::from(c.version))
-    .bind(c.status.wire())
-    .bind(c.origin.wire())
-    .bind(json(&c.manifest))
-    .bind(c.run_id.map(|r| r.to_string()))
-    .bind(c.created_at)
-    .bind(c.approved_at)
-    .execute(conn)
-    .await?;
+    insert_checkpoint_statement(c).run(conn).await?;
     Ok(())
+}
+
+pub fn insert_checkpoint_statement(c: &Checkpoint) -> Statement {
+    Statement {
+        sql: "INSERT INTO checkpoints (id, video_id, branch_id, parent_id, parent_key, phase, version, status, origin, \
+              manifest, run_id, created_at, approved_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        values: vec![
+            Value::Text(c.id.to_string()),
+            Value::Text(c.video_id.to_string()),
+            Value::Text(c.branch_id.to_string()),
+            Value::MaybeText(c.parent_id.map(|p| p.to_string())),
+            Value::Text(key_of(c.parent_id)),
+            Value::Int(i64::from(c.phase.number())),
+            Value::Int(i64::from(c.version)),
+            Value::Text(c.status.wire().into()),
+            Value::Text(c.origin.wire().into()),
+            Value::Text(json(&c.manifest)),
+            Value::MaybeText(c.run_id.map(|r| r.to_string())),
+            Value::Int(c.created_at),
+            Value::MaybeInt(c.approved_at),
+        ],
+    }
 }
 
 /// `pending → approved`, the only change a checkpoint ever sees. Returns whether it changed.
@@ -315,23 +330,52 @@ pub async fn finish_run(
     failed_unit: Option<u32>,
     now: Timestamp,
 ) -> Result<bool> {
-    let (sql, token) = match by {
-        Ender::Worker(lease) => (
+    Ok(finish_run_statement(run, by, status, error, failed_unit, now).run(conn).await?.rows_affected == 1)
+}
+
+fn finish_run_statement(
+    run: RunId,
+    by: Ender<'_>,
+    status: RunStatus,
+    error: Option<&str>,
+    failed_unit: Option<u32>,
+    now: Timestamp,
+) -> Statement {
+    let mut values = vec![
+        Value::Text(status.wire().into()),
+        Value::MaybeText(error.map(str::to_string)),
+        Value::MaybeInt(failed_unit.map(i64::from)),
+        Value::Int(now),
+        Value::Text(run.to_string()),
+    ];
+    let sql = match by {
+        Ender::Worker(lease) => {
+            values.push(Value::Int(lease.token));
             "UPDATE runs SET status = $1, error = $2, failed_unit = $3, finished_at = $4, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = $5 AND status = 'running' AND lease_token = $6",
-            Some(lease.token),
-        ),
-        Ender::Person => (
+             WHERE id = $5 AND status = 'running' AND lease_token = $6"
+        }
+        Ender::Person => {
             "UPDATE runs SET status = $1, error = $2, failed_unit = $3, finished_at = $4, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = $5 AND status IN ('queued', 'running')",
-            None,
-        ),
+             WHERE id = $5 AND status IN ('queued', 'running')"
+        }
     };
-    let mut query = sqlx::query(sql).bind(status.wire()).bind(error).bind(failed_unit.map(i64::from)).bind(now).bind(run.to_string());
-    if let Some(token) = token {
-        query = query.bind(token);
+    Statement { sql, values }
+}
+
+/// A held run's success: the run ended as `finish_run` ends it, then its video's state as
+/// `load_video_state` reads it (one call on SQLite). `None`, and nothing ended, when the lease is
+/// no longer held.
+pub async fn finish_and_load(conn: &mut AnyConnection, lease: &Lease, now: Timestamp) -> Result<Option<Video>> {
+    let mut batch = Batch::new(Backend::of_connection(conn));
+    batch.push_statement(finish_run_statement(lease.run, Ender::Worker(lease), RunStatus::Succeeded, None, None, now));
+    for sql in VIDEO_STATE.statements {
+        batch.push_statement(Statement { sql, values: vec![Value::Text(lease.video.to_string())] });
     }
-    Ok(query.execute(conn).await?.rows_affected() == 1)
+    let answers = batch.run(conn).await?;
+    if answers[0].rows_affected != 1 {
+        return Ok(None);
+    }
+    Ok(Some(state_of(&answers[1..])?.ok_or_else(|| StorageError::Corrupt(format!("run {} has no video", lease.run)))?))
 }
 
 // ---- one video's whole state ----------------------------------------------------------------
@@ -429,8 +473,12 @@ pub struct MemoEntry {
 }
 
 pub async fn clear_staged(conn: &mut AnyConnection, run: RunId) -> Result<()> {
-    sqlx::query("DELETE FROM staged_units WHERE run_id = $1").bind(run.to_string()).execute(conn).await?;
+    clear_staged_statement(run).run(conn).await?;
     Ok(())
+}
+
+pub fn clear_staged_statement(run: RunId) -> Statement {
+    Statement { sql: "DELETE FROM staged_units WHERE run_id = $1", values: vec![Value::Text(run.to_string())] }
 }
 
 // ---- reclaiming (`gc`) ----------------------------------------------------------------------

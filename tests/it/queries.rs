@@ -154,6 +154,12 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
     assert!(storage::record_finished(&mut tx, &second, 2, &[made(&memo.output, "k1", Some(b"png"))], now).await.unwrap());
     assert!(storage::record_finished(&mut tx, &second, 2, &[made("loser", "k1", None), made("other", "k3", None)], now).await.unwrap());
     assert_eq!(progress(&mut tx).await, (3, 17), "three units counted, with their costs");
+    // A success ends the run and reads the video in one call on SQLite (tried in a savepoint).
+    let mut success = sqlx::Connection::begin(&mut **tx).await.unwrap();
+    assert!(storage::finish_and_load(&mut success, &first, now + 3).await.unwrap().is_none(), "a superseded lease ends nothing");
+    let ended = storage::finish_and_load(&mut success, &second, now + 3).await.unwrap().expect("the held run ends");
+    assert_eq!((ended.runs[0].status, ended.runs[0].finished_at, ended.video.id), (RunStatus::Succeeded, Some(now + 3), info.id));
+    success.rollback().await.unwrap();
     assert!(!storage::finish_run(&mut tx, run.id, Ender::Worker(&first), RunStatus::Succeeded, None, None, now + 3).await.unwrap());
     assert!(storage::finish_run(&mut tx, run.id, Ender::Worker(&second), RunStatus::Failed, Some("boom"), Some(1), now + 3).await.unwrap());
     assert!(!storage::finish_run(&mut tx, run.id, Ender::Person, RunStatus::Cancelled, None, None, now + 4).await.unwrap(), "already over");

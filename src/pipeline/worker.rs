@@ -273,7 +273,7 @@ impl Engine {
         };
         let total = plans.len() as u32;
         let slots = Semaphore::new(self.config.unit_concurrency.max(1));
-        let job = UnitJob { run: &run, lease, video: &state.video, total, memo, slots, group: Default::default() };
+        let job = UnitJob { run: &run, lease, video: &state.video, total, memo, slots, group: group::GroupCommit::new(total) };
         let yielding = AtomicBool::new(false);
         // Every unit waits for a slot in order (the semaphore is fair); the group commit then
         // writes together the units that finished while the last group was committing.
@@ -282,6 +282,15 @@ impl Engine {
             .buffer_unordered(total.max(1) as usize)
             .collect()
             .await;
+        let deferred = job.group.take_deferred();
+        let succeeded = !*stop.borrow() && ends.iter().all(|e| matches!(e, UnitEnd::Done(..)));
+        if !succeeded && !deferred.is_empty() {
+            // The run does not end with a checkpoint: the last unit's record gets its own group,
+            // so a retry or a resumed run reuses it.
+            if let Err(e) = self.write_group(&job, deferred.clone()).await {
+                tracing::warn!(run = %run.id, error = %e, "could not record the last finished unit");
+            }
+        }
         if *stop.borrow() || ends.iter().any(|e| matches!(e, UnitEnd::Stopped)) {
             return self.stopped(lease, run.phase, shutdown).await;
         }
@@ -291,7 +300,7 @@ impl Engine {
         match outputs_of(ends) {
             Ok(outputs) => {
                 let manifest = units::manifest_of(run.phase, state.video.seed, seeds, outputs)?;
-                self.commit_success(run, lease, manifest).await
+                self.commit_success(run, lease, manifest, (total, deferred)).await
             }
             Err(failures) => self.fail_run(lease, failure_message(run.phase, &failures, total), failures[0].beat, &stop).await,
         }
@@ -415,8 +424,15 @@ impl Engine {
             return UnitEnd::Skipped;
         }
         let made = self.make_unit(job, &plan, &mut stop).await;
+        let last = job.group.made_one();
         drop(slot);
         let recorded = match made {
+            // Every other unit is already recorded or failed: no group to share, so the record
+            // waits for the run's next transaction (the checkpoint's, on success).
+            Ok((output, source)) if last => {
+                job.group.defer(finished_unit(job, &plan, source, now_ms()));
+                Ok(output)
+            }
             Ok((output, source)) => self.record_unit(job, &plan, source).await.map(|()| output),
             Err(halt) => Err(halt),
         };
@@ -700,22 +716,7 @@ impl Engine {
     /// Commits a group of finished units under the run's lease, in one transaction.
     async fn write_group(&self, job: &UnitJob<'_>, units: Vec<FinishedUnit>) -> Result<(), CoreError> {
         let (blobs, total) = (self.blobs.clone(), job.total);
-        self.write_fenced(job.lease, async move |tx, lease| {
-            // Checked under the write lock, which `gc` holds while it deletes: a file it removed
-            // after a unit stored it must not get a memo row. (Bytes kept in rows commit here.)
-            for made in units.iter().filter_map(|u| u.made.as_ref().map(|(_, blobs)| blobs)) {
-                for b in made.iter().filter(|b| b.content.is_none()) {
-                    if !blobs.intact(&b.blob).await {
-                        return Err(CoreError::Internal(format!("the stored output {} vanished before it was recorded", b.blob.sha256)));
-                    }
-                }
-            }
-            if !storage::record_finished(tx, lease, total, &units, now_ms()).await? {
-                return Err(CoreError::LeaseLost);
-            }
-            Ok(())
-        })
-        .await
+        self.write_fenced(job.lease, async move |tx, lease| record_group(tx, lease, &blobs, total, &units).await).await
     }
 
     /// Records a failed try; one that cannot be recorded is logged, and the unit goes on.
@@ -771,11 +772,22 @@ impl Engine {
 
     /// The phase succeeded: checkpoint, new branch head, end of run and (auto-continue) the next
     /// run, in one transaction.
-    async fn commit_success(&self, run: Run, lease: &Lease, manifest: Manifest) -> Result<WorkOutcome, CoreError> {
-        let (limits, phase, engine) = (self.config.limits(), run.phase, self.clone());
+    ///
+    /// `last`: the run's unit count and the deferred record of its last unit (see `group`).
+    async fn commit_success(
+        &self,
+        run: Run,
+        lease: &Lease,
+        manifest: Manifest,
+        last: (u32, Vec<FinishedUnit>),
+    ) -> Result<WorkOutcome, CoreError> {
+        let (limits, phase, engine, blobs) = (self.config.limits(), run.phase, self.clone(), self.blobs.clone());
         let committed = self
             .write_fenced(lease, async move |tx, lease| {
                 let now = now_ms();
+                if !last.1.is_empty() {
+                    record_group(tx, lease, &blobs, last.0, &last.1).await?;
+                }
                 let Some(mut state) = storage::finish_and_load(tx, lease, now).await? else {
                     return Err(CoreError::LeaseLost);
                 };
@@ -804,6 +816,29 @@ impl Engine {
             Err(e) => Err(e),
         }
     }
+}
+
+/// A group's records, in a held run's write: the files its units stored are checked under the
+/// write lock, which `gc` holds while it deletes (a file it removed after a unit stored it must
+/// not get a memo row; bytes kept in rows commit here), then `storage::record_finished`.
+async fn record_group(
+    tx: &mut WriteTx,
+    lease: &Lease,
+    blobs: &super::blobs::BlobStore,
+    total: u32,
+    units: &[FinishedUnit],
+) -> Result<(), CoreError> {
+    for made in units.iter().filter_map(|u| u.made.as_ref().map(|(_, blobs)| blobs)) {
+        for b in made.iter().filter(|b| b.content.is_none()) {
+            if !blobs.intact(&b.blob).await {
+                return Err(CoreError::Internal(format!("the stored output {} vanished before it was recorded", b.blob.sha256)));
+            }
+        }
+    }
+    if !storage::record_finished(tx, lease, total, units, now_ms()).await? {
+        return Err(CoreError::LeaseLost);
+    }
+    Ok(())
 }
 
 /// The units' outputs in order, or (when any failed) the failures, first unit first.

@@ -181,6 +181,28 @@ async fn burned_in_captions_redraw_the_stills_and_drop_the_webvtt_track() {
     assert!(track_ms(&final_video(&env, &state).await).1.is_some(), "still narrated");
 }
 
+/// A phase's last unit has no group to share: its record commits with the checkpoint. Every unit
+/// still counts, has its try, and is memoized (a second video with the same seed makes nothing).
+#[tokio::test]
+async fn every_unit_of_a_finished_phase_is_counted_and_memoized_the_last_with_its_checkpoint() {
+    let env = env_with(Providers::instant(), fast_config()).await;
+    let first = new_video(&env.engine, "Four beats, every one recorded", 4, true, None).await;
+    drain(&env.engine).await;
+    let again = new_video(&env.engine, "Four beats, every one recorded", 4, true, None).await;
+    drain(&env.engine).await;
+    for (video, outcome) in [(first, TryOutcome::Ok), (again, TryOutcome::Memo)] {
+        let state = env.engine.video_state(video).await.unwrap();
+        let tries = env.engine.unit_tries(video).await.unwrap();
+        assert_eq!(state.runs.len(), 4, "four phases");
+        for run in &state.runs {
+            assert_eq!((run.status, run.units_done), (reelsmith::domain::RunStatus::Succeeded, run.units_total), "{run:?}");
+            let units: Vec<u32> = tries.iter().filter(|t| t.run_id == run.id).map(|t| t.unit).collect();
+            assert_eq!(units.len() as u32, run.units_total, "one try per unit of {:?}: {units:?}", run.phase);
+            assert!(tries.iter().filter(|t| t.run_id == run.id).all(|t| t.outcome == outcome), "{:?}: {tries:?}", run.phase);
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_dead_workers_run_is_taken_over_and_only_unfinished_units_rerun() {
     let mut config = fast_config();

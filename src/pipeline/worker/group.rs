@@ -3,7 +3,12 @@
 //! everything that finished meanwhile, its own and the others', in one transaction. A unit counts
 //! as finished (memoized, staged, shown in the progress) only once its group has committed, so a
 //! killed process still loses no finished unit; what the grouping saves is a transaction per unit.
+//!
+//! The last unit to finish making its output has no group to wait for: its record is deferred to
+//! the run's next transaction, the checkpoint's on success (`take_deferred`), so a run commits one
+//! group fewer and the unit still counts only once that transaction has committed.
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::sync::oneshot;
 
 use super::{Halt, UnitJob};
@@ -12,14 +17,42 @@ use crate::storage::FinishedUnit;
 
 type Waiter = oneshot::Sender<Result<(), Halt>>;
 
-#[derive(Default)]
 pub(super) struct GroupCommit {
     pending: Mutex<Vec<(FinishedUnit, Waiter)>>,
     /// Held while a group commits: one group at a time, in order (tokio's mutex is fair).
     writer: tokio::sync::Mutex<()>,
+    /// Units still making their output.
+    making: AtomicU32,
+    /// The last unit's record, left to the run's next transaction.
+    deferred: Mutex<Vec<FinishedUnit>>,
 }
 
 impl GroupCommit {
+    pub(super) fn new(units: u32) -> GroupCommit {
+        GroupCommit {
+            pending: Mutex::default(),
+            writer: tokio::sync::Mutex::default(),
+            making: AtomicU32::new(units),
+            deferred: Mutex::default(),
+        }
+    }
+
+    /// Called once by each unit that made (or failed to make) its output: true for the last one.
+    /// Units that never start (the run yields) never call it, and then no unit is last.
+    pub(super) fn made_one(&self) -> bool {
+        self.making.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Leaves the last unit's record to the run's next transaction.
+    pub(super) fn defer(&self, unit: FinishedUnit) {
+        self.deferred.lock().expect("deferred units").push(unit);
+    }
+
+    /// The deferred record, for the transaction that ends the run (or a group of its own).
+    pub(super) fn take_deferred(&self) -> Vec<FinishedUnit> {
+        std::mem::take(&mut *self.deferred.lock().expect("deferred units"))
+    }
+
     /// Queues the unit and returns once the group that carries it has committed.
     pub(super) async fn record(&self, engine: &Engine, job: &UnitJob<'_>, unit: FinishedUnit) -> Result<(), Halt> {
         let (tx, mut rx) = oneshot::channel();

@@ -284,13 +284,16 @@ impl Engine {
             .await;
         let deferred = job.group.take_deferred();
         let succeeded = !*stop.borrow() && ends.iter().all(|e| matches!(e, UnitEnd::Done(..)));
-        if !succeeded && !deferred.is_empty() {
+        let deferred = if succeeded || deferred.is_empty() {
+            deferred
+        } else {
             // The run does not end with a checkpoint: the last unit's record gets its own group,
             // so a retry or a resumed run reuses it.
-            if let Err(e) = self.write_group(&job, deferred.clone()).await {
+            if let Err(e) = self.write_group(&job, deferred).await {
                 tracing::warn!(run = %run.id, error = %e, "could not record the last finished unit");
             }
-        }
+            Vec::new()
+        };
         if *stop.borrow() || ends.iter().any(|e| matches!(e, UnitEnd::Stopped)) {
             return self.stopped(lease, run.phase, shutdown).await;
         }

@@ -51,7 +51,7 @@ pub struct Statement {
 
 impl Statement {
     pub async fn run(self, conn: &mut AnyConnection) -> Result<Answer, StorageError> {
-        let mut answers = answers(conn, self.sql, &self.values, 1).await?;
+        let mut answers = answers(conn, self.sql, self.values, 1).await?;
         Ok(answers.pop().unwrap_or_default())
     }
 }
@@ -99,13 +99,14 @@ pub fn placeholders(sql: &str) -> usize {
     highest
 }
 
-fn bound(sql: impl sqlx::SqlSafeStr, values: &[Value]) -> sqlx::query::Query<'static, Any, AnyArguments> {
-    values.iter().fold(sqlx::query(sql), |query, value| match value {
-        Value::Text(text) => query.bind(text.clone()),
-        Value::Int(n) => query.bind(*n),
-        Value::MaybeText(text) => query.bind(text.clone()),
-        Value::MaybeInt(n) => query.bind(*n),
-        Value::MaybeBytes(bytes) => query.bind(bytes.clone()),
+/// The query with `values` bound in order (moved, so a group's bytes are not copied again).
+fn bound(sql: impl sqlx::SqlSafeStr, values: Vec<Value>) -> sqlx::query::Query<'static, Any, AnyArguments> {
+    values.into_iter().fold(sqlx::query(sql), |query, value| match value {
+        Value::Text(text) => query.bind(text),
+        Value::Int(n) => query.bind(n),
+        Value::MaybeText(text) => query.bind(text),
+        Value::MaybeInt(n) => query.bind(n),
+        Value::MaybeBytes(bytes) => query.bind(bytes),
     })
 }
 
@@ -114,7 +115,7 @@ fn bound(sql: impl sqlx::SqlSafeStr, values: &[Value]) -> sqlx::query::Query<'st
 async fn answers(
     conn: &mut AnyConnection,
     sql: impl sqlx::SqlSafeStr,
-    values: &[Value],
+    values: Vec<Value>,
     statements: usize,
 ) -> Result<Vec<Answer>, StorageError> {
     let mut answers = Vec::with_capacity(statements);
@@ -135,11 +136,11 @@ async fn answers(
 /// Runs each statement of `set` in order and returns what each answered.
 pub async fn run_set(conn: &mut AnyConnection, set: &StatementSet, values: &[Value]) -> Result<Vec<Answer>, StorageError> {
     if Backend::of_connection(conn) == Backend::Sqlite {
-        return answers(conn, set.joined, values, set.statements.len()).await;
+        return answers(conn, set.joined, values.to_vec(), set.statements.len()).await;
     }
     let mut all = Vec::with_capacity(set.statements.len());
     for sql in set.statements {
-        all.extend(answers(&mut *conn, *sql, &values[..placeholders(sql)], 1).await?);
+        all.extend(answers(&mut *conn, *sql, values[..placeholders(sql)].to_vec(), 1).await?);
     }
     Ok(all)
 }
@@ -186,12 +187,12 @@ impl Batch {
             return Ok(Vec::new());
         }
         if self.backend == Backend::Sqlite {
-            let values: Vec<Value> = self.values.concat();
-            return answers(conn, sqlx::AssertSqlSafe(self.statements.join(";\n")), &values, self.statements.len()).await;
+            let values: Vec<Value> = self.values.into_iter().flatten().collect();
+            return answers(conn, sqlx::AssertSqlSafe(self.statements.join(";\n")), values, self.statements.len()).await;
         }
         let mut all = Vec::with_capacity(self.statements.len());
         for (sql, values) in self.statements.into_iter().zip(self.values) {
-            all.extend(answers(&mut *conn, sqlx::AssertSqlSafe(sql), &values, 1).await?);
+            all.extend(answers(&mut *conn, sqlx::AssertSqlSafe(sql), values, 1).await?);
         }
         Ok(all)
     }

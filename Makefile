@@ -30,7 +30,8 @@ dev: setup
 	    cargo install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked --features no_downloads
 	fi
 	@if ! wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)"; then
-	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --debug --force
+	  CARGO_PROFILE_DEV_DEBUG=0 cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --debug --force \
+	    --no-default-features --bin wasm-bindgen
 	fi
 	cargo leptos watch
 

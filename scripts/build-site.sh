@@ -11,6 +11,8 @@ NEXT=$SITE/.pkg.next
 # The server builds while the WASM side does (the wasm-bindgen CLI, if missing, then the WASM
 # library): on 2 cores each build alone leaves a core idle in its serial stretches (build
 # scripts, the last crates, linking), so together they finish sooner than one after the other.
+# The server's build is the longer one, so the WASM side runs niced: it takes the cores the server
+# leaves idle instead of half of them.
 cargo build --release --features ssr --bin reelsmith &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
@@ -21,10 +23,10 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "$bindgen"; then
   # three binaries, and 4.4 CPU-minutes for a release build; each writes the same bytes. It takes
   # 2 s per site build, not 0.4.
   echo "installing wasm-bindgen-cli $bindgen (the version of the wasm-bindgen crate)"
-  CARGO_PROFILE_DEV_DEBUG=0 cargo install wasm-bindgen-cli --version "$bindgen" --debug --force \
+  CARGO_PROFILE_DEV_DEBUG=0 nice -n 10 cargo install wasm-bindgen-cli --version "$bindgen" --debug --force \
     --no-default-features --bin wasm-bindgen
 fi
-cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features hydrate
+nice -n 10 cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features hydrate
 
 rm -rf "$NEXT"
 mkdir -p "$NEXT"

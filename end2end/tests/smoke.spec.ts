@@ -27,3 +27,27 @@ test("unknown and malformed video ids get the 404 page", async ({ page }) => {
     await expect(page.getByRole("heading", { name: "Video not found" })).toBeVisible();
   }
 });
+
+test("live updates keep the page, what is being typed, and its focus; new parts work", async ({ page }) => {
+  const errors = watchConsole(page);
+  const slowClips = JSON.stringify([0, 1, 2].map((beat) => ({ phase: 3, beat, action: "delay", ms: 1500 })));
+  await createVideo(page, { prompt: "Typing while it runs", beats: 3, auto: true, faultPlan: slowClips });
+  // The page was loaded once; a reload would lose this.
+  await page.evaluate(() => ((window as any).__same_page = true));
+  const budget = page.getByLabel("Budget ($)");
+  await budget.click();
+  await budget.pressSequentially("4.5");
+  // The storyboard appears and the clips phase runs while the field holds the draft.
+  await expect(page.getByRole("region", { name: "Storyboard" })).toBeVisible();
+  await expect(page.locator(".step-running .step-name")).toHaveText("Clips");
+  await expectStatus(page, "completed", 90_000);
+  await expect(budget).toHaveValue("4.5");
+  await expect(budget).toBeFocused();
+  expect(await page.evaluate(() => (window as any).__same_page)).toBe(true);
+  // Islands that arrived with an update are hydrated: their buttons work.
+  await page.getByRole("button", { name: "Play clip 2" }).click();
+  await expect(page.locator("video.clip-video")).toHaveCount(1);
+  await budget.press("Enter");
+  await expect(page.getByText("of a $4.500 budget")).toBeVisible();
+  expect(errors).toEqual([]);
+});

@@ -1,5 +1,6 @@
 //! The pages and their components. Components render wire types and dispatch server functions.
 pub mod components;
+pub mod live;
 pub mod pages;
 
 /// Loads another page from the server (islands have no client-side router).

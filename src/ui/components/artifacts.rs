@@ -1,18 +1,20 @@
 //! What the branch has made so far: the script, storyboard, clips and the final video.
+use futures::FutureExt;
 use leptos::either::Either;
 use leptos::prelude::*;
 
 use crate::api::{VideoStatusWire, regenerate_beat};
-use crate::ui::pages::status::StatusCtx;
+use crate::ui::components::editor::EditButton;
+use crate::ui::live::shared;
 
 #[component]
 pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
-    let ctx = expect_context::<StatusCtx>();
     let a = s.artifacts.clone();
     let idle = s.allowed.can_edit;
-    let regenerate = ctx.action(move |(checkpoint, beat): (String, u32)| async move {
-        regenerate_beat(ctx.video_id.get_untracked(), ctx.branch_param(), checkpoint, beat).await.map(|_| ())
-    });
+    let (video_id, branch) = (s.video_id.clone(), s.branch.clone());
+    let regenerate = move |checkpoint: String, beat: usize, label: String| {
+        view! { <RegenerateButton video_id=video_id.clone() branch=branch.clone() checkpoint beat=beat as u32 label/> }
+    };
     let video = a.video_url.clone().map(|url| {
         let size = a
             .video_bytes
@@ -35,7 +37,7 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
                 <div class="section-head">
                     <h2 id="script-heading">{format!("Script: {}", script.title)}</h2>
                     {a.script_checkpoint.as_ref().map(|c| view! { <span class="muted small">{format!("v{} · {}", c.version, c.status)}</span> })}
-                    {idle.then(|| view! { <button class="small" on:click=move |_| ctx.editing.set(true)>"Edit script"</button> })}
+                    {idle.then(|| view! { <EditButton label="Edit script".into() small=true/> })}
                 </div>
                 <p class="muted small">{voice_line(&script.narration)}</p>
                 <ol class="beats">
@@ -65,12 +67,7 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
                             <li>
                                 <img src=url alt=format!("Storyboard beat {}", i + 1) loading="lazy" width="320" height="180"/>
                                 {narrations.get(i).map(|n| view! { <NarrationPlayer index=i audio_url=n.audio_url.clone() duration_ms=n.duration_ms/> })}
-                                {idle.then(|| view! {
-                                    <button class="small" disabled=move || regenerate.pending().get()
-                                        on:click=move |_| { regenerate.dispatch((id.clone(), i as u32)); }>
-                                        {format!("Regenerate beat {}", i + 1)}
-                                    </button>
-                                })}
+                                {idle.then(|| regenerate(id, i, format!("Regenerate beat {}", i + 1)))}
                             </li>
                         }
                     }).collect_view()}
@@ -92,12 +89,7 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
                         view! {
                             <li>
                                 <ClipPreview index=i url=clip.preview_url.clone() poster=poster/>
-                                {idle.then(|| view! {
-                                    <button class="small" disabled=move || regenerate.pending().get()
-                                        on:click=move |_| { regenerate.dispatch((id.clone(), i as u32)); }>
-                                        {format!("Regenerate clip {}", i + 1)}
-                                    </button>
-                                })}
+                                {idle.then(|| regenerate(id, i, format!("Regenerate clip {}", i + 1)))}
                             </li>
                         }
                     }).collect_view()}
@@ -130,9 +122,21 @@ fn NarrationPlayer(index: usize, audio_url: String, duration_ms: u32) -> impl In
     }
 }
 
+/// Makes a beat's storyboard frame or clip again (a new version of the checkpoint).
+#[island]
+fn RegenerateButton(video_id: String, branch: String, checkpoint: String, beat: u32, label: String) -> impl IntoView {
+    let regenerate = shared()
+        .action(move |_: ()| regenerate_beat(video_id.clone(), Some(branch.clone()), checkpoint.clone(), beat).map(|r| r.map(|_| ())));
+    view! {
+        <button class="small" disabled=move || regenerate.pending().get() on:click=move |_| { regenerate.dispatch(()); }>
+            {label}
+        </button>
+    }
+}
+
 /// A clip shows its still until asked to play: the page then holds one <video> (the final one)
 /// until a person opens a clip, and no bandwidth goes on previews nobody watches.
-#[component]
+#[island]
 fn ClipPreview(index: usize, url: String, poster: Option<String>) -> impl IntoView {
     let playing = RwSignal::new(false);
     let label = format!("Play clip {}", index + 1);

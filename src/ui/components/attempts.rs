@@ -6,12 +6,11 @@ use crate::domain::RunKind;
 use crate::domain::video::ATTEMPTS_PAGE;
 use crate::ui::components::pager::Pager;
 use crate::ui::duration;
-use crate::ui::pages::status::StatusCtx;
+use crate::ui::pages::status::page_href;
 
 #[component]
 pub fn Attempts(s: VideoStatusWire) -> impl IntoView {
-    let ctx = expect_context::<StatusCtx>();
-    let tree_page = s.tree_page;
+    let (video_id, branch, tree_page) = (s.video_id.clone(), s.branch.clone(), s.tree_page);
     let rows = s
         .runs
         .iter()
@@ -50,7 +49,7 @@ pub fn Attempts(s: VideoStatusWire) -> impl IntoView {
                     <tr><th scope="row" colspan="6">{format!("Total on {} (video: {})", s.branch, dollars(s.total_cost_micros))}</th><td class="num">{dollars(s.branch_cost_micros)}</td></tr>
                 </tfoot>
             </table>
-            <Pager what="attempts" page=s.attempts_page size=ATTEMPTS_PAGE total=s.runs_total href=move |n| ctx.href(tree_page, n)/>
+            <Pager what="attempts" page=s.attempts_page size=ATTEMPTS_PAGE total=s.runs_total href=move |n| page_href(&video_id, &branch, tree_page, n)/>
         </section>
     }
 }

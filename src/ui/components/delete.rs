@@ -4,17 +4,17 @@ use leptos::prelude::*;
 
 use crate::api::delete_video;
 use crate::ui::go_to;
-use crate::ui::pages::status::StatusCtx;
+use crate::ui::live::shared;
 
-#[component]
-pub fn DeleteVideo() -> impl IntoView {
-    let ctx = expect_context::<StatusCtx>();
+#[island]
+pub fn DeleteVideo(video_id: String) -> impl IntoView {
+    let sh = shared();
     let asking = RwSignal::new(false);
-    let delete = Action::new(move |_: &()| async move { delete_video(ctx.video_id.get_untracked()).await });
+    let delete = Action::new(move |_: &()| delete_video(video_id.clone()));
     Effect::new(move |_| match delete.value().get() {
         Some(Ok(())) => go_to("/"),
         Some(Err(e)) => {
-            ctx.action_error.set(Some(e));
+            sh.error.set(Some(e));
             asking.set(false);
         }
         None => {}

@@ -1,27 +1,38 @@
 //! "Edit Previous Phase": the script editor. Saving makes a new version at the branch head.
-use leptos::either::Either;
 use leptos::prelude::*;
 
-use crate::api::{VideoStatusWire, edit_script};
+use crate::api::edit_script;
 use crate::domain::Script;
 use crate::domain::narration::{MAX_WPM, MIN_WPM, VOICES, estimated_speech_ms};
-use crate::ui::pages::status::StatusCtx;
+use crate::ui::live::{Shared, shared};
 
-#[component]
-pub fn ScriptEditor(s: VideoStatusWire) -> impl IntoView {
-    let ctx = expect_context::<StatusCtx>();
-    let (Some(script), Some(checkpoint)) = (s.artifacts.script.clone(), s.artifacts.script_checkpoint.clone()) else {
-        return Either::Left(view! { <p class="muted">"There is no script to edit yet."</p> });
-    };
+/// Opens the editor (the error card's "Edit Previous Phase", the script's "Edit script").
+#[island]
+pub fn EditButton(label: String, small: bool) -> impl IntoView {
+    let sh = shared();
+    view! { <button class:small=small on:click=move |_| sh.editing.set(true)>{label}</button> }
+}
+
+/// The editor of the branch's newest script; open while `editing` is set, and each time it
+/// opens it starts from the saved script.
+#[island]
+pub fn ScriptEditor(video_id: String, branch: String, checkpoint: String, version: u32, script: Script) -> impl IntoView {
+    let sh = shared();
+    move || sh.editing.get().then(|| editor_form(sh, video_id.clone(), branch.clone(), checkpoint.clone(), version, script.clone()))
+}
+
+fn editor_form(sh: Shared, video_id: String, branch: String, checkpoint: String, version: u32, script: Script) -> impl IntoView {
     let draft = RwSignal::new(script.clone());
-    let checkpoint_id = checkpoint.id.clone();
-    let save = ctx.action(move |(checkpoint, script): (String, Script)| async move {
+    let save = sh.action(move |(checkpoint, script): (String, Script)| {
         let json = serde_json::to_string(&script).unwrap_or_default();
-        let saved = edit_script(ctx.video_id.get_untracked(), ctx.branch_param(), checkpoint, json).await.map(|_| ());
-        if saved.is_ok() {
-            ctx.editing.set(false);
+        let saving = edit_script(video_id.clone(), Some(branch.clone()), checkpoint, json);
+        async move {
+            let saved = saving.await.map(|_| ());
+            if saved.is_ok() {
+                sh.editing.set(false);
+            }
+            saved
         }
-        saved
     });
     let beats = (0..script.beats.len())
         .map(|i| {
@@ -51,12 +62,12 @@ pub fn ScriptEditor(s: VideoStatusWire) -> impl IntoView {
             }
         })
         .collect_view();
-    Either::Right(view! {
+    view! {
         <section class="card editor" aria-labelledby="editor-heading">
-            <h2 id="editor-heading">{format!("Edit Script v{} — saves Script v{}", checkpoint.version, "next")}</h2>
+            <h2 id="editor-heading">{format!("Edit Script v{version} — saves Script v{}", "next")}</h2>
             <form on:submit=move |ev| {
                 ev.prevent_default();
-                save.dispatch((checkpoint_id.clone(), draft.get_untracked()));
+                save.dispatch((checkpoint.clone(), draft.get_untracked()));
             }>
                 <label for="script-title">"Title"</label>
                 <input id="script-title" maxlength="120"
@@ -68,11 +79,11 @@ pub fn ScriptEditor(s: VideoStatusWire) -> impl IntoView {
                     <button type="submit" class="primary" disabled=move || save.pending().get()>
                         {move || if save.pending().get() { "Saving…" } else { "Save new version" }}
                     </button>
-                    <button type="button" on:click=move |_| ctx.editing.set(false)>"Close editor"</button>
+                    <button type="button" on:click=move |_| sh.editing.set(false)>"Close editor"</button>
                 </div>
             </form>
         </section>
-    })
+    }
 }
 
 /// What the editor says under a beat's narration: about how long it takes to say.

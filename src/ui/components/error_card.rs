@@ -1,9 +1,10 @@
 //! The error card of a failed branch: what failed, in words, and the one-click retry.
 use leptos::prelude::*;
 
-use crate::api::{ErrorWire, VideoStatusWire, continue_video, dollars};
+use crate::api::{ErrorWire, VideoStatusWire, dollars};
 use crate::domain::BranchStatus;
-use crate::ui::pages::status::StatusCtx;
+use crate::ui::components::editor::EditButton;
+use crate::ui::components::timeline::ContinueButton;
 
 #[component]
 pub fn ErrorCard(s: VideoStatusWire, e: ErrorWire) -> impl IntoView {
@@ -42,26 +43,15 @@ pub fn ErrorCard(s: VideoStatusWire, e: ErrorWire) -> impl IntoView {
 /// The one-click retry (after an edit: continue from the new version) and the way to the editor.
 #[component]
 fn RetryActions(s: VideoStatusWire, enabled: bool) -> impl IntoView {
-    let ctx = expect_context::<StatusCtx>();
     let head = s.active_branches.iter().find(|b| b.branch_name == s.branch).and_then(|b| b.latest_checkpoint_id.clone());
     // After an edit the branch waits on the new version; the card then continues from it.
     let force_retry = s.status == BranchStatus::Failed;
-    let retry = ctx.action(move |(checkpoint, force_retry): (Option<String>, bool)| async move {
-        continue_video(ctx.video_id.get_untracked(), checkpoint, ctx.branch_param(), force_retry).await.map(|_| ())
-    });
-    let label = s.retry_label.clone();
     let can_edit = s.allowed.can_edit && s.artifacts.script_checkpoint.is_some();
     view! {
         <div class="actions">
-            <button class="primary"
-                disabled=move || !enabled || retry.pending().get()
-                aria-busy=move || retry.pending().get().to_string()
-                on:click=move |_| { retry.dispatch((head.clone(), force_retry)); }>
-                {move || if retry.pending().get() { "Retrying…".to_string() } else { label.clone() }}
-            </button>
-            {can_edit.then(|| view! {
-                <button on:click=move |_| ctx.editing.set(true)>"Edit Previous Phase"</button>
-            })}
+            <ContinueButton video_id=s.video_id.clone() branch=s.branch.clone() checkpoint=head force_retry
+                label=s.retry_label.clone() busy="Retrying…".into() enabled/>
+            {can_edit.then(|| view! { <EditButton label="Edit Previous Phase".into() small=false/> })}
         </div>
     }
 }

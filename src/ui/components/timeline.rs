@@ -1,9 +1,10 @@
 //! The phase timeline with per-unit progress bars, and the controls for the branch's next step.
+use futures::FutureExt;
 use leptos::prelude::*;
 
 use crate::api::{UnitState, VideoStatusWire, cancel_run, continue_video, dollars, set_auto_continue, set_budget};
 use crate::domain::{BranchStatus, Phase};
-use crate::ui::pages::status::StatusCtx;
+use crate::ui::live::shared;
 
 fn phase_state(s: &VideoStatusWire, phase: Phase) -> &'static str {
     let made = match phase {
@@ -59,24 +60,11 @@ pub fn Timeline(s: VideoStatusWire) -> impl IntoView {
     view! { <ol class="timeline card" aria-label="Phases">{steps}</ol> }
 }
 
+/// The branch's next step, in words, with its buttons (islands).
 #[component]
 pub fn Controls(s: VideoStatusWire) -> impl IntoView {
-    let ctx = expect_context::<StatusCtx>();
-    let advance = ctx.action(move |checkpoint: Option<String>| async move {
-        continue_video(ctx.video_id.get_untracked(), checkpoint, ctx.branch_param(), false).await.map(|_| ())
-    });
-    let cancel = ctx.action(move |_: ()| async move { cancel_run(ctx.video_id.get_untracked(), ctx.branch_param()).await.map(|_| ()) });
-    let auto = ctx.action(move |on: bool| async move { set_auto_continue(ctx.video_id.get_untracked(), on).await });
-    let budget = ctx.action(move |dollars: String| async move {
-        let saved = set_budget(ctx.video_id.get_untracked(), Some(dollars)).await;
-        if saved.is_ok() {
-            ctx.budget_draft.set(None);
-        }
-        saved
-    });
+    let (video_id, branch) = (s.video_id.clone(), s.branch.clone());
     let saved_budget = s.budget_micros.map(|b| crate::api::decimal(b, 1_000_000, 2)).unwrap_or_default();
-    let budget_value = move || ctx.budget_draft.get().unwrap_or_else(|| saved_budget.clone());
-    let budget_value_submit = budget_value.clone();
     let spent = match s.budget_micros {
         Some(b) => format!("Spent {} of a {} budget.", dollars(s.total_cost_micros), dollars(b)),
         None => format!("Spent {}; no budget set.", dollars(s.total_cost_micros)),
@@ -89,55 +77,108 @@ pub fn Controls(s: VideoStatusWire) -> impl IntoView {
     let next_label =
         head.as_ref().and_then(|h| h.phase_number).and_then(|n| Phase::from_number(i64::from(n))).and_then(Phase::next).map(|p| p.label());
     let head_id = head.and_then(|h| h.latest_checkpoint_id);
-    let auto_on = s.auto_continue;
+    let can_continue = s.allowed.can_continue;
     view! {
         <section class="card controls" aria-label="Next step">
             {pending.map(|c| {
-                let id = c.id.clone();
-                let what = format!("{} v{} is ready for review.", c.phase.label(), c.version);
                 let label = if c.phase == Phase::Render { "Approve & Continue (finish the video)".to_string() } else {
                     format!("Approve & Continue to {}", c.phase.next().map(|p| p.label()).unwrap_or(""))
                 };
                 view! {
-                    <p>{what}</p>
+                    <p>{format!("{} v{} is ready for review.", c.phase.label(), c.version)}</p>
                     {(c.phase != Phase::Render).then(|| view! { <p class="muted estimate">{estimate.clone()}</p> })}
-                    <button class="primary" disabled=move || advance.pending().get() || !s.allowed.can_continue
-                        on:click=move |_| { advance.dispatch(Some(id.clone())); }>
-                        {move || if advance.pending().get() { "Starting…".to_string() } else { label.clone() }}
-                    </button>
+                    <ContinueButton video_id=video_id.clone() branch=branch.clone() checkpoint=Some(c.id) force_retry=false
+                        label busy="Starting…".into() enabled=can_continue/>
                 }
             })}
             {fresh.then(|| view! {
                 <p>"This branch is ready to go on from its newest checkpoint."</p>
-                <button class="primary" disabled=move || advance.pending().get()
-                    on:click={ let head_id = head_id.clone(); move |_| { advance.dispatch(head_id.clone()); } }>
-                    {format!("Continue to {}", next_label.unwrap_or("the next phase"))}
-                </button>
+                <ContinueButton video_id=video_id.clone() branch=branch.clone() checkpoint=head_id force_retry=false
+                    label=format!("Continue to {}", next_label.unwrap_or("the next phase")) busy="Starting…".into() enabled=true/>
             })}
             {s.allowed.can_cancel.then(|| view! {
                 <p class="muted">{format!("{} is running.", s.current_phase.map(|p| p.label()).unwrap_or("A phase"))}</p>
-                <button class="danger" disabled=move || cancel.pending().get() on:click=move |_| { cancel.dispatch(()); }>
-                    {move || if cancel.pending().get() { "Cancelling…" } else { "Cancel run" }}
-                </button>
+                <CancelButton video_id=video_id.clone() branch=branch.clone()/>
             })}
             {(s.status == BranchStatus::Completed).then(|| view! { <p>"The video is complete."</p> })}
             {refused.map(|r| view! { <p class="refusal"><strong>{format!("{r}.")}</strong> " " {r.next_step()}</p> })}
-            <form class="budget" on:submit=move |ev| {
-                ev.prevent_default();
-                budget.dispatch(budget_value_submit());
-            }>
-                <label for="budget-input">"Budget ($)"</label>
-                <input id="budget-input" inputmode="decimal" placeholder="no limit" size="8"
-                    prop:value=budget_value on:input=move |ev| ctx.budget_draft.set(Some(event_target_value(&ev)))/>
-                <button type="submit" class="small" disabled=move || budget.pending().get()>"Set budget"</button>
-                <span class="muted small">{spent}</span>
-            </form>
-            <div class="checkbox">
-                <input id="auto-toggle" type="checkbox" prop:checked=auto_on disabled=move || auto.pending().get()
-                    on:change=move |ev| { auto.dispatch(event_target_checked(&ev)); }/>
-                <label for="auto-toggle">"Auto-continue"</label>
-                <span class="muted small">"approve each checkpoint at once and start the next phase"</span>
-            </div>
+            <BudgetForm video_id=video_id.clone() saved=saved_budget spent/>
+            <AutoContinue video_id on=s.auto_continue/>
         </section>
+    }
+}
+
+/// Continue from a checkpoint (Approve & Continue, Continue to, and the error card's Retry).
+#[island]
+pub fn ContinueButton(
+    video_id: String,
+    branch: String,
+    checkpoint: Option<String>,
+    force_retry: bool,
+    label: String,
+    busy: String,
+    enabled: bool,
+) -> impl IntoView {
+    let go = shared().action(move |_: ()| {
+        continue_video(video_id.clone(), checkpoint.clone(), Some(branch.clone()), force_retry).map(|r| r.map(|_| ()))
+    });
+    view! {
+        <button class="primary" disabled=move || !enabled || go.pending().get()
+            aria-busy=move || go.pending().get().to_string()
+            on:click=move |_| { go.dispatch(()); }>
+            {move || if go.pending().get() { busy.clone() } else { label.clone() }}
+        </button>
+    }
+}
+
+#[island]
+fn CancelButton(video_id: String, branch: String) -> impl IntoView {
+    let cancel = shared().action(move |_: ()| cancel_run(video_id.clone(), Some(branch.clone())).map(|r| r.map(|_| ())));
+    view! {
+        <button class="danger" disabled=move || cancel.pending().get() on:click=move |_| { cancel.dispatch(()); }>
+            {move || if cancel.pending().get() { "Cancelling…" } else { "Cancel run" }}
+        </button>
+    }
+}
+
+#[island]
+fn BudgetForm(video_id: String, saved: String, spent: String) -> impl IntoView {
+    let sh = shared();
+    let budget = sh.action(move |dollars: String| {
+        let saving = set_budget(video_id.clone(), Some(dollars));
+        async move {
+            let saved = saving.await;
+            if saved.is_ok() {
+                sh.budget_draft.set(None);
+            }
+            saved
+        }
+    });
+    let value = move || sh.budget_draft.get().unwrap_or_else(|| saved.clone());
+    let submit = value.clone();
+    view! {
+        <form class="budget" on:submit=move |ev| {
+            ev.prevent_default();
+            budget.dispatch(submit());
+        }>
+            <label for="budget-input">"Budget ($)"</label>
+            <input id="budget-input" inputmode="decimal" placeholder="no limit" size="8"
+                prop:value=value on:input=move |ev| sh.budget_draft.set(Some(event_target_value(&ev)))/>
+            <button type="submit" class="small" disabled=move || budget.pending().get()>"Set budget"</button>
+            <span class="muted small">{spent}</span>
+        </form>
+    }
+}
+
+#[island]
+fn AutoContinue(video_id: String, on: bool) -> impl IntoView {
+    let auto = shared().action(move |on: bool| set_auto_continue(video_id.clone(), on));
+    view! {
+        <div class="checkbox">
+            <input id="auto-toggle" type="checkbox" prop:checked=on disabled=move || auto.pending().get()
+                on:change=move |ev| { auto.dispatch(event_target_checked(&ev)); }/>
+            <label for="auto-toggle">"Auto-continue"</label>
+            <span class="muted small">"approve each checkpoint at once and start the next phase"</span>
+        </div>
     }
 }

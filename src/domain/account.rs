@@ -133,7 +133,7 @@ mod tests {
 /// Why the server did not let someone in. Sign-in failures say the same thing whether the email
 /// has an account or not.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
+#[serde(tag = "reason", rename_all = "snake_case", try_from = "super::records::DenialRecord")]
 pub enum Denial {
     /// Unknown email or wrong password: one sentence for both.
     BadCredentials,

@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod model;
 pub mod narration;
 pub mod quota;
+mod records;
 pub mod rules;
 pub mod script;
 pub mod settings;

@@ -32,7 +32,7 @@ impl Default for Quotas {
 
 /// A limit an action would pass. Expected, with a sentence and a next step (HTTP 429).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "which", rename_all = "snake_case")]
+#[serde(tag = "which", rename_all = "snake_case", try_from = "super::records::LimitRecord")]
 pub enum LimitReached {
     VideosPerHour { limit: u32 },
     ActiveRuns { limit: u32 },

@@ -97,7 +97,7 @@ impl Decision {
 
 /// Why an action was refused. Expected outcomes, not faults: each has a sentence and a next step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
+#[serde(tag = "reason", rename_all = "snake_case", try_from = "super::records::RefusalRecord")]
 pub enum Refusal {
     AlreadyApproved,
     AlreadyApprovedUseForceRetry,
@@ -123,13 +123,13 @@ impl fmt::Display for Refusal {
             Refusal::RetryNeedsForce => f.write_str("The last attempt failed. To retry, use force_retry=true"),
             Refusal::RetryLimitReached { limit } => write!(f, "Retry limit reached ({limit})"),
             Refusal::BudgetExhausted { spent_micros, budget_micros } => {
-                write!(f, "The budget is spent: ${:.2} of ${:.2}", *spent_micros as f64 / 1e6, *budget_micros as f64 / 1e6)
+                write!(f, "The budget is spent: {} of {}", Dollars(*spent_micros), Dollars(*budget_micros))
             }
             Refusal::OverBudget { estimate_micros, spent_micros, budget_micros } => write!(
                 f,
-                "The next phase is estimated at ${:.2}, more than the ${:.2} left of the budget",
-                *estimate_micros as f64 / 1e6,
-                (*budget_micros - *spent_micros) as f64 / 1e6
+                "The next phase is estimated at {}, more than the {} left of the budget",
+                Dollars(*estimate_micros),
+                Dollars(*budget_micros - *spent_micros)
             ),
             Refusal::Busy { .. } => f.write_str("A run is already active on this branch"),
             Refusal::NotBranchHead => f.write_str("That checkpoint is not the newest one on this branch"),
@@ -144,6 +144,18 @@ impl fmt::Display for Refusal {
             }
             Refusal::BranchNameTaken { name } => write!(f, "A branch named \"{name}\" already exists in this video"),
         }
+    }
+}
+
+/// Millionths of a dollar as dollars and cents, rounded half away from zero. Integer arithmetic:
+/// the browser's bundle then carries no float formatting.
+struct Dollars(i64);
+
+impl fmt::Display for Dollars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cents = (i128::from(self.0).abs() + 5_000) / 10_000;
+        let sign = if self.0 < 0 && cents > 0 { "-" } else { "" };
+        write!(f, "{sign}${}.{:02}", cents / 100, cents % 100)
     }
 }
 

@@ -521,3 +521,13 @@ mod model {
         }
     }
 }
+
+#[test]
+fn budget_refusals_say_dollars_and_cents() {
+    let spent = Refusal::BudgetExhausted { spent_micros: 52_000, budget_micros: 50_000 };
+    assert_eq!(spent.to_string(), "The budget is spent: $0.05 of $0.05");
+    let over = Refusal::OverBudget { estimate_micros: 1_234_999, spent_micros: 2_000_000, budget_micros: 1_995_000 };
+    assert_eq!(over.to_string(), "The next phase is estimated at $1.23, more than the -$0.01 left of the budget");
+    let even = Refusal::OverBudget { estimate_micros: 125_000_000, spent_micros: 0, budget_micros: 4_000 };
+    assert_eq!(even.to_string(), "The next phase is estimated at $125.00, more than the $0.00 left of the budget");
+}

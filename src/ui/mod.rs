@@ -11,6 +11,45 @@ pub fn go_to(path: &str) {
     let _ = path;
 }
 
+/// The fields of the form a submit event is sending, by name (`None`: no such field). The
+/// islands' forms post to their server function's address, so they work before the WASM loads;
+/// once hydrated they read their fields here and dispatch the action, with no form decoder in
+/// the bundle. On the server (where no form is submitted) every field is missing.
+pub struct Submitted {
+    #[cfg(feature = "hydrate")]
+    data: Option<web_sys::FormData>,
+}
+
+impl Submitted {
+    /// Stops the browser's own submission and reads the form's fields.
+    pub fn take(ev: &leptos::ev::SubmitEvent) -> Self {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            let form = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlFormElement>().ok());
+            Submitted { data: form.and_then(|f| web_sys::FormData::new_with_form(&f).ok()) }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        Submitted {}
+    }
+
+    pub fn field(&self, name: &str) -> Option<String> {
+        #[cfg(feature = "hydrate")]
+        return self.data.as_ref().and_then(|d| d.get(name).as_string());
+        #[cfg(not(feature = "hydrate"))]
+        {
+            let _ = name;
+            None
+        }
+    }
+
+    /// A text field, empty if missing.
+    pub fn text(&self, name: &str) -> String {
+        self.field(name).unwrap_or_default()
+    }
+}
+
 /// "3 s ago" style durations are not needed; this formats a run's duration as "1.2 s".
 pub fn duration(started: Option<i64>, finished: Option<i64>) -> String {
     match (started, finished) {

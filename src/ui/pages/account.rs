@@ -1,10 +1,11 @@
 //! `/signup` and `/signin`, and the sign-out button in the top bar.
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{AppError, SignIn, SignOut, SignUp, whoami};
 // After signing in or out the whole page loads again, so every part of it shows the new account.
-use crate::ui::go_to;
+use crate::ui::{Submitted, go_to};
 
 fn error_line(error: Option<AppError>) -> Option<impl IntoView> {
     error.map(|e| view! { <p class="error-text" role="alert">{e.sentence()} " " {e.next_step()}</p> })
@@ -82,10 +83,14 @@ fn SignUpForm(next: String) -> impl IntoView {
     let answer = Signal::derive(move || action.value().get());
     follow(answer);
     let pending = Memo::new(move |_| action.pending().get());
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        let form = Submitted::take(&ev);
+        action.dispatch(SignUp { email: form.text("email"), password: form.text("password"), next: form.field("next") });
+    };
     view! {
-        <ActionForm action attr:class="form">
+        <form class="form" method="post" action=SignUp::url() on:submit=submit>
             <FormBody new_password=true next answer pending button="Create account"/>
-        </ActionForm>
+        </form>
     }
 }
 
@@ -104,10 +109,14 @@ fn SignInForm(next: String) -> impl IntoView {
     let answer = Signal::derive(move || action.value().get());
     follow(answer);
     let pending = Memo::new(move |_| action.pending().get());
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        let form = Submitted::take(&ev);
+        action.dispatch(SignIn { email: form.text("email"), password: form.text("password"), next: form.field("next") });
+    };
     view! {
-        <ActionForm action attr:class="form">
+        <form class="form" method="post" action=SignIn::url() on:submit=submit>
             <FormBody new_password=false next answer pending button="Sign in"/>
-        </ActionForm>
+        </form>
     }
 }
 
@@ -138,8 +147,11 @@ fn SignOutButton() -> impl IntoView {
         }
     });
     view! {
-        <ActionForm action>
+        <form method="post" action=SignOut::url() on:submit=move |ev| {
+            Submitted::take(&ev);
+            action.dispatch(SignOut {});
+        }>
             <button type="submit">"Sign out"</button>
-        </ActionForm>
+        </form>
     }
 }

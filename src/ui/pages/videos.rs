@@ -1,12 +1,13 @@
 //! `/`: the list of videos and the form that makes a new one.
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{AppError, CreateVideo, VideoSummary, dollars, list_videos, server_info};
 use crate::domain::video::VIDEOS_PAGE;
 use crate::ui::components::badge::StatusBadge;
 use crate::ui::components::pager::Pager;
-use crate::ui::{go_to, timestamp};
+use crate::ui::{Submitted, go_to, timestamp};
 
 #[component]
 pub fn VideosPage() -> impl IntoView {
@@ -72,6 +73,17 @@ fn VideoCard(v: VideoSummary) -> impl IntoView {
 #[island]
 fn NewVideoForm(fault_injection: bool) -> impl IntoView {
     let create = ServerAction::<CreateVideo>::new();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        let form = Submitted::take(&ev);
+        create.dispatch(CreateVideo {
+            prompt: form.text("prompt"),
+            // The field is a number input; anything else reaches the server's check as 0.
+            beats: form.text("beats").trim().parse().unwrap_or(0),
+            auto_continue: form.field("auto_continue"),
+            fault_plan: form.field("fault_plan"),
+            seed: None,
+        });
+    };
     Effect::new(move |_| {
         if let Some(Ok(id)) = create.value().get() {
             go_to(&format!("/videos/{id}"));
@@ -91,7 +103,7 @@ fn NewVideoForm(fault_injection: bool) -> impl IntoView {
             .map(|e| view! { <p class="error-text" role="alert">{e.sentence()} " " {e.next_step()}</p> })
     };
     view! {
-        <ActionForm action=create attr:class="form">
+        <form class="form" method="post" action=CreateVideo::url() on:submit=submit>
             <label for="prompt">"Prompt"</label>
             <textarea id="prompt" name="prompt" rows="3" required maxlength="2000"
                 placeholder="A lighthouse keeper teaches a gull to read the tides"></textarea>
@@ -118,6 +130,6 @@ fn NewVideoForm(fault_injection: bool) -> impl IntoView {
             <button type="submit" class="primary" disabled=move || create.pending().get()>
                 {move || if create.pending().get() { "Creating…" } else { "Create video" }}
             </button>
-        </ActionForm>
+        </form>
     }
 }

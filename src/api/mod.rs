@@ -206,8 +206,8 @@ pub struct WatchRequest {
 }
 
 /// The video's change counter: sent when the channel opens (read after subscribing, so no change
-/// can fall between) and after every change. The page refetches its snapshot whenever this is
-/// higher than the snapshot's own `changes`, so a change made between the snapshot and the
+/// can fall between) and after every change. The page fetches itself again whenever this is
+/// higher than the `changes` of the page on screen, so a change made between the snapshot and the
 /// channel opening is never missed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WatchEvent {

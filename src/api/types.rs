@@ -182,7 +182,7 @@ pub struct VideoStatusWire {
     pub estimate_micros: i64,
     pub fault_injection: bool,
     /// The video's change counter when this snapshot was read: the live channel says when the
-    /// server's is higher, and the page refetches (see `WatchEvent`).
+    /// server's is higher, and the page fetches itself again (see `WatchEvent`, `ui::live`).
     pub changes: i64,
 }
 

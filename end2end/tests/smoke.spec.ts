@@ -28,7 +28,7 @@ test("unknown and malformed video ids get the 404 page", async ({ page }) => {
   }
 });
 
-test("live updates keep the page, what is being typed, and its focus; new parts work", async ({ page }) => {
+test("live updates keep the page, what is being typed, its focus and a playing video; new parts work", async ({ page }) => {
   const errors = watchConsole(page);
   const slowClips = JSON.stringify([0, 1, 2].map((beat) => ({ phase: 3, beat, action: "delay", ms: 1500 })));
   await createVideo(page, { prompt: "Typing while it runs", beats: 3, auto: true, faultPlan: slowClips });
@@ -47,7 +47,15 @@ test("live updates keep the page, what is being typed, and its focus; new parts 
   // Islands that arrived with an update are hydrated: their buttons work.
   await page.getByRole("button", { name: "Play clip 2" }).click();
   await expect(page.locator("video.clip-video")).toHaveCount(1);
+  // The refresh after setting the budget keeps the final video playing: the same element, not paused.
+  const final = page.locator("section.final-video video");
+  await final.evaluate(async (v: HTMLVideoElement) => {
+    v.muted = true;
+    await v.play();
+    (v as any).__mark = true;
+  });
   await budget.press("Enter");
   await expect(page.getByText("of a $4.500 budget")).toBeVisible();
+  expect(await final.evaluate((v: HTMLVideoElement) => [(v as any).__mark === true, v.paused])).toEqual([true, false]);
   expect(errors).toEqual([]);
 });

@@ -10,7 +10,8 @@ use crate::domain::{
     AccountId, BranchId, BranchName, CheckpointId, CheckpointStatus, Entity, InvalidInput, LimitReached, Manifest, NewVideo, Origin, Phase,
     Quotas, Refusal, RunId, RunKind, RunStatus, Script, Timestamp, Usage, VideoId,
 };
-use crate::storage::{self, Constraint, Tx, WriteTx};
+use crate::storage::{self, Constraint, WriteTx};
+use sqlx::AnyConnection;
 
 /// What a continue did. Expected outcomes are data, not errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +38,7 @@ impl ContinueOutcome {
 /// What the account uses now: videos made in the last hour, active runs, and the bytes `gc`
 /// keeps because of it: its checkpoints' blobs and those its active and retryable failed runs
 /// hold (each blob once, however many share it).
-pub(crate) async fn usage(tx: &mut Tx, owner: AccountId, now: Timestamp) -> Result<Usage, CoreError> {
+pub(crate) async fn usage(tx: &mut AnyConnection, owner: AccountId, now: Timestamp) -> Result<Usage, CoreError> {
     let videos_last_hour = storage::videos_made_since(tx, owner, now - 3_600_000).await?;
     let active_runs = storage::active_runs_of(tx, owner).await?;
     let mut blobs = std::collections::HashMap::new();
@@ -70,7 +71,7 @@ pub fn remember_cancel(set: &mut std::collections::HashSet<RunId>, run: RunId) {
 }
 
 /// Whether `owner` may queue one more run (and, for `new_video`, make one more video).
-async fn may_queue(tx: &mut Tx, quotas: Quotas, owner: AccountId, now: Timestamp, new_video: bool) -> Result<(), CoreError> {
+async fn may_queue(tx: &mut AnyConnection, quotas: Quotas, owner: AccountId, now: Timestamp, new_video: bool) -> Result<(), CoreError> {
     let quotas = quotas.applying_to(owner);
     if quotas == Quotas::UNLIMITED {
         return Ok(());
@@ -81,7 +82,7 @@ async fn may_queue(tx: &mut Tx, quotas: Quotas, owner: AccountId, now: Timestamp
     Ok(if new_video { quotas.check_new_video(usage) } else { quotas.check_run(usage) }?)
 }
 
-pub(crate) async fn load(tx: &mut Tx, video: VideoId) -> Result<Video, CoreError> {
+pub(crate) async fn load(tx: &mut AnyConnection, video: VideoId) -> Result<Video, CoreError> {
     storage::load_video_state(tx, video).await?.ok_or_else(|| CoreError::not_found(Entity::Video, video))
 }
 
@@ -96,7 +97,12 @@ fn checkpoint_of(state: &Video, id: CheckpointId) -> Result<&Checkpoint, CoreErr
 }
 
 /// Carries out a rule-table decision inside the caller's transaction.
-pub(crate) async fn apply_decision(tx: &mut Tx, branch: &Branch, decision: Decision, now: Timestamp) -> Result<ContinueOutcome, CoreError> {
+pub(crate) async fn apply_decision(
+    tx: &mut AnyConnection,
+    branch: &Branch,
+    decision: Decision,
+    now: Timestamp,
+) -> Result<ContinueOutcome, CoreError> {
     match decision {
         Decision::Start { kind, phase, from, attempt, approve } => {
             if approve {

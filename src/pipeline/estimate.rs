@@ -7,19 +7,20 @@ use super::commands::load;
 use super::{CoreError, Engine, units};
 use crate::domain::video::{Run, RunStart, Video};
 use crate::domain::{Phase, RunId, RunKind, VideoId};
-use crate::storage::{self, Tx};
+use crate::storage;
+use sqlx::AnyConnection;
 
 impl Engine {
     /// The video's state with, per branch, the estimate of the run a continue or retry would
     /// start there (the phase after the head, from the head).
-    pub(crate) async fn load_estimated(&self, tx: &mut Tx, video: VideoId) -> Result<Video, CoreError> {
+    pub(crate) async fn load_estimated(&self, tx: &mut AnyConnection, video: VideoId) -> Result<Video, CoreError> {
         let mut state = load(tx, video).await?;
         self.add_estimates(tx, &mut state).await?;
         Ok(state)
     }
 
     /// Fills `state.estimates`; needs only each branch's line, so a page's slice will do.
-    pub(crate) async fn add_estimates(&self, tx: &mut Tx, state: &mut Video) -> Result<(), CoreError> {
+    pub(crate) async fn add_estimates(&self, tx: &mut AnyConnection, state: &mut Video) -> Result<(), CoreError> {
         let mut estimates = Vec::with_capacity(state.branches.len());
         for branch in &state.branches {
             let from = branch.head_id;
@@ -38,7 +39,7 @@ impl Engine {
 
     /// The estimated cost of `run`: its units whose output the memo does not hold, at the price
     /// its provider asks per unit. A run whose units cannot be planned yet estimates 0.
-    pub(crate) async fn estimate(&self, tx: &mut Tx, state: &Video, run: &Run) -> Result<i64, CoreError> {
+    pub(crate) async fn estimate(&self, tx: &mut AnyConnection, state: &Video, run: &Run) -> Result<i64, CoreError> {
         let Ok((plans, _)) = units::plan(self, state, run) else { return Ok(0) };
         let (price, voice_price) = (self.providers.unit_price(run.phase), self.providers.narration.unit_price());
         let keys: Vec<String> = plans.iter().map(|p| p.key.clone()).collect();

@@ -3,7 +3,8 @@
 use super::{CoreError, Engine};
 use crate::domain::video::{self, ATTEMPTS_PAGE, Pages, StatusSlice, TREE_PAGE, VIDEOS_PAGE, Video};
 use crate::domain::{AccountId, Entity, VideoId};
-use crate::storage::{self, Tx};
+use crate::storage;
+use sqlx::AnyConnection;
 
 /// One page of an account's videos.
 #[derive(Clone, Debug)]
@@ -32,7 +33,7 @@ impl Engine {
         slice
     }
 
-    async fn read_status(&self, tx: &mut Tx, video: VideoId, branch: &str, pages: Pages) -> Result<StatusSlice, CoreError> {
+    async fn read_status(&self, tx: &mut AnyConnection, video: VideoId, branch: &str, pages: Pages) -> Result<StatusSlice, CoreError> {
         let mut state = storage::load_rule_slice(tx, video).await?.ok_or_else(|| CoreError::not_found(Entity::Video, video))?;
         self.add_estimates(tx, &mut state).await?;
         let shown = video::named_branch(&state, branch).map_err(|e| CoreError::not_found(Entity::Branch, e.0))?;

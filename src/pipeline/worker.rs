@@ -32,7 +32,8 @@ use crate::domain::{
     BranchName, CheckpointId, CheckpointStatus, ClipRef, Entity, Manifest, NarrationRef, Origin, Phase, RunId, RunStatus, Timestamp,
     TryOutcome,
 };
-use crate::storage::{self, Ender, FinishedUnit, INLINE_BLOB_MAX, Lease, MemoEntry, NewBlob, Tx, WriteTx};
+use crate::storage::{self, Ender, FinishedUnit, INLINE_BLOB_MAX, Lease, MemoEntry, NewBlob, WriteTx};
+use sqlx::AnyConnection;
 
 /// What one step of a worker did; tests step workers by hand with `work_once`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,7 +126,7 @@ struct Planned {
 
 /// The memo's entries for the run's units, which of their blobs are kept in rows, and the bytes
 /// of their small inputs: one read for the whole run instead of one or more per unit.
-async fn memo_for(tx: &mut Tx, plans: &[UnitPlan]) -> Result<Memo, CoreError> {
+async fn memo_for(tx: &mut AnyConnection, plans: &[UnitPlan]) -> Result<Memo, CoreError> {
     let small = |b: &&crate::domain::BlobRef| b.bytes <= INLINE_BLOB_MAX;
     let keys: Vec<String> = plans.iter().map(|p| p.key.clone()).collect();
     let entries = storage::memo_of(tx, &keys).await?;
@@ -168,8 +169,16 @@ impl Engine {
     /// Claims one run (queued, or abandoned by a dead worker) and runs it to the end.
     pub async fn work_once(&self, owner: &str, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
         // Not `write_retrying`: finding nothing to claim rolls back, so an idle poll commits nothing.
-        let mut tx = self.store.write().await?;
-        let claimed = storage::claim_run_with_state(&mut tx, owner, now_ms(), self.config.lease_ms).await?;
+        let now = now_ms();
+        let claim = storage::claim_batch(self.store.backend(), owner, now, self.config.lease_ms);
+        let (mut tx, answers) = self.store.write_starting(Some(claim)).await?;
+        let claimed = match storage::claimed_state(&mut tx, &answers, owner, now).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(e.into());
+            }
+        };
         let Some((run, lease, state)) = claimed else {
             let _ = tx.rollback().await;
             return Ok(WorkOutcome::Idle);
@@ -231,11 +240,12 @@ impl Engine {
         lease: &Lease,
         work: impl AsyncFn(&mut WriteTx, &Lease) -> Result<T, CoreError>,
     ) -> Result<T, CoreError> {
-        let (held, lease_ms) = (lease.clone(), self.config.lease_ms);
+        let (held, lease_ms, backend) = (lease.clone(), self.config.lease_ms, self.store.backend());
+        let fence = || Some(storage::touch_and_hold_batch(backend, lease, now_ms(), lease_ms));
         let written = self
             .store
-            .write_retrying(async move |tx| {
-                if !storage::touch_and_hold(tx, &held, now_ms(), lease_ms).await? {
+            .write_retrying_starting(fence, async move |tx, answers| {
+                if !storage::held(&answers) {
                     return Err(CoreError::LeaseLost);
                 }
                 work(tx, &held).await
@@ -868,7 +878,13 @@ fn outputs_of(ends: Vec<UnitEnd>) -> Result<Vec<UnitOutput>, Vec<UnitFailure>> {
 /// Writes the run's checkpoint (pending, the next version under its parent) as its branch's new
 /// head, and clears the run's staged units; a script on `main` also names the video. One call on
 /// SQLite (`storage::batch`).
-async fn write_checkpoint(tx: &mut Tx, state: &Video, run: &Run, manifest: &Manifest, now: Timestamp) -> Result<Checkpoint, CoreError> {
+async fn write_checkpoint(
+    tx: &mut AnyConnection,
+    state: &Video,
+    run: &Run,
+    manifest: &Manifest,
+    now: Timestamp,
+) -> Result<Checkpoint, CoreError> {
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
     let checkpoint = Checkpoint {
         id: CheckpointId(uuid::Uuid::new_v4()),
@@ -900,7 +916,7 @@ async fn write_checkpoint(tx: &mut Tx, state: &Video, run: &Run, manifest: &Mani
 /// spent budget) just leaves the checkpoint waiting for a person.
 async fn auto_continue(
     engine: &Engine,
-    tx: &mut Tx,
+    tx: &mut AnyConnection,
     mut state: Video,
     run: &Run,
     checkpoint: CheckpointId,

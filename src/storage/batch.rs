@@ -152,11 +152,13 @@ pub struct Batch {
     backend: Backend,
     statements: Vec<String>,
     values: Vec<Vec<Value>>,
+    /// How many statements each entry of `statements` holds (a set's are joined in one).
+    answers: Vec<usize>,
 }
 
 impl Batch {
     pub fn new(backend: Backend) -> Batch {
-        Batch { backend, statements: Vec::new(), values: Vec::new() }
+        Batch { backend, statements: Vec::new(), values: Vec::new(), answers: Vec::new() }
     }
 
     /// The number of the next statement's first `$N`.
@@ -171,6 +173,7 @@ impl Batch {
     pub fn push(&mut self, sql: String, values: Vec<Value>) {
         self.statements.push(sql);
         self.values.push(values);
+        self.answers.push(1);
     }
 
     /// Adds a statement numbered from `$1`, renumbered to follow the others on SQLite.
@@ -182,15 +185,50 @@ impl Batch {
         self.push(sql, statement.values);
     }
 
+    /// Adds the statements of `set`, which share `values` (`$1` up), each answering in turn.
+    pub fn push_set(&mut self, set: &StatementSet, values: Vec<Value>) {
+        match self.backend {
+            Backend::Sqlite => {
+                let sql = match self.first_placeholder() {
+                    1 => set.joined.to_string(),
+                    first => shifted(set.joined, first - 1),
+                };
+                self.statements.push(sql);
+                self.values.push(values);
+                self.answers.push(set.statements.len());
+            }
+            Backend::Postgres => {
+                for sql in set.statements {
+                    self.push(sql.to_string(), values[..placeholders(sql)].to_vec());
+                }
+            }
+        }
+    }
+
     pub async fn run(self, conn: &mut AnyConnection) -> Result<Vec<Answer>, StorageError> {
-        if self.statements.is_empty() {
+        self.run_sqlite_after(None, conn).await
+    }
+
+    /// On SQLite, `first` (a statement with no values and no rows, such as `BEGIN IMMEDIATE`)
+    /// and then the batch, in one call; the answers are the batch's. Only for SQLite.
+    pub async fn run_after(self, first: &'static str, conn: &mut AnyConnection) -> Result<Vec<Answer>, StorageError> {
+        debug_assert_eq!(self.backend, Backend::Sqlite);
+        self.run_sqlite_after(Some(first), conn).await
+    }
+
+    async fn run_sqlite_after(self, first: Option<&'static str>, conn: &mut AnyConnection) -> Result<Vec<Answer>, StorageError> {
+        if self.statements.is_empty() && first.is_none() {
             return Ok(Vec::new());
         }
+        let statements: usize = self.answers.iter().sum();
         if self.backend == Backend::Sqlite {
             let values: Vec<Value> = self.values.into_iter().flatten().collect();
-            return answers(conn, sqlx::AssertSqlSafe(self.statements.join(";\n")), values, self.statements.len()).await;
+            let sql = first.into_iter().map(str::to_string).chain(self.statements).collect::<Vec<_>>().join(";\n");
+            let extra = usize::from(first.is_some());
+            let mut all = answers(conn, sqlx::AssertSqlSafe(sql), values, statements + extra).await?;
+            return Ok(all.split_off(extra));
         }
-        let mut all = Vec::with_capacity(self.statements.len());
+        let mut all = Vec::with_capacity(statements);
         for (sql, values) in self.statements.into_iter().zip(self.values) {
             all.extend(answers(&mut *conn, sqlx::AssertSqlSafe(sql), values, 1).await?);
         }

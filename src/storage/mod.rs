@@ -20,6 +20,8 @@ pub use slices::*;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Transaction};
+
+use batch::{Answer, Batch};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -44,33 +46,162 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 const CHECKPOINT_IDLE_TICKS: u32 = 20;
 
 /// A write transaction that counts its commit (the benchmark's commits-per-run figure).
+///
+/// On SQLite it runs on the store's one write connection (`Writer`); on PostgreSQL it is a
+/// pooled connection's transaction. Either way it derefs to the connection, in the transaction.
 pub struct WriteTx {
-    tx: Tx,
+    inner: Inner,
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+enum Inner {
+    Pooled(Tx),
+    /// SQLite's write connection, held until the transaction ends. `open`: a `BEGIN` may have
+    /// run and no `COMMIT` or `ROLLBACK` has ended it (a dropped transaction is rolled back
+    /// before the connection serves another writer).
+    Own {
+        slot: Option<tokio::sync::OwnedMutexGuard<WriterSlot>>,
+        open: bool,
+    },
+}
+
 impl std::ops::Deref for WriteTx {
-    type Target = Tx;
-    fn deref(&self) -> &Tx {
-        &self.tx
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        match &self.inner {
+            Inner::Pooled(tx) => tx,
+            Inner::Own { slot, .. } => slot.as_ref().and_then(|s| s.conn.as_ref()).expect("a write transaction's connection"),
+        }
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut Tx {
-        &mut self.tx
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        match &mut self.inner {
+            Inner::Pooled(tx) => tx,
+            Inner::Own { slot, .. } => slot.as_mut().and_then(|s| s.conn.as_mut()).expect("a write transaction's connection"),
+        }
     }
 }
 
 impl WriteTx {
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await?;
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        match &mut self.inner {
+            Inner::Own { slot, open } => {
+                let conn = slot.as_mut().and_then(|s| s.conn.as_mut()).expect("a write transaction's connection");
+                sqlx::raw_sql("COMMIT").execute(conn).await?;
+                *open = false;
+            }
+            Inner::Pooled(_) => {
+                let Inner::Pooled(tx) = std::mem::replace(&mut self.inner, Inner::Own { slot: None, open: false }) else { unreachable!() };
+                tx.commit().await?;
+            }
+        }
         self.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
-    pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        match &mut self.inner {
+            Inner::Own { slot, open } => {
+                let Some(slot) = slot.as_mut() else { return Ok(()) };
+                let rolled_back = rollback(slot).await;
+                *open = false;
+                rolled_back
+            }
+            Inner::Pooled(_) => {
+                let Inner::Pooled(tx) = std::mem::replace(&mut self.inner, Inner::Own { slot: None, open: false }) else { unreachable!() };
+                tx.rollback().await
+            }
+        }
+    }
+}
+
+/// Ends the write connection's transaction, if one is open. A connection whose rollback failed
+/// for another reason is closed (SQLite rolls back what a closing connection left open), and the
+/// next writer opens a new one.
+async fn rollback(slot: &mut WriterSlot) -> Result<(), sqlx::Error> {
+    let Some(conn) = slot.conn.as_mut() else { return Ok(()) };
+    match sqlx::raw_sql("ROLLBACK").execute(conn).await {
+        Ok(_) => Ok(()),
+        // A BEGIN that failed (the lock stayed busy) left nothing to roll back.
+        Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => Ok(()),
+        Err(e) => {
+            slot.conn = None;
+            Err(e)
+        }
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        // A pooled transaction queues its own rollback; the write connection's is done here,
+        // before the slot is free for the next writer.
+        if let Inner::Own { slot, open: true } = &mut self.inner
+            && let Some(mut slot) = slot.take()
+        {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        let _ = rollback(&mut slot).await;
+                    });
+                }
+                // No runtime to roll back on: closing the connection rolls back.
+                Err(_) => slot.conn = None,
+            }
+        }
+    }
+}
+
+/// SQLite's write connection. SQLite has one writer at a time, so the store keeps one connection
+/// for every write transaction instead of taking one from the pool for each: writers queue here
+/// (in order) rather than in SQLite's busy handler, and a transaction costs no pool hand-out and
+/// no hand-back (sqlx tests a connection coming back to its pool with a round trip to the
+/// connection's thread). Reads still use the pool, and other processes' writers SQLite's lock.
+#[derive(Clone)]
+struct Writer {
+    slot: std::sync::Arc<tokio::sync::Mutex<WriterSlot>>,
+    options: AnyConnectOptions,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+struct WriterSlot {
+    conn: Option<sqlx::AnyConnection>,
+    /// When `conn` was opened (ms since the process started, as `WRITE_FAILED_AT`).
+    opened_at: u64,
+}
+
+impl Writer {
+    /// The write connection, once the writers before this one are done: a new one when there
+    /// is none or when the database failed to write since it was opened (as the pool's
+    /// `before_acquire` retires its connections).
+    async fn take(&self) -> Result<tokio::sync::OwnedMutexGuard<WriterSlot>, StorageError> {
+        let mut slot = self.slot.clone().lock_owned().await;
+        let failed_at = WRITE_FAILED_AT.load(std::sync::atomic::Ordering::Acquire);
+        if failed_at > 0
+            && slot.opened_at <= failed_at
+            && let Some(old) = slot.conn.take()
+        {
+            let _ = sqlx::Connection::close(old).await;
+        }
+        if slot.conn.is_none() {
+            let opened_at = since_start().as_millis() as u64;
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect_with(&self.options).await?;
+            set_up(&mut conn, Backend::Sqlite).await?;
+            *slot = WriterSlot { conn: Some(conn), opened_at };
+        }
+        Ok(slot)
+    }
+
+    async fn close(&self) {
+        if let Some(conn) = self.slot.lock().await.conn.take() {
+            let _ = sqlx::Connection::close(conn).await;
+        }
     }
 }
 
@@ -202,6 +333,28 @@ impl Retryable for StorageError {
     }
 }
 
+/// Every connection's set-up (the pool's and SQLite's write connection): how long a writer
+/// waits for a lock, and how durable a commit is.
+async fn set_up(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<(), sqlx::Error> {
+    if backend == Backend::Sqlite {
+        // Writers queue on the lock instead of failing at once.
+        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"))).execute(&mut *conn).await?;
+        // WAL + NORMAL survives a killed process intact; a power cut may drop the last
+        // commits, which the memo and leases recover from (a unit is made again).
+        // REELSMITH_SQLITE_SYNCHRONOUS=full fsyncs every commit instead.
+        let full = std::env::var("REELSMITH_SQLITE_SYNCHRONOUS").is_ok_and(|m| m.eq_ignore_ascii_case("full"));
+        let pragma = if full { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
+        sqlx::query(pragma).execute(&mut *conn).await?;
+        // Commits never checkpoint the WAL; the store's `Checkpointer` does, off the commit path.
+        sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut *conn).await?;
+    } else {
+        // PostgreSQL's counterpart of busy_timeout: a statement waiting on a row lock gives up
+        // (55P03) instead of waiting forever.
+        sqlx::query(sqlx::AssertSqlSafe(format!("SET lock_timeout = {BUSY_TIMEOUT_MS}"))).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// The pool's per-connection set-up: how long a writer waits for a lock, how durable a commit is,
 /// and never handing out a connection that a failed write may have broken.
 fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
@@ -212,28 +365,7 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
         // liveness test too (an error closes the connection): sqlx's own ping would be a second
         // round trip per transaction.
         .test_before_acquire(false)
-        .after_connect(move |conn, _meta| {
-            Box::pin(async move {
-                if backend == Backend::Sqlite {
-                    // Writers queue on the lock instead of failing at once.
-                    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"))).execute(&mut *conn).await?;
-                    // WAL + NORMAL survives a killed process intact; a power cut may drop the last
-                    // commits, which the memo and leases recover from (a unit is made again).
-                    // REELSMITH_SQLITE_SYNCHRONOUS=full fsyncs every commit instead.
-                    let full = std::env::var("REELSMITH_SQLITE_SYNCHRONOUS").is_ok_and(|m| m.eq_ignore_ascii_case("full"));
-                    let pragma = if full { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
-                    sqlx::query(pragma).execute(&mut *conn).await?;
-                    // Commits never checkpoint the WAL; the store's `Checkpointer` does, off the
-                    // commit path.
-                    sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut *conn).await?;
-                } else {
-                    // PostgreSQL's counterpart of busy_timeout: a statement waiting on a row
-                    // lock gives up (55P03) instead of waiting forever.
-                    sqlx::query(sqlx::AssertSqlSafe(format!("SET lock_timeout = {BUSY_TIMEOUT_MS}"))).execute(&mut *conn).await?;
-                }
-                Ok(())
-            })
-        })
+        .after_connect(move |conn, _meta| Box::pin(set_up(conn, backend)))
         // A commit that failed on a disk error can leave a connection that believes it is still
         // in a transaction (its rollback then fails too); such a connection is closed instead
         // of being handed out again. The query first lets any queued rollback finish (a dropped
@@ -262,6 +394,8 @@ pub struct Store {
     backend: Backend,
     /// Write transactions committed, for the benchmark's commits-per-run figure.
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// SQLite only: the one write connection.
+    writer: Option<Writer>,
     /// SQLite only: the background checkpointer, stopped when the last clone goes away.
     _checkpointer: Option<std::sync::Arc<Checkpointer>>,
 }
@@ -334,14 +468,17 @@ impl Store {
         let probe =
             <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options).await.map_err(|e| StorageError::Connect(e.to_string()))?;
         let _ = sqlx::Connection::close(probe).await;
-        let pool = pool_options(backend, max_connections).connect_with(options).await.map_err(|e| StorageError::Connect(e.to_string()))?;
+        let pool =
+            pool_options(backend, max_connections).connect_with(options.clone()).await.map_err(|e| StorageError::Connect(e.to_string()))?;
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.map_err(|e| StorageError::Connect(e.to_string()))?;
         }
         sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StorageError::Migrate(e.to_string()))?;
         let commits = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
         let checkpointer = (backend == Backend::Sqlite).then(|| std::sync::Arc::new(Checkpointer::start(pool.clone(), commits.clone())));
-        Ok(Store { pool, backend, commits, _checkpointer: checkpointer })
+        let writer = (backend == Backend::Sqlite)
+            .then(|| Writer { slot: std::sync::Arc::new(tokio::sync::Mutex::new(WriterSlot { conn: None, opened_at: 0 })), options });
+        Ok(Store { pool, backend, commits, writer, _checkpointer: checkpointer })
     }
 
     /// Write transactions that committed, since the store was opened.
@@ -360,19 +497,50 @@ impl Store {
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so two
     /// writers queue instead of one failing half-way when it upgrades its read lock.
     pub async fn write(&self) -> Result<WriteTx, StorageError> {
+        Ok(self.write_starting(None).await?.0)
+    }
+
+    /// A write transaction whose first statements are `first`, and what they answered. On SQLite
+    /// they go to the database in the same call as the `BEGIN`.
+    pub async fn write_starting(&self, first: Option<Batch>) -> Result<(WriteTx, Vec<Answer>), StorageError> {
         // Never wait forever for the write lock: a caller that gives up can report it.
-        let begin = async {
-            Ok::<_, StorageError>(match self.backend {
-                Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-                Backend::Postgres => self.pool.begin().await?,
-            })
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        let locked = || {
+            tracing::warn!("waited {} s for the database write lock", LOCK_WAIT.as_secs());
+            StorageError::Locked(LOCK_WAIT.as_secs())
         };
-        match tokio::time::timeout(LOCK_WAIT, begin).await {
-            Ok(tx) => Ok(WriteTx { tx: tx?, commits: self.commits.clone() }),
-            Err(_) => {
-                tracing::warn!("waited {} s for the database write lock", LOCK_WAIT.as_secs());
-                Err(StorageError::Locked(LOCK_WAIT.as_secs()))
+        let commits = self.commits.clone();
+        let Some(writer) = &self.writer else {
+            let tx = tokio::time::timeout_at(deadline, self.pool.begin()).await.map_err(|_| locked())??;
+            let mut tx = WriteTx { inner: Inner::Pooled(tx), commits };
+            let Some(first) = first else { return Ok((tx, Vec::new())) };
+            return match first.run(&mut tx).await {
+                Ok(answers) => Ok((tx, answers)),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            };
+        };
+        if self.pool.is_closed() {
+            return Err(StorageError::Database(sqlx::Error::PoolClosed));
+        }
+        let slot = tokio::time::timeout_at(deadline, writer.take()).await.map_err(|_| locked())??;
+        let mut tx = WriteTx { inner: Inner::Own { slot: Some(slot), open: true }, commits };
+        let begin = async {
+            match first {
+                Some(first) => first.run_after("BEGIN IMMEDIATE", &mut tx).await,
+                None => Ok(sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *tx).await.map(|_| Vec::new())?),
             }
+        };
+        match tokio::time::timeout_at(deadline, begin).await {
+            Ok(Ok(answers)) => Ok((tx, answers)),
+            Ok(Err(e)) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+            // Dropped: its rollback runs before the next writer's turn.
+            Err(_) => Err(locked()),
         }
     }
 
@@ -389,19 +557,31 @@ impl Store {
     /// caller's stack makes the caller's future fail the `Send` check (a current rustc
     /// limitation with async closures).
     pub async fn write_retrying<T, E: Retryable>(&self, work: impl AsyncFn(&mut WriteTx) -> Result<T, E>) -> Result<T, E> {
+        self.write_retrying_starting(|| None, async move |tx, _| work(tx).await).await
+    }
+
+    /// `write_retrying`, each attempt's transaction starting with `first()` (`write_starting`),
+    /// whose answers `work` gets.
+    pub async fn write_retrying_starting<T, E: Retryable>(
+        &self,
+        first: impl Fn() -> Option<Batch>,
+        work: impl AsyncFn(&mut WriteTx, Vec<Answer>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let started = std::time::Instant::now();
         let mut attempt = 1;
         loop {
-            let mut tx = self.write().await?;
-            let error = match work(&mut tx).await {
-                Ok(value) => match tx.commit().await {
-                    Ok(()) => return Ok(value),
-                    Err(e) => E::from(StorageError::from(e)),
+            let error = match self.write_starting(first()).await {
+                Ok((mut tx, answers)) => match work(&mut tx, answers).await {
+                    Ok(value) => match tx.commit().await {
+                        Ok(()) => return Ok(value),
+                        Err(e) => E::from(StorageError::from(e)),
+                    },
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        e
+                    }
                 },
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    e
-                }
+                Err(e) => return Err(E::from(e)),
             };
             if attempt == ATTEMPTS || !error.is_retryable() || started.elapsed() >= RETRY_WINDOW {
                 return Err(error);
@@ -423,6 +603,9 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
     }
 }
 

@@ -229,7 +229,14 @@ pub async fn claim_run_with_state(
     now: Timestamp,
     lease_ms: i64,
 ) -> Result<Option<(Run, Lease, Video)>> {
-    let claim = match Backend::of_connection(conn) {
+    let answers = claim_batch(Backend::of_connection(conn), owner, now, lease_ms).run(&mut *conn).await?;
+    claimed_state(conn, &answers, owner, now).await
+}
+
+/// The claim of `claim_run_with_state`, as a batch that can open a transaction
+/// (`Store::write_starting`).
+pub fn claim_batch(backend: Backend, owner: &str, now: Timestamp, lease_ms: i64) -> Batch {
+    let claim = match backend {
         Backend::Sqlite => {
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
              lease_token = lease_token + 1 \
@@ -247,7 +254,23 @@ pub async fn claim_run_with_state(
              AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3)) RETURNING *"
         }
     };
-    let row: Option<RunRow> = sqlx::query_as(claim).bind(owner).bind(now + lease_ms).bind(now).fetch_optional(&mut *conn).await?;
+    let mut batch = Batch::new(backend);
+    batch.push_statement(Statement {
+        sql: claim,
+        values: vec![Value::Text(owner.to_string()), Value::Int(now + lease_ms), Value::Int(now)],
+    });
+    batch
+}
+
+/// After `claim_batch` (its `answers`), in the same transaction: the claimed run, its lease and
+/// its video's state; `None` when there was nothing to claim.
+pub async fn claimed_state(
+    conn: &mut AnyConnection,
+    answers: &[Answer],
+    owner: &str,
+    now: Timestamp,
+) -> Result<Option<(Run, Lease, Video)>> {
+    let row: Option<RunRow> = answers.first().map(Answer::rows_as).transpose()?.and_then(|rows| rows.into_iter().next());
     let Some(run) = row.map(Run::from) else { return Ok(None) };
     let answers = run_set(conn, &CLAIMED, &[Value::Text(run.video_id.to_string()), Value::Int(now)]).await?;
     let state = state_of(&answers[2..])?.ok_or_else(|| StorageError::Corrupt(format!("run {} has no video", run.id)))?;
@@ -257,7 +280,14 @@ pub async fn claim_run_with_state(
 
 /// `touch_video` then `hold_lease`, in one call on SQLite: how every write for a held run begins.
 pub async fn touch_and_hold(conn: &mut AnyConnection, lease: &Lease, now: Timestamp, lease_ms: i64) -> Result<bool> {
-    let values = [
+    let answers = touch_and_hold_batch(Backend::of_connection(conn), lease, now, lease_ms).run(conn).await?;
+    Ok(held(&answers))
+}
+
+/// `touch_and_hold` as a batch that can open a transaction (`Store::write_starting`); `held`
+/// reads its answers.
+pub fn touch_and_hold_batch(backend: Backend, lease: &Lease, now: Timestamp, lease_ms: i64) -> Batch {
+    let values = vec![
         Value::Text(lease.video.to_string()),
         Value::Int(now + lease_ms),
         Value::Text(lease.run.to_string()),
@@ -265,7 +295,14 @@ pub async fn touch_and_hold(conn: &mut AnyConnection, lease: &Lease, now: Timest
         Value::Int(lease.token),
         Value::Int(now),
     ];
-    Ok(run_set(conn, &TOUCH_AND_HOLD, &values).await?[1].rows_affected == 1)
+    let mut batch = Batch::new(backend);
+    batch.push_set(&TOUCH_AND_HOLD, values);
+    batch
+}
+
+/// Whether `touch_and_hold_batch` found the lease still held (and extended it).
+pub fn held(answers: &[Answer]) -> bool {
+    answers.get(1).is_some_and(|a| a.rows_affected == 1)
 }
 
 /// Extends the lease if it is still held (same owner and token, still running); false when the

@@ -143,23 +143,23 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
     };
     let progress = async |tx: &mut reelsmith::storage::WriteTx| -> (i64, i64) {
         let q = sqlx::query_as("SELECT units_done, cost_micros FROM runs WHERE id = $1").bind(run.id.to_string());
-        q.fetch_one(&mut ***tx).await.unwrap()
+        q.fetch_one(&mut **tx).await.unwrap()
     };
     // A stale lease's group says so, and its caller rolls it back (here to a savepoint).
-    let mut stale = sqlx::Connection::begin(&mut **tx).await.unwrap();
-    assert!(!storage::record_finished(&mut stale, &first, 2, &[made(&memo.output, "k1", Some(b"png"))], now).await.unwrap(), "stale");
-    stale.rollback().await.unwrap();
+    sqlx::raw_sql("SAVEPOINT tried").execute(&mut *tx).await.unwrap();
+    assert!(!storage::record_finished(&mut tx, &first, 2, &[made(&memo.output, "k1", Some(b"png"))], now).await.unwrap(), "stale");
+    sqlx::raw_sql("ROLLBACK TO SAVEPOINT tried; RELEASE SAVEPOINT tried").execute(&mut *tx).await.unwrap();
     assert_eq!(progress(&mut tx).await, (0, 5), "a stale lease wrote nothing");
     assert!(storage::memo_of(&mut tx, &["k1".into()]).await.unwrap().is_empty(), "a stale lease wrote nothing");
     assert!(storage::record_finished(&mut tx, &second, 2, &[made(&memo.output, "k1", Some(b"png"))], now).await.unwrap());
     assert!(storage::record_finished(&mut tx, &second, 2, &[made("loser", "k1", None), made("other", "k3", None)], now).await.unwrap());
     assert_eq!(progress(&mut tx).await, (3, 17), "three units counted, with their costs");
     // A success ends the run and reads the video in one call on SQLite (tried in a savepoint).
-    let mut success = sqlx::Connection::begin(&mut **tx).await.unwrap();
-    assert!(storage::finish_and_load(&mut success, &first, now + 3).await.unwrap().is_none(), "a superseded lease ends nothing");
-    let ended = storage::finish_and_load(&mut success, &second, now + 3).await.unwrap().expect("the held run ends");
+    sqlx::raw_sql("SAVEPOINT tried").execute(&mut *tx).await.unwrap();
+    assert!(storage::finish_and_load(&mut tx, &first, now + 3).await.unwrap().is_none(), "a superseded lease ends nothing");
+    let ended = storage::finish_and_load(&mut tx, &second, now + 3).await.unwrap().expect("the held run ends");
     assert_eq!((ended.runs[0].status, ended.runs[0].finished_at, ended.video.id), (RunStatus::Succeeded, Some(now + 3), info.id));
-    success.rollback().await.unwrap();
+    sqlx::raw_sql("ROLLBACK TO SAVEPOINT tried; RELEASE SAVEPOINT tried").execute(&mut *tx).await.unwrap();
     assert!(!storage::finish_run(&mut tx, run.id, Ender::Worker(&first), RunStatus::Succeeded, None, None, now + 3).await.unwrap());
     assert!(storage::finish_run(&mut tx, run.id, Ender::Worker(&second), RunStatus::Failed, Some("boom"), Some(1), now + 3).await.unwrap());
     assert!(!storage::finish_run(&mut tx, run.id, Ender::Person, RunStatus::Cancelled, None, None, now + 4).await.unwrap(), "already over");
@@ -238,7 +238,7 @@ async fn a_corrupt_row_is_reported_not_guessed() {
         "INSERT INTO videos (id, prompt, title, beats, seed, auto_continue, fault_plan, budget_micros, created_at) \
          VALUES ('not-a-uuid', 'p', 't', 2, 1, 0, '[]', NULL, 1)",
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .unwrap();
     let err = storage::list_videos(&mut tx, reelsmith::domain::AccountId::LOCAL, 10).await.unwrap_err();
@@ -246,7 +246,7 @@ async fn a_corrupt_row_is_reported_not_guessed() {
     let mut info = video_info(2);
     info.title = "Good".into();
     storage::insert_video(&mut tx, &info).await.unwrap();
-    sqlx::query("UPDATE videos SET fault_plan = '{' WHERE id = $1").bind(info.id.to_string()).execute(&mut **tx).await.unwrap();
+    sqlx::query("UPDATE videos SET fault_plan = '{' WHERE id = $1").bind(info.id.to_string()).execute(&mut *tx).await.unwrap();
     let err = storage::get_video(&mut tx, info.id).await.unwrap_err();
     assert!(matches!(&err, StorageError::Corrupt(m) if m == "column fault_plan does not read as its type"), "{err:?}");
 }

@@ -400,8 +400,8 @@ async fn sqlite_commits_leave_the_wal_to_a_background_checkpoint() {
     let before = std::fs::metadata(&file).unwrap().len();
     // About 2,000 pages, twice what a commit would have checkpointed by itself.
     let mut tx = store.write().await.unwrap();
-    sqlx::query("CREATE TABLE wal_probe (b BLOB)").execute(&mut **tx).await.unwrap();
-    sqlx::query("INSERT INTO wal_probe VALUES (zeroblob(8000000))").execute(&mut **tx).await.unwrap();
+    sqlx::query("CREATE TABLE wal_probe (b BLOB)").execute(&mut *tx).await.unwrap();
+    sqlx::query("INSERT INTO wal_probe VALUES (zeroblob(8000000))").execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let grown = loop {
@@ -414,4 +414,70 @@ async fn sqlite_commits_leave_the_wal_to_a_background_checkpoint() {
     assert!(grown >= before + 8_000_000, "the commit reached the database file ({before} → {grown} bytes)");
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The video's change counter, as a reader sees it (what committed).
+async fn changes_of(store: &reelsmith::storage::Store, video: VideoId) -> i64 {
+    let mut tx = store.read().await.unwrap();
+    storage::video_changes(&mut tx, video).await.unwrap()
+}
+
+/// A write transaction that ends without a commit, whether dropped on an error path or with its
+/// task cancelled while it waits, leaves nothing behind, and the next writer is not kept waiting
+/// (on SQLite every write transaction shares one connection, which the dropped one must hand
+/// back rolled back).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_that_never_commits_leaves_nothing_and_the_next_writer_goes_on() {
+    let env = env().await;
+    let store = env.engine.store.clone();
+    let video = new_video(&env.engine, "Dropped", 2, false, None).await;
+    let before = changes_of(&store, video).await;
+    {
+        let mut tx = store.write().await.unwrap();
+        assert!(storage::touch_video(&mut tx, video).await.unwrap());
+    }
+    let (wrote_tx, wrote) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut first = storage::batch::Batch::new(store.backend());
+            first
+                .push("UPDATE videos SET changes = changes + 1 WHERE id = $1".into(), vec![storage::batch::Value::Text(video.to_string())]);
+            let (mut tx, answers) = store.write_starting(Some(first)).await.unwrap();
+            assert_eq!(answers[0].rows_affected, 1);
+            assert!(storage::touch_video(&mut tx, video).await.unwrap());
+            wrote_tx.send(()).unwrap();
+            std::future::pending::<()>().await;
+        }
+    });
+    wrote.await.unwrap();
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let mut tx = store.write().await.expect("the next writer gets the database, not a lock timeout");
+    assert!(storage::touch_video(&mut tx, video).await.unwrap());
+    assert_eq!(changes_of(&store, video).await, before, "nothing of the three writes is visible before the commit");
+    tx.commit().await.unwrap();
+    assert_eq!(changes_of(&store, video).await, before + 1, "only the committed write counts");
+}
+
+/// A transaction whose first statements fail (here a row the schema refuses, after a write that
+/// worked) reports the error and leaves no transaction open: the write before it is undone and
+/// the next writer goes on.
+#[tokio::test]
+async fn a_write_whose_first_statements_fail_is_undone() {
+    let env = env().await;
+    let store = &env.engine.store;
+    let video = new_video(&env.engine, "Refused", 2, false, None).await;
+    let before = changes_of(store, video).await;
+    let mut first = storage::batch::Batch::new(store.backend());
+    first.push("UPDATE videos SET changes = changes + 1 WHERE id = $1".into(), vec![storage::batch::Value::Text(video.to_string())]);
+    let n = first.first_placeholder();
+    first.push(format!("INSERT INTO videos (id) VALUES (${n})"), vec![storage::batch::Value::Text(video.to_string())]);
+    let Err(error) = store.write_starting(Some(first)).await else { panic!("the schema refuses a video without its columns") };
+    assert!(matches!(error, StorageError::Database(_)), "{error:?}");
+    assert_eq!(changes_of(store, video).await, before, "the first statement's write is undone");
+    let mut tx = store.write().await.expect("no transaction was left open");
+    assert!(storage::touch_video(&mut tx, video).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(changes_of(store, video).await, before + 1);
 }

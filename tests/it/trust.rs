@@ -154,7 +154,7 @@ async fn a_failure_that_cannot_be_recorded_is_handed_over_not_left_running() {
     // SQLite: the write lock is database-wide. PostgreSQL: lock the runs table against writes.
     let mut blocker = e.store.write().await.unwrap();
     if is_postgres(&env) {
-        sqlx::query("LOCK TABLE runs IN EXCLUSIVE MODE").execute(&mut **blocker).await.unwrap();
+        sqlx::query("LOCK TABLE runs IN EXCLUSIVE MODE").execute(&mut *blocker).await.unwrap();
     }
     let (outcome, took) = worker.await.unwrap();
     assert!(
@@ -162,7 +162,7 @@ async fn a_failure_that_cannot_be_recorded_is_handed_over_not_left_running() {
         "the worker stops (it cannot renew its lease) rather than reporting an outcome it could not record: {outcome:?}"
     );
     assert!(took < Duration::from_secs(10), "it stopped within its lease, not after a minute ({took:?})");
-    sqlx::query("SELECT 1").execute(&mut **blocker).await.unwrap();
+    sqlx::query("SELECT 1").execute(&mut *blocker).await.unwrap();
     blocker.rollback().await.unwrap();
     // The lease has lapsed: the next worker takes the run over and finishes it.
     tokio::time::sleep(Duration::from_millis(2_100)).await;

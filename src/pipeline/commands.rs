@@ -149,7 +149,8 @@ impl Engine {
                 storage::lock_video(tx, backend, video).await?;
                 let value = work(tx).await?;
                 if changed(&value) {
-                    storage::touch_video(tx, video).await?;
+                    // Sent with the commit.
+                    tx.defer(storage::touch_video_statement(video));
                 }
                 Ok::<_, CoreError>(value)
             })

@@ -263,7 +263,8 @@ impl Engine {
             Ok(p) => p,
             Err(e) => return Ok(Start { state, planned: Err(e.to_string()) }),
         };
-        storage::set_run_progress(tx, lease, plans.len() as u32, 0, 0).await?;
+        // Sent with the commit (the claim holds the run: nothing can end its lease before it).
+        tx.defer(storage::set_run_progress_statement(lease, plans.len() as u32, 0, 0));
         let memo = memo_for(tx, &plans).await?;
         Ok(Start { state, planned: Ok(Planned { plans, seeds, memo }) })
     }

@@ -206,27 +206,30 @@ impl Batch {
     }
 
     pub async fn run(self, conn: &mut AnyConnection) -> Result<Vec<Answer>, StorageError> {
-        self.run_sqlite_after(None, conn).await
+        self.run_around(None, None, conn).await
     }
 
-    /// On SQLite, `first` (a statement with no values and no rows, such as `BEGIN IMMEDIATE`)
-    /// and then the batch, in one call; the answers are the batch's. Only for SQLite.
-    pub async fn run_after(self, first: &'static str, conn: &mut AnyConnection) -> Result<Vec<Answer>, StorageError> {
-        debug_assert_eq!(self.backend, Backend::Sqlite);
-        self.run_sqlite_after(Some(first), conn).await
-    }
-
-    async fn run_sqlite_after(self, first: Option<&'static str>, conn: &mut AnyConnection) -> Result<Vec<Answer>, StorageError> {
-        if self.statements.is_empty() && first.is_none() {
+    /// On SQLite, `before`, the batch and `after` (statements with no values and no rows, such
+    /// as `BEGIN IMMEDIATE` and `COMMIT`) in one call; the answers are the batch's. Only for
+    /// SQLite: PostgreSQL runs one statement per call.
+    pub async fn run_around(
+        self,
+        before: Option<&'static str>,
+        after: Option<&'static str>,
+        conn: &mut AnyConnection,
+    ) -> Result<Vec<Answer>, StorageError> {
+        debug_assert!(self.backend == Backend::Sqlite || (before.is_none() && after.is_none()));
+        let statements: usize = self.answers.iter().sum();
+        if statements == 0 && before.is_none() && after.is_none() {
             return Ok(Vec::new());
         }
-        let statements: usize = self.answers.iter().sum();
         if self.backend == Backend::Sqlite {
             let values: Vec<Value> = self.values.into_iter().flatten().collect();
-            let sql = first.into_iter().map(str::to_string).chain(self.statements).collect::<Vec<_>>().join(";\n");
-            let extra = usize::from(first.is_some());
-            let mut all = answers(conn, sqlx::AssertSqlSafe(sql), values, statements + extra).await?;
-            return Ok(all.split_off(extra));
+            let sql = before.map(str::to_string).into_iter().chain(self.statements).chain(after.map(str::to_string)).collect::<Vec<_>>();
+            let (first, last) = (usize::from(before.is_some()), usize::from(after.is_some()));
+            let mut all = answers(conn, sqlx::AssertSqlSafe(sql.join(";\n")), values, first + statements + last).await?;
+            all.truncate(first + statements);
+            return Ok(all.split_off(first));
         }
         let mut all = Vec::with_capacity(statements);
         for (sql, values) in self.statements.into_iter().zip(self.values) {

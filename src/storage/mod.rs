@@ -21,7 +21,7 @@ pub use slices::*;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Transaction};
 
-use batch::{Answer, Batch};
+use batch::{Answer, Batch, Statement};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -52,6 +52,8 @@ const CHECKPOINT_IDLE_TICKS: u32 = 20;
 pub struct WriteTx {
     inner: Inner,
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Statements that run at the commit (`defer`), before it.
+    deferred: Option<Batch>,
 }
 
 enum Inner {
@@ -85,14 +87,36 @@ impl std::ops::DerefMut for WriteTx {
 }
 
 impl WriteTx {
+    /// Runs `statement` at the commit, just before it (in the same call on SQLite). For writes
+    /// whose answer nothing waits for: an error in one fails the commit, which rolls back.
+    pub fn defer(&mut self, statement: Statement) {
+        let backend = Backend::of_connection(self);
+        self.deferred.get_or_insert_with(|| Batch::new(backend)).push_statement(statement);
+    }
+
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let deferred = self.deferred.take();
+        let unwrapped = |e: StorageError| match e {
+            StorageError::Database(e) => e,
+            other => sqlx::Error::Protocol(other.to_string()),
+        };
         match &mut self.inner {
             Inner::Own { slot, open } => {
                 let conn = slot.as_mut().and_then(|s| s.conn.as_mut()).expect("a write transaction's connection");
-                sqlx::raw_sql("COMMIT").execute(conn).await?;
+                match deferred {
+                    Some(deferred) => {
+                        deferred.run_around(None, Some("COMMIT"), conn).await.map_err(unwrapped)?;
+                    }
+                    None => {
+                        sqlx::raw_sql("COMMIT").execute(conn).await?;
+                    }
+                }
                 *open = false;
             }
-            Inner::Pooled(_) => {
+            Inner::Pooled(tx) => {
+                if let Some(deferred) = deferred {
+                    deferred.run(tx).await.map_err(unwrapped)?;
+                }
                 let Inner::Pooled(tx) = std::mem::replace(&mut self.inner, Inner::Own { slot: None, open: false }) else { unreachable!() };
                 tx.commit().await?;
             }
@@ -198,8 +222,12 @@ impl Writer {
         Ok(slot)
     }
 
+    /// Closes the connection once the writer holding it is done; a writer that is not done
+    /// within `LOCK_WAIT` keeps it (it closes when the last store and transaction are dropped).
     async fn close(&self) {
-        if let Some(conn) = self.slot.lock().await.conn.take() {
+        if let Ok(mut slot) = tokio::time::timeout(LOCK_WAIT, self.slot.lock()).await
+            && let Some(conn) = slot.conn.take()
+        {
             let _ = sqlx::Connection::close(conn).await;
         }
     }
@@ -512,7 +540,7 @@ impl Store {
         let commits = self.commits.clone();
         let Some(writer) = &self.writer else {
             let tx = tokio::time::timeout_at(deadline, self.pool.begin()).await.map_err(|_| locked())??;
-            let mut tx = WriteTx { inner: Inner::Pooled(tx), commits };
+            let mut tx = WriteTx { inner: Inner::Pooled(tx), commits, deferred: None };
             let Some(first) = first else { return Ok((tx, Vec::new())) };
             return match first.run(&mut tx).await {
                 Ok(answers) => Ok((tx, answers)),
@@ -526,10 +554,10 @@ impl Store {
             return Err(StorageError::Database(sqlx::Error::PoolClosed));
         }
         let slot = tokio::time::timeout_at(deadline, writer.take()).await.map_err(|_| locked())??;
-        let mut tx = WriteTx { inner: Inner::Own { slot: Some(slot), open: true }, commits };
+        let mut tx = WriteTx { inner: Inner::Own { slot: Some(slot), open: true }, commits, deferred: None };
         let begin = async {
             match first {
-                Some(first) => first.run_after("BEGIN IMMEDIATE", &mut tx).await,
+                Some(first) => first.run_around(Some("BEGIN IMMEDIATE"), None, &mut tx).await,
                 None => Ok(sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *tx).await.map(|_| Vec::new())?),
             }
         };

@@ -68,8 +68,12 @@ pub async fn lock_video(conn: &mut AnyConnection, backend: Backend, id: VideoId)
 /// Counts a committed change of the video (and locks its row on PostgreSQL, like `lock_video`).
 /// False: no such video.
 pub async fn touch_video(conn: &mut AnyConnection, id: VideoId) -> Result<bool> {
-    let done = sqlx::query("UPDATE videos SET changes = changes + 1 WHERE id = $1").bind(id.to_string()).execute(conn).await?;
-    Ok(done.rows_affected() == 1)
+    Ok(touch_video_statement(id).run(conn).await?.rows_affected == 1)
+}
+
+/// `touch_video` as a statement (to run with others, or at the commit: `WriteTx::defer`).
+pub fn touch_video_statement(id: VideoId) -> Statement {
+    Statement { sql: "UPDATE videos SET changes = changes + 1 WHERE id = $1", values: vec![Value::Text(id.to_string())] }
 }
 
 /// The video's change counter (0 for an unknown video).
@@ -334,18 +338,22 @@ pub async fn set_run_progress(
     units_done: u32,
     cost_micros: i64,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE runs SET units_total = $1, units_done = $2, cost_micros = $3 \
-         WHERE id = $4 AND lease_token = $5 AND status = 'running'",
-    )
-    .bind(i64::from(units_total))
-    .bind(i64::from(units_done))
-    .bind(cost_micros)
-    .bind(lease.run.to_string())
-    .bind(lease.token)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(set_run_progress_statement(lease, units_total, units_done, cost_micros).run(conn).await?.rows_affected == 1)
+}
+
+/// `set_run_progress` as a statement (to run with others, or at the commit: `WriteTx::defer`).
+pub fn set_run_progress_statement(lease: &Lease, units_total: u32, units_done: u32, cost_micros: i64) -> Statement {
+    Statement {
+        sql: "UPDATE runs SET units_total = $1, units_done = $2, cost_micros = $3 \
+              WHERE id = $4 AND lease_token = $5 AND status = 'running'",
+        values: vec![
+            Value::Int(i64::from(units_total)),
+            Value::Int(i64::from(units_done)),
+            Value::Int(cost_micros),
+            Value::Text(lease.run.to_string()),
+            Value::Int(lease.token),
+        ],
+    }
 }
 
 /// Who may end a run: its worker, while it holds the lease, or a person (cancel), any time it is

@@ -481,3 +481,33 @@ async fn a_write_whose_first_statements_fail_is_undone() {
     tx.commit().await.unwrap();
     assert_eq!(changes_of(store, video).await, before + 1);
 }
+
+/// Statements deferred to the commit (`WriteTx::defer`) run with it: none of them before it, all
+/// after it. One that fails fails the commit, and the whole transaction is undone, the writes
+/// before it included; the next writer goes on.
+#[tokio::test]
+async fn deferred_statements_commit_with_their_transaction_or_not_at_all() {
+    use storage::batch::{Statement, Value};
+    let env = env().await;
+    let store = &env.engine.store;
+    let video = new_video(&env.engine, "Deferred", 2, false, None).await;
+    let before = changes_of(store, video).await;
+    let mut tx = store.write().await.unwrap();
+    tx.defer(storage::touch_video_statement(video));
+    tx.defer(storage::touch_video_statement(video));
+    assert_eq!(storage::video_changes(&mut tx, video).await.unwrap(), before, "not run before the commit");
+    tx.commit().await.unwrap();
+    assert_eq!(changes_of(store, video).await, before + 2, "both ran with the commit");
+
+    let mut tx = store.write().await.unwrap();
+    assert!(storage::touch_video(&mut tx, video).await.unwrap());
+    tx.defer(storage::touch_video_statement(video));
+    tx.defer(Statement { sql: "INSERT INTO videos (id) VALUES ($1)", values: vec![Value::Text(video.to_string())] });
+    let error = tx.commit().await.expect_err("the schema refuses a video without its columns");
+    assert!(matches!(error, sqlx::Error::Database(_)), "{error:?}");
+    assert_eq!(changes_of(store, video).await, before + 2, "nothing of the failed transaction stays");
+    let mut tx = store.write().await.expect("the next writer goes on");
+    assert!(storage::touch_video(&mut tx, video).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(changes_of(store, video).await, before + 3);
+}

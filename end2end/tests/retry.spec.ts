@@ -28,6 +28,10 @@ test("retry after a phase-2 failure completes the video", async ({ page }) => {
   await expect(retryRow).toHaveCount(1);
   await expect(retryRow).toContainText("2 (Retry #1)");
   await expect(retryRow).toContainText("1 made · 5 reused (incl. 3 narrations)");
+  // The failed attempt's longer summary wraps: every column, its cost included, shows in the card.
+  await expect(attempts(page).filter({ hasText: "failed tries" })).toHaveCount(1);
+  const overflow = await page.locator(".attempts").evaluate((e) => e.scrollWidth - e.clientWidth);
+  expect(overflow, "the attempts table needs no sideways scrolling at desktop width").toBeLessThanOrEqual(0);
   expect(errors).toEqual([]);
 });
 

@@ -31,7 +31,7 @@ pub fn Attempts(s: VideoStatusWire) -> impl IntoView {
                     <td>{r.kind.wire()}</td>
                     <td><span class=format!("chip {}", r.status)>{r.status.wire()}</span></td>
                     <td>{duration(r.started_at, r.finished_at)}</td>
-                    <td class="muted small">{work}</td>
+                    <td class="muted small units">{work}</td>
                     <td class="num">{dollars(r.cost_micros)}</td>
                 </tr>
             }

@@ -135,14 +135,9 @@ async fn answers(
 
 /// Runs each statement of `set` in order and returns what each answered.
 pub async fn run_set(conn: &mut AnyConnection, set: &StatementSet, values: &[Value]) -> Result<Vec<Answer>, StorageError> {
-    if Backend::of_connection(conn) == Backend::Sqlite {
-        return answers(conn, set.joined, values.to_vec(), set.statements.len()).await;
-    }
-    let mut all = Vec::with_capacity(set.statements.len());
-    for sql in set.statements {
-        all.extend(answers(&mut *conn, *sql, values[..placeholders(sql)].to_vec(), 1).await?);
-    }
-    Ok(all)
+    let mut batch = Batch::new(Backend::of_connection(conn));
+    batch.push_set(set, values.to_vec());
+    batch.run(conn).await
 }
 
 /// Statements written at run time (multi-row inserts), run in order like a `StatementSet`: in

@@ -103,24 +103,54 @@ pub(crate) async fn apply_decision(
     decision: Decision,
     now: Timestamp,
 ) -> Result<ContinueOutcome, CoreError> {
+    let writes = writes_of(branch, decision, now);
+    if let Some(checkpoint) = writes.approve
+        && !storage::approve_checkpoint(tx, checkpoint, now).await?
+        && writes.run.is_some()
+    {
+        // Someone approved it between our read and write: re-run the command.
+        return Err(CoreError::LostRace);
+    }
+    if let Some(run) = &writes.run {
+        storage::insert_run(tx, run).await?;
+    }
+    Ok(writes.outcome)
+}
+
+/// `apply_decision` for a decision on a checkpoint this transaction wrote, which nobody else can
+/// have approved: its writes go with the commit (`WriteTx::defer`), and one that fails fails the
+/// commit.
+pub(crate) fn defer_decision(tx: &mut WriteTx, branch: &Branch, decision: Decision, now: Timestamp) -> ContinueOutcome {
+    let writes = writes_of(branch, decision, now);
+    if let Some(checkpoint) = writes.approve {
+        tx.defer(storage::approve_checkpoint_statement(checkpoint, now));
+    }
+    if let Some(run) = &writes.run {
+        tx.defer(storage::insert_run_statement(run));
+    }
+    writes.outcome
+}
+
+/// What a decision writes: the checkpoint it approves, the run it queues, and what the command
+/// answers.
+struct Writes {
+    approve: Option<CheckpointId>,
+    run: Option<Run>,
+    outcome: ContinueOutcome,
+}
+
+fn writes_of(branch: &Branch, decision: Decision, now: Timestamp) -> Writes {
     match decision {
         Decision::Start { kind, phase, from, attempt, approve } => {
-            if approve {
-                let from = from.expect("approval needs a checkpoint");
-                if !storage::approve_checkpoint(tx, from, now).await? {
-                    // Someone approved it between our read and write: re-run the command.
-                    return Err(CoreError::LostRace);
-                }
-            }
+            let approve = approve.then(|| from.expect("approval needs a checkpoint"));
             let run = Run::queued(RunId(Uuid::new_v4()), branch, RunStart { phase, from, attempt, kind, regenerate: None }, now);
-            storage::insert_run(tx, &run).await?;
-            Ok(ContinueOutcome::Started { run: run.id, kind, attempt })
+            let outcome = ContinueOutcome::Started { run: run.id, kind, attempt };
+            Writes { approve, run: Some(run), outcome }
         }
         Decision::ApproveFinal { checkpoint } => {
-            storage::approve_checkpoint(tx, checkpoint, now).await?;
-            Ok(ContinueOutcome::Completed { checkpoint })
+            Writes { approve: Some(checkpoint), run: None, outcome: ContinueOutcome::Completed { checkpoint } }
         }
-        Decision::AlreadyRunning { run } => Ok(ContinueOutcome::AlreadyRunning { run }),
+        Decision::AlreadyRunning { run } => Writes { approve: None, run: None, outcome: ContinueOutcome::AlreadyRunning { run } },
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
-use super::commands::apply_decision;
+use super::commands::defer_decision;
 use super::faults;
 use super::providers::{ClipRequest, Costed, JobBook, ProviderError, RenderRequest, SpeechRequest, UnitCall};
 
@@ -240,15 +240,38 @@ impl Engine {
         lease: &Lease,
         work: impl AsyncFn(&mut WriteTx, &Lease) -> Result<T, CoreError>,
     ) -> Result<T, CoreError> {
+        self.write_fenced_with(lease, |_| None, async move |tx, lease, _, _| work(tx, lease).await).await
+    }
+
+    /// `write_fenced` whose first statements after the fence are `with`'s (built for each
+    /// attempt, at its time): on SQLite they go to the database in the fence's call, with the
+    /// `BEGIN`. `work` gets their answers and that time; when the fence finds the lease lost,
+    /// `work` does not run and the transaction, `with`'s writes included, rolls back.
+    async fn write_fenced_with<T>(
+        &self,
+        lease: &Lease,
+        with: impl Fn(Timestamp) -> Option<storage::batch::Batch>,
+        work: impl AsyncFn(&mut WriteTx, &Lease, &[storage::batch::Answer], Timestamp) -> Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
         let (held, lease_ms, backend) = (lease.clone(), self.config.lease_ms, self.store.backend());
-        let fence = || Some(storage::touch_and_hold_batch(backend, lease, now_ms(), lease_ms));
+        let at = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let begun = at.clone();
+        let fence = move || {
+            let now = now_ms();
+            begun.store(now, Ordering::Relaxed);
+            let mut first = storage::touch_and_hold_batch(backend, lease, now, lease_ms);
+            if let Some(more) = with(now) {
+                first.append(more);
+            }
+            Some(first)
+        };
         let written = self
             .store
             .write_retrying_starting(fence, async move |tx, answers| {
                 if !storage::held(&answers) {
                     return Err(CoreError::LeaseLost);
                 }
-                work(tx, &held).await
+                work(tx, &held, &answers[storage::FENCE_ANSWERS..], at.load(Ordering::Relaxed)).await
             })
             .await;
         if written.is_ok() {
@@ -727,10 +750,14 @@ impl Engine {
         job.group.record(self, job, finished_unit(job, plan, source, now_ms())).await
     }
 
-    /// Commits a group of finished units under the run's lease, in one transaction.
+    /// Commits a group of finished units under the run's lease, in one transaction (on SQLite,
+    /// one call with the fence, then the commit).
     async fn write_group(&self, job: &UnitJob<'_>, units: Vec<FinishedUnit>) -> Result<(), CoreError> {
-        let (blobs, total) = (self.blobs.clone(), job.total);
-        self.write_fenced(job.lease, async move |tx, lease| record_group(tx, lease, &blobs, total, &units).await).await
+        let (blobs, total, backend) = (self.blobs.clone(), job.total, self.store.backend());
+        let units = std::sync::Arc::new(units);
+        let (group, lease) = (units.clone(), job.lease.clone());
+        let records = move |now| Some(storage::record_finished_batch(backend, &lease, total, &group, now));
+        self.write_fenced_with(job.lease, records, async move |_, _, answers, _| group_recorded(answers, &blobs, &units).await).await
     }
 
     /// Records a failed try; one that cannot be recorded is logged, and the unit goes on.
@@ -755,17 +782,26 @@ impl Engine {
     ) -> Result<WorkOutcome, CoreError> {
         tracing::warn!(run = %lease.run, %error, "run failed");
         let mut wait = Duration::from_millis(100);
+        let backend = self.store.backend();
         loop {
-            let message = error.clone();
+            // The units it finished stay staged: a retry reuses them, and `gc` keeps them until
+            // the branch moves on.
+            let end = |now| {
+                let mut batch = storage::batch::Batch::new(backend);
+                batch.push_statement(storage::finish_run_statement(
+                    lease.run,
+                    Ender::Worker(lease),
+                    RunStatus::Failed,
+                    Some(&error),
+                    beat,
+                    now,
+                ));
+                Some(batch)
+            };
             let written = self
-                .write_fenced(lease, async move |tx, lease| {
-                    let now = now_ms();
-                    // The units it finished stay staged: a retry reuses them, and `gc` keeps them
-                    // until the branch moves on.
-                    if !storage::finish_run(tx, lease.run, Ender::Worker(lease), RunStatus::Failed, Some(&message), beat, now).await? {
-                        return Err(CoreError::LeaseLost);
-                    }
-                    Ok(())
+                .write_fenced_with(lease, end, async |_, _, answers, _| match answers.first() {
+                    Some(ended) if ended.rows_affected == 1 => Ok(()),
+                    _ => Err(CoreError::LeaseLost),
                 })
                 .await;
             match written {
@@ -795,17 +831,37 @@ impl Engine {
         manifest: Manifest,
         last: (u32, Vec<FinishedUnit>),
     ) -> Result<WorkOutcome, CoreError> {
-        let (limits, phase, engine, blobs) = (self.config.limits(), run.phase, self.clone(), self.blobs.clone());
+        let (limits, phase, engine, blobs, backend) =
+            (self.config.limits(), run.phase, self.clone(), self.blobs.clone(), self.store.backend());
+        let (total, last) = (last.0, std::sync::Arc::new(last.1));
+        // On SQLite one call opens the transaction, checks the lease, records the last group,
+        // ends the run and reads the video's state; the checkpoint (and, with auto-continue, the
+        // next run) goes with the commit.
+        let group_answers = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counted, group, held) = (group_answers.clone(), last.clone(), lease.clone());
+        let first = move |now| {
+            let mut batch = storage::batch::Batch::new(backend);
+            if !group.is_empty() {
+                let group = storage::record_finished_batch(backend, &held, total, &group, now);
+                counted.store(group.answer_count(), Ordering::Relaxed);
+                batch.append(group);
+            }
+            batch.append(storage::finish_and_load_batch(backend, &held, now));
+            Some(batch)
+        };
         let committed = self
-            .write_fenced(lease, async move |tx, lease| {
-                let now = now_ms();
-                if !last.1.is_empty() {
-                    record_group(tx, lease, &blobs, last.0, &last.1).await?;
-                }
-                let Some(mut state) = storage::finish_and_load(tx, lease, now).await? else {
+            .write_fenced_with(lease, first, async move |tx, lease, answers, now| {
+                let answers = if last.is_empty() {
+                    answers
+                } else {
+                    let (group, rest) = answers.split_at(group_answers.load(Ordering::Relaxed).min(answers.len()));
+                    group_recorded(group, &blobs, &last).await?;
+                    rest
+                };
+                let Some(mut state) = storage::finished_state(answers, lease)? else {
                     return Err(CoreError::LeaseLost);
                 };
-                let checkpoint = write_checkpoint(tx, &state, &run, &manifest, now).await?;
+                let checkpoint = write_checkpoint(tx, &state, &run, &manifest, now)?;
                 let id = checkpoint.id;
                 // Every new checkpoint, a regenerated version included (SPEC §4, auto-continue).
                 if state.video.auto_continue {
@@ -832,25 +888,24 @@ impl Engine {
     }
 }
 
-/// A group's records, in a held run's write: the files its units stored are checked under the
-/// write lock, which `gc` holds while it deletes (a file it removed after a unit stored it must
-/// not get a memo row; bytes kept in rows commit here), then `storage::record_finished`.
-async fn record_group(
-    tx: &mut WriteTx,
-    lease: &Lease,
+/// Whether a group's records (`storage::record_finished_batch`, its answers) were written: the
+/// lease still held the run, and the files its units stored are still there. The files are
+/// checked under the write lock, before the commit: `gc` holds that lock while it deletes, so a
+/// file it removed after a unit stored it never gets a memo row (bytes kept in rows commit here).
+async fn group_recorded(
+    answers: &[storage::batch::Answer],
     blobs: &super::blobs::BlobStore,
-    total: u32,
     units: &[FinishedUnit],
 ) -> Result<(), CoreError> {
+    if !storage::recorded(answers) {
+        return Err(CoreError::LeaseLost);
+    }
     for made in units.iter().filter_map(|u| u.made.as_ref().map(|(_, blobs)| blobs)) {
         for b in made.iter().filter(|b| b.content.is_none()) {
             if !blobs.intact(&b.blob).await {
                 return Err(CoreError::Internal(format!("the stored output {} vanished before it was recorded", b.blob.sha256)));
             }
         }
-    }
-    if !storage::record_finished(tx, lease, total, units, now_ms()).await? {
-        return Err(CoreError::LeaseLost);
     }
     Ok(())
 }
@@ -877,15 +932,9 @@ fn outputs_of(ends: Vec<UnitEnd>) -> Result<Vec<UnitOutput>, Vec<UnitFailure>> {
 }
 
 /// Writes the run's checkpoint (pending, the next version under its parent) as its branch's new
-/// head, and clears the run's staged units; a script on `main` also names the video. One call on
-/// SQLite (`storage::batch`).
-async fn write_checkpoint(
-    tx: &mut AnyConnection,
-    state: &Video,
-    run: &Run,
-    manifest: &Manifest,
-    now: Timestamp,
-) -> Result<Checkpoint, CoreError> {
+/// head, and clears the run's staged units; a script on `main` also names the video. Sent with
+/// the commit (`WriteTx::defer`).
+fn write_checkpoint(tx: &mut WriteTx, state: &Video, run: &Run, manifest: &Manifest, now: Timestamp) -> Result<Checkpoint, CoreError> {
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
     let checkpoint = Checkpoint {
         id: CheckpointId(uuid::Uuid::new_v4()),
@@ -901,14 +950,12 @@ async fn write_checkpoint(
         created_at: now,
         approved_at: None,
     };
-    let mut batch = storage::batch::Batch::new(storage::Backend::of_connection(tx));
-    batch.push_statement(storage::insert_checkpoint_statement(&checkpoint));
-    batch.push_statement(storage::set_branch_head_statement(run.branch_id, checkpoint.id));
+    tx.defer(storage::insert_checkpoint_statement(&checkpoint));
+    tx.defer(storage::set_branch_head_statement(run.branch_id, checkpoint.id));
     if let (Manifest::Script { script, .. }, true) = (manifest, branch.name == BranchName::MAIN) {
-        batch.push_statement(storage::set_video_title_statement(run.video_id, &script.title));
+        tx.defer(storage::set_video_title_statement(run.video_id, &script.title));
     }
-    batch.push_statement(storage::clear_staged_statement(run.id));
-    batch.run(tx).await?;
+    tx.defer(storage::clear_staged_statement(run.id));
     Ok(checkpoint)
 }
 
@@ -917,7 +964,7 @@ async fn write_checkpoint(
 /// spent budget) just leaves the checkpoint waiting for a person.
 async fn auto_continue(
     engine: &Engine,
-    tx: &mut AnyConnection,
+    tx: &mut WriteTx,
     mut state: Video,
     run: &Run,
     checkpoint: CheckpointId,
@@ -929,7 +976,7 @@ async fn auto_continue(
     let request =
         ContinueRequest { checkpoint: Some(GivenCheckpoint { id: checkpoint, status: CheckpointStatus::Pending }), force_retry: false };
     if let Ok(decision) = decide(&state.branch_view(branch), request, limits) {
-        apply_decision(tx, branch, decision.automatic(), now).await?;
+        defer_decision(tx, branch, decision.automatic(), now);
     }
     Ok(())
 }

@@ -200,6 +200,27 @@ impl Batch {
         }
     }
 
+    /// Adds `other`'s statements after these (renumbered to follow them on SQLite); their
+    /// answers follow these statements' answers.
+    pub fn append(&mut self, other: Batch) {
+        debug_assert!(self.backend == other.backend);
+        let first = self.first_placeholder();
+        for ((sql, values), answers) in other.statements.into_iter().zip(other.values).zip(other.answers) {
+            let sql = match (self.backend, first) {
+                (Backend::Sqlite, first) if first > 1 => shifted(&sql, first - 1),
+                _ => sql,
+            };
+            self.statements.push(sql);
+            self.values.push(values);
+            self.answers.push(answers);
+        }
+    }
+
+    /// How many answers the batch's statements give.
+    pub fn answer_count(&self) -> usize {
+        self.answers.iter().sum()
+    }
+
     pub async fn run(self, conn: &mut AnyConnection) -> Result<Vec<Answer>, StorageError> {
         self.run_around(None, None, conn).await
     }
@@ -269,6 +290,30 @@ mod tests {
         batch.push_statement(super::Statement { sql: "DELETE FROM a WHERE id = $1", values: vec![super::Value::Int(1)] });
         batch.push_statement(super::Statement { sql: "DELETE FROM b WHERE id = $1", values: vec![super::Value::Int(2)] });
         assert_eq!(batch.statements, ["DELETE FROM a WHERE id = $1", "DELETE FROM b WHERE id = $1"], "PostgreSQL runs each alone");
+    }
+
+    #[test]
+    fn an_appended_batch_is_renumbered_past_the_first_ones_values_and_answers_after_it() {
+        let one = |sql: &'static str, n: i64| super::Statement { sql, values: (0..n).map(super::Value::Int).collect() };
+        for backend in [super::Backend::Sqlite, super::Backend::Postgres] {
+            let mut first = super::Batch::new(backend);
+            first.push_statement(one("UPDATE a SET x = $1 WHERE id = $2", 2));
+            let mut second = super::Batch::new(backend);
+            second.push_statement(one("DELETE FROM b WHERE id = $1", 1));
+            second.push_statement(one("DELETE FROM c WHERE id = $1 AND y = $2", 2));
+            first.append(second);
+            let expected = match backend {
+                super::Backend::Sqlite => {
+                    ["UPDATE a SET x = $1 WHERE id = $2", "DELETE FROM b WHERE id = $3", "DELETE FROM c WHERE id = $4 AND y = $5"]
+                }
+                super::Backend::Postgres => {
+                    ["UPDATE a SET x = $1 WHERE id = $2", "DELETE FROM b WHERE id = $1", "DELETE FROM c WHERE id = $1 AND y = $2"]
+                }
+            };
+            assert_eq!(first.statements, expected, "{backend:?}");
+            assert_eq!(first.values.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1, 2], "each statement keeps its own values");
+            assert_eq!(first.answer_count(), 3);
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use sqlx::AnyConnection;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
-use super::batch::{Batch, Value};
+use super::batch::{Answer, Batch, Value};
 use super::{Backend, Lease, MemoEntry, StorageError};
 use crate::domain::video::UnitTry;
 use crate::domain::{BlobRef, Timestamp};
@@ -64,9 +64,23 @@ fn list_from(first: usize, n: usize) -> String {
 
 /// Writes the group: the run's progress, new blobs, memo entries, staging, tries, and the remote
 /// jobs they are done with. False when the run is no longer this lease's: the caller then rolls
-/// back (on SQLite the group's statements go in one call, after the fence's).
+/// back.
 pub async fn record_finished(conn: &mut AnyConnection, lease: &Lease, total: u32, units: &[FinishedUnit], now: Timestamp) -> Result<bool> {
-    let mut batch = Batch::new(Backend::of_connection(conn));
+    let batch = record_finished_batch(Backend::of_connection(conn), lease, total, units, now);
+    Ok(recorded(&batch.run(conn).await?))
+}
+
+/// Whether `record_finished_batch` (its answers, first) found the run still this lease's.
+pub fn recorded(answers: &[Answer]) -> bool {
+    answers.first().is_some_and(|a| a.rows_affected == 1)
+}
+
+/// `record_finished` as a batch, to send with other statements (on SQLite, with the fence that
+/// opens the transaction: one call). Its first statement is the fence of its own; the rest
+/// write whether or not the run is still the lease's, so the caller rolls back when `recorded`
+/// says it is not.
+pub fn record_finished_batch(backend: Backend, lease: &Lease, total: u32, units: &[FinishedUnit], now: Timestamp) -> Batch {
+    let mut batch = Batch::new(backend);
     // The fence first: a stale lease's group is rolled back.
     let cost: i64 = units.iter().map(|u| u.tried.cost_micros).sum();
     let n = batch.first_placeholder();
@@ -167,7 +181,7 @@ pub async fn record_finished(conn: &mut AnyConnection, lease: &Lease, total: u32
         });
         batch.push(sql, values.collect());
     }
-    Ok(batch.run(conn).await?[0].rows_affected == 1)
+    batch
 }
 
 /// The memo entries among `keys`, by key (one statement per 200 keys).

@@ -160,43 +160,52 @@ pub fn insert_checkpoint_statement(c: &Checkpoint) -> Statement {
 
 /// `pending → approved`, the only change a checkpoint ever sees. Returns whether it changed.
 pub async fn approve_checkpoint(conn: &mut AnyConnection, id: CheckpointId, now: Timestamp) -> Result<bool> {
-    let done = sqlx::query("UPDATE checkpoints SET status = 'approved', approved_at = $1 WHERE id = $2 AND status = 'pending'")
-        .bind(now)
-        .bind(id.to_string())
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(approve_checkpoint_statement(id, now).run(conn).await?.rows_affected == 1)
+}
+
+/// `approve_checkpoint` as a statement (for a checkpoint nobody else can have approved: one this
+/// transaction wrote, approved at its commit with `WriteTx::defer`).
+pub fn approve_checkpoint_statement(id: CheckpointId, now: Timestamp) -> Statement {
+    Statement {
+        sql: "UPDATE checkpoints SET status = 'approved', approved_at = $1 WHERE id = $2 AND status = 'pending'",
+        values: vec![Value::Int(now), Value::Text(id.to_string())],
+    }
 }
 
 // ---- runs ---------------------------------------------------------------------------------
 
 pub async fn insert_run(conn: &mut AnyConnection, r: &Run) -> Result<()> {
+    insert_run_statement(r).run(conn).await?;
+    Ok(())
+}
+
+/// `insert_run` as a statement (to send with others, or with the commit: `WriteTx::defer`).
+pub fn insert_run_statement(r: &Run) -> Statement {
     let from_key = match &r.regenerate {
         Some(regen) => format!("regenerate:{}", regen.of),
         None => key_of(r.from_checkpoint),
     };
-    sqlx::query(
-        "INSERT INTO runs (id, video_id, branch_id, from_checkpoint, from_key, phase, attempt, kind, status, \
-         regenerate_beat, regenerate_seed, regenerate_of, units_total, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(r.id.to_string())
-    .bind(r.video_id.to_string())
-    .bind(r.branch_id.to_string())
-    .bind(r.from_checkpoint.map(|c| c.to_string()))
-    .bind(from_key)
-    .bind(i64::from(r.phase.number()))
-    .bind(i64::from(r.attempt))
-    .bind(r.kind.wire())
-    .bind(r.status.wire())
-    .bind(r.regenerate.as_ref().map(|g| i64::from(g.beat)))
-    .bind(r.regenerate.as_ref().map(|g| g.seed as i64))
-    .bind(r.regenerate.as_ref().map(|g| g.of.to_string()))
-    .bind(i64::from(r.units_total))
-    .bind(r.created_at)
-    .execute(conn)
-    .await?;
-    Ok(())
+    Statement {
+        sql: "INSERT INTO runs (id, video_id, branch_id, from_checkpoint, from_key, phase, attempt, kind, status, \
+              regenerate_beat, regenerate_seed, regenerate_of, units_total, created_at) \
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        values: vec![
+            Value::Text(r.id.to_string()),
+            Value::Text(r.video_id.to_string()),
+            Value::Text(r.branch_id.to_string()),
+            Value::MaybeText(r.from_checkpoint.map(|c| c.to_string())),
+            Value::Text(from_key),
+            Value::Int(i64::from(r.phase.number())),
+            Value::Int(i64::from(r.attempt)),
+            Value::Text(r.kind.wire().to_string()),
+            Value::Text(r.status.wire().to_string()),
+            Value::MaybeInt(r.regenerate.as_ref().map(|g| i64::from(g.beat))),
+            Value::MaybeInt(r.regenerate.as_ref().map(|g| g.seed as i64)),
+            Value::MaybeText(r.regenerate.as_ref().map(|g| g.of.to_string())),
+            Value::Int(i64::from(r.units_total)),
+            Value::Int(r.created_at),
+        ],
+    }
 }
 
 /// A worker's claim on a run. Each claim takes the next token, and every write the worker makes
@@ -304,6 +313,9 @@ pub fn touch_and_hold_batch(backend: Backend, lease: &Lease, now: Timestamp, lea
     batch
 }
 
+/// How many answers `touch_and_hold_batch` gives (statements appended to it answer after them).
+pub const FENCE_ANSWERS: usize = TOUCH_AND_HOLD.statements.len();
+
 /// Whether `touch_and_hold_batch` found the lease still held (and extended it).
 pub fn held(answers: &[Answer]) -> bool {
     answers.get(1).is_some_and(|a| a.rows_affected == 1)
@@ -378,7 +390,8 @@ pub async fn finish_run(
     Ok(finish_run_statement(run, by, status, error, failed_unit, now).run(conn).await?.rows_affected == 1)
 }
 
-fn finish_run_statement(
+/// `finish_run` as a statement: it ended the run when it changed one row.
+pub fn finish_run_statement(
     run: RunId,
     by: Ender<'_>,
     status: RunStatus,
@@ -411,13 +424,23 @@ fn finish_run_statement(
 /// `load_video_state` reads it (one call on SQLite). `None`, and nothing ended, when the lease is
 /// no longer held.
 pub async fn finish_and_load(conn: &mut AnyConnection, lease: &Lease, now: Timestamp) -> Result<Option<Video>> {
-    let mut batch = Batch::new(Backend::of_connection(conn));
+    let answers = finish_and_load_batch(Backend::of_connection(conn), lease, now).run(conn).await?;
+    finished_state(&answers, lease)
+}
+
+/// `finish_and_load` as a batch, to send with other statements (`finished_state` reads its answers).
+pub fn finish_and_load_batch(backend: Backend, lease: &Lease, now: Timestamp) -> Batch {
+    let mut batch = Batch::new(backend);
     batch.push_statement(finish_run_statement(lease.run, Ender::Worker(lease), RunStatus::Succeeded, None, None, now));
     for sql in VIDEO_STATE.statements {
         batch.push_statement(Statement { sql, values: vec![Value::Text(lease.video.to_string())] });
     }
-    let answers = batch.run(conn).await?;
-    if answers[0].rows_affected != 1 {
+    batch
+}
+
+/// The state `finish_and_load_batch` read (its answers), or `None` when it ended nothing.
+pub fn finished_state(answers: &[Answer], lease: &Lease) -> Result<Option<Video>> {
+    if answers.first().is_none_or(|a| a.rows_affected != 1) {
         return Ok(None);
     }
     Ok(Some(state_of(&answers[1..])?.ok_or_else(|| StorageError::Corrupt(format!("run {} has no video", lease.run)))?))

@@ -117,11 +117,18 @@ pub(crate) async fn apply_decision(
     Ok(writes.outcome)
 }
 
-/// `apply_decision` for a decision on a checkpoint this transaction wrote, which nobody else can
-/// have approved: its writes go with the commit (`WriteTx::defer`), and one that fails fails the
+/// `apply_decision` for a decision on the checkpoint this transaction wrote (`written`), which
+/// nobody else can have approved: its writes go with the commit (`WriteTx::defer`), and one that fails fails the
 /// commit.
-pub(crate) fn defer_decision(tx: &mut WriteTx, branch: &Branch, decision: Decision, now: Timestamp) -> ContinueOutcome {
+pub(crate) fn defer_decision(
+    tx: &mut WriteTx,
+    branch: &Branch,
+    written: CheckpointId,
+    decision: Decision,
+    now: Timestamp,
+) -> ContinueOutcome {
     let writes = writes_of(branch, decision, now);
+    debug_assert!(writes.approve.is_none_or(|c| c == written), "defer_decision approves only the checkpoint its transaction wrote");
     if let Some(checkpoint) = writes.approve {
         tx.defer(storage::approve_checkpoint_statement(checkpoint, now));
     }

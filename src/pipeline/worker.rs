@@ -232,7 +232,7 @@ impl Engine {
         }
     }
 
-    /// A write for a held run, through `Store::write_retrying`: the video is locked and counted
+    /// A write for a held run, through `Store::write_retrying_starting`: the video is locked and counted
     /// first, like every writer's, then the lease is checked (and extended) and handed to `work`.
     /// `LeaseLost`: nothing was written.
     async fn write_fenced<T>(
@@ -245,8 +245,10 @@ impl Engine {
 
     /// `write_fenced` whose first statements after the fence are `with`'s (built for each
     /// attempt, at its time): on SQLite they go to the database in the fence's call, with the
-    /// `BEGIN`. `work` gets their answers and that time; when the fence finds the lease lost,
-    /// `work` does not run and the transaction, `with`'s writes included, rolls back.
+    /// `BEGIN`. `work` gets their answers and that time. `with`'s statements run even when the
+    /// fence finds the lease lost: then `work` does not run and the transaction, their writes
+    /// included, rolls back (`LeaseLost`). When they fail because the run is gone (its video
+    /// deleted after it was cancelled: a foreign key), that is a lost lease too.
     async fn write_fenced_with<T>(
         &self,
         lease: &Lease,
@@ -274,10 +276,30 @@ impl Engine {
                 work(tx, &held, &answers[storage::FENCE_ANSWERS..], at.load(Ordering::Relaxed)).await
             })
             .await;
-        if written.is_ok() {
-            self.events.changed(lease.video);
+        match written {
+            Ok(value) => {
+                self.events.changed(lease.video);
+                Ok(value)
+            }
+            Err(CoreError::LeaseLost) => Err(CoreError::LeaseLost),
+            Err(e) if !self.lease_held(lease).await => {
+                tracing::debug!(run = %lease.run, error = %e, "a held run's write failed after its lease was lost");
+                Err(CoreError::LeaseLost)
+            }
+            Err(e) => Err(e),
         }
-        written
+    }
+
+    /// Whether the lease still holds its run, read after a write failed (true when it cannot be
+    /// read: the write's own error is the one to report then).
+    async fn lease_held(&self, lease: &Lease) -> bool {
+        let read = async {
+            let mut tx = self.store.read().await?;
+            let held = storage::lease_held(&mut tx, lease, now_ms()).await;
+            let _ = tx.rollback().await;
+            held
+        };
+        read.await.unwrap_or(true)
     }
 
     /// What a claimed run starts from, read (and its progress started) in the claim's transaction.
@@ -837,27 +859,25 @@ impl Engine {
         // On SQLite one call opens the transaction, checks the lease, records the last group,
         // ends the run and reads the video's state; the checkpoint (and, with auto-continue, the
         // next run) goes with the commit.
-        let group_answers = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (counted, group, held) = (group_answers.clone(), last.clone(), lease.clone());
+        let (group, held) = (last.clone(), lease.clone());
         let first = move |now| {
             let mut batch = storage::batch::Batch::new(backend);
             if !group.is_empty() {
-                let group = storage::record_finished_batch(backend, &held, total, &group, now);
-                counted.store(group.answer_count(), Ordering::Relaxed);
-                batch.append(group);
+                batch.append(storage::record_finished_batch(backend, &held, total, &group, now));
             }
             batch.append(storage::finish_and_load_batch(backend, &held, now));
             Some(batch)
         };
         let committed = self
             .write_fenced_with(lease, first, async move |tx, lease, answers, now| {
-                let answers = if last.is_empty() {
-                    answers
-                } else {
-                    let (group, rest) = answers.split_at(group_answers.load(Ordering::Relaxed).min(answers.len()));
-                    group_recorded(group, &blobs, &last).await?;
-                    rest
+                // The group's answers first (if any), then the run's end and the state.
+                let Some(group_end) = answers.len().checked_sub(storage::FINISH_AND_LOAD_ANSWERS) else {
+                    return Err(CoreError::Internal(format!("a checkpoint's first call answered {} times", answers.len())));
                 };
+                let (group, answers) = answers.split_at(group_end);
+                if !last.is_empty() {
+                    group_recorded(group, &blobs, &last).await?;
+                }
                 let Some(mut state) = storage::finished_state(answers, lease)? else {
                     return Err(CoreError::LeaseLost);
                 };
@@ -976,7 +996,7 @@ async fn auto_continue(
     let request =
         ContinueRequest { checkpoint: Some(GivenCheckpoint { id: checkpoint, status: CheckpointStatus::Pending }), force_retry: false };
     if let Ok(decision) = decide(&state.branch_view(branch), request, limits) {
-        defer_decision(tx, branch, decision.automatic(), now);
+        defer_decision(tx, branch, checkpoint, decision.automatic(), now);
     }
     Ok(())
 }

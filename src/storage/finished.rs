@@ -115,7 +115,10 @@ pub fn record_finished_batch(backend: Backend, lease: &Lease, total: u32, units:
                 .or_insert(b);
         }
     }
-    let blobs: Vec<&NewBlob> = blobs.into_values().collect();
+    // In one order (by hash, memo rows by key), so two groups that share rows lock them in the
+    // same order on PostgreSQL instead of deadlocking.
+    let mut blobs: Vec<&NewBlob> = blobs.into_values().collect();
+    blobs.sort_unstable_by(|a, b| a.blob.sha256.cmp(&b.blob.sha256));
     for chunk in blobs.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO blobs (sha256, bytes, media_type, created_at, content) VALUES {} ON CONFLICT (sha256) DO NOTHING",
@@ -132,7 +135,8 @@ pub fn record_finished_batch(backend: Backend, lease: &Lease, total: u32, units:
         });
         batch.push(sql, values.collect());
     }
-    let memo: Vec<&MemoEntry> = units.iter().filter_map(|u| u.made.as_ref().map(|(m, _)| m)).collect();
+    let mut memo: Vec<&MemoEntry> = units.iter().filter_map(|u| u.made.as_ref().map(|(m, _)| m)).collect();
+    memo.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     for chunk in memo.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO memo (key, phase, provider, output, cost_micros, created_at) VALUES {} ON CONFLICT (key) DO NOTHING",

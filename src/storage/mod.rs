@@ -561,7 +561,10 @@ impl Store {
                 None => Ok(sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *tx).await.map(|_| Vec::new())?),
             }
         };
-        match tokio::time::timeout_at(deadline, begin).await {
+        // Its own bound, from when the connection is ours: the time spent queueing for it is
+        // not the first statements' (SQLite's `busy_timeout`, shorter, bounds another
+        // process's lock).
+        match tokio::time::timeout(LOCK_WAIT, begin).await {
             Ok(Ok(answers)) => Ok((tx, answers)),
             Ok(Err(e)) => {
                 let _ = tx.rollback().await;
@@ -609,7 +612,10 @@ impl Store {
                         e
                     }
                 },
-                Err(e) => return Err(E::from(e)),
+                // A wait for the write lock that timed out is reported, not repeated; the first
+                // statements' own lost race or busy lock is retried like `work`'s.
+                Err(e @ StorageError::Locked(_)) => return Err(E::from(e)),
+                Err(e) => E::from(e),
             };
             if attempt == ATTEMPTS || !error.is_retryable() || started.elapsed() >= RETRY_WINDOW {
                 return Err(error);

@@ -313,6 +313,20 @@ pub fn touch_and_hold_batch(backend: Backend, lease: &Lease, now: Timestamp, lea
     batch
 }
 
+/// Whether the lease still holds its run (read only: `hold_lease` without the extension).
+pub async fn lease_held(conn: &mut AnyConnection, lease: &Lease, now: Timestamp) -> Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM runs WHERE id = $1 AND lease_owner = $2 AND lease_token = $3 AND status = 'running' AND lease_expires_at >= $4",
+    )
+    .bind(lease.run.to_string())
+    .bind(&lease.owner)
+    .bind(lease.token)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// How many answers `touch_and_hold_batch` gives (statements appended to it answer after them).
 pub const FENCE_ANSWERS: usize = TOUCH_AND_HOLD.statements.len();
 
@@ -437,6 +451,9 @@ pub fn finish_and_load_batch(backend: Backend, lease: &Lease, now: Timestamp) ->
     }
     batch
 }
+
+/// How many answers `finish_and_load_batch` gives.
+pub const FINISH_AND_LOAD_ANSWERS: usize = 1 + VIDEO_STATE.statements.len();
 
 /// The state `finish_and_load_batch` read (its answers), or `None` when it ended nothing.
 pub fn finished_state(answers: &[Answer], lease: &Lease) -> Result<Option<Video>> {

@@ -482,6 +482,37 @@ async fn a_write_whose_first_statements_fail_is_undone() {
     assert_eq!(changes_of(store, video).await, before + 1);
 }
 
+/// A write whose first statements lose a race (a unique index refuses them) runs again, like a
+/// race lost in its work: the second attempt commits, and the first left nothing behind.
+#[tokio::test]
+async fn a_write_whose_first_statements_lose_a_race_runs_again() {
+    use storage::batch::{Batch, Value};
+    let env = env().await;
+    let store = &env.engine.store;
+    let video = new_video(&env.engine, "Raced", 2, false, None).await;
+    let before = changes_of(store, video).await;
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let first = || {
+        // The first attempt's branch is named like the video's `main` (the index refuses it).
+        let name = if attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 { "main" } else { "raced" };
+        let mut batch = Batch::new(store.backend());
+        batch.push("UPDATE videos SET changes = changes + 1 WHERE id = $1".into(), vec![Value::Text(video.to_string())]);
+        let n = batch.first_placeholder();
+        batch.push(
+            format!("INSERT INTO branches (id, video_id, name, created_at) VALUES (${n}, ${}, ${}, 0)", n + 1, n + 2),
+            vec![Value::Text(uuid::Uuid::new_v4().to_string()), Value::Text(video.to_string()), Value::Text(name.into())],
+        );
+        Some(batch)
+    };
+    store.write_retrying_starting(first, async |_, _| Ok::<_, StorageError>(())).await.expect("the second attempt commits");
+    assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let state = env.engine.video_state(video).await.unwrap();
+    let mut names: Vec<&str> = state.branches.iter().map(|b| b.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["main", "raced"]);
+    assert_eq!(changes_of(store, video).await, before + 1, "the first attempt's write is undone");
+}
+
 /// Statements deferred to the commit (`WriteTx::defer`) run with it: none of them before it, all
 /// after it. One that fails fails the commit, and the whole transaction is undone, the writes
 /// before it included; the next writer goes on.

@@ -75,6 +75,11 @@ async fn writes_under_a_stale_token_change_nothing() {
     assert!(!storage::record_finished(&mut tx, &stale, 5, &[], now).await.unwrap());
     assert!(!storage::release_run(&mut tx, &stale).await.unwrap());
     assert!(!storage::finish_run(&mut tx, stale.run, Ender::Worker(&stale), RunStatus::Succeeded, None, None, now).await.unwrap());
+    assert!(!storage::lease_held(&mut tx, &stale, now).await.unwrap(), "a stale token holds nothing");
+    assert!(storage::lease_held(&mut tx, &current, now).await.unwrap(), "the current token holds the run");
+    assert!(!storage::lease_held(&mut tx, &current, now + 60_000).await.unwrap(), "an expired lease holds nothing");
+    let other = Lease { owner: "someone else".into(), ..current.clone() };
+    assert!(!storage::lease_held(&mut tx, &other, now).await.unwrap(), "another owner holds nothing");
     tx.commit().await.unwrap();
     assert_eq!(snapshot(e).await, before, "a stale token wrote something");
     let mut tx = e.store.write().await.unwrap();

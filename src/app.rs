@@ -32,6 +32,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// The site. Every page is rendered whole before it is sent (`SsrMode::Async`), so each one
+/// works without JavaScript too: out-of-order streaming, Leptos's default, sends a page's parts
+/// that wait for data later and puts them in place with scripts.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -47,11 +50,11 @@ pub fn App() -> impl IntoView {
             </header>
             <main class="page">
                 <Routes fallback=NotFound>
-                    <Route path=path!("/") view=VideosPage/>
-                    <Route path=path!("/signin") view=SignInPage/>
-                    <Route path=path!("/signup") view=SignUpPage/>
+                    <Route path=path!("/") view=VideosPage ssr=SsrMode::Async/>
+                    <Route path=path!("/signin") view=SignInPage ssr=SsrMode::Async/>
+                    <Route path=path!("/signup") view=SignUpPage ssr=SsrMode::Async/>
                     <Route path=path!("/videos/:id") view=StatusPage ssr=SsrMode::Async/>
-                    <Route path=path!("/settings") view=SettingsPage/>
+                    <Route path=path!("/settings") view=SettingsPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

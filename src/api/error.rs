@@ -108,14 +108,19 @@ impl AppError {
     /// Sets the status of the server function's response (leptos_axum applies it). Not for a
     /// form posted without JavaScript (it accepts HTML): that answer stays a redirect to the page.
     fn respond(&self) {
-        use leptos::prelude::use_context;
-        let accepts_html = use_context::<axum::http::request::Parts>()
-            .and_then(|parts| parts.headers.get(axum::http::header::ACCEPT)?.to_str().ok().map(|a| a.contains("text/html")))
-            .unwrap_or(false);
-        if let (false, Some(response)) = (accepts_html, use_context::<leptos_axum::ResponseOptions>()) {
+        if let (false, Some(response)) = (posted_without_javascript(), leptos::prelude::use_context::<leptos_axum::ResponseOptions>()) {
             response.set_status(self.status());
         }
     }
+}
+
+/// Whether the server function was called by a form the browser posted itself (JavaScript off:
+/// the request accepts HTML), rather than by the page's code (which asks for JSON).
+#[cfg(feature = "ssr")]
+pub fn posted_without_javascript() -> bool {
+    leptos::prelude::use_context::<axum::http::request::Parts>()
+        .and_then(|parts| parts.headers.get(axum::http::header::ACCEPT)?.to_str().ok().map(|a| a.contains("text/html")))
+        .unwrap_or(false)
 }
 
 #[cfg(feature = "ssr")]

@@ -106,7 +106,13 @@ pub async fn create_video(
             message: format!("\"{raw}\" is not a seed (a whole number from 0 to {})", i64::MAX),
         })?),
     };
-    Ok(engine.create_video(owner, new, seed).await?.to_string())
+    let id = engine.create_video(owner, new, seed).await?.to_string();
+    // A form posted without JavaScript is answered with the new video's page (the page's code
+    // goes there itself, with the id).
+    if error::posted_without_javascript() {
+        leptos_axum::redirect(&format!("/videos/{id}"));
+    }
+    Ok(id)
 }
 
 /// The status page of one branch (`main` when none is named), at a page of the tree and of

@@ -1,0 +1,49 @@
+import { expect } from "@playwright/test";
+import { authMode } from "./server";
+import { base, signUpBy, test } from "./helpers";
+
+// A person whose browser runs no JavaScript still sees every page and can make a video: the
+// pages are rendered whole on the server, and the form posts to its server function.
+test("without JavaScript the pages show their content and the form makes a video", async ({ browser }) => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  if (authMode() === "accounts") await signUpBy(page.request);
+
+  await page.goto(base() + "/");
+  await expect(page.getByRole("heading", { name: "Make a video" })).toBeVisible();
+  await expect(page.getByRole("heading", { name: "Your videos" })).toBeVisible();
+  await expect(page.getByText("Loading…")).toHaveCount(0);
+
+  const prompt = `Made without JavaScript ${Date.now()}`;
+  await page.getByLabel("Prompt").fill(prompt);
+  await page.getByLabel("Beats").fill("2");
+  await page.getByRole("button", { name: "Create video" }).click();
+  // The server answers the plain form post with the new video's page.
+  await page.waitForURL(/\/videos\/[0-9a-f-]{36}$/);
+  await expect(page.getByText(prompt).first()).toBeVisible();
+  await expect(page.getByTestId("video-status")).not.toHaveText("");
+
+  // The list, loaded again, has it.
+  await page.goto(base() + "/");
+  await expect(page.locator(".video-list").getByText(prompt)).toBeVisible();
+
+  await page.goto(base() + "/settings");
+  await expect(page.getByRole("table", { name: "Providers" })).toBeVisible();
+  await expect(page.getByText("Loading…")).toHaveCount(0);
+  await context.close();
+});
+
+test("a form posted without JavaScript that the server refuses goes back to the form and changes nothing", async ({ page }) => {
+  await page.goto(base() + "/");
+  const before = await page.locator(".video-list .video-card").count();
+  // As a browser posts a form by itself (it accepts HTML); 99 beats is out of range.
+  const res = await page.request.post(`${base()}/api/create_video`, {
+    headers: { Accept: "text/html", Referer: `${base()}/` },
+    form: { prompt: "Too many beats", beats: "99" },
+    maxRedirects: 0,
+  });
+  expect(res.status()).toBe(302);
+  expect(new URL(res.headers()["location"], base()).pathname).toBe("/");
+  await page.reload();
+  await expect(page.locator(".video-list .video-card")).toHaveCount(before);
+});

@@ -1,9 +1,12 @@
 import { defineConfig } from "@playwright/test";
+import { authMode } from "./tests/server";
 
 // The server is started by global-setup.ts on a port the system picks, with a fresh data directory
 // and fault injection on; tests read its address from REELSMITH_URL.
 export default defineConfig({
   testDir: "./tests",
+  // Per auth mode: `make test-e2e` runs both modes at once, and each run empties its own.
+  outputDir: `test-results/${authMode()}`,
   globalSetup: "./global-setup.ts",
   timeout: 120_000,
   expect: { timeout: 30_000 },

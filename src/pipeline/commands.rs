@@ -150,7 +150,7 @@ fn writes_of(branch: &Branch, decision: Decision, now: Timestamp) -> Writes {
     match decision {
         Decision::Start { kind, phase, from, attempt, approve } => {
             let approve = approve.then(|| from.expect("approval needs a checkpoint"));
-            let run = Run::queued(RunId(Uuid::new_v4()), branch, RunStart { phase, from, attempt, kind, regenerate: None }, now);
+            let run = Run::queued(RunId::fresh(), branch, RunStart { phase, from, attempt, kind, regenerate: None }, now);
             let outcome = ContinueOutcome::Started { run: run.id, kind, attempt };
             Writes { approve, run: Some(run), outcome }
         }
@@ -202,7 +202,7 @@ impl Engine {
         let now = now_ms();
         let quotas = self.config.quotas;
         let video = VideoInfo {
-            id: VideoId(Uuid::new_v4()),
+            id: VideoId::fresh(),
             owner,
             title: new.prompt.chars().take(80).collect(),
             prompt: new.prompt,
@@ -219,7 +219,7 @@ impl Engine {
             may_queue(tx, quotas, owner, now, true).await?;
             storage::insert_video(tx, &video).await?;
             let main = Branch {
-                id: BranchId(Uuid::new_v4()),
+                id: BranchId::fresh(),
                 video_id: video.id,
                 name: BranchName::MAIN.into(),
                 head_id: None,
@@ -228,7 +228,7 @@ impl Engine {
             };
             storage::insert_branch(tx, &main).await?;
             let first = RunStart { phase: Phase::Script, from: None, attempt: 1, kind: RunKind::Initial, regenerate: None };
-            storage::insert_run(tx, &Run::queued(RunId(Uuid::new_v4()), &main, first, now)).await?;
+            storage::insert_run(tx, &Run::queued(RunId::fresh(), &main, first, now)).await?;
             Ok(())
         })
         .await?;
@@ -293,7 +293,7 @@ impl Engine {
                 return Err(InvalidInput::new("script", "nothing changed; edit a field before saving").into());
             }
             let edited = Checkpoint {
-                id: CheckpointId(Uuid::new_v4()),
+                id: CheckpointId::fresh(),
                 video_id: video,
                 branch_id: branch.id,
                 parent_id: target.parent_id,
@@ -330,7 +330,7 @@ impl Engine {
                     return Err(Refusal::BranchNameTaken { name: name.to_string() }.into());
                 }
                 let branch = Branch {
-                    id: BranchId(Uuid::new_v4()),
+                    id: BranchId::fresh(),
                     video_id: video,
                     name: name.to_string(),
                     head_id: Some(from),
@@ -423,7 +423,7 @@ impl Engine {
             let regenerate = Regenerate { beat, seed: super::mix_seed(old_seed, now as u64, u64::from(attempt)), of: checkpoint };
             let start =
                 RunStart { phase: target.phase, from: target.parent_id, attempt, kind: RunKind::Regenerate, regenerate: Some(regenerate) };
-            let run = Run::queued(RunId(Uuid::new_v4()), branch, start, now);
+            let run = Run::queued(RunId::fresh(), branch, start, now);
             let mut view = state.branch_view(branch);
             view.estimate_micros = if beat < beats { engine.estimate(tx, &state, &run).await? } else { 0 };
             rules::decide_regenerate(&view, target.phase, state.on_line(branch, checkpoint), beat, beats)?;

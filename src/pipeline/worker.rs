@@ -957,7 +957,7 @@ fn outputs_of(ends: Vec<UnitEnd>) -> Result<Vec<UnitOutput>, Vec<UnitFailure>> {
 fn write_checkpoint(tx: &mut WriteTx, state: &Video, run: &Run, manifest: &Manifest, now: Timestamp) -> Result<Checkpoint, CoreError> {
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
     let checkpoint = Checkpoint {
-        id: CheckpointId(uuid::Uuid::new_v4()),
+        id: CheckpointId::fresh(),
         video_id: run.video_id,
         branch_id: run.branch_id,
         parent_id: run.from_checkpoint,

@@ -171,7 +171,7 @@ pub fn record_finished_batch(backend: Backend, lease: &Lease, total: u32, units:
         );
         let values = chunk.iter().map(|u| &u.tried).flat_map(|t| {
             [
-                Value::Text(uuid::Uuid::new_v4().to_string()),
+                Value::Text(crate::domain::ids::new_row_id().to_string()),
                 Value::Text(t.run_id.to_string()),
                 Value::Int(i64::from(t.unit)),
                 Value::Int(i64::from(t.try_no)),

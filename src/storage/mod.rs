@@ -375,6 +375,10 @@ async fn set_up(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<(), 
         sqlx::query(pragma).execute(&mut *conn).await?;
         // Commits never checkpoint the WAL; the store's `Checkpointer` does, off the commit path.
         sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut *conn).await?;
+        // A statement's undo journal (kept while a statement inside a transaction runs, should it
+        // fail) stays in memory: past 64 KiB SQLite spilled it to a new file in /var/tmp, which
+        // a run's checkpoint commit did once per run (a file made, written, deleted).
+        sqlx::query("PRAGMA temp_store = MEMORY").execute(&mut *conn).await?;
     } else {
         // PostgreSQL's counterpart of busy_timeout: a statement waiting on a row lock gives up
         // (55P03) instead of waiting forever.

@@ -4,7 +4,6 @@
 //! into their `FromRow` rows, which pick their columns by name and check every id and word as
 //! they read it; `tests/it/storage.rs` runs every function here on SQLite and PostgreSQL.
 use sqlx::{AnyConnection, FromRow};
-use uuid::Uuid;
 
 use super::batch::{Answer, Batch, Statement, StatementSet, Value, run_set, statement_set};
 use super::records::{BranchRow, CheckpointRow, RunRow, UnitTryRow, VideoRow, key_of};
@@ -522,7 +521,7 @@ pub async fn insert_unit_try(conn: &mut AnyConnection, t: &UnitTry) -> Result<()
         "INSERT INTO unit_tries (id, run_id, unit, try_no, outcome, message, provider, cost_micros, started_at, finished_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
-    .bind(Uuid::new_v4().to_string())
+    .bind(crate::domain::ids::new_row_id().to_string())
     .bind(t.run_id.to_string())
     .bind(i64::from(t.unit))
     .bind(i64::from(t.try_no))

@@ -22,6 +22,8 @@ test("without JavaScript the pages show their content and the form makes a video
   await page.waitForURL(/\/videos\/[0-9a-f-]{36}$/);
   await expect(page.getByText(prompt).first()).toBeVisible();
   await expect(page.getByTestId("video-status")).not.toHaveText("");
+  // Nothing will update this page by itself, and the indicator says so instead of "connecting".
+  await expect(page.getByTestId("live")).toHaveText("○ not live");
 
   // The list, loaded again, has it.
   await page.goto(base() + "/");

@@ -9,6 +9,7 @@ test("a prompt becomes a playable video, live, without reloading", async ({ page
   const id = await createVideo(page, { prompt: "A lighthouse keeper teaches a gull to read the tides", beats: 2, auto: true });
   expect(id).toMatch(/^[0-9a-f-]{36}$/);
   await expectStatus(page, "completed", 90_000);
+  await expect(page.getByTestId("live")).toHaveText("● live");
   const video = page.locator("video[controls][poster]");
   await expect(video).toHaveCount(1);
   const duration = await video.evaluate(async (v: HTMLVideoElement) => {

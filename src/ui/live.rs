@@ -79,16 +79,29 @@ impl Shared {
 }
 
 /// The live indicator; in the browser it also keeps the channel open and runs the refreshes.
+/// As the server sends it, it says the page is as of now (without JavaScript it stays so: a
+/// reload shows what changed); once the page runs in the browser it says "connecting", then
+/// "live". The switch is an effect, which runs only in the browser and after hydration, so the
+/// page hydrates the same text the server sent.
 #[island]
 pub fn Live(video_id: String) -> impl IntoView {
     let live = RwSignal::new(false);
+    let running = RwSignal::new(false);
     #[cfg(feature = "hydrate")]
-    client::start(video_id, live, shared());
+    {
+        Effect::new(move |_| running.set(true));
+        client::start(video_id, live, shared());
+    }
     #[cfg(not(feature = "hydrate"))]
     let _ = video_id;
+    let title = move || if running.get() { "Updates appear without reloading" } else { "Reload the page to see what changed" };
     view! {
-        <span class="live" title="Updates appear without reloading">
-            {move || if live.get() { "● live" } else { "○ connecting" }}
+        <span class="live" title=title data-testid="live">
+            {move || match (running.get(), live.get()) {
+                (false, _) => "○ not live",
+                (true, false) => "○ connecting",
+                (true, true) => "● live",
+            }}
         </span>
     }
 }

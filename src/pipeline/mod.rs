@@ -16,7 +16,7 @@ pub mod reads;
 pub mod units;
 pub mod worker;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -107,6 +107,8 @@ pub struct Engine {
     pub throttle: Arc<accounts::Throttle>,
     /// Live channels open per account.
     pub sockets: Arc<accounts::SocketCap>,
+    /// Runs claimed with a worker's last checkpoint, by worker name, until its next step.
+    claimed: Arc<std::sync::Mutex<HashMap<String, worker::Claimed>>>,
 }
 
 impl Engine {
@@ -122,6 +124,7 @@ impl Engine {
             config: Arc::new(config),
             throttle: Arc::new(accounts::Throttle::new(std::time::Duration::from_secs(15 * 60))),
             sockets: Arc::new(accounts::SocketCap::new(accounts::SOCKETS_PER_ACCOUNT)),
+            claimed: Arc::default(),
         }
     }
 }

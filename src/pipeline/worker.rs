@@ -2,7 +2,8 @@
 //!
 //! Each finished unit is memoized and staged at once, so a retry, a resumed run after a crash, or
 //! an edit re-runs only what is missing. The checkpoint is written only when every unit succeeded,
-//! in one transaction with the run's end (and, with auto-continue, the next phase's run).
+//! in one transaction with the run's end (and, with auto-continue, the next phase's run), which
+//! also claims the worker's next run (`claim_next`).
 mod group;
 
 use futures::StreamExt;
@@ -124,6 +125,15 @@ struct Planned {
     memo: Memo,
 }
 
+/// A run this worker holds and has planned, not yet started: claimed in the transaction that
+/// wrote its previous run's checkpoint (`claim_next`), kept in `Engine::claimed` under the
+/// worker's name until its next `work_once`.
+pub struct Claimed {
+    run: Run,
+    lease: Lease,
+    start: Start,
+}
+
 /// The memo's entries for the run's units, which of their blobs are kept in rows, and the bytes
 /// of their small inputs: one read for the whole run instead of one or more per unit.
 async fn memo_for(tx: &mut AnyConnection, plans: &[UnitPlan]) -> Result<Memo, CoreError> {
@@ -168,6 +178,15 @@ enum Source {
 impl Engine {
     /// Claims one run (queued, or abandoned by a dead worker) and runs it to the end.
     pub async fn work_once(&self, owner: &str, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
+        // The run claimed with this worker's last checkpoint, if any, comes first, unless this
+        // process cancelled it since (then it is dropped; the claim below finds what is left).
+        let claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).remove(owner);
+        if let Some(claimed) = claimed {
+            if !self.cancelled.borrow().contains(&claimed.run.id) {
+                return self.run_claimed(claimed, shutdown).await;
+            }
+            tracing::info!(run = %claimed.run.id, "a claimed run was cancelled before it started");
+        }
         // Not `write_retrying`: finding nothing to claim rolls back, so an idle poll commits nothing.
         let now = now_ms();
         let claim = storage::claim_batch(self.store.backend(), owner, now, self.config.lease_ms);
@@ -194,6 +213,12 @@ impl Engine {
         };
         tx.commit().await?;
         self.events.changed(run.video_id);
+        self.run_claimed(Claimed { run, lease, start }, shutdown).await
+    }
+
+    /// Runs a claimed run to its end, renewing its lease meanwhile.
+    async fn run_claimed(&self, claimed: Claimed, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
+        let Claimed { run, lease, start } = claimed;
         tracing::info!(run = %run.id, video = %run.video_id, phase = run.phase.wire(), attempt = run.attempt, token = lease.token, "run claimed");
         let (stop_tx, stop_rx) = watch::channel(false);
         // Renews the lease until the run's end is committed. Dropped with this future: a worker
@@ -229,6 +254,13 @@ impl Engine {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
+        }
+        // A run claimed with the last checkpoint and not started goes back to the queue.
+        let claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).remove(&owner);
+        if let Some(claimed) = claimed
+            && let Err(e) = self.hand_back(&claimed.lease, "the worker is shutting down").await
+        {
+            tracing::warn!(run = %claimed.run.id, error = %e, "could not hand a claimed run back; its lease will lapse");
         }
     }
 
@@ -431,6 +463,11 @@ impl Engine {
     /// the worker stops well before another may take it over.
     async fn heartbeat(self, lease: Lease, stop: watch::Sender<bool>, mut shutdown: watch::Receiver<bool>) {
         let mut cancelled = self.cancelled.subscribe();
+        // A cancel made before this subscription is not a change to it: look once first.
+        if cancelled.borrow_and_update().contains(&lease.run) {
+            let _ = stop.send(true);
+            return;
+        }
         let lease_ms = self.config.lease_ms;
         let period = Duration::from_millis((lease_ms / 3).max(50) as u64);
         let mut held_until = now_ms() + lease_ms;
@@ -853,8 +890,8 @@ impl Engine {
         manifest: Manifest,
         last: (u32, Vec<FinishedUnit>),
     ) -> Result<WorkOutcome, CoreError> {
-        let (limits, phase, engine, blobs, backend) =
-            (self.config.limits(), run.phase, self.clone(), self.blobs.clone(), self.store.backend());
+        let (limits, phase, branch, engine, blobs, backend) =
+            (self.config.limits(), run.phase, run.branch_id, self.clone(), self.blobs.clone(), self.store.backend());
         let (total, last) = (last.0, std::sync::Arc::new(last.1));
         // On SQLite one call opens the transaction, checks the lease, records the last group,
         // ends the run and reads the video's state; the checkpoint (and, with auto-continue, the
@@ -893,19 +930,45 @@ impl Engine {
                     }
                     auto_continue(&engine, tx, state, &run, id, limits, now).await?;
                 }
-                Ok(id)
+                let next = claim_next(&engine, tx, &lease.owner, now).await?;
+                Ok((id, next))
             })
             .await;
         match committed {
-            Ok(checkpoint) => {
-                self.events.wake_workers();
+            Ok((checkpoint, next)) => {
+                // A run auto-continue queued and this worker did not claim is for the others.
+                if next.as_ref().is_none_or(|n| n.run.branch_id != branch) {
+                    self.events.wake_workers();
+                }
                 tracing::info!(run = %lease.run, checkpoint = %checkpoint, phase = phase.wire(), "checkpoint written");
+                if let Some(next) = next {
+                    if next.run.video_id != lease.video {
+                        self.events.changed(next.run.video_id);
+                    }
+                    self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(lease.owner.clone(), next);
+                }
                 Ok(WorkOutcome::Succeeded { checkpoint })
             }
             Err(CoreError::LeaseLost) => Ok(WorkOutcome::Stopped),
             Err(e) => Err(e),
         }
     }
+}
+
+/// The run this worker takes next, claimed in the transaction that writes a checkpoint: the claim
+/// an idle worker would make after it (`storage::claim_batch`: the same fair order), here
+/// without a transaction of its own. With auto-continue it is usually the next phase's run,
+/// queued by this same transaction. Planned and its progress started as `work_once` does;
+/// `None` when nothing is claimable. The claim holds a lease like any other: a worker that dies
+/// before starting the run leaves it to another once the lease lapses.
+async fn claim_next(engine: &Engine, tx: &mut WriteTx, owner: &str, now: Timestamp) -> Result<Option<Claimed>, CoreError> {
+    let claim = storage::claim_batch(engine.store.backend(), owner, now, engine.config.lease_ms);
+    let answers = tx.flush_with(claim).await?;
+    let Some((run, lease, state)) = storage::claimed_state(tx, &answers, owner, now).await? else {
+        return Ok(None);
+    };
+    let start = engine.start_run(tx, &run, &lease, state).await?;
+    Ok(Some(Claimed { run, lease, start }))
 }
 
 /// Whether a group's records (`storage::record_finished_batch`, its answers) were written: the

@@ -94,6 +94,17 @@ impl WriteTx {
         self.deferred.get_or_insert_with(|| Batch::new(backend)).push_statement(statement);
     }
 
+    /// Runs the statements deferred so far and then `batch` (in one call on SQLite), and answers
+    /// for `batch` alone: for statements that must see what the deferred ones wrote.
+    pub async fn flush_with(&mut self, batch: Batch) -> Result<Vec<Answer>, StorageError> {
+        let backend = Backend::of_connection(self);
+        let mut all = self.deferred.take().unwrap_or_else(|| Batch::new(backend));
+        let deferred = all.answer_count();
+        all.append(batch);
+        let mut answers = all.run(self).await?;
+        Ok(answers.split_off(deferred))
+    }
+
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let deferred = self.deferred.take();
         let unwrapped = |e: StorageError| match e {

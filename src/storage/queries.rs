@@ -223,7 +223,9 @@ pub struct Lease {
 ///
 /// Fair across accounts: the run picked belongs to the account whose last claim is oldest (round
 /// robin), and within an account the oldest run goes first. So one account with 50 queued
-/// videos delays another account's single run by at most the one claim already under way.
+/// videos delays another account's single run by at most the one claim already under way (and,
+/// should the run arrive just as that run's checkpoint commits, the run its worker claimed with
+/// it: `worker::claim_next`).
 ///
 /// On PostgreSQL the candidate is picked `FOR UPDATE SKIP LOCKED` together with its video's row:
 /// claimers never wait on each other or on a command busy with that video, and the video's lock

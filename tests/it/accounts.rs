@@ -351,8 +351,10 @@ async fn one_accounts_fifty_videos_do_not_hold_up_anothers_single_run() {
     for i in 0..50 {
         a_videos.push(make(e, a, &format!("A's video {i}")).await.unwrap());
     }
-    step(e).await;
+    // B's video arrives while A's first run is under way (before its checkpoint, whose commit
+    // claims the worker's next run).
     let b_video = make(e, b, "B's only video").await.unwrap();
+    step(e).await;
     step(e).await;
     let b_state = e.video_state(b_video).await.unwrap();
     assert_eq!(b_state.checkpoints.len(), 1, "B's run was the very next one claimed, after the one unit of A's already under way");

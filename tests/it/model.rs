@@ -11,8 +11,9 @@
 //!
 //! Failures are made by a provider switch wrapped around the instant providers: when the switch
 //! is on, every provider call fails with a permanent error, so the run fails. Its provider id
-//! changes on every worker step, so the memo never answers for it: a run asked to fail always
-//! fails, and every successful unit costs the instant provider's 1 micro-dollar. That makes the
+//! changes on every worker step and after every provider call (a checkpoint's commit plans the
+//! run its worker claims next, after that run's calls), so the memo never answers for it: a run
+//! asked to fail always fails, and every successful unit costs the instant provider's 1 micro-dollar. That makes the
 //! cost ledger predictable: a successful run costs its unit count (phase 1 and 4: 1, phase 2: two
 //! per beat, a still and a narration, phase 3: one per beat), a failed or cancelled one nothing.
 //!
@@ -51,6 +52,7 @@ impl Switch {
         format!("model-switch/{}", self.generation.load(Ordering::SeqCst))
     }
     fn refuse<T: Send + 'static>(&self) -> Option<Answer<T>> {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.fail.load(Ordering::SeqCst).then(|| {
             let answer: Answer<T> = Box::pin(std::future::ready(Err(ProviderError::Permanent("the model test failed this unit".into()))));
             answer
@@ -919,11 +921,13 @@ impl Harness {
                     WorkOutcome::Failed { error } => Got::Failed(error),
                     WorkOutcome::Stopped => Got::Stopped,
                 };
-                // Which run did the worker take? The one the model has queued that the engine no longer has queued.
+                // Which run did the worker take? The one the model has active that the engine has
+                // ended. (A step runs one run to its end; the run its checkpoint claimed for the
+                // worker's next step is still active, as the model's queued runs are.)
                 let state = self.state().await;
                 let claimed: Vec<usize> = (0..self.run_ids.len())
                     .filter(|&i| self.model.runs[i].status.active())
-                    .filter(|&i| state.runs.iter().any(|r| r.id == self.run_ids[i] && r.status != RunStatus::Queued))
+                    .filter(|&i| state.runs.iter().any(|r| r.id == self.run_ids[i] && !r.status.is_active()))
                     .collect();
                 let out = match (claimed.as_slice(), &got) {
                     ([], Got::Idle) if self.model.runs.iter().all(|r| !r.status.active()) => Out::Idle,
@@ -1201,9 +1205,10 @@ impl Harness {
                 continue;
             };
             let from = r.from_checkpoint.map(|p| self.cp_index(p)).transpose()?;
+            // The model knows no "running": between steps a run is queued, or claimed by the
+            // worker with the last checkpoint (`running`, not started). Both are its "queued".
             let status = match r.status {
-                RunStatus::Queued => "queued",
-                RunStatus::Running => "running",
+                RunStatus::Queued | RunStatus::Running => "queued",
                 RunStatus::Succeeded => "succeeded",
                 RunStatus::Failed => "failed",
                 RunStatus::Cancelled => "cancelled",

@@ -305,3 +305,54 @@ async fn an_expired_lease_cannot_be_renewed() {
     tx.commit().await.unwrap();
     assert_eq!(next.map(|(_, l)| l.token), Some(2), "the run went to the next claim");
 }
+
+/// With auto-continue, the worker that writes a checkpoint claims the next phase's run in the
+/// same commit (the claim any idle worker would make): the run is already the worker's, under a
+/// first lease, so another worker finds nothing to take, and the same worker's next step runs it.
+#[tokio::test]
+async fn the_worker_that_writes_a_checkpoint_claims_the_next_run_in_the_same_commit() {
+    let env = env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Claimed with its checkpoint", 2, true, None).await;
+    let commits = e.store.commits();
+    step_ok(e).await;
+    assert_eq!(e.store.commits() - commits, 2, "the script's claim, then its checkpoint with the next claim");
+    let state = e.video_state(video).await.unwrap();
+    let next = state.runs.iter().find(|r| r.phase == Phase::Storyboard).expect("auto-continue queued the storyboard");
+    assert_eq!(next.status, RunStatus::Running);
+    assert_eq!(next.lease_owner.as_deref(), Some("test-worker"));
+    assert_eq!(next.lease_token, 1, "claimed once");
+    assert!(next.units_total > 0 && next.units_done == 0, "planned, its progress started: {next:?}");
+
+    let before = snapshot(e).await;
+    let (_tx, rx) = watch::channel(false);
+    assert_eq!(e.work_once("another-worker", &rx).await.unwrap(), WorkOutcome::Idle, "nothing left to claim");
+    assert_eq!(snapshot(e).await, before, "an idle claim changes nothing");
+
+    drain_expect(e, "SSS").await;
+    let state = e.video_state(video).await.unwrap();
+    assert_eq!(state.checkpoints.len(), 4);
+    assert!(state.runs.iter().all(|r| r.status == RunStatus::Succeeded && r.lease_token == 1), "each run claimed once: {:?}", state.runs);
+}
+
+/// A run claimed with the last checkpoint that the worker has not started when it shuts down goes
+/// back to the queue at once, for any worker, instead of waiting for its lease to lapse.
+#[tokio::test]
+async fn a_claimed_run_not_yet_started_goes_back_to_the_queue_at_shutdown() {
+    let env = env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Handed back at shutdown", 2, true, None).await;
+    step_ok(e).await;
+    let (_stop, stopped) = watch::channel(true);
+    e.clone().run_worker("test-worker".to_string(), stopped).await;
+    let state = e.video_state(video).await.unwrap();
+    let next = state.runs.iter().find(|r| r.phase == Phase::Storyboard).unwrap();
+    assert_eq!((next.status, next.lease_owner.as_deref()), (RunStatus::Queued, None), "handed back");
+
+    let (_tx, rx) = watch::channel(false);
+    let taken = e.work_once("another-worker", &rx).await.unwrap();
+    assert!(matches!(taken, WorkOutcome::Succeeded { .. }), "another worker takes it at once: {taken:?}");
+    let state = e.video_state(video).await.unwrap();
+    let next = state.runs.iter().find(|r| r.phase == Phase::Storyboard).unwrap();
+    assert_eq!((next.status, next.lease_token), (RunStatus::Succeeded, 2));
+}

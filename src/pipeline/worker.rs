@@ -391,7 +391,9 @@ impl Engine {
         match outputs_of(ends) {
             Ok(outputs) => {
                 let manifest = units::manifest_of(run.phase, state.video.seed, seeds, outputs)?;
-                self.commit_success(run, lease, manifest, (total, deferred)).await
+                // A worker shutting down claims nothing more.
+                let claim = !*shutdown.borrow();
+                self.commit_success(run, lease, manifest, (total, deferred), claim).await
             }
             Err(failures) => self.fail_run(lease, failure_message(run.phase, &failures, total), failures[0].beat, &stop).await,
         }
@@ -889,6 +891,7 @@ impl Engine {
         lease: &Lease,
         manifest: Manifest,
         last: (u32, Vec<FinishedUnit>),
+        claim: bool,
     ) -> Result<WorkOutcome, CoreError> {
         let (limits, phase, branch, engine, blobs, backend) =
             (self.config.limits(), run.phase, run.branch_id, self.clone(), self.blobs.clone(), self.store.backend());
@@ -930,7 +933,7 @@ impl Engine {
                     }
                     auto_continue(&engine, tx, state, &run, id, limits, now).await?;
                 }
-                let next = claim_next(&engine, tx, &lease.owner, now).await?;
+                let next = if claim { claim_next(&engine, tx, &lease.owner, now).await? } else { None };
                 Ok((id, next))
             })
             .await;
@@ -945,7 +948,13 @@ impl Engine {
                     if next.run.video_id != lease.video {
                         self.events.changed(next.run.video_id);
                     }
-                    self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(lease.owner.clone(), next);
+                    let replaced = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(lease.owner.clone(), next);
+                    // Two steps of one worker name at once (tests do it): the older claim goes back.
+                    if let Some(old) = replaced
+                        && let Err(e) = self.hand_back(&old.lease, "another claim replaced it").await
+                    {
+                        tracing::warn!(run = %old.run.id, error = %e, "could not hand a claimed run back; its lease will lapse");
+                    }
                 }
                 Ok(WorkOutcome::Succeeded { checkpoint })
             }
@@ -961,15 +970,40 @@ impl Engine {
 /// queued by this same transaction. Planned and its progress started as `work_once` does;
 /// `None` when nothing is claimable. The claim holds a lease like any other: a worker that dies
 /// before starting the run leaves it to another once the lease lapses.
+///
+/// The claim runs under a savepoint: when it fails (a lock it waited on too long, a row that
+/// will not read), it is rolled back alone and the checkpoint commits without it; the worker's
+/// next step claims as usual. An error before the savepoint (the checkpoint's own statements)
+/// is the checkpoint's.
 async fn claim_next(engine: &Engine, tx: &mut WriteTx, owner: &str, now: Timestamp) -> Result<Option<Claimed>, CoreError> {
-    let claim = storage::claim_batch(engine.store.backend(), owner, now, engine.config.lease_ms);
-    let answers = tx.flush_with(claim).await?;
-    let Some((run, lease, state)) = storage::claimed_state(tx, &answers, owner, now).await? else {
-        return Ok(None);
-    };
-    let start = engine.start_run(tx, &run, &lease, state).await?;
-    Ok(Some(Claimed { run, lease, start }))
+    let backend = engine.store.backend();
+    let mut batch = storage::batch::Batch::new(backend);
+    batch.push(CLAIM_SAVEPOINT.to_string(), Vec::new());
+    batch.append(storage::claim_batch(backend, owner, now, engine.config.lease_ms));
+    let claimed = async {
+        let answers = tx.flush_with(batch).await?;
+        let Some((run, lease, state)) = storage::claimed_state(tx, answers.get(1..).unwrap_or_default(), owner, now).await? else {
+            return Ok(None);
+        };
+        let start = engine.start_run(tx, &run, &lease, state).await?;
+        Ok::<_, CoreError>(Some(Claimed { run, lease, start }))
+    }
+    .await;
+    match claimed {
+        Ok(claimed) => Ok(claimed),
+        Err(e) => match sqlx::raw_sql(CLAIM_ROLLBACK).execute(&mut **tx).await {
+            Ok(_) => {
+                tracing::warn!(error = %e, "could not claim the next run with a checkpoint; the worker will claim it next");
+                Ok(None)
+            }
+            // No savepoint to go back to: the error came before it.
+            Err(_) => Err(e),
+        },
+    }
 }
+
+const CLAIM_SAVEPOINT: &str = "SAVEPOINT claim_next";
+const CLAIM_ROLLBACK: &str = "ROLLBACK TO SAVEPOINT claim_next";
 
 /// Whether a group's records (`storage::record_finished_batch`, its answers) were written: the
 /// lease still held the run, and the files its units stored are still there. The files are

@@ -351,8 +351,10 @@ async fn one_accounts_fifty_videos_do_not_hold_up_anothers_single_run() {
     for i in 0..50 {
         a_videos.push(make(e, a, &format!("A's video {i}")).await.unwrap());
     }
-    // B's video arrives while A's first run is under way (before its checkpoint, whose commit
-    // claims the worker's next run).
+    // B's video is queued before A's first run's checkpoint, whose commit claims the worker's
+    // next run by the fair order: B's. (A run queued just after that commit would also wait for
+    // the run it claimed, A's second: in a worker loop that window is the moment between the
+    // commit and the next step.)
     let b_video = make(e, b, "B's only video").await.unwrap();
     step(e).await;
     step(e).await;

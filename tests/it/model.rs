@@ -1199,6 +1199,12 @@ impl Harness {
                 diffs.push(format!("checkpoint #{i} (parent, phase, version, status, edited, branch): engine {engine:?}, model {model:?}"));
             }
         }
+        // Between steps at most one run is `running`: the one the worker's last checkpoint
+        // claimed for its next step, not started (no unit done).
+        let running: Vec<_> = state.runs.iter().filter(|r| r.status == RunStatus::Running).collect();
+        if running.len() > 1 || running.iter().any(|r| r.lease_owner.as_deref() != Some("model-worker") || r.units_done != 0) {
+            diffs.push(format!("runs running between steps, other than one claimed and not started: {running:?}"));
+        }
         for (i, mr) in m.runs.iter().enumerate() {
             let Some(r) = state.runs.iter().find(|r| r.id == self.run_ids[i]) else {
                 diffs.push(format!("run #{i} missing"));

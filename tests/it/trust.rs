@@ -356,3 +356,28 @@ async fn a_claimed_run_not_yet_started_goes_back_to_the_queue_at_shutdown() {
     let next = state.runs.iter().find(|r| r.phase == Phase::Storyboard).unwrap();
     assert_eq!((next.status, next.lease_token), (RunStatus::Succeeded, 2));
 }
+
+/// The next run's claim cannot cost a checkpoint: when the claim fails (here the run the fair
+/// order picks belongs to a video whose row does not read), it is rolled back alone, to its
+/// savepoint, and the checkpoint commits without it.
+#[tokio::test]
+async fn a_claim_that_fails_after_a_checkpoint_is_rolled_back_alone() {
+    let env = env().await;
+    let e = &env.engine;
+    let first = new_video(e, "Its checkpoint commits", 2, true, None).await;
+    let broken = new_video(e, "Its row does not read", 2, true, None).await;
+    sqlx::query("UPDATE videos SET fault_plan = '{' WHERE id = $1").bind(broken.to_string()).execute(e.store.pool()).await.unwrap();
+    // The first video's script run is claimed as usual; its checkpoint's claim then picks the
+    // broken video's run (queued before the storyboard run the checkpoint queues).
+    step_ok(e).await;
+    let state = e.video_state(first).await.unwrap();
+    assert_eq!(state.checkpoints.len(), 1, "the checkpoint committed");
+    let next = state.runs.iter().find(|r| r.phase == Phase::Storyboard).expect("auto-continue queued the storyboard");
+    assert_eq!((next.status, next.lease_token), (RunStatus::Queued, 0), "nothing claimed with it");
+    let (status, token): (String, i64) = sqlx::query_as("SELECT status, lease_token FROM runs WHERE video_id = $1")
+        .bind(broken.to_string())
+        .fetch_one(e.store.pool())
+        .await
+        .unwrap();
+    assert_eq!((status.as_str(), token), ("queued", 0), "the failed claim left no trace");
+}

@@ -390,6 +390,8 @@ async fn set_up(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<(), 
         // fail) stays in memory: past 64 KiB SQLite spilled it to a new file in /var/tmp, which
         // a run's checkpoint commit did once per run (a file made, written, deleted).
         sqlx::query("PRAGMA temp_store = MEMORY").execute(&mut *conn).await?;
+        // Where a claim keeps the run it picked for the statements after it (`claim_batch`).
+        sqlx::query(queries::CLAIM_PICK_TABLE).execute(&mut *conn).await?;
     } else {
         // PostgreSQL's counterpart of busy_timeout: a statement waiting on a row lock gives up
         // (55P03) instead of waiting forever.

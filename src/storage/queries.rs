@@ -219,7 +219,9 @@ pub struct Lease {
 
 /// Claims a queued run, or a running one whose lease expired (its worker died or stalled), under
 /// a new fencing token, in one `UPDATE … RETURNING`; then counts the change on its video and
-/// notes the claim on its account.
+/// notes the claim on its account. (On SQLite, whose transaction holds the write lock throughout,
+/// the pick is first kept in a temporary table, so that the statements after the claim can find
+/// it in the same call.)
 ///
 /// Fair across accounts: the run picked belongs to the account whose last claim is oldest (round
 /// robin), and within an account the oldest run goes first. So one account with 50 queued
@@ -250,44 +252,65 @@ pub async fn claim_run_with_state(
 /// The claim of `claim_run_with_state`, as a batch that can open a transaction
 /// (`Store::write_starting`).
 pub fn claim_batch(backend: Backend, owner: &str, now: Timestamp, lease_ms: i64) -> Batch {
-    let claim = match backend {
-        Backend::Sqlite => {
-            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
-             lease_token = lease_token + 1 \
-             WHERE id = (SELECT r.id FROM runs r JOIN videos v ON v.id = r.video_id LEFT JOIN accounts a ON a.id = v.account_id \
-                         WHERE r.status = 'queued' OR (r.status = 'running' AND r.lease_expires_at < $3) \
-                         ORDER BY COALESCE(a.last_claimed_at, 0), r.created_at, r.id LIMIT 1) \
-             AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3)) RETURNING *"
-        }
-        Backend::Postgres => {
-            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
-             lease_token = lease_token + 1 \
-             WHERE id = (SELECT r.id FROM runs r JOIN videos v ON v.id = r.video_id LEFT JOIN accounts a ON a.id = v.account_id \
-                         WHERE r.status = 'queued' OR (r.status = 'running' AND r.lease_expires_at < $3) \
-                         ORDER BY COALESCE(a.last_claimed_at, 0), r.created_at, r.id LIMIT 1 FOR UPDATE OF r, v SKIP LOCKED) \
-             AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3)) RETURNING *"
-        }
-    };
+    let lease = vec![Value::Text(owner.to_string()), Value::Int(now + lease_ms), Value::Int(now)];
     let mut batch = Batch::new(backend);
-    batch.push_statement(Statement {
-        sql: claim,
-        values: vec![Value::Text(owner.to_string()), Value::Int(now + lease_ms), Value::Int(now)],
-    });
+    match backend {
+        // The pick goes into the connection's `temp.claim_pick` (made by `set_up`), so the
+        // statements after the claim find the run and its video without its id: the claim, the
+        // video's change, the account's turn and the state go in one call.
+        Backend::Sqlite => {
+            batch.push_statement(Statement { sql: "DELETE FROM temp.claim_pick", values: Vec::new() });
+            batch.push_statement(Statement {
+                sql: "INSERT INTO temp.claim_pick (id, video_id) \
+                      SELECT r.id, r.video_id FROM runs r JOIN videos v ON v.id = r.video_id LEFT JOIN accounts a ON a.id = v.account_id \
+                      WHERE r.status = 'queued' OR (r.status = 'running' AND r.lease_expires_at < $1) \
+                      ORDER BY COALESCE(a.last_claimed_at, 0), r.created_at, r.id LIMIT 1",
+                values: vec![Value::Int(now)],
+            });
+            batch.push_statement(Statement {
+                sql: "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
+                      lease_token = lease_token + 1 WHERE id = (SELECT id FROM temp.claim_pick) \
+                      AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3)) RETURNING *",
+                values: lease,
+            });
+            batch.push_set(&CLAIMED_PICKED, vec![Value::Int(now)]);
+        }
+        Backend::Postgres => batch.push_statement(Statement {
+            sql: "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, started_at = COALESCE(started_at, $3), \
+                  lease_token = lease_token + 1 \
+                  WHERE id = (SELECT r.id FROM runs r JOIN videos v ON v.id = r.video_id LEFT JOIN accounts a ON a.id = v.account_id \
+                              WHERE r.status = 'queued' OR (r.status = 'running' AND r.lease_expires_at < $3) \
+                              ORDER BY COALESCE(a.last_claimed_at, 0), r.created_at, r.id LIMIT 1 FOR UPDATE OF r, v SKIP LOCKED) \
+                  AND (status = 'queued' OR (status = 'running' AND lease_expires_at < $3)) RETURNING *",
+            values: lease,
+        }),
+    }
     batch
 }
 
+/// SQLite's table for the run a claim picked (`claim_batch`), one per connection.
+pub const CLAIM_PICK_TABLE: &str = "CREATE TEMP TABLE IF NOT EXISTS claim_pick (id TEXT NOT NULL, video_id TEXT NOT NULL)";
+
 /// After `claim_batch` (its `answers`), in the same transaction: the claimed run, its lease and
-/// its video's state; `None` when there was nothing to claim.
+/// its video's state; `None` when there was nothing to claim. On SQLite the claim's call read
+/// the state already; on PostgreSQL it is read here (`CLAIMED`).
 pub async fn claimed_state(
     conn: &mut AnyConnection,
     answers: &[Answer],
     owner: &str,
     now: Timestamp,
 ) -> Result<Option<(Run, Lease, Video)>> {
-    let row: Option<RunRow> = answers.first().map(Answer::rows_as).transpose()?.and_then(|rows| rows.into_iter().next());
-    let Some(run) = row.map(Run::from) else { return Ok(None) };
-    let answers = run_set(conn, &CLAIMED, &[Value::Text(run.video_id.to_string()), Value::Int(now)]).await?;
-    let state = state_of(&answers[2..])?.ok_or_else(|| StorageError::Corrupt(format!("run {} has no video", run.id)))?;
+    let (claim, picked) = match answers {
+        [claim] => (claim, None),
+        [_, _, claim, picked @ ..] if picked.len() == CLAIMED_PICKED.statements.len() => (claim, Some(picked)),
+        _ => return Err(StorageError::Corrupt(format!("a claim came back in {} parts", answers.len()))),
+    };
+    let Some(run) = claim.rows_as::<RunRow>()?.into_iter().next().map(Run::from) else { return Ok(None) };
+    let state = match picked {
+        Some(picked) => state_of(&picked[2..])?,
+        None => state_of(&run_set(conn, &CLAIMED, &[Value::Text(run.video_id.to_string()), Value::Int(now)]).await?[2..])?,
+    };
+    let state = state.ok_or_else(|| StorageError::Corrupt(format!("run {} has no video", run.id)))?;
     let lease = Lease { run: run.id, video: run.video_id, owner: owner.to_string(), token: run.lease_token };
     Ok(Some((run, lease, state)))
 }
@@ -485,6 +508,17 @@ const CLAIMED: StatementSet = statement_set!(
     "SELECT * FROM runs WHERE video_id = $1 ORDER BY created_at, id",
 );
 
+/// `CLAIMED` on SQLite, in the claim's call: the run and video `claim_batch` put in
+/// `temp.claim_pick` (nothing when it picked none); `$1` now.
+const CLAIMED_PICKED: StatementSet = statement_set!(
+    "UPDATE videos SET changes = changes + 1 WHERE id = (SELECT video_id FROM temp.claim_pick)",
+    "UPDATE accounts SET last_claimed_at = $1 WHERE id = (SELECT account_id FROM videos WHERE id = (SELECT video_id FROM temp.claim_pick))",
+    "SELECT * FROM videos WHERE id = (SELECT video_id FROM temp.claim_pick)",
+    "SELECT * FROM branches WHERE video_id = (SELECT video_id FROM temp.claim_pick) ORDER BY created_at, name",
+    "SELECT * FROM checkpoints WHERE video_id = (SELECT video_id FROM temp.claim_pick) ORDER BY created_at, id",
+    "SELECT * FROM runs WHERE video_id = (SELECT video_id FROM temp.claim_pick) ORDER BY created_at, id",
+);
+
 /// A held run's write begins: the video counted as changed (`touch_video`), then the lease
 /// checked and extended as `hold_lease` does (`$2` the new expiry, `$6` now).
 const TOUCH_AND_HOLD: StatementSet = statement_set!(
@@ -494,7 +528,7 @@ const TOUCH_AND_HOLD: StatementSet = statement_set!(
 );
 
 /// Every statement set, for the test that each one names its values `$1` to `$k`.
-pub const STATEMENT_SETS: [&StatementSet; 3] = [&VIDEO_STATE, &CLAIMED, &TOUCH_AND_HOLD];
+pub const STATEMENT_SETS: [&StatementSet; 4] = [&VIDEO_STATE, &CLAIMED, &CLAIMED_PICKED, &TOUCH_AND_HOLD];
 
 /// The state from the last four answers of `VIDEO_STATE` or `CLAIMED`.
 fn state_of(answers: &[Answer]) -> Result<Option<Video>> {

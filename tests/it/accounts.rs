@@ -364,6 +364,33 @@ async fn one_accounts_fifty_videos_do_not_hold_up_anothers_single_run() {
     assert_eq!(a_done.iter().filter(|s| s.as_ref().unwrap().checkpoints.len() == 1).count(), 1, "A had one run done meanwhile");
 }
 
+/// A claim takes the run it picked and reads that run's video, also on a connection that claimed
+/// before (on SQLite the pick waits in a temporary table of the write connection for the
+/// statements after the claim): A's run, claimed and handed back, is claimable again, but B's
+/// account has its turn, so the next claim is B's run, with B's video's state.
+#[tokio::test]
+async fn a_claim_takes_the_run_it_picked_and_reads_that_runs_video() {
+    let env = env().await;
+    let e = &env.engine;
+    let (a, b) = (account(e, "first@example.org").await, account(e, "second@example.org").await);
+    let a_video = make(e, a, "A's video").await.unwrap();
+    let b_video = make(e, b, "B's video").await.unwrap();
+    let now = reelsmith::pipeline::now_ms();
+    let mut tx = e.store.write().await.unwrap();
+    let (a_run, a_lease, a_state) = storage::claim_run_with_state(&mut tx, "w", now, 10_000).await.unwrap().expect("A's run, the oldest");
+    assert_eq!((a_run.video_id, a_state.video.id), (a_video, a_video));
+    assert!(storage::release_run(&mut tx, &a_lease).await.unwrap());
+    tx.commit().await.unwrap();
+    let mut tx = e.store.write().await.unwrap();
+    let (b_run, b_lease, b_state) = storage::claim_run_with_state(&mut tx, "w", now + 1, 10_000).await.unwrap().expect("B's turn");
+    assert_eq!((b_run.video_id, b_state.video.id, b_lease.token), (b_video, b_video, 1));
+    let read = storage::load_video_state(&mut tx, b_video).await.unwrap().expect("B's video");
+    assert_eq!(format!("{b_state:?}"), format!("{read:?}"), "the state read with the claim is B's video after it");
+    tx.commit().await.unwrap();
+    let a_after = e.video_state(a_video).await.unwrap();
+    assert_eq!((a_after.runs[0].status, a_after.runs[0].lease_token), (reelsmith::domain::RunStatus::Queued, 1), "A's run stays queued");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_a_video_removes_all_of_it_and_only_it() {
     let env = env().await;

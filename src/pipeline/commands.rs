@@ -425,7 +425,7 @@ impl Engine {
                 RunStart { phase: target.phase, from: target.parent_id, attempt, kind: RunKind::Regenerate, regenerate: Some(regenerate) };
             let run = Run::queued(RunId::fresh(), branch, start, now);
             let mut view = state.branch_view(branch);
-            view.estimate_micros = if beat < beats { engine.estimate(tx, &state, &run).await? } else { 0 };
+            view.estimate_micros = if beat < beats { engine.estimate(tx, &state, &run, None).await? } else { 0 };
             rules::decide_regenerate(&view, target.phase, state.on_line(branch, checkpoint), beat, beats)?;
             storage::insert_run(tx, &run).await?;
             Ok(run.id)

@@ -35,7 +35,7 @@ impl Engine {
 
     async fn read_status(&self, tx: &mut AnyConnection, video: VideoId, branch: &str, pages: Pages) -> Result<StatusSlice, CoreError> {
         let mut state = storage::load_rule_slice(tx, video).await?.ok_or_else(|| CoreError::not_found(Entity::Video, video))?;
-        self.add_estimates(tx, &mut state).await?;
+        self.add_estimates(tx, &mut state, None).await?;
         let shown = video::named_branch(&state, branch).map_err(|e| CoreError::not_found(Entity::Branch, e.0))?;
         let (id, name) = (shown.id, shown.name.clone());
         let progress = video::progress_run(&state, shown).map(|r| r.id);

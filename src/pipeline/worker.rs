@@ -25,6 +25,7 @@ struct Spent {
 
 /// The longest wait a rate limit's `Retry-After` is honoured for; a longer one waits this long.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
+use super::estimate::MemoSeen;
 use super::units::{self, UnitInput, UnitOutput, UnitPlan};
 use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{ContinueRequest, GivenCheckpoint, Limits, decide};
@@ -135,11 +136,15 @@ pub struct Claimed {
 }
 
 /// The memo's entries for the run's units, which of their blobs are kept in rows, and the bytes
-/// of their small inputs: one read for the whole run instead of one or more per unit.
-async fn memo_for(tx: &mut AnyConnection, plans: &[UnitPlan]) -> Result<Memo, CoreError> {
+/// of their small inputs: one read for the whole run instead of one or more per unit. The
+/// entries come from `seen` when this transaction has read them all already.
+async fn memo_for(tx: &mut AnyConnection, plans: &[UnitPlan], seen: Option<&MemoSeen>) -> Result<Memo, CoreError> {
     let small = |b: &&crate::domain::BlobRef| b.bytes <= INLINE_BLOB_MAX;
     let keys: Vec<String> = plans.iter().map(|p| p.key.clone()).collect();
-    let entries = storage::memo_of(tx, &keys).await?;
+    let entries = match seen.and_then(|seen| seen.answers(&keys)) {
+        Some(entries) => entries,
+        None => storage::memo_of(tx, &keys).await?,
+    };
     let outputs: HashMap<String, UnitOutput> =
         entries.into_iter().filter_map(|(k, m)| serde_json::from_str(&m.output).ok().map(|o| (k, o))).collect();
     let made: Vec<String> = outputs.values().flat_map(|o| o.blobs()).filter(small).map(|b| b.sha256.clone()).collect();
@@ -180,8 +185,7 @@ impl Engine {
     pub async fn work_once(&self, owner: &str, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
         // The run claimed with this worker's last checkpoint, if any, comes first, unless this
         // process cancelled it since (then it is dropped; the claim below finds what is left).
-        let claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).remove(owner);
-        if let Some(claimed) = claimed {
+        if let Some(claimed) = self.take_claimed(owner) {
             if !self.cancelled.borrow().contains(&claimed.run.id) {
                 return self.run_claimed(claimed, shutdown).await;
             }
@@ -204,7 +208,7 @@ impl Engine {
         };
         // Planned under the claim: the state, the plan, the progress's start and the memo's
         // answers in the claim's transaction rather than four more.
-        let start = match self.start_run(&mut tx, &run, &lease, state).await {
+        let start = match self.start_run(&mut tx, &run, &lease, state, None).await {
             Ok(start) => start,
             Err(e) => {
                 let _ = tx.rollback().await;
@@ -256,10 +260,19 @@ impl Engine {
             }
         }
         // A run claimed with the last checkpoint and not started goes back to the queue.
-        let claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).remove(&owner);
-        if let Some(claimed) = claimed
-            && let Err(e) = self.hand_back(&claimed.lease, "the worker is shutting down").await
-        {
+        if let Some(claimed) = self.take_claimed(&owner) {
+            self.hand_back_claimed(claimed, "the worker is shutting down").await;
+        }
+    }
+
+    /// The run claimed with `owner`'s last checkpoint and not started yet, if any.
+    fn take_claimed(&self, owner: &str) -> Option<Claimed> {
+        self.claimed.lock().unwrap_or_else(|e| e.into_inner()).remove(owner)
+    }
+
+    /// Gives a claimed, not started run back to the queue; if that fails its lease lapses.
+    async fn hand_back_claimed(&self, claimed: Claimed, why: &str) {
+        if let Err(e) = self.hand_back(&claimed.lease, why).await {
             tracing::warn!(run = %claimed.run.id, error = %e, "could not hand a claimed run back; its lease will lapse");
         }
     }
@@ -334,15 +347,23 @@ impl Engine {
         read.await.unwrap_or(true)
     }
 
-    /// What a claimed run starts from, read (and its progress started) in the claim's transaction.
-    async fn start_run(&self, tx: &mut WriteTx, run: &Run, lease: &Lease, state: Video) -> Result<Start, CoreError> {
+    /// What a claimed run starts from, read (and its progress started) in the claim's transaction
+    /// (`seen`: the memo's answers that transaction has read already).
+    async fn start_run(
+        &self,
+        tx: &mut WriteTx,
+        run: &Run,
+        lease: &Lease,
+        state: Video,
+        seen: Option<&MemoSeen>,
+    ) -> Result<Start, CoreError> {
         let (plans, seeds) = match units::plan(self, &state, run) {
             Ok(p) => p,
             Err(e) => return Ok(Start { state, planned: Err(e.to_string()) }),
         };
         // Sent with the commit (the claim holds the run: nothing can end its lease before it).
         tx.defer(storage::set_run_progress_statement(lease, plans.len() as u32, 0, 0));
-        let memo = memo_for(tx, &plans).await?;
+        let memo = memo_for(tx, &plans, seen).await?;
         Ok(Start { state, planned: Ok(Planned { plans, seeds, memo }) })
     }
 
@@ -923,6 +944,9 @@ impl Engine {
                 };
                 let checkpoint = write_checkpoint(tx, &state, &run, &manifest, now)?;
                 let id = checkpoint.id;
+                // The next phase's memo answers, read for auto-continue's estimate, start the
+                // run when this worker claims it (below).
+                let mut seen = MemoSeen::default();
                 // Every new checkpoint, a regenerated version included (SPEC §4, auto-continue).
                 if state.video.auto_continue {
                     // The state as this transaction left it: the run is over (read after
@@ -931,9 +955,9 @@ impl Engine {
                     if let Some(branch) = state.branches.iter_mut().find(|b| b.id == run.branch_id) {
                         branch.head_id = Some(id);
                     }
-                    auto_continue(&engine, tx, state, &run, id, limits, now).await?;
+                    auto_continue(&engine, tx, state, &run, id, limits, now, &mut seen).await?;
                 }
-                let next = if claim { claim_next(&engine, tx, &lease.owner, now).await? } else { None };
+                let next = if claim { claim_next(&engine, tx, &lease.owner, now, &seen).await? } else { None };
                 Ok((id, next))
             })
             .await;
@@ -950,10 +974,8 @@ impl Engine {
                     }
                     let replaced = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(lease.owner.clone(), next);
                     // Two steps of one worker name at once (tests do it): the older claim goes back.
-                    if let Some(old) = replaced
-                        && let Err(e) = self.hand_back(&old.lease, "another claim replaced it").await
-                    {
-                        tracing::warn!(run = %old.run.id, error = %e, "could not hand a claimed run back; its lease will lapse");
+                    if let Some(old) = replaced {
+                        self.hand_back_claimed(old, "another claim replaced it").await;
                     }
                 }
                 Ok(WorkOutcome::Succeeded { checkpoint })
@@ -975,7 +997,7 @@ impl Engine {
 /// will not read), it is rolled back alone and the checkpoint commits without it; the worker's
 /// next step claims as usual. An error before the savepoint (the checkpoint's own statements)
 /// is the checkpoint's.
-async fn claim_next(engine: &Engine, tx: &mut WriteTx, owner: &str, now: Timestamp) -> Result<Option<Claimed>, CoreError> {
+async fn claim_next(engine: &Engine, tx: &mut WriteTx, owner: &str, now: Timestamp, seen: &MemoSeen) -> Result<Option<Claimed>, CoreError> {
     let backend = engine.store.backend();
     let mut batch = storage::batch::Batch::new(backend);
     batch.push(CLAIM_SAVEPOINT.to_string(), Vec::new());
@@ -985,7 +1007,7 @@ async fn claim_next(engine: &Engine, tx: &mut WriteTx, owner: &str, now: Timesta
         let Some((run, lease, state)) = storage::claimed_state(tx, answers.get(1..).unwrap_or_default(), owner, now).await? else {
             return Ok(None);
         };
-        let start = engine.start_run(tx, &run, &lease, state).await?;
+        let start = engine.start_run(tx, &run, &lease, state, Some(seen)).await?;
         Ok::<_, CoreError>(Some(Claimed { run, lease, start }))
     }
     .await;
@@ -1078,7 +1100,9 @@ fn write_checkpoint(tx: &mut WriteTx, state: &Video, run: &Run, manifest: &Manif
 
 /// Continues from the new checkpoint as a person's approve & continue would, on `state` (the
 /// checkpoint now heads the branch) with its estimates, with the run kind `auto`. A refusal (a
-/// spent budget) just leaves the checkpoint waiting for a person.
+/// spent budget) just leaves the checkpoint waiting for a person. The memo's answers the estimate
+/// read are noted in `seen`.
+#[allow(clippy::too_many_arguments)]
 async fn auto_continue(
     engine: &Engine,
     tx: &mut WriteTx,
@@ -1087,8 +1111,9 @@ async fn auto_continue(
     checkpoint: CheckpointId,
     limits: Limits,
     now: Timestamp,
+    seen: &mut MemoSeen,
 ) -> Result<(), CoreError> {
-    engine.add_estimates(tx, &mut state).await?;
+    engine.add_estimates(tx, &mut state, Some(seen)).await?;
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
     let request =
         ContinueRequest { checkpoint: Some(GivenCheckpoint { id: checkpoint, status: CheckpointStatus::Pending }), force_retry: false };

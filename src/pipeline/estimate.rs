@@ -94,3 +94,26 @@ impl Engine {
         Ok(micros)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MemoSeen;
+    use crate::domain::Phase;
+    use crate::storage::MemoEntry;
+    use std::collections::HashMap;
+
+    fn entry(key: &str) -> MemoEntry {
+        MemoEntry { key: key.into(), phase: Phase::Storyboard, provider: "local".into(), output: "{}".into(), cost_micros: 1 }
+    }
+
+    #[test]
+    fn seen_answers_only_keys_all_asked_and_a_key_not_found_is_an_answer() {
+        let mut seen = MemoSeen::default();
+        let keys = |k: &[&str]| k.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(seen.answers(&keys(&["a"])), None, "nothing asked yet");
+        seen.note(keys(&["a", "b", "c"]), HashMap::from([("a".into(), entry("a")), ("c".into(), entry("c"))]));
+        let answers = seen.answers(&keys(&["c", "b", "a", "a"])).expect("every key was asked");
+        assert_eq!(answers, HashMap::from([("a".into(), entry("a")), ("c".into(), entry("c"))]), "b was asked and is not in the memo");
+        assert_eq!(seen.answers(&keys(&["a", "d"])), None, "d was never asked: the memo must be read");
+    }
+}

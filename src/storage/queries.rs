@@ -250,7 +250,9 @@ pub async fn claim_run_with_state(
 }
 
 /// The claim of `claim_run_with_state`, as a batch that can open a transaction
-/// (`Store::write_starting`).
+/// (`Store::write_starting`). Run it inside a write transaction (every caller does): on SQLite
+/// the pick and the claim are separate statements, which only the transaction's write lock keeps
+/// together.
 pub fn claim_batch(backend: Backend, owner: &str, now: Timestamp, lease_ms: i64) -> Batch {
     let lease = vec![Value::Text(owner.to_string()), Value::Int(now + lease_ms), Value::Int(now)];
     let mut batch = Batch::new(backend);
@@ -311,6 +313,9 @@ pub async fn claimed_state(
         None => state_of(&run_set(conn, &CLAIMED, &[Value::Text(run.video_id.to_string()), Value::Int(now)]).await?[2..])?,
     };
     let state = state.ok_or_else(|| StorageError::Corrupt(format!("run {} has no video", run.id)))?;
+    if state.video.id != run.video_id {
+        return Err(StorageError::Corrupt(format!("the claim of run {} read video {}", run.id, state.video.id)));
+    }
     let lease = Lease { run: run.id, video: run.video_id, owner: owner.to_string(), token: run.lease_token };
     Ok(Some((run, lease, state)))
 }

@@ -538,7 +538,7 @@ async fn what_the_address_says_reaches_the_islands_escaped() {
     assert!(html(&page).contains("<leptos-island data-component=\"Live"), "the live indicator is an island");
     assert!(html(&page).contains(&format!("data-props=\"{{&quot;video_id&quot;:&quot;{id}&quot;}}\"")), "its props: the video");
     let branch = web.get(Some(&a), &format!("/videos/{id}?branch={hostile}&tree=%27"), &[]).await;
-    assert_eq!(branch.status, 404, "no such branch");
+    assert_eq!(branch.status, 404, "no such branch: {}", html(&branch).split("<main").nth(1).unwrap_or_default());
     let signin = web.get(None, &format!("/signin?next={hostile}"), &[]).await;
     assert_eq!(signin.status, 200);
     for (what, body) in [("status page", html(&branch)), ("sign-in page", html(&signin))] {
@@ -547,4 +547,27 @@ async fn what_the_address_says_reaches_the_islands_escaped() {
     // The status page's islands get their props from the stored video, not from the address;
     // the sign-in form's `next` comes from the address.
     assert!(html(&signin).contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "sign-in page: the props carry the words, escaped");
+}
+
+/// A status page the server cannot read (here a video row no longer reads as its type) answers
+/// 500 with a sentence that names no cause: never 200, which would tell a monitor, a cache or a
+/// test that the page is fine. The cause goes to the server's log only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_page_that_cannot_be_read_answers_500_and_names_no_cause() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let a = web.sign_up("broken@example.org").await;
+    let id = create(&web, &a, "A video whose row breaks").await;
+    assert_eq!(web.get(Some(&a), &format!("/videos/{id}"), &[]).await.status, 200);
+    let mut tx = env.engine.store.write().await.unwrap();
+    sqlx::query("UPDATE videos SET fault_plan = '{' WHERE id = $1").bind(&id).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let page = web.get(Some(&a), &format!("/videos/{id}"), &[]).await;
+    let body = page.body.as_str().expect("an HTML page").to_string();
+    assert_eq!(page.status, 500, "{}", body.split("<main").nth(1).unwrap_or_default());
+    assert!(body.contains("class=\"error-text\""), "the page says something went wrong");
+    for secret in ["fault_plan", "column", "read as its type"] {
+        assert!(!body.contains(secret), "the cause ({secret}) stays in the log");
+    }
 }

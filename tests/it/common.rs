@@ -47,6 +47,7 @@ pub async fn env_with(providers: Providers, config: EngineConfig) -> TestEnv {
 /// A test environment whose artifacts go to `blob_url` (see `BlobStore::open`), or to the data
 /// directory.
 pub async fn env_on(providers: Providers, config: EngineConfig, blob_url: Option<&str>) -> TestEnv {
+    log_to_the_test();
     let dir = std::env::temp_dir().join(format!("reelsmith-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = fresh_url(&dir).await;
@@ -54,6 +55,14 @@ pub async fn env_on(providers: Providers, config: EngineConfig, blob_url: Option
     let blobs = BlobStore::open(blob_url, &dir).await.expect("open the blob store");
     let engine = Engine::new(store, blobs, providers, config);
     TestEnv { engine, dir, url }
+}
+
+/// The server's warnings and errors go to the test's captured output, so a failing test shows
+/// what the server logged (an internal error's cause is logged, never sent to the page).
+/// `RUST_LOG` overrides the level.
+pub fn log_to_the_test() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_test_writer().try_init();
 }
 
 /// The S3-compatible test server's bucket, with a fresh prefix per call:

@@ -17,7 +17,7 @@ use crate::ui::components::{
     timeline::{Controls, Timeline},
 };
 use crate::ui::live::{ActionError, Live, REGION};
-use crate::ui::pages::not_found::{NotFoundMessage, set_not_found_status};
+use crate::ui::pages::not_found::{NotFoundMessage, set_error_status, set_not_found_status};
 
 /// The status page's address at other pages of the tree and the Attempts table.
 pub fn page_href(video_id: &str, branch: &str, tree: u32, attempts: u32) -> String {
@@ -55,8 +55,11 @@ pub fn StatusPage() -> impl IntoView {
                     set_not_found_status();
                     EitherOf3::B(view! { <NotFoundMessage what=Entity::Video.label()/> })
                 }
-                Err(e) => EitherOf3::C(view! {
-                    <section class="card"><p class="error-text">{e.sentence()} " " {e.next_step()}</p></section>
+                Err(e) => EitherOf3::C({
+                    set_error_status(&e);
+                    view! {
+                        <section class="card"><p class="error-text">{e.sentence()} " " {e.next_step()}</p></section>
+                    }
                 }),
             }
         })

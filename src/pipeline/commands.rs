@@ -96,9 +96,12 @@ fn checkpoint_of(state: &Video, id: CheckpointId) -> Result<&Checkpoint, CoreErr
     state.checkpoint(id).ok_or_else(|| CoreError::not_found(Entity::Checkpoint, id))
 }
 
-/// Carries out a rule-table decision inside the caller's transaction.
+/// Carries out a rule-table decision inside the caller's transaction, which has locked the
+/// video. The run it queues goes with the commit (`WriteTx::defer`): a unique index that refuses
+/// it (another run already active on the branch) fails the commit, and the command runs again
+/// on the winner's write (`Store::write_retrying`).
 pub(crate) async fn apply_decision(
-    tx: &mut AnyConnection,
+    tx: &mut WriteTx,
     branch: &Branch,
     decision: Decision,
     now: Timestamp,
@@ -112,7 +115,7 @@ pub(crate) async fn apply_decision(
         return Err(CoreError::LostRace);
     }
     if let Some(run) = &writes.run {
-        storage::insert_run(tx, run).await?;
+        tx.defer(storage::insert_run_statement(run));
     }
     Ok(writes.outcome)
 }
@@ -164,10 +167,15 @@ fn writes_of(branch: &Branch, decision: Decision, now: Timestamp) -> Writes {
 impl Engine {
     /// A command's write: one transaction through `Store::write_retrying`, so a command that lost
     /// a race runs again and the rule table sees the winner's write (e.g. the run it queued).
-    /// The video's row is locked (and its change counter bumped) before `work` reads anything, so
-    /// a video's commands run one at a time on PostgreSQL too: under READ COMMITTED two of them
-    /// could otherwise both decide on the same old state and both commit.
-    async fn write_video<T>(&self, video: VideoId, work: impl AsyncFn(&mut WriteTx) -> Result<T, CoreError>) -> Result<T, CoreError> {
+    /// The video's row is locked before its state is read and handed to `work`, so a video's
+    /// commands run one at a time on PostgreSQL too: under READ COMMITTED two of them could
+    /// otherwise both decide on the same old state and both commit. On SQLite the state comes in
+    /// the call that opens the transaction. No such video: "not found", nothing written.
+    async fn write_video<T>(
+        &self,
+        video: VideoId,
+        work: impl AsyncFn(&mut WriteTx, Video) -> Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
         self.write_video_if(video, |_| true, work).await
     }
 
@@ -177,20 +185,23 @@ impl Engine {
         &self,
         video: VideoId,
         changed: fn(&T) -> bool,
-        work: impl AsyncFn(&mut WriteTx) -> Result<T, CoreError>,
+        work: impl AsyncFn(&mut WriteTx, Video) -> Result<T, CoreError>,
     ) -> Result<T, CoreError> {
         let backend = self.store.backend();
         let value = self
             .store
-            .write_retrying(async move |tx| {
-                storage::lock_video(tx, backend, video).await?;
-                let value = work(tx).await?;
-                if changed(&value) {
-                    // Sent with the commit.
-                    tx.defer(storage::touch_video_statement(video));
-                }
-                Ok::<_, CoreError>(value)
-            })
+            .write_retrying_starting(
+                || Some(storage::lock_and_load_batch(backend, video)),
+                async move |tx, answers| {
+                    let state = storage::loaded_state(&answers)?.ok_or_else(|| CoreError::not_found(Entity::Video, video))?;
+                    let value = work(tx, state).await?;
+                    if changed(&value) {
+                        // Sent with the commit.
+                        tx.defer(storage::touch_video_statement(video));
+                    }
+                    Ok::<_, CoreError>(value)
+                },
+            )
             .await?;
         self.events.changed(video);
         self.events.wake_workers();
@@ -215,23 +226,28 @@ impl Engine {
             changes: 0,
         };
         let id = video.id;
-        self.write_video(id, async move |tx| {
-            may_queue(tx, quotas, owner, now, true).await?;
-            storage::insert_video(tx, &video).await?;
-            let main = Branch {
-                id: BranchId::fresh(),
-                video_id: video.id,
-                name: BranchName::MAIN.into(),
-                head_id: None,
-                forked_from: None,
-                created_at: now,
-            };
-            storage::insert_branch(tx, &main).await?;
-            let first = RunStart { phase: Phase::Script, from: None, attempt: 1, kind: RunKind::Initial, regenerate: None };
-            storage::insert_run(tx, &Run::queued(RunId::fresh(), &main, first, now)).await?;
-            Ok(())
-        })
-        .await?;
+        self.store
+            .write_retrying(async move |tx| {
+                may_queue(tx, quotas, owner, now, true).await?;
+                storage::insert_video(tx, &video).await?;
+                let main = Branch {
+                    id: BranchId::fresh(),
+                    video_id: video.id,
+                    name: BranchName::MAIN.into(),
+                    head_id: None,
+                    forked_from: None,
+                    created_at: now,
+                };
+                storage::insert_branch(tx, &main).await?;
+                let first = RunStart { phase: Phase::Script, from: None, attempt: 1, kind: RunKind::Initial, regenerate: None };
+                storage::insert_run(tx, &Run::queued(RunId::fresh(), &main, first, now)).await?;
+                // Counted as the video's first change, with the commit.
+                tx.defer(storage::touch_video_statement(id));
+                Ok::<_, CoreError>(())
+            })
+            .await?;
+        self.events.changed(id);
+        self.events.wake_workers();
         Ok(id)
     }
 
@@ -246,9 +262,9 @@ impl Engine {
     ) -> Result<ContinueOutcome, CoreError> {
         let (limits, quotas, engine) = (self.config.limits(), self.config.quotas, self.clone());
         let branch = branch.map(str::to_string);
-        self.write_video_if(video, ContinueOutcome::is_change, async move |tx| {
+        self.write_video_if(video, ContinueOutcome::is_change, async move |tx, mut state| {
             let now = now_ms();
-            let state = engine.load_estimated(tx, video).await?;
+            engine.add_estimates(tx, &mut state, None).await?;
             let branch = branch_of(&state, branch.as_deref())?;
             let given =
                 checkpoint.map(|id| checkpoint_of(&state, id).map(|c| GivenCheckpoint { id: c.id, status: c.status })).transpose()?;
@@ -277,9 +293,8 @@ impl Engine {
         let script = Script::parse_edit(script_json)?;
         let branch = branch.map(str::to_string);
         let quotas = self.config.quotas;
-        self.write_video(video, async move |tx| {
+        self.write_video(video, async move |tx, state| {
             let now = now_ms();
-            let state = load(tx, video).await?;
             let edits = state.checkpoints.iter().filter(|c| c.origin == Origin::Edited).count();
             let limit = quotas.applying_to(state.video.owner).edits_per_video;
             Quotas::check_count(edits, limit, |limit| LimitReached::Edits { limit })?;
@@ -321,8 +336,7 @@ impl Engine {
         let name = BranchName::parse(name)?;
         let quotas = self.config.quotas;
         let created = self
-            .write_video(video, async move |tx| {
-                let state = load(tx, video).await?;
+            .write_video(video, async move |tx, state| {
                 checkpoint_of(&state, from)?;
                 let limit = quotas.applying_to(state.video.owner).branches_per_video;
                 Quotas::check_count(state.branches.len(), limit, |limit| LimitReached::Branches { limit })?;
@@ -354,8 +368,7 @@ impl Engine {
     pub async fn cancel(&self, video: VideoId, branch: Option<&str>) -> Result<RunId, CoreError> {
         let branch = branch.map(str::to_string);
         let run = self
-            .write_video(video, async move |tx| {
-                let state = load(tx, video).await?;
+            .write_video(video, async move |tx, state| {
                 let branch = branch_of(&state, branch.as_deref())?;
                 let run = rules::decide_cancel(&state.branch_view(branch))?;
                 let ended =
@@ -375,11 +388,7 @@ impl Engine {
     }
 
     pub async fn set_auto_continue(&self, video: VideoId, on: bool) -> Result<(), CoreError> {
-        self.write_video(video, async move |tx| {
-            load(tx, video).await?;
-            Ok(storage::set_auto_continue(tx, video, on).await?)
-        })
-        .await
+        self.write_video(video, async move |tx, _| Ok(storage::set_auto_continue(tx, video, on).await?)).await
     }
 
     /// Sets the cost budget in micro-dollars (`None`: unlimited).
@@ -387,11 +396,7 @@ impl Engine {
         if budget_micros.is_some_and(|b| !(0..=1_000_000_000_000).contains(&b)) {
             return Err(InvalidInput::new("budget", "the budget must be between $0 and $1,000,000").into());
         }
-        self.write_video(video, async move |tx| {
-            load(tx, video).await?;
-            Ok(storage::set_budget(tx, video, budget_micros).await?)
-        })
-        .await
+        self.write_video(video, async move |tx, _| Ok(storage::set_budget(tx, video, budget_micros).await?)).await
     }
 
     /// Queues a run that makes a new version of a storyboard or clips checkpoint in which only
@@ -405,9 +410,8 @@ impl Engine {
     ) -> Result<RunId, CoreError> {
         let (branch, engine) = (branch.map(str::to_string), self.clone());
         let quotas = self.config.quotas;
-        self.write_video(video, async move |tx| {
+        self.write_video(video, async move |tx, state| {
             let now = now_ms();
-            let state = load(tx, video).await?;
             let quotas = quotas.applying_to(state.video.owner);
             let regenerations = state.runs.iter().filter(|r| r.regenerate.is_some()).count();
             Quotas::check_count(regenerations, quotas.regenerations_per_video, |limit| LimitReached::Regenerations { limit })?;

@@ -5,10 +5,9 @@ use uuid::Uuid;
 
 use std::collections::{HashMap, HashSet};
 
-use super::commands::load;
 use super::{CoreError, Engine, units};
 use crate::domain::video::{Run, RunStart, Video};
-use crate::domain::{Phase, RunId, RunKind, VideoId};
+use crate::domain::{Phase, RunId, RunKind};
 use crate::storage::{self, MemoEntry};
 use sqlx::AnyConnection;
 
@@ -40,14 +39,6 @@ impl MemoSeen {
 }
 
 impl Engine {
-    /// The video's state with, per branch, the estimate of the run a continue or retry would
-    /// start there (the phase after the head, from the head).
-    pub(crate) async fn load_estimated(&self, tx: &mut AnyConnection, video: VideoId) -> Result<Video, CoreError> {
-        let mut state = load(tx, video).await?;
-        self.add_estimates(tx, &mut state, None).await?;
-        Ok(state)
-    }
-
     /// Fills `state.estimates`; needs only each branch's line, so a page's slice will do. The
     /// memo's answers it reads are noted in `seen`, when given.
     pub(crate) async fn add_estimates(

@@ -551,6 +551,29 @@ fn state_of(answers: &[Answer]) -> Result<Option<Video>> {
     }))
 }
 
+/// A command's first statements: the video's row locked (on PostgreSQL, as `lock_video` does;
+/// SQLite's write transaction holds its lock already), then its state as `load_video_state`
+/// reads it. On SQLite they go in the call that opens the transaction (`Store::write_starting`);
+/// `loaded_state` reads the answers.
+pub fn lock_and_load_batch(backend: Backend, id: VideoId) -> Batch {
+    let mut batch = Batch::new(backend);
+    if backend == Backend::Postgres {
+        batch
+            .push_statement(Statement { sql: "SELECT id FROM videos WHERE id = $1 FOR UPDATE", values: vec![Value::Text(id.to_string())] });
+    }
+    batch.push_set(&VIDEO_STATE, vec![Value::Text(id.to_string())]);
+    batch
+}
+
+/// The state `lock_and_load_batch` read (its last answers); `None`: no such video.
+pub fn loaded_state(answers: &[Answer]) -> Result<Option<Video>> {
+    let parts = VIDEO_STATE.statements.len();
+    let Some(first) = answers.len().checked_sub(parts) else {
+        return Err(StorageError::Corrupt(format!("a video's state came back in {} parts", answers.len())));
+    };
+    state_of(&answers[first..])
+}
+
 pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<Option<Video>> {
     state_of(&run_set(conn, &VIDEO_STATE, &[Value::Text(id.to_string())]).await?)
 }

@@ -381,3 +381,37 @@ async fn a_claim_that_fails_after_a_checkpoint_is_rolled_back_alone() {
         .unwrap();
     assert_eq!((status.as_str(), token), ("queued", 0), "the failed claim left no trace");
 }
+
+/// Every command on a video that does not exist answers "video not found" and writes nothing,
+/// even when what else it names (a checkpoint, a branch) exists on another video.
+#[tokio::test]
+async fn commands_on_an_unknown_video_are_not_found_and_change_nothing() {
+    let env = env().await;
+    let e = &env.engine;
+    let real = new_video(e, "A real video beside a missing one", 2, false, None).await;
+    let script = step_ok(e).await;
+    let state = e.video_state(real).await.unwrap();
+    let reelsmith::domain::Manifest::Script { script: old, .. } = &state.checkpoint(script).unwrap().manifest else { unreachable!() };
+    let mut edited = serde_json::to_value(old).unwrap();
+    edited["title"] = serde_json::Value::String("Edited elsewhere".into());
+    let edited = edited.to_string();
+    let (before, commits) = (snapshot(e).await, e.store.commits());
+
+    let ghost = reelsmith::domain::VideoId(uuid::Uuid::new_v4());
+    let not_found = |what: &str, r: Result<(), CoreError>| match r {
+        Err(CoreError::NotFound { what: reelsmith::domain::Entity::Video, id }) => assert_eq!(id, ghost.to_string(), "{what}"),
+        other => panic!("{what}: {other:?}"),
+    };
+    not_found("continue", e.continue_video(ghost, None, None, false).await.map(drop));
+    not_found("retry", e.continue_video(ghost, Some(script), Some("main"), true).await.map(drop));
+    not_found("approve", e.approve(ghost, script, None).await.map(drop));
+    not_found("edit", e.edit_script(ghost, None, script, &edited).await.map(drop));
+    not_found("branch", e.create_branch(ghost, script, "elsewhere").await.map(drop));
+    not_found("cancel", e.cancel(ghost, None).await.map(drop));
+    not_found("auto-continue", e.set_auto_continue(ghost, true).await);
+    not_found("budget", e.set_budget(ghost, Some(1_000)).await);
+    not_found("regenerate", e.regenerate_beat(ghost, None, script, 0).await.map(drop));
+
+    assert_eq!(e.store.commits(), commits, "no command committed");
+    assert_eq!(snapshot(e).await, before, "nothing changed");
+}

@@ -96,16 +96,8 @@ fn checkpoint_of(state: &Video, id: CheckpointId) -> Result<&Checkpoint, CoreErr
     state.checkpoint(id).ok_or_else(|| CoreError::not_found(Entity::Checkpoint, id))
 }
 
-/// Carries out a rule-table decision inside the caller's transaction, which has locked the
-/// video. The run it queues goes with the commit (`WriteTx::defer`): a unique index that refuses
-/// it (another run already active on the branch) fails the commit, and the command runs again
-/// on the winner's write (`Store::write_retrying`).
-pub(crate) async fn apply_decision(
-    tx: &mut WriteTx,
-    branch: &Branch,
-    decision: Decision,
-    now: Timestamp,
-) -> Result<ContinueOutcome, CoreError> {
+/// Carries out a rule-table decision inside the caller's transaction.
+pub(crate) async fn apply_decision(tx: &mut WriteTx, branch: &Branch, decision: Decision, now: Timestamp) -> Result<ContinueOutcome, CoreError> {
     let writes = writes_of(branch, decision, now);
     if let Some(checkpoint) = writes.approve
         && !storage::approve_checkpoint(tx, checkpoint, now).await?
@@ -115,7 +107,7 @@ pub(crate) async fn apply_decision(
         return Err(CoreError::LostRace);
     }
     if let Some(run) = &writes.run {
-        tx.defer(storage::insert_run_statement(run));
+        storage::insert_run(tx, run).await?;
     }
     Ok(writes.outcome)
 }

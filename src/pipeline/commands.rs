@@ -97,7 +97,12 @@ fn checkpoint_of(state: &Video, id: CheckpointId) -> Result<&Checkpoint, CoreErr
 }
 
 /// Carries out a rule-table decision inside the caller's transaction.
-pub(crate) async fn apply_decision(tx: &mut WriteTx, branch: &Branch, decision: Decision, now: Timestamp) -> Result<ContinueOutcome, CoreError> {
+pub(crate) async fn apply_decision(
+    tx: &mut AnyConnection,
+    branch: &Branch,
+    decision: Decision,
+    now: Timestamp,
+) -> Result<ContinueOutcome, CoreError> {
     let writes = writes_of(branch, decision, now);
     if let Some(checkpoint) = writes.approve
         && !storage::approve_checkpoint(tx, checkpoint, now).await?
@@ -157,8 +162,9 @@ fn writes_of(branch: &Branch, decision: Decision, now: Timestamp) -> Writes {
 }
 
 impl Engine {
-    /// A command's write: one transaction through `Store::write_retrying`, so a command that lost
-    /// a race runs again and the rule table sees the winner's write (e.g. the run it queued).
+    /// A command's write: one transaction through `Store::write_retrying_starting`, so a command
+    /// that lost a race runs again and the rule table sees the winner's write (e.g. the run it
+    /// queued).
     /// The video's row is locked before its state is read and handed to `work`, so a video's
     /// commands run one at a time on PostgreSQL too: under READ COMMITTED two of them could
     /// otherwise both decide on the same old state and both commit. On SQLite the state comes in

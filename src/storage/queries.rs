@@ -59,9 +59,14 @@ pub async fn list_videos(conn: &mut AnyConnection, owner: AccountId, limit: i64)
 /// `BEGIN IMMEDIATE` already serialises all writers).
 pub async fn lock_video(conn: &mut AnyConnection, backend: Backend, id: VideoId) -> Result<()> {
     if backend == Backend::Postgres {
-        sqlx::query("SELECT id FROM videos WHERE id = $1 FOR UPDATE").bind(id.to_string()).execute(conn).await?;
+        lock_video_statement(id).run(conn).await?;
     }
     Ok(())
+}
+
+/// `lock_video`'s statement (PostgreSQL only).
+fn lock_video_statement(id: VideoId) -> Statement {
+    Statement { sql: "SELECT id FROM videos WHERE id = $1 FOR UPDATE", values: vec![Value::Text(id.to_string())] }
 }
 
 /// Counts a committed change of the video (and locks its row on PostgreSQL, like `lock_video`).
@@ -558,8 +563,7 @@ fn state_of(answers: &[Answer]) -> Result<Option<Video>> {
 pub fn lock_and_load_batch(backend: Backend, id: VideoId) -> Batch {
     let mut batch = Batch::new(backend);
     if backend == Backend::Postgres {
-        batch
-            .push_statement(Statement { sql: "SELECT id FROM videos WHERE id = $1 FOR UPDATE", values: vec![Value::Text(id.to_string())] });
+        batch.push_statement(lock_video_statement(id));
     }
     batch.push_set(&VIDEO_STATE, vec![Value::Text(id.to_string())]);
     batch

@@ -17,7 +17,7 @@ S3_PORT ?= 25434
 export PATH := $(CURDIR)/end2end/node_modules/.bin:$(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: setup-apt run test dev build setup bench bench-peer check clippy test-unit test-postgres test-scaleout test-e2e clean-data
+.PHONY: setup-apt run test dev build setup bench bench-peer check clippy s3venv test-unit test-postgres test-scaleout test-e2e clean-data
 
 run: setup build
 	./target/release/reelsmith
@@ -61,13 +61,28 @@ setup-apt:
 
 # The site is built first: the drills and the browser tests start the real binary, which refuses
 # to start without the site files its pages ask for.
+# moto's venv installs from PyPI meanwhile (network and unpacking, little CPU: 39 s off the end),
+# and the test binaries build right after the server, beside the site's WASM side (each leaves
+# a core idle in its serial stretches).
 test: setup
+	mkdir -p target
+	$(MAKE) --no-print-directory s3venv >target/s3venv.log 2>&1 & s3venv=$$!
 	$(MAKE) --no-print-directory check
-	$(MAKE) --no-print-directory build
+	scripts/build-site.sh --with-tests
+	wait $$s3venv || true
+	cat target/s3venv.log
 	$(MAKE) --no-print-directory test-unit
 	$(MAKE) --no-print-directory test-postgres
 	$(MAKE) --no-print-directory test-scaleout
 	$(MAKE) --no-print-directory test-e2e
+
+## moto's standalone S3 server, from PyPI into target/s3venv on first use. `--no-compile`: Python
+## byte-compiles the modules the server imports when it starts, not all of botocore's (56 → 39 s).
+s3venv:
+	if [ ! -x target/s3venv/bin/moto_server ]; then
+	  rm -rf target/s3venv
+	  python3 -m venv target/s3venv && target/s3venv/bin/pip install -q --no-compile --disable-pip-version-check 'moto[server]'
+	fi
 
 ## Unit tests of every layer, and the storage/pipeline suites on SQLite.
 test-unit:
@@ -86,13 +101,10 @@ test-postgres:
 ## Several processes on one PostgreSQL cluster and one S3-compatible server (moto's standalone
 ## server, installed from PyPI into target/s3venv on first use): the blob store's contract and gc on
 ## S3, LISTEN/NOTIFY across processes, and the multi-process drill (2 web + 2 worker processes).
-## Only a missing Python package registry skips it, loudly. `--no-compile`: Python byte-compiles
-## the modules moto's server imports when it starts, not all of botocore's at install (56 → 39 s).
+## Only a missing Python package registry skips it, loudly.
 test-scaleout:
-	if [ ! -x target/s3venv/bin/moto_server ]; then
-	  python3 -m venv target/s3venv && target/s3venv/bin/pip install -q --no-compile --disable-pip-version-check 'moto[server]' || {
-	    echo "=== SKIPPED test-scaleout: cannot install moto[server] from PyPI into target/s3venv ===" >&2; exit 0; }
-	fi
+	$(MAKE) --no-print-directory s3venv || {
+	  echo "=== SKIPPED test-scaleout: cannot install moto[server] from PyPI into target/s3venv ===" >&2; exit 0; }
 	PG_BIN=$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 	T=$$(mktemp -d /tmp/reelsmith-scale.XXXXXX); chown postgres "$$T"; MOTO=""
 	trap '[ -z "$$MOTO" ] || kill $$MOTO; su postgres -c "$$PG_BIN/pg_ctl -D $$T/db -m immediate stop" >/dev/null 2>&1 || true; rm -rf "$$T"' EXIT

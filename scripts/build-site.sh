@@ -13,7 +13,13 @@ NEXT=$SITE/.pkg.next
 # scripts, the last crates, linking), so together they finish sooner than one after the other.
 # The server's build is the longer one, so the WASM side runs niced: it takes the cores the server
 # leaves idle instead of half of them.
-cargo build --release --features ssr --bin reelsmith &
+# `--with-tests` (make test): the test binaries build after the server, in the same job, so they
+# too take what the WASM side leaves idle.
+if [ "${1:-}" = --with-tests ]; then
+  { cargo build --release --features ssr --bin reelsmith && cargo test --release --features ssr --no-run; } &
+else
+  cargo build --release --features ssr --bin reelsmith &
+fi
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 bindgen=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/"/,"",$3); print $3; exit}' Cargo.lock)

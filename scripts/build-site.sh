@@ -13,15 +13,17 @@ NEXT=$SITE/.pkg.next
 # scripts, the last crates, linking), so together they finish sooner than one after the other.
 # The server's build is the longer one, so the WASM side runs niced: it takes the cores the server
 # leaves idle instead of half of them.
-# `--with-tests` (make test): the test binaries build after the server, in the same job, so they
-# too take what the WASM side leaves idle.
+# `--with-tests` (make test): the test binaries build after the server, in the same job, which
+# is then the longer one and runs niced instead of the WASM side.
+wasm_nice=10
 if [ "${1:-}" = --with-tests ]; then
-  { cargo build --release --features ssr --bin reelsmith && cargo test --release --features ssr --no-run; } &
+  wasm_nice=0
+  nice -n 10 bash -c 'cargo build --release --features ssr --bin reelsmith && cargo test --release --features ssr --no-run' &
 else
   cargo build --release --features ssr --bin reelsmith &
 fi
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'pkill -P $server 2>/dev/null; kill $server 2>/dev/null || true' EXIT
 bindgen=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/"/,"",$3); print $3; exit}' Cargo.lock)
 if ! wasm-bindgen --version 2>/dev/null | grep -q "$bindgen"; then
   # A debug build of the one binary we run, without debug info and without the TLS of its test
@@ -29,10 +31,10 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "$bindgen"; then
   # three binaries, and 4.4 CPU-minutes for a release build; each writes the same bytes. It takes
   # 2 s per site build, not 0.4.
   echo "installing wasm-bindgen-cli $bindgen (the version of the wasm-bindgen crate)"
-  CARGO_PROFILE_DEV_DEBUG=0 nice -n 10 cargo install wasm-bindgen-cli --version "$bindgen" --debug --force \
+  CARGO_PROFILE_DEV_DEBUG=0 nice -n $wasm_nice cargo install wasm-bindgen-cli --version "$bindgen" --debug --force \
     --no-default-features --bin wasm-bindgen
 fi
-nice -n 10 cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features hydrate
+nice -n $wasm_nice cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features hydrate
 
 rm -rf "$NEXT"
 mkdir -p "$NEXT"

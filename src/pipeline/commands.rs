@@ -262,7 +262,11 @@ impl Engine {
         let branch = branch.map(str::to_string);
         self.write_video_if(video, ContinueOutcome::is_change, async move |tx, mut state| {
             let now = now_ms();
-            engine.add_estimates(tx, &mut state, None).await?;
+            // Only the budget check reads the estimate: a video without a budget skips its plan
+            // and its read of the memo (a retry's path to its first provider call, one call less).
+            if state.video.budget_micros.is_some() {
+                engine.add_estimates(tx, &mut state, None).await?;
+            }
             let branch = branch_of(&state, branch.as_deref())?;
             let given =
                 checkpoint.map(|id| checkpoint_of(&state, id).map(|c| GivenCheckpoint { id: c.id, status: c.status })).transpose()?;
@@ -427,7 +431,8 @@ impl Engine {
                 RunStart { phase: target.phase, from: target.parent_id, attempt, kind: RunKind::Regenerate, regenerate: Some(regenerate) };
             let run = Run::queued(RunId::fresh(), branch, start, now);
             let mut view = state.branch_view(branch);
-            view.estimate_micros = if beat < beats { engine.estimate(tx, &state, &run, None).await? } else { 0 };
+            let budgeted = view.budget_micros.is_some();
+            view.estimate_micros = if beat < beats && budgeted { engine.estimate(tx, &state, &run, None).await? } else { 0 };
             rules::decide_regenerate(&view, target.phase, state.on_line(branch, checkpoint), beat, beats)?;
             storage::insert_run(tx, &run).await?;
             Ok(run.id)

@@ -79,7 +79,7 @@ test: setup
 ## moto's standalone S3 server, from PyPI into target/s3venv on first use. `--no-compile`: Python
 ## byte-compiles the modules the server imports when it starts, not all of botocore's (56 → 39 s).
 s3venv:
-	if [ ! -x target/s3venv/bin/moto_server ]; then
+	@if [ ! -x target/s3venv/bin/moto_server ]; then
 	  rm -rf target/s3venv
 	  python3 -m venv target/s3venv && target/s3venv/bin/pip install -q --no-compile --disable-pip-version-check 'moto[server]'
 	fi
@@ -103,7 +103,7 @@ test-postgres:
 ## S3, LISTEN/NOTIFY across processes, and the multi-process drill (2 web + 2 worker processes).
 ## Only a missing Python package registry skips it, loudly.
 test-scaleout:
-	$(MAKE) --no-print-directory s3venv || {
+	@$(MAKE) --no-print-directory s3venv || {
 	  echo "=== SKIPPED test-scaleout: cannot install moto[server] from PyPI into target/s3venv ===" >&2; exit 0; }
 	PG_BIN=$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 	T=$$(mktemp -d /tmp/reelsmith-scale.XXXXXX); chown postgres "$$T"; MOTO=""

@@ -181,13 +181,17 @@ async fn burned_in_captions_redraw_the_stills_and_drop_the_webvtt_track() {
     assert!(track_ms(&final_video(&env, &state).await).1.is_some(), "still narrated");
 }
 
-/// A phase's last unit has no group to share: its record commits with the checkpoint. Every unit
-/// still counts, has its try, and is memoized (a second video with the same seed makes nothing).
+/// A phase's last unit has no group to share: its record commits with the checkpoint, and so do
+/// the others' when every unit finished at once (instant providers: no group commits at all, so a
+/// video is six commits: its creation, the first claim and four checkpoints). Every unit still
+/// counts, has its try, and is memoized (a second video with the same seed makes nothing).
 #[tokio::test]
 async fn every_unit_of_a_finished_phase_is_counted_and_memoized_the_last_with_its_checkpoint() {
     let env = env_with(Providers::instant(), fast_config()).await;
+    let commits = env.engine.store.commits();
     let first = new_video(&env.engine, "Four beats, every one recorded", 4, true, None).await;
     drain(&env.engine).await;
+    assert_eq!(env.engine.store.commits() - commits, 6, "the units' records went with their checkpoints");
     let again = new_video(&env.engine, "Four beats, every one recorded", 4, true, None).await;
     drain(&env.engine).await;
     for (video, outcome) in [(first, TryOutcome::Ok), (again, TryOutcome::Memo)] {

@@ -6,7 +6,10 @@
 //!
 //! The last unit to finish making its output has no group to wait for: its record is deferred to
 //! the run's next transaction, the checkpoint's on success (`take_deferred`), so a run commits one
-//! group fewer and the unit still counts only once that transaction has committed.
+//! group fewer and the unit still counts only once that transaction has committed. So are the
+//! records still waiting for a group when every unit has made its output (a phase whose units
+//! all finished at once): that transaction is then a moment away, and a failed run writes them
+//! in a group of their own, as it does the last unit's.
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::sync::oneshot;
@@ -65,7 +68,16 @@ impl GroupCommit {
         if let Ok(done) = rx.try_recv() {
             return done;
         }
-        self.commit_pending(engine, job).await;
+        if self.making.load(Ordering::Acquire) == 0 {
+            let queued = std::mem::take(&mut *self.pending.lock().expect("pending units"));
+            let mut deferred = self.deferred.lock().expect("deferred units");
+            for (unit, waiter) in queued {
+                deferred.push(unit);
+                let _ = waiter.send(Ok(()));
+            }
+        } else {
+            self.commit_pending(engine, job).await;
+        }
         rx.await.unwrap_or(Err(Halt::Stopped))
     }
 

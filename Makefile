@@ -66,7 +66,10 @@ setup-apt:
 # a core idle in its serial stretches).
 test: setup
 	mkdir -p target
-	$(MAKE) --no-print-directory s3venv >target/s3venv.log 2>&1 & s3venv=$$!
+	# In its own process group, so a failed build stops pip too (a second run's venv is then
+	# never made while a first one's install still writes into it).
+	setsid -w $(MAKE) --no-print-directory s3venv >target/s3venv.log 2>&1 & s3venv=$$!
+	trap 'kill -- -$$s3venv 2>/dev/null || true' EXIT
 	$(MAKE) --no-print-directory check
 	scripts/build-site.sh --with-tests
 	wait $$s3venv || true

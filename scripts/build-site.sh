@@ -13,8 +13,9 @@ NEXT=$SITE/.pkg.next
 # scripts, the last crates, linking), so together they finish sooner than one after the other.
 # The server's build is the longer one, so the WASM side runs niced: it takes the cores the server
 # leaves idle instead of half of them.
-# `--with-tests` (make test): the test binaries build after the server, in the same job, which
-# is then the longer one and runs niced instead of the WASM side.
+# `--with-tests` (make test): the test binaries build after the server, in the same job. With
+# the WASM side niced, that side finished last on a new machine (it builds the CLI first), so
+# in this mode the server-and-tests job runs niced and the WASM side takes the cores first.
 wasm_nice=10
 if [ "${1:-}" = --with-tests ]; then
   wasm_nice=0
@@ -23,7 +24,7 @@ else
   cargo build --release --features ssr --bin reelsmith &
 fi
 server=$!
-trap 'pkill -P $server 2>/dev/null; kill $server 2>/dev/null || true' EXIT
+trap 'pkill -P $server 2>/dev/null || true; kill $server 2>/dev/null || true' EXIT
 bindgen=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/"/,"",$3); print $3; exit}' Cargo.lock)
 if ! wasm-bindgen --version 2>/dev/null | grep -q "$bindgen"; then
   # A debug build of the one binary we run, without debug info and without the TLS of its test

@@ -392,18 +392,19 @@ impl Engine {
             .collect()
             .await;
         let deferred = job.group.take_deferred();
-        let succeeded = !*stop.borrow() && ends.iter().all(|e| matches!(e, UnitEnd::Done(..)));
+        // Read once: a stop that comes after this finds the checkpoint's fence instead, and the
+        // deferred records are never dropped between the two.
+        let stopped = *stop.borrow() || ends.iter().any(|e| matches!(e, UnitEnd::Stopped));
+        let succeeded = !stopped && ends.iter().all(|e| matches!(e, UnitEnd::Done(..)));
         let deferred = if succeeded || deferred.is_empty() {
             deferred
         } else {
-            // The run does not end with a checkpoint: the last unit's record gets its own group,
-            // so a retry or a resumed run reuses it.
-            if let Err(e) = self.write_group(&job, deferred).await {
-                tracing::warn!(run = %run.id, error = %e, "could not record the last finished unit");
-            }
+            // The run does not end with a checkpoint: the deferred records get their own group,
+            // so a retry or a resumed run reuses them.
+            self.record_deferred(&job, std::sync::Arc::new(deferred)).await;
             Vec::new()
         };
-        if *stop.borrow() || ends.iter().any(|e| matches!(e, UnitEnd::Stopped)) {
+        if stopped {
             return self.stopped(lease, run.phase, shutdown).await;
         }
         if ends.iter().any(|e| matches!(e, UnitEnd::Skipped)) && ends.iter().all(|e| matches!(e, UnitEnd::Done(..) | UnitEnd::Skipped)) {
@@ -411,10 +412,19 @@ impl Engine {
         }
         match outputs_of(ends) {
             Ok(outputs) => {
-                let manifest = units::manifest_of(run.phase, state.video.seed, seeds, outputs)?;
                 // A worker shutting down claims nothing more.
                 let claim = !*shutdown.borrow();
-                self.commit_success(run, lease, manifest, (total, deferred), claim).await
+                let deferred = std::sync::Arc::new(deferred);
+                let ended = match units::manifest_of(run.phase, state.video.seed, seeds, outputs) {
+                    Ok(manifest) => self.commit_success(run.clone(), lease, manifest, (total, deferred.clone()), claim).await,
+                    Err(e) => Err(e.into()),
+                };
+                // The checkpoint did not commit (an error; a lost lease or a cancel would refuse
+                // these records too): they get a group of their own, as on a failed run.
+                if ended.is_err() && !deferred.is_empty() {
+                    self.record_deferred(&job, deferred).await;
+                }
+                ended
             }
             Err(failures) => self.fail_run(lease, failure_message(run.phase, &failures, total), failures[0].beat, &stop).await,
         }
@@ -832,11 +842,18 @@ impl Engine {
         job.group.record(self, job, finished_unit(job, plan, source, now_ms())).await
     }
 
+    /// The records deferred to a checkpoint that will not come, in a group of their own; one that
+    /// cannot be written (the lease is lost, the run cancelled) is logged.
+    async fn record_deferred(&self, job: &UnitJob<'_>, units: std::sync::Arc<Vec<FinishedUnit>>) {
+        if let Err(e) = self.write_group(job, units).await {
+            tracing::warn!(run = %job.run.id, error = %e, "could not record the finished units");
+        }
+    }
+
     /// Commits a group of finished units under the run's lease, in one transaction (on SQLite,
     /// one call with the fence, then the commit).
-    async fn write_group(&self, job: &UnitJob<'_>, units: Vec<FinishedUnit>) -> Result<(), CoreError> {
+    async fn write_group(&self, job: &UnitJob<'_>, units: std::sync::Arc<Vec<FinishedUnit>>) -> Result<(), CoreError> {
         let (blobs, total, backend) = (self.blobs.clone(), job.total, self.store.backend());
-        let units = std::sync::Arc::new(units);
         let (group, lease) = (units.clone(), job.lease.clone());
         let records = move |now| Some(storage::record_finished_batch(backend, &lease, total, &group, now));
         self.write_fenced_with(job.lease, records, async move |_, _, answers, _| group_recorded(answers, &blobs, &units).await).await
@@ -905,18 +922,19 @@ impl Engine {
     /// The phase succeeded: checkpoint, new branch head, end of run and (auto-continue) the next
     /// run, in one transaction.
     ///
-    /// `last`: the run's unit count and the deferred record of its last unit (see `group`).
+    /// `last`: the run's unit count and the records deferred to this transaction: its last unit's,
+    /// and those still waiting for a group when every unit had made its output (see `group`).
     async fn commit_success(
         &self,
         run: Run,
         lease: &Lease,
         manifest: Manifest,
-        last: (u32, Vec<FinishedUnit>),
+        last: (u32, std::sync::Arc<Vec<FinishedUnit>>),
         claim: bool,
     ) -> Result<WorkOutcome, CoreError> {
         let (limits, phase, branch, engine, blobs, backend) =
             (self.config.limits(), run.phase, run.branch_id, self.clone(), self.blobs.clone(), self.store.backend());
-        let (total, last) = (last.0, std::sync::Arc::new(last.1));
+        let (total, last) = last;
         // On SQLite one call opens the transaction, checks the lease, records the last group,
         // ends the run and reads the video's state; the checkpoint (and, with auto-continue, the
         // next run) goes with the commit.

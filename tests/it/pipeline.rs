@@ -187,7 +187,10 @@ async fn burned_in_captions_redraw_the_stills_and_drop_the_webvtt_track() {
 /// counts, has its try, and is memoized (a second video with the same seed makes nothing).
 #[tokio::test]
 async fn every_unit_of_a_finished_phase_is_counted_and_memoized_the_last_with_its_checkpoint() {
-    let env = env_with(Providers::instant(), fast_config()).await;
+    // A lease renewal is a commit too: with a minute's lease none comes due on a slow machine.
+    let mut config = fast_config();
+    config.lease_ms = 60_000;
+    let env = env_with(Providers::instant(), config).await;
     let commits = env.engine.store.commits();
     let first = new_video(&env.engine, "Four beats, every one recorded", 4, true, None).await;
     drain(&env.engine).await;

@@ -1,15 +1,17 @@
 //! Group commit of a run's finished units. A unit that finishes while another group is being
 //! committed waits for the write to be free, and then the first of the waiting units commits
 //! everything that finished meanwhile, its own and the others', in one transaction. A unit counts
-//! as finished (memoized, staged, shown in the progress) only once its group has committed, so a
-//! killed process still loses no finished unit; what the grouping saves is a transaction per unit.
+//! as finished (memoized, staged, shown in the progress) only once its group has committed; what
+//! the grouping saves is a transaction per unit.
 //!
 //! The last unit to finish making its output has no group to wait for: its record is deferred to
 //! the run's next transaction, the checkpoint's on success (`take_deferred`), so a run commits one
 //! group fewer and the unit still counts only once that transaction has committed. So are the
 //! records still waiting for a group when every unit has made its output (a phase whose units
-//! all finished at once): that transaction is then a moment away, and a failed run writes them
-//! in a group of their own, as it does the last unit's.
+//! all finished at once): that transaction is then a moment away, and a run that fails or stops,
+//! or whose checkpoint does not commit, writes them in a group of their own, as it does the last
+//! unit's. What a killed process, a cancel or a lost lease can lose in that moment is those
+//! records (their bytes are stored; a resumed run makes them again), as the last unit's before.
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::sync::oneshot;
@@ -26,7 +28,8 @@ pub(super) struct GroupCommit {
     writer: tokio::sync::Mutex<()>,
     /// Units still making their output.
     making: AtomicU32,
-    /// The last unit's record, left to the run's next transaction.
+    /// Records left to the run's next transaction: the last unit's, and those still waiting for
+    /// a group when every unit had made its output.
     deferred: Mutex<Vec<FinishedUnit>>,
 }
 
@@ -46,12 +49,12 @@ impl GroupCommit {
         self.making.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
-    /// Leaves the last unit's record to the run's next transaction.
+    /// Leaves a record to the run's next transaction.
     pub(super) fn defer(&self, unit: FinishedUnit) {
         self.deferred.lock().expect("deferred units").push(unit);
     }
 
-    /// The deferred record, for the transaction that ends the run (or a group of its own).
+    /// The deferred records, for the transaction that ends the run (or a group of their own).
     pub(super) fn take_deferred(&self) -> Vec<FinishedUnit> {
         std::mem::take(&mut *self.deferred.lock().expect("deferred units"))
     }
@@ -93,7 +96,7 @@ impl GroupCommit {
             return;
         }
         let (units, waiters): (Vec<FinishedUnit>, Vec<Waiter>) = queued.into_iter().unzip();
-        let done = engine.write_group(job, units).await.map_err(Halt::storage);
+        let done = engine.write_group(job, std::sync::Arc::new(units)).await.map_err(Halt::storage);
         for waiter in waiters {
             let _ = waiter.send(done.clone());
         }

@@ -417,7 +417,7 @@ impl Engine {
                 let deferred = std::sync::Arc::new(deferred);
                 let ended = match units::manifest_of(run.phase, state.video.seed, seeds, outputs) {
                     Ok(manifest) => self.commit_success(run.clone(), lease, manifest, (total, deferred.clone()), claim).await,
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err(e),
                 };
                 // The checkpoint did not commit (an error; a lost lease or a cancel would refuse
                 // these records too): they get a group of their own, as on a failed run.

@@ -427,7 +427,20 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
                 if backend == Backend::Sqlite && !sqlx::Connection::is_in_transaction(&*conn) {
                     return Ok(true);
                 }
-                sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                if backend == Backend::Sqlite {
+                    sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                    return Ok(!sqlx::Connection::is_in_transaction(&*conn));
+                }
+                // A call dropped after its `BEGIN` reached PostgreSQL and before the answer came
+                // back leaves the session inside a transaction that sqlx does not count; handed
+                // out, its next `BEGIN` only warns and the read's `SET TRANSACTION` fails. `now()`
+                // is the transaction's start: it equals this statement's own only when this
+                // statement begins one. Such a connection is closed (its session rolls back).
+                let fresh: bool = sqlx::query_scalar("SELECT now() = statement_timestamp()").fetch_one(&mut *conn).await?;
+                if !fresh {
+                    tracing::warn!("a pooled PostgreSQL connection was left inside a transaction (a dropped call); closed");
+                    return Ok(false);
+                }
                 Ok(!sqlx::Connection::is_in_transaction(&*conn))
             })
         })

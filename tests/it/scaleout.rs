@@ -84,6 +84,28 @@ async fn next_counter(watch: &mut reelsmith::pipeline::events::Watch, within: Du
     tokio::time::timeout(within, watch.next()).await.expect("a live update in time").unwrap().unwrap()
 }
 
+/// A pooled connection that a dropped call left inside a transaction sqlx does not count (its
+/// `BEGIN` reached the server, the answer never reached the caller) is not handed out again. It
+/// was: the next read's `SET TRANSACTION` failed ("must be called before any query"), and the
+/// status page answered 500, a flake seen twice in the PostgreSQL suites.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: make test-scaleout"]
+async fn a_connection_left_inside_a_transaction_is_not_handed_out_again() {
+    let env = env().await;
+    assert!(is_postgres(&env), "needs REELSMITH_TEST_DATABASE_URL (PostgreSQL): run with `make test-scaleout`");
+    let store = reelsmith::storage::Store::open(&env.url, 1).await.unwrap();
+    {
+        let mut conn = store.pool().acquire().await.unwrap();
+        sqlx::raw_sql("BEGIN; SELECT 1").execute(&mut *conn).await.unwrap();
+    }
+    for _ in 0..3 {
+        let mut tx = store.read().await.expect("a read on a connection in no transaction");
+        let one: i64 = sqlx::query_scalar("SELECT CAST(1 AS BIGINT)").fetch_one(&mut *tx).await.unwrap();
+        assert_eq!(one, 1);
+        tx.rollback().await.unwrap();
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL: make test-scaleout"]
 async fn changes_and_wake_ups_cross_processes_and_survive_a_killed_listener() {

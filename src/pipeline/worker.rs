@@ -8,6 +8,7 @@ mod group;
 
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -301,7 +302,7 @@ impl Engine {
         work: impl AsyncFn(&mut WriteTx, &Lease, &[storage::batch::Answer], Timestamp) -> Result<T, CoreError>,
     ) -> Result<T, CoreError> {
         let (held, lease_ms, backend) = (lease.clone(), self.config.lease_ms, self.store.backend());
-        let at = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let at = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let begun = at.clone();
         let fence = move || {
             let now = now_ms();
@@ -401,7 +402,7 @@ impl Engine {
         } else {
             // The run does not end with a checkpoint: the deferred records get their own group,
             // so a retry or a resumed run reuses them.
-            self.record_deferred(&job, std::sync::Arc::new(deferred)).await;
+            self.record_deferred(&job, Arc::new(deferred)).await;
             Vec::new()
         };
         if stopped {
@@ -414,7 +415,7 @@ impl Engine {
             Ok(outputs) => {
                 // A worker shutting down claims nothing more.
                 let claim = !*shutdown.borrow();
-                let deferred = std::sync::Arc::new(deferred);
+                let deferred = Arc::new(deferred);
                 let ended = match units::manifest_of(run.phase, state.video.seed, seeds, outputs) {
                     Ok(manifest) => self.commit_success(run.clone(), lease, manifest, (total, deferred.clone()), claim).await,
                     Err(e) => Err(e),
@@ -844,7 +845,7 @@ impl Engine {
 
     /// The records deferred to a checkpoint that will not come, in a group of their own; one that
     /// cannot be written (the lease is lost, the run cancelled) is logged.
-    async fn record_deferred(&self, job: &UnitJob<'_>, units: std::sync::Arc<Vec<FinishedUnit>>) {
+    async fn record_deferred(&self, job: &UnitJob<'_>, units: Arc<Vec<FinishedUnit>>) {
         if let Err(e) = self.write_group(job, units).await {
             tracing::warn!(run = %job.run.id, error = %e, "could not record the finished units");
         }
@@ -852,7 +853,7 @@ impl Engine {
 
     /// Commits a group of finished units under the run's lease, in one transaction (on SQLite,
     /// one call with the fence, then the commit).
-    async fn write_group(&self, job: &UnitJob<'_>, units: std::sync::Arc<Vec<FinishedUnit>>) -> Result<(), CoreError> {
+    async fn write_group(&self, job: &UnitJob<'_>, units: Arc<Vec<FinishedUnit>>) -> Result<(), CoreError> {
         let (blobs, total, backend) = (self.blobs.clone(), job.total, self.store.backend());
         let (group, lease) = (units.clone(), job.lease.clone());
         let records = move |now| Some(storage::record_finished_batch(backend, &lease, total, &group, now));
@@ -929,7 +930,7 @@ impl Engine {
         run: Run,
         lease: &Lease,
         manifest: Manifest,
-        last: (u32, std::sync::Arc<Vec<FinishedUnit>>),
+        last: (u32, Arc<Vec<FinishedUnit>>),
         claim: bool,
     ) -> Result<WorkOutcome, CoreError> {
         let (limits, phase, branch, engine, blobs, backend) =

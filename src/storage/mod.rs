@@ -424,11 +424,10 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
                 if failed_at > 0 && opened_at <= failed_at {
                     return Ok(false);
                 }
-                if backend == Backend::Sqlite && !sqlx::Connection::is_in_transaction(&*conn) {
-                    return Ok(true);
-                }
                 if backend == Backend::Sqlite {
-                    sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                    if sqlx::Connection::is_in_transaction(&*conn) {
+                        sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                    }
                     return Ok(!sqlx::Connection::is_in_transaction(&*conn));
                 }
                 // A call dropped after its `BEGIN` reached PostgreSQL and before the answer came

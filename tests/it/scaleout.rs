@@ -93,7 +93,7 @@ async fn next_counter(watch: &mut reelsmith::pipeline::events::Watch, within: Du
 async fn a_connection_left_inside_a_transaction_is_not_handed_out_again() {
     let env = env().await;
     assert!(is_postgres(&env), "needs REELSMITH_TEST_DATABASE_URL (PostgreSQL): run with `make test-scaleout`");
-    let store = reelsmith::storage::Store::open(&env.url, 1).await.unwrap();
+    let store = Store::open(&env.url, 1).await.unwrap();
     {
         let mut conn = store.pool().acquire().await.unwrap();
         sqlx::raw_sql("BEGIN; SELECT 1").execute(&mut *conn).await.unwrap();

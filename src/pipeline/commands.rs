@@ -29,6 +29,14 @@ impl ContinueOutcome {
         }
     }
 
+    /// The run the continue queued, if it queued one.
+    pub fn started(&self) -> Option<RunId> {
+        match self {
+            ContinueOutcome::Started { run, .. } => Some(*run),
+            ContinueOutcome::AlreadyRunning { .. } | ContinueOutcome::Completed { .. } => None,
+        }
+    }
+
     /// Whether the continue changed the video (returning the run already going changes nothing).
     pub fn is_change(&self) -> bool {
         !matches!(self, ContinueOutcome::AlreadyRunning { .. })
@@ -174,19 +182,24 @@ impl Engine {
         video: VideoId,
         work: impl AsyncFn(&mut WriteTx, Video) -> Result<T, CoreError>,
     ) -> Result<T, CoreError> {
-        self.write_video_if(video, |_| true, work).await
+        self.write_video_if(video, |_| true, None, work).await
     }
 
     /// `write_video`, counting a change of the video only when `changed` says the result is one
-    /// (a continue that returns the run already going changes nothing).
+    /// (a continue that returns the run already going changes nothing). A command that can
+    /// queue a run says which (`queued`): a worker loop of this process waiting for work is set
+    /// aside first, and gets the run claimed in this transaction (`worker::handoff`).
     async fn write_video_if<T>(
         &self,
         video: VideoId,
         changed: fn(&T) -> bool,
+        queued: Option<fn(&T) -> Option<RunId>>,
         work: impl AsyncFn(&mut WriteTx, Video) -> Result<T, CoreError>,
     ) -> Result<T, CoreError> {
         let backend = self.store.backend();
-        let value = self
+        let reserved = queued.and_then(|_| self.reserve_worker());
+        let (for_loop, engine) = (reserved.as_ref().map(|r| r.owner().to_string()), self.clone());
+        let (value, claimed) = self
             .store
             .write_retrying_starting(
                 || Some(storage::lock_and_load_batch(backend, video)),
@@ -197,12 +210,16 @@ impl Engine {
                         // Sent with the commit.
                         tx.defer(storage::touch_video_statement(video));
                     }
-                    Ok::<_, CoreError>(value)
+                    let claimed = match (&for_loop, queued.and_then(|q| q(&value))) {
+                        (Some(owner), Some(_)) => engine.claim_for(tx, owner, now_ms()).await?,
+                        _ => None,
+                    };
+                    Ok::<_, CoreError>((value, claimed))
                 },
             )
             .await?;
         self.events.changed(video);
-        self.events.wake_workers();
+        self.hand_over(reserved, claimed, queued.and_then(|q| q(&value))).await;
         Ok(value)
     }
 
@@ -223,8 +240,12 @@ impl Engine {
             created_at: now,
             changes: 0,
         };
-        let id = video.id;
-        self.store
+        let (id, first_run) = (video.id, RunId::fresh());
+        // A worker loop waiting for work gets the first run claimed in this transaction.
+        let reserved = self.reserve_worker();
+        let (for_loop, engine) = (reserved.as_ref().map(|r| r.owner().to_string()), self.clone());
+        let claimed = self
+            .store
             .write_retrying(async move |tx| {
                 may_queue(tx, quotas, owner, now, true).await?;
                 storage::insert_video(tx, &video).await?;
@@ -238,14 +259,17 @@ impl Engine {
                 };
                 storage::insert_branch(tx, &main).await?;
                 let first = RunStart { phase: Phase::Script, from: None, attempt: 1, kind: RunKind::Initial, regenerate: None };
-                storage::insert_run(tx, &Run::queued(RunId::fresh(), &main, first, now)).await?;
+                storage::insert_run(tx, &Run::queued(first_run, &main, first, now)).await?;
                 // Counted as the video's first change, with the commit.
                 tx.defer(storage::touch_video_statement(id));
-                Ok::<_, CoreError>(())
+                match &for_loop {
+                    Some(owner) => engine.claim_for(tx, owner, now_ms()).await,
+                    None => Ok(None),
+                }
             })
             .await?;
         self.events.changed(id);
-        self.events.wake_workers();
+        self.hand_over(reserved, claimed, Some(first_run)).await;
         Ok(id)
     }
 
@@ -260,7 +284,7 @@ impl Engine {
     ) -> Result<ContinueOutcome, CoreError> {
         let (limits, quotas, engine) = (self.config.limits(), self.config.quotas, self.clone());
         let branch = branch.map(str::to_string);
-        self.write_video_if(video, ContinueOutcome::is_change, async move |tx, mut state| {
+        self.write_video_if(video, ContinueOutcome::is_change, Some(ContinueOutcome::started), async move |tx, mut state| {
             let now = now_ms();
             // Only the budget check reads the estimate: a video without a budget skips its plan
             // and its read of the memo (a retry's path to its first provider call, one call less).
@@ -412,31 +436,43 @@ impl Engine {
     ) -> Result<RunId, CoreError> {
         let (branch, engine) = (branch.map(str::to_string), self.clone());
         let quotas = self.config.quotas;
-        self.write_video(video, async move |tx, state| {
-            let now = now_ms();
-            let quotas = quotas.applying_to(state.video.owner);
-            let regenerations = state.runs.iter().filter(|r| r.regenerate.is_some()).count();
-            Quotas::check_count(regenerations, quotas.regenerations_per_video, |limit| LimitReached::Regenerations { limit })?;
-            may_queue(tx, quotas, state.video.owner, now, false).await?;
-            let branch = branch_of(&state, branch.as_deref())?;
-            let target = checkpoint_of(&state, checkpoint)?;
-            let beats = target.manifest.seeds().map(|s| s.len() as u32).unwrap_or(0);
-            let old_seed = target.manifest.seeds().and_then(|s| s.get(beat as usize)).copied().unwrap_or(0);
-            let attempt =
-                state.runs.iter().filter(|r| r.branch_id == branch.id && r.regenerate.as_ref().is_some_and(|g| g.of == checkpoint)).count()
-                    as u32
+        self.write_video_if(
+            video,
+            |_| true,
+            Some(|run| Some(*run)),
+            async move |tx, state| {
+                let now = now_ms();
+                let quotas = quotas.applying_to(state.video.owner);
+                let regenerations = state.runs.iter().filter(|r| r.regenerate.is_some()).count();
+                Quotas::check_count(regenerations, quotas.regenerations_per_video, |limit| LimitReached::Regenerations { limit })?;
+                may_queue(tx, quotas, state.video.owner, now, false).await?;
+                let branch = branch_of(&state, branch.as_deref())?;
+                let target = checkpoint_of(&state, checkpoint)?;
+                let beats = target.manifest.seeds().map(|s| s.len() as u32).unwrap_or(0);
+                let old_seed = target.manifest.seeds().and_then(|s| s.get(beat as usize)).copied().unwrap_or(0);
+                let attempt = state
+                    .runs
+                    .iter()
+                    .filter(|r| r.branch_id == branch.id && r.regenerate.as_ref().is_some_and(|g| g.of == checkpoint))
+                    .count() as u32
                     + 1;
-            let regenerate = Regenerate { beat, seed: super::mix_seed(old_seed, now as u64, u64::from(attempt)), of: checkpoint };
-            let start =
-                RunStart { phase: target.phase, from: target.parent_id, attempt, kind: RunKind::Regenerate, regenerate: Some(regenerate) };
-            let run = Run::queued(RunId::fresh(), branch, start, now);
-            let mut view = state.branch_view(branch);
-            let budgeted = view.budget_micros.is_some();
-            view.estimate_micros = if beat < beats && budgeted { engine.estimate(tx, &state, &run, None).await? } else { 0 };
-            rules::decide_regenerate(&view, target.phase, state.on_line(branch, checkpoint), beat, beats)?;
-            storage::insert_run(tx, &run).await?;
-            Ok(run.id)
-        })
+                let regenerate = Regenerate { beat, seed: super::mix_seed(old_seed, now as u64, u64::from(attempt)), of: checkpoint };
+                let start = RunStart {
+                    phase: target.phase,
+                    from: target.parent_id,
+                    attempt,
+                    kind: RunKind::Regenerate,
+                    regenerate: Some(regenerate),
+                };
+                let run = Run::queued(RunId::fresh(), branch, start, now);
+                let mut view = state.branch_view(branch);
+                let budgeted = view.budget_micros.is_some();
+                view.estimate_micros = if beat < beats && budgeted { engine.estimate(tx, &state, &run, None).await? } else { 0 };
+                rules::decide_regenerate(&view, target.phase, state.on_line(branch, checkpoint), beat, beats)?;
+                storage::insert_run(tx, &run).await?;
+                Ok(run.id)
+            },
+        )
         .await
     }
 

@@ -107,8 +107,11 @@ pub struct Engine {
     pub throttle: Arc<accounts::Throttle>,
     /// Live channels open per account.
     pub sockets: Arc<accounts::SocketCap>,
-    /// Runs claimed with a worker's last checkpoint, by worker name, until its next step.
+    /// Runs claimed for a worker (with its last checkpoint, or by a command), by worker name,
+    /// until its next step.
     claimed: Arc<std::sync::Mutex<HashMap<String, worker::Claimed>>>,
+    /// This process's worker loops waiting for work, for a command to hand its run to.
+    parked: Arc<worker::Parked>,
 }
 
 impl Engine {
@@ -125,6 +128,7 @@ impl Engine {
             throttle: Arc::new(accounts::Throttle::new(std::time::Duration::from_secs(15 * 60))),
             sockets: Arc::new(accounts::SocketCap::new(accounts::SOCKETS_PER_ACCOUNT)),
             claimed: Arc::default(),
+            parked: Arc::default(),
         }
     }
 }

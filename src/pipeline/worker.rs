@@ -5,6 +5,9 @@
 //! in one transaction with the run's end (and, with auto-continue, the next phase's run), which
 //! also claims the worker's next run (`claim_next`).
 mod group;
+mod handoff;
+
+pub use handoff::{Parked, Reserved};
 
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -128,8 +131,9 @@ struct Planned {
 }
 
 /// A run this worker holds and has planned, not yet started: claimed in the transaction that
-/// wrote its previous run's checkpoint (`claim_next`), kept in `Engine::claimed` under the
-/// worker's name until its next `work_once`.
+/// wrote its previous run's checkpoint (`claim_next`), or in a command's that queued it while
+/// the worker waited (`handoff`), kept in `Engine::claimed` under the worker's name until its
+/// next `work_once`.
 pub struct Claimed {
     run: Run,
     lease: Lease,
@@ -184,7 +188,7 @@ enum Source {
 impl Engine {
     /// Claims one run (queued, or abandoned by a dead worker) and runs it to the end.
     pub async fn work_once(&self, owner: &str, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
-        // The run claimed with this worker's last checkpoint, if any, comes first, unless this
+        // The run claimed for this worker (with its last checkpoint, or by a command), if any, comes first, unless this
         // process cancelled it since (then it is dropped; the claim below finds what is left).
         if let Some(claimed) = self.take_claimed(owner) {
             if !self.cancelled.borrow().contains(&claimed.run.id) {
@@ -247,10 +251,22 @@ impl Engine {
             woken.as_mut().enable();
             match self.work_once(&owner, &shutdown).await {
                 Ok(WorkOutcome::Idle) => {
-                    tokio::select! {
-                        _ = woken => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        _ = shutdown.changed() => {}
+                    // Parked: a command that queues a run may hand it over claimed (`handoff`).
+                    let mut handed = self.parked.park(&owner);
+                    let arrived = tokio::select! {
+                        claimed = &mut handed => Some(claimed.ok()),
+                        _ = woken => None,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => None,
+                        _ = shutdown.changed() => None,
+                    };
+                    let claimed = match arrived {
+                        Some(claimed) => claimed,
+                        None if self.parked.unpark(&owner) => None,
+                        // A command reserved this loop: its answer is one transaction away.
+                        None => handed.await.ok(),
+                    };
+                    if let Some(claimed) = claimed {
+                        self.keep_claimed(&owner, claimed).await;
                     }
                 }
                 Ok(_) => {}
@@ -260,13 +276,22 @@ impl Engine {
                 }
             }
         }
-        // A run claimed with the last checkpoint and not started goes back to the queue.
+        // A run claimed for this worker and not started goes back to the queue.
         if let Some(claimed) = self.take_claimed(&owner) {
             self.hand_back_claimed(claimed, "the worker is shutting down").await;
         }
     }
 
-    /// The run claimed with `owner`'s last checkpoint and not started yet, if any.
+    /// Keeps a run claimed for `owner` (with its checkpoint, or by a command) until its next step.
+    async fn keep_claimed(&self, owner: &str, claimed: Claimed) {
+        let replaced = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(owner.to_string(), claimed);
+        // Two steps of one worker name at once (tests do it): the older claim goes back.
+        if let Some(old) = replaced {
+            self.hand_back_claimed(old, "another claim replaced it").await;
+        }
+    }
+
+    /// The run claimed for `owner` and not started yet, if any.
     fn take_claimed(&self, owner: &str) -> Option<Claimed> {
         self.claimed.lock().unwrap_or_else(|e| e.into_inner()).remove(owner)
     }
@@ -976,7 +1001,7 @@ impl Engine {
                     }
                     auto_continue(&engine, tx, state, &run, id, limits, now, &mut seen).await?;
                 }
-                let next = if claim { claim_next(&engine, tx, &lease.owner, now, &seen).await? } else { None };
+                let next = if claim { claim_next(&engine, tx, &lease.owner, now, Some(&seen)).await? } else { None };
                 Ok((id, next))
             })
             .await;
@@ -991,11 +1016,7 @@ impl Engine {
                     if next.run.video_id != lease.video {
                         self.events.changed(next.run.video_id);
                     }
-                    let replaced = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(lease.owner.clone(), next);
-                    // Two steps of one worker name at once (tests do it): the older claim goes back.
-                    if let Some(old) = replaced {
-                        self.hand_back_claimed(old, "another claim replaced it").await;
-                    }
+                    self.keep_claimed(&lease.owner, next).await;
                 }
                 Ok(WorkOutcome::Succeeded { checkpoint })
             }
@@ -1016,7 +1037,13 @@ impl Engine {
 /// will not read), it is rolled back alone and the checkpoint commits without it; the worker's
 /// next step claims as usual. An error before the savepoint (the checkpoint's own statements)
 /// is the checkpoint's.
-async fn claim_next(engine: &Engine, tx: &mut WriteTx, owner: &str, now: Timestamp, seen: &MemoSeen) -> Result<Option<Claimed>, CoreError> {
+async fn claim_next(
+    engine: &Engine,
+    tx: &mut WriteTx,
+    owner: &str,
+    now: Timestamp,
+    seen: Option<&MemoSeen>,
+) -> Result<Option<Claimed>, CoreError> {
     let backend = engine.store.backend();
     let mut batch = storage::batch::Batch::new(backend);
     batch.push(CLAIM_SAVEPOINT.to_string(), Vec::new());
@@ -1026,7 +1053,7 @@ async fn claim_next(engine: &Engine, tx: &mut WriteTx, owner: &str, now: Timesta
         let Some((run, lease, state)) = storage::claimed_state(tx, answers.get(1..).unwrap_or_default(), owner, now).await? else {
             return Ok(None);
         };
-        let start = engine.start_run(tx, &run, &lease, state, Some(seen)).await?;
+        let start = engine.start_run(tx, &run, &lease, state, seen).await?;
         Ok::<_, CoreError>(Some(Claimed { run, lease, start }))
     }
     .await;

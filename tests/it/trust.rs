@@ -415,3 +415,79 @@ async fn commands_on_an_unknown_video_are_not_found_and_change_nothing() {
     assert_eq!(e.store.commits(), commits, "no command committed");
     assert_eq!(snapshot(e).await, before, "nothing changed");
 }
+
+/// Waits (up to 10 s) until `n` of the engine's worker loops wait for work.
+async fn waiting_loops(e: &reelsmith::pipeline::Engine, n: usize) {
+    for _ in 0..10_000 {
+        if e.waiting_workers() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("{n} worker loops never waited (now {})", e.waiting_workers());
+}
+
+/// Waits (up to 10 s) until the video has `n` checkpoints.
+async fn checkpoints(e: &reelsmith::pipeline::Engine, video: reelsmith::domain::VideoId, n: usize) -> reelsmith::domain::video::Video {
+    for _ in 0..2_000 {
+        let state = e.video_state(video).await.unwrap();
+        if state.checkpoints.len() >= n {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the video never reached {n} checkpoints");
+}
+
+/// A command that queues a run while a worker loop of this process waits for work claims the run
+/// for that loop in its own transaction and hands it over: the loop runs it under that first
+/// lease, without a claim of its own, so the approval and the checkpoint are the phase's only
+/// commits (a claim of the loop's own would be a third; the lease's owner is cleared when the
+/// run ends).
+#[tokio::test]
+async fn a_continue_hands_its_run_to_a_waiting_worker_loop_claimed_in_its_own_commit() {
+    let env = env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Handed to a waiting loop", 2, false, None).await;
+    let script = step_ok(e).await;
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(e.clone().run_worker("waiting-loop".to_string(), stopped));
+    waiting_loops(e, 1).await;
+
+    let commits = e.store.commits();
+    let outcome = e.approve(video, script, None).await.unwrap();
+    assert_eq!(e.waiting_workers(), 0, "the command took the waiting loop");
+    let ContinueOutcome::Started { run, .. } = outcome else { panic!("the approval started nothing: {outcome:?}") };
+    let state = checkpoints(e, video, 2).await;
+    assert_eq!(e.store.commits() - commits, 2, "the approval with the claim, then the checkpoint");
+    let storyboard = state.runs.iter().find(|r| r.id == run).unwrap();
+    assert_eq!((storyboard.status, storyboard.lease_token), (RunStatus::Succeeded, 1), "run under the command's claim, the only one");
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+}
+
+/// A command that set a waiting loop aside and then queues nothing (here a regeneration the rule
+/// table refuses: a script has no beats to make again) changes nothing and lets the loop go: it
+/// waits again, and a new video's first run is handed to it at once.
+#[tokio::test]
+async fn a_refused_command_lets_the_waiting_loop_go() {
+    let env = env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Nothing to retry here", 2, false, None).await;
+    let script = step_ok(e).await;
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(e.clone().run_worker("waiting-loop".to_string(), stopped));
+    waiting_loops(e, 1).await;
+
+    let before = snapshot(e).await;
+    let refused = e.regenerate_beat(video, None, script, 0).await;
+    assert!(matches!(refused, Err(CoreError::Refused(Refusal::NotRegenerable { phase: Phase::Script }))), "{refused:?}");
+    assert_eq!(snapshot(e).await, before, "a refused command changes nothing");
+    waiting_loops(e, 1).await;
+
+    let next = new_video(e, "Taken by the same loop", 2, false, None).await;
+    let state = checkpoints(e, next, 1).await;
+    assert_eq!((state.runs[0].status, state.runs[0].lease_token), (RunStatus::Succeeded, 1));
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+}

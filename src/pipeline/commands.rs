@@ -405,7 +405,6 @@ impl Engine {
                     // locked; if it ever does, say what happened rather than "cancelled").
                     return Err(Refusal::NothingToCancel.into());
                 }
-                storage::clear_staged(tx, run).await?;
                 Ok(run)
             })
             .await?;

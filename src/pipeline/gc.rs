@@ -124,10 +124,9 @@ async fn live_hashes(conn: &mut sqlx::AnyConnection) -> Result<HashSet<String>, 
     Ok(live)
 }
 
-/// Under the write lock: releases the staging of runs that hold nothing any more, then forgets
-/// every memo entry whose bytes are not all live (they are about to be removed).
+/// Under the write lock: forgets every memo entry whose bytes are not all live (they are about
+/// to be removed).
 async fn forget_dead_memo(conn: &mut sqlx::AnyConnection, live: &HashSet<String>) -> Result<usize, CoreError> {
-    storage::release_dead_staging(conn).await?;
     let mut forgotten = 0;
     for (key, output) in storage::memo_outputs(conn).await? {
         let mut hashes = HashSet::new();

@@ -1,6 +1,6 @@
 //! The worker: claims queued runs under a lease, runs the phase's units, commits the checkpoint.
 //!
-//! Each finished unit is memoized and staged at once, so a retry, a resumed run after a crash, or
+//! Each finished unit is memoized and recorded at once, so a retry, a resumed run after a crash, or
 //! an edit re-runs only what is missing. The checkpoint is written only when every unit succeeded,
 //! in one transaction with the run's end (and, with auto-continue, the next phase's run), which
 //! also claims the worker's next run (`claim_next`).
@@ -862,7 +862,7 @@ impl Engine {
         }
     }
 
-    /// Records a finished unit (memoized when made now, staged, its try, the run's progress) in
+    /// Records a finished unit (memoized when made now, its try naming the memo entry, the run's progress) in
     /// the next group commit; returns once that group has committed.
     async fn record_unit(&self, job: &UnitJob<'_>, plan: &UnitPlan, source: Source) -> Result<(), Halt> {
         job.group.record(self, job, finished_unit(job, plan, source, now_ms())).await
@@ -909,7 +909,7 @@ impl Engine {
         let mut wait = Duration::from_millis(100);
         let backend = self.store.backend();
         loop {
-            // The units it finished stay staged: a retry reuses them, and `gc` keeps them until
+            // The units it finished stay held (their tries name them): a retry reuses them, and `gc` keeps them until
             // the branch moves on.
             let end = |now| {
                 let mut batch = storage::batch::Batch::new(backend);
@@ -1117,7 +1117,7 @@ fn outputs_of(ends: Vec<UnitEnd>) -> Result<Vec<UnitOutput>, Vec<UnitFailure>> {
 }
 
 /// Writes the run's checkpoint (pending, the next version under its parent) as its branch's new
-/// head, and clears the run's staged units; a script on `main` also names the video. Sent with
+/// head; a script on `main` also names the video. Sent with
 /// the commit (`WriteTx::defer`).
 fn write_checkpoint(tx: &mut WriteTx, state: &Video, run: &Run, manifest: &Manifest, now: Timestamp) -> Result<Checkpoint, CoreError> {
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
@@ -1140,7 +1140,6 @@ fn write_checkpoint(tx: &mut WriteTx, state: &Video, run: &Run, manifest: &Manif
     if let (Manifest::Script { script, .. }, true) = (manifest, branch.name == BranchName::MAIN) {
         tx.defer(storage::set_video_title_statement(run.video_id, &script.title));
     }
-    tx.defer(storage::clear_staged_statement(run.id));
     Ok(checkpoint)
 }
 

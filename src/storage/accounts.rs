@@ -136,14 +136,13 @@ pub async fn note_claim(conn: &mut AnyConnection, video: VideoId, now: Timestamp
     Ok(())
 }
 
-/// Deletes the video and every row of its own (tries, staged units, remote jobs, fault hits,
+/// Deletes the video and every row of its own (tries, remote jobs, fault hits,
 /// runs, checkpoints, branches), children first. Blobs and memo entries are shared by content and stay
 /// for `gc`.
 pub async fn delete_video(conn: &mut AnyConnection, video: VideoId) -> Result<()> {
-    const STATEMENTS: [&str; 8] = [
+    const STATEMENTS: [&str; 7] = [
         "DELETE FROM unit_tries WHERE run_id IN (SELECT id FROM runs WHERE video_id = $1)",
         "DELETE FROM provider_jobs WHERE run_id IN (SELECT id FROM runs WHERE video_id = $1)",
-        "DELETE FROM staged_units WHERE run_id IN (SELECT id FROM runs WHERE video_id = $1)",
         "DELETE FROM fault_hits WHERE video_id = $1",
         "DELETE FROM runs WHERE video_id = $1",
         "DELETE FROM checkpoints WHERE video_id = $1",

@@ -31,8 +31,8 @@ const NAMED: [(Constraint, &str, &str); 5] = [
     ),
 ];
 
-const TABLES: [&str; 11] =
-    ["accounts", "sessions", "videos", "branches", "checkpoints", "runs", "unit_tries", "blobs", "memo", "staged_units", "fault_hits"];
+const TABLES: [&str; 10] =
+    ["accounts", "sessions", "videos", "branches", "checkpoints", "runs", "unit_tries", "blobs", "memo", "fault_hits"];
 
 /// SQLite's extended result code for a primary key violation.
 const SQLITE_CONSTRAINT_PRIMARYKEY: &str = "1555";

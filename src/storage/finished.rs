@@ -1,5 +1,5 @@
 //! A phase's finished units, written in groups: every unit that finished while the previous group
-//! was committing goes into one transaction (its blobs, memo entry, staging, try and the run's
+//! was committing goes into one transaction (its blobs, memo entry, try and the run's
 //! progress), one multi-row statement per table. Small artifacts keep their bytes in their blob
 //! row, so the memo row and the bytes it names commit together.
 use sqlx::AnyConnection;
@@ -62,7 +62,8 @@ fn list_from(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
-/// Writes the group: the run's progress, new blobs, memo entries, staging, tries, and the remote
+/// Writes the group: the run's progress, new blobs, memo entries, tries (each naming its memo
+/// entry, which holds it for `gc` while the run may still use it), and the remote
 /// jobs they are done with. False when the run is no longer this lease's: the caller then rolls
 /// back.
 pub async fn record_finished(conn: &mut AnyConnection, lease: &Lease, total: u32, units: &[FinishedUnit], now: Timestamp) -> Result<bool> {
@@ -155,21 +156,16 @@ pub fn record_finished_batch(backend: Backend, lease: &Lease, total: u32, units:
         batch.push(sql, values.collect());
     }
     for chunk in units.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO staged_units (run_id, unit, memo_key) VALUES {} ON CONFLICT (run_id, unit) DO NOTHING",
-            placeholders_from(batch.first_placeholder(), chunk.len(), 3)
-        );
-        let values =
-            chunk.iter().flat_map(|u| [Value::Text(lease.run.to_string()), Value::Int(i64::from(u.unit)), Value::Text(u.memo_key.clone())]);
-        batch.push(sql, values.collect());
         // The units' remote jobs (if any) are done with: their outputs are stored and memoized.
         let sql = format!("DELETE FROM provider_jobs WHERE call_key IN ({})", list_from(batch.first_placeholder(), chunk.len()));
         batch.push(sql, chunk.iter().map(|u| Value::Text(u.memo_key.clone())).collect());
         let sql = format!(
-            "INSERT INTO unit_tries (id, run_id, unit, try_no, outcome, message, provider, cost_micros, started_at, finished_at) VALUES {}",
-            placeholders_from(batch.first_placeholder(), chunk.len(), 10)
+            "INSERT INTO unit_tries (id, run_id, unit, try_no, outcome, message, provider, cost_micros, started_at, finished_at, memo_key) \
+             VALUES {}",
+            placeholders_from(batch.first_placeholder(), chunk.len(), 11)
         );
-        let values = chunk.iter().map(|u| &u.tried).flat_map(|t| {
+        let values = chunk.iter().flat_map(|u| {
+            let t = &u.tried;
             [
                 Value::Text(crate::domain::ids::new_row_id().to_string()),
                 Value::Text(t.run_id.to_string()),
@@ -181,6 +177,7 @@ pub fn record_finished_batch(backend: Backend, lease: &Lease, total: u32, units:
                 Value::Int(t.cost_micros),
                 Value::Int(t.started_at),
                 Value::Int(t.finished_at),
+                Value::Text(u.memo_key.clone()),
             ]
         });
         batch.push(sql, values.collect());

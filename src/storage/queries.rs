@@ -624,18 +624,9 @@ pub struct MemoEntry {
     pub cost_micros: i64,
 }
 
-pub async fn clear_staged(conn: &mut AnyConnection, run: RunId) -> Result<()> {
-    clear_staged_statement(run).run(conn).await?;
-    Ok(())
-}
-
-pub fn clear_staged_statement(run: RunId) -> Statement {
-    Statement { sql: "DELETE FROM staged_units WHERE run_id = $1", values: vec![Value::Text(run.to_string())] }
-}
-
 // ---- reclaiming (`gc`) ----------------------------------------------------------------------
 
-/// The runs whose staged memo entries are still wanted: a queued or running run (its units so
+/// The runs whose finished units' memo entries (named by their tries) are still wanted: a queued or running run (its units so
 /// far), or a failed one that a retry would redo (it starts from its branch's head).
 macro_rules! holding_runs {
     ($extra:literal) => {
@@ -652,10 +643,11 @@ pub async fn checkpoint_manifests(conn: &mut AnyConnection) -> Result<Vec<String
     Ok(sqlx::query_scalar("SELECT manifest FROM checkpoints").fetch_all(conn).await?)
 }
 
-/// The outputs of the memo entries that holding runs staged (see `holding_runs!`).
+/// The outputs of the memo entries that holding runs' finished units made or reused (see
+/// `holding_runs!`).
 pub async fn held_memo_outputs(conn: &mut AnyConnection) -> Result<Vec<String>> {
     const SQL: &str =
-        concat!("SELECT output FROM memo WHERE key IN (SELECT s.memo_key FROM staged_units s WHERE s.run_id IN (", holding_runs!(""), "))");
+        concat!("SELECT output FROM memo WHERE key IN (SELECT t.memo_key FROM unit_tries t WHERE t.run_id IN (", holding_runs!(""), "))");
     Ok(sqlx::query_scalar(SQL).fetch_all(conn).await?)
 }
 
@@ -663,18 +655,11 @@ pub async fn held_memo_outputs(conn: &mut AnyConnection) -> Result<Vec<String>> 
 /// checkpoints (the storage quota counts it).
 pub async fn held_memo_outputs_of(conn: &mut AnyConnection, account: AccountId) -> Result<Vec<String>> {
     const SQL: &str = concat!(
-        "SELECT output FROM memo WHERE key IN (SELECT s.memo_key FROM staged_units s WHERE s.run_id IN (",
+        "SELECT output FROM memo WHERE key IN (SELECT t.memo_key FROM unit_tries t WHERE t.run_id IN (",
         holding_runs!(" AND r.video_id IN (SELECT id FROM videos WHERE account_id = $1)"),
         "))"
     );
     Ok(sqlx::query_scalar(SQL).bind(account.to_string()).fetch_all(conn).await?)
-}
-
-/// Forgets the staged entries of runs that hold nothing any more (succeeded, cancelled, or failed
-/// and superseded: their branch moved on); returns how many.
-pub async fn release_dead_staging(conn: &mut AnyConnection) -> Result<u64> {
-    const SQL: &str = concat!("DELETE FROM staged_units WHERE run_id NOT IN (", holding_runs!(""), ")");
-    Ok(sqlx::query(SQL).execute(conn).await?.rows_affected())
 }
 
 /// Every memo entry's key and output.
@@ -682,7 +667,7 @@ pub async fn memo_outputs(conn: &mut AnyConnection) -> Result<Vec<(String, Strin
     Ok(sqlx::query_as("SELECT key, output FROM memo").fetch_all(conn).await?)
 }
 
-/// Deletes one memo entry (no staged unit may name it).
+/// Deletes one memo entry (no holding run's try may name it).
 pub async fn delete_memo(conn: &mut AnyConnection, key: &str) -> Result<()> {
     sqlx::query("DELETE FROM memo WHERE key = $1").bind(key).execute(conn).await?;
     Ok(())

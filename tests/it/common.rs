@@ -116,7 +116,6 @@ pub async fn snapshot(engine: &Engine) -> Vec<String> {
         ("unit_tries", "id"),
         ("memo", "key"),
         ("blobs", "sha256"),
-        ("staged_units", "run_id, unit"),
         ("fault_hits", "video_id, rule_index, unit_key, run_id"),
         ("provider_jobs", "call_key"),
     ] {

@@ -164,7 +164,7 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
     assert!(storage::finish_run(&mut tx, run.id, Ender::Worker(&second), RunStatus::Failed, Some("boom"), Some(1), now + 3).await.unwrap());
     assert!(!storage::finish_run(&mut tx, run.id, Ender::Person, RunStatus::Cancelled, None, None, now + 4).await.unwrap(), "already over");
 
-    // Tries, memo, blobs, staging, fault hits.
+    // Tries, memo, blobs, fault hits.
     let tried = UnitTry {
         run_id: run.id,
         unit: 1,
@@ -191,8 +191,6 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
     // The run is a failed regeneration: a retry would remake its beat, so it holds nothing.
     assert!(storage::held_memo_outputs(&mut tx).await.unwrap().is_empty());
     assert!(storage::held_memo_outputs_of(&mut tx, info.owner).await.unwrap().is_empty());
-    assert_eq!(storage::release_dead_staging(&mut tx).await.unwrap(), 1, "the one staged unit (twice recorded)");
-    storage::clear_staged(&mut tx, run.id).await.unwrap();
     let mut outputs = storage::memo_outputs(&mut tx).await.unwrap();
     outputs.sort();
     assert_eq!(outputs, vec![("k1".to_string(), memo.output.clone()), ("k3".to_string(), "other".to_string())]);
@@ -368,4 +366,57 @@ async fn every_account_job_and_delete_query_runs() {
     assert_eq!(storage::jobs_of_run(&mut tx, run.id).await.unwrap(), vec![]);
     assert_eq!(storage::active_runs_of(&mut tx, account.id).await.unwrap(), 0);
     tx.commit().await.unwrap();
+}
+
+/// A database made before tries named their memo entries (the migrations up to 0005, a queued
+/// run with one staged unit: its memo entry, its try and a failed try) upgrades in place: the
+/// staged unit's try now names the entry, so `gc` still keeps what the run holds, the failed try
+/// names nothing, and the staging table is gone.
+#[tokio::test]
+async fn an_older_database_keeps_what_its_staged_units_held() {
+    let dir = std::env::temp_dir().join(format!("reelsmith-test-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = fresh_url(&dir).await;
+    sqlx::any::install_default_drivers();
+    let old_url = if url.starts_with("sqlite") { format!("{url}?mode=rwc") } else { url.clone() };
+    let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&old_url).await.unwrap();
+    let mut old = sqlx::migrate!("./migrations");
+    old.migrations = std::borrow::Cow::Owned(old.migrations.iter().filter(|m| m.version <= 5).cloned().collect());
+    assert_eq!(old.migrations.len(), 5, "the migrations before the tries named their memo entries");
+    old.run(&pool).await.unwrap();
+
+    let now = reelsmith::pipeline::now_ms();
+    let info = video_info(now);
+    let mut conn = pool.acquire().await.unwrap();
+    storage::insert_video(&mut conn, &info).await.unwrap();
+    let branch =
+        Branch { id: BranchId(Uuid::new_v4()), video_id: info.id, name: "main".into(), head_id: None, forked_from: None, created_at: now };
+    storage::insert_branch(&mut conn, &branch).await.unwrap();
+    let start = RunStart { phase: Phase::Script, from: None, attempt: 1, kind: RunKind::Initial, regenerate: None };
+    let run = Run::queued(RunId(Uuid::new_v4()), &branch, start, now);
+    storage::insert_run(&mut conn, &run).await.unwrap();
+    let statements = [
+        "INSERT INTO memo (key, phase, provider, output, cost_micros, created_at) VALUES ('k-held', 1, 'local', '{\"held\":true}', 0, 0)",
+        "INSERT INTO staged_units (run_id, unit, memo_key) VALUES ($1, 0, 'k-held')",
+        "INSERT INTO unit_tries (id, run_id, unit, try_no, outcome, provider, started_at, finished_at) VALUES ('t-failed', $1, 0, 1, 'transient', 'local', 0, 1)",
+        "INSERT INTO unit_tries (id, run_id, unit, try_no, outcome, provider, started_at, finished_at) VALUES ('t-ok', $1, 0, 2, 'ok', 'local', 1, 2)",
+    ];
+    for sql in statements {
+        let query = sqlx::query(sql);
+        let query = if sql.contains("$1") { query.bind(run.id.to_string()) } else { query };
+        query.execute(&mut *conn).await.unwrap();
+    }
+    drop(conn);
+    pool.close().await;
+
+    let store = reelsmith::storage::Store::open(&url, 2).await.expect("the upgrade applies");
+    let mut conn = store.pool().acquire().await.unwrap();
+    assert_eq!(storage::held_memo_outputs(&mut conn).await.unwrap(), vec![r#"{"held":true}"#.to_string()], "still held for gc");
+    let named: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT id, memo_key FROM unit_tries ORDER BY id").fetch_all(&mut *conn).await.unwrap();
+    assert_eq!(named, vec![("t-failed".to_string(), None), ("t-ok".to_string(), Some("k-held".to_string()))]);
+    assert!(sqlx::query("SELECT 1 FROM staged_units").fetch_all(&mut *conn).await.is_err(), "the staging table is gone");
+    drop(conn);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
 }

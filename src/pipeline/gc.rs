@@ -80,6 +80,13 @@ impl Engine {
         // One attempt, not `write_retrying`: the files are removed as it goes, and a second
         // attempt would not find them.
         let mut tx = self.store.write().await?;
+        if self.store.backend() == crate::storage::Backend::Postgres {
+            // No write lock serialises PostgreSQL's writers: this waits for the groups of finished
+            // units under way and holds new ones back until `gc` commits, so the holds read below
+            // are every committed try's, and a group that reused an entry forgotten here finds it
+            // gone (`storage::reused_intact`). SQLite's one write connection does the same.
+            sqlx::query("LOCK TABLE unit_tries IN SHARE MODE").execute(&mut *tx).await?;
+        }
         let live = live_hashes(&mut tx).await?;
         report.forgotten_memo = forget_dead_memo(&mut tx, &live).await?;
         for (sha, bytes) in candidates {

@@ -252,7 +252,7 @@ impl Engine {
             match self.work_once(&owner, &shutdown).await {
                 Ok(WorkOutcome::Idle) => {
                     // Parked: a command that queues a run may hand it over claimed (`handoff`).
-                    let mut handed = self.parked.park(&owner);
+                    let (wait, mut handed) = self.parked.park(&owner);
                     let arrived = tokio::select! {
                         claimed = &mut handed => Some(claimed.ok()),
                         _ = woken => None,
@@ -261,7 +261,7 @@ impl Engine {
                     };
                     let claimed = match arrived {
                         Some(claimed) => claimed,
-                        None if self.parked.unpark(&owner) => None,
+                        None if self.parked.unpark(wait) => None,
                         // A command reserved this loop: its answer is one transaction away.
                         None => handed.await.ok(),
                     };
@@ -1084,6 +1084,9 @@ async fn group_recorded(
 ) -> Result<(), CoreError> {
     if !storage::recorded(answers) {
         return Err(CoreError::LeaseLost);
+    }
+    if !storage::reused_intact(answers, units)? {
+        return Err(CoreError::Internal("an output reused from the memo was forgotten by gc before its unit was recorded".into()));
     }
     for made in units.iter().filter_map(|u| u.made.as_ref().map(|(_, blobs)| blobs)) {
         for b in made.iter().filter(|b| b.content.is_none()) {

@@ -68,7 +68,30 @@ fn list_from(first: usize, n: usize) -> String {
 /// back.
 pub async fn record_finished(conn: &mut AnyConnection, lease: &Lease, total: u32, units: &[FinishedUnit], now: Timestamp) -> Result<bool> {
     let batch = record_finished_batch(Backend::of_connection(conn), lease, total, units, now);
-    Ok(recorded(&batch.run(conn).await?))
+    let answers = batch.run(conn).await?;
+    Ok(recorded(&answers) && reused_intact(&answers, units)?)
+}
+
+/// The memo keys the group's reused units name, each once.
+fn reused_keys(units: &[FinishedUnit]) -> Vec<&str> {
+    let mut keys: Vec<&str> = units.iter().filter(|u| u.made.is_none()).map(|u| u.memo_key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Whether every memo entry the group's reused units name was there when the group wrote its
+/// tries (`answers`: those of `record_finished_batch`, whose last statements count them). False:
+/// `gc` forgot one after its unit found it, and the caller rolls back.
+pub fn reused_intact(answers: &[Answer], units: &[FinishedUnit]) -> Result<bool> {
+    let reused = reused_keys(units);
+    let checks = reused.len().div_ceil(ROWS_PER_STATEMENT);
+    let Some(first) = answers.len().checked_sub(checks) else { return Ok(false) };
+    let mut found = 0;
+    for answer in &answers[first..] {
+        found += answer.rows.first().map(|row| sqlx::Row::try_get::<i64, _>(row, 0)).transpose()?.unwrap_or(0);
+    }
+    Ok(found == reused.len() as i64)
 }
 
 /// Whether `record_finished_batch` (its answers, first) found the run still this lease's.
@@ -181,6 +204,15 @@ pub fn record_finished_batch(backend: Backend, lease: &Lease, total: u32, units:
             ]
         });
         batch.push(sql, values.collect());
+    }
+    // Last, after the tries: the memo entries that reused units name are still there. A unit
+    // reused from the memo names an entry it did not write, which `gc` may have forgotten since
+    // the unit found it; a try must not commit naming nothing (`reused_intact`). On PostgreSQL
+    // the tries' insert above holds `unit_tries` against `gc`'s lock, so this count sees what
+    // `gc` did before it and `gc` waits for what comes after.
+    for chunk in reused_keys(units).chunks(ROWS_PER_STATEMENT) {
+        let sql = format!("SELECT COUNT(*) FROM memo WHERE key IN ({})", list_from(batch.first_placeholder(), chunk.len()));
+        batch.push(sql, chunk.iter().map(|k| Value::Text(k.to_string())).collect());
     }
     batch
 }

@@ -582,7 +582,7 @@ pub async fn load_video_state(conn: &mut AnyConnection, id: VideoId) -> Result<O
     state_of(&run_set(conn, &VIDEO_STATE, &[Value::Text(id.to_string())]).await?)
 }
 
-// ---- unit tries, memo, blobs, staging -----------------------------------------------------
+// ---- unit tries, memo, blobs -------------------------------------------------------------
 
 pub async fn insert_unit_try(conn: &mut AnyConnection, t: &UnitTry) -> Result<()> {
     sqlx::query(

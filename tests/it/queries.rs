@@ -111,7 +111,7 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
     let expired = storage::load_video_state(&mut tx, info.id).await.unwrap().expect("the video").runs[0].lease_expires_at;
     assert_eq!(expired, Some(now + 3 + 10_000), "only the held lease was extended");
 
-    // A group of finished units: memo, blobs (one kept in its row), staging, tries, progress.
+    // A group of finished units: memo, blobs (one kept in its row), tries, progress.
     let memo = MemoEntry {
         key: "k1".into(),
         phase: Phase::Storyboard,
@@ -154,6 +154,17 @@ async fn every_query_runs_and_reads_back_what_it_wrote() {
     assert!(storage::record_finished(&mut tx, &second, 2, &[made(&memo.output, "k1", Some(b"png"))], now).await.unwrap());
     assert!(storage::record_finished(&mut tx, &second, 2, &[made("loser", "k1", None), made("other", "k3", None)], now).await.unwrap());
     assert_eq!(progress(&mut tx).await, (3, 17), "three units counted, with their costs");
+    // A unit reused from the memo is recorded only while its entry is there (`gc` may forget
+    // one between the unit finding it and its group): tried in a savepoint.
+    let reused = |key: &str| FinishedUnit {
+        made: None,
+        tried: UnitTry { outcome: TryOutcome::Memo, ..made("", key, None).tried },
+        ..made("", key, None)
+    };
+    sqlx::raw_sql("SAVEPOINT tried").execute(&mut *tx).await.unwrap();
+    assert!(storage::record_finished(&mut tx, &second, 2, &[reused("k1"), reused("k3")], now).await.unwrap(), "both entries are there");
+    assert!(!storage::record_finished(&mut tx, &second, 2, &[reused("k1"), reused("k-forgotten")], now).await.unwrap(), "one is gone");
+    sqlx::raw_sql("ROLLBACK TO SAVEPOINT tried; RELEASE SAVEPOINT tried").execute(&mut *tx).await.unwrap();
     // A success ends the run and reads the video in one call on SQLite (tried in a savepoint).
     sqlx::raw_sql("SAVEPOINT tried").execute(&mut *tx).await.unwrap();
     assert!(storage::finish_and_load(&mut tx, &first, now + 3).await.unwrap().is_none(), "a superseded lease ends nothing");

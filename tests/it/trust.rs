@@ -440,8 +440,8 @@ async fn checkpoints(e: &reelsmith::pipeline::Engine, video: reelsmith::domain::
 }
 
 /// A command that queues a run while a worker loop of this process waits for work claims the run
-/// for that loop in its own transaction and hands it over: the loop runs it under that first
-/// lease, without a claim of its own, so the approval and the checkpoint are the phase's only
+/// for that loop in its own transaction and hands it over (on SQLite): the loop runs it under that
+/// first lease, without a claim of its own, so the approval and the checkpoint are the phase's only
 /// commits (a claim of the loop's own would be a third; the lease's owner is cleared when the
 /// run ends).
 #[tokio::test]
@@ -454,12 +454,18 @@ async fn a_continue_hands_its_run_to_a_waiting_worker_loop_claimed_in_its_own_co
     let worker = tokio::spawn(e.clone().run_worker("waiting-loop".to_string(), stopped));
     waiting_loops(e, 1).await;
 
+    // PostgreSQL's commands hand nothing over (`Engine::reserve_worker` says why): there the loop
+    // wakes and claims the run in a commit of its own.
+    let handed = !is_postgres(&env);
     let commits = e.store.commits();
     let outcome = e.approve(video, script, None).await.unwrap();
-    assert_eq!(e.waiting_workers(), 0, "the command took the waiting loop");
+    if handed {
+        assert_eq!(e.waiting_workers(), 0, "the command took the waiting loop");
+    }
     let ContinueOutcome::Started { run, .. } = outcome else { panic!("the approval started nothing: {outcome:?}") };
     let state = checkpoints(e, video, 2).await;
-    assert_eq!(e.store.commits() - commits, 2, "the approval with the claim, then the checkpoint");
+    let expected = if handed { 2 } else { 3 };
+    assert_eq!(e.store.commits() - commits, expected, "the approval (with the claim on SQLite), the checkpoint");
     let storyboard = state.runs.iter().find(|r| r.id == run).unwrap();
     assert_eq!((storyboard.status, storyboard.lease_token), (RunStatus::Succeeded, 1), "run under the command's claim, the only one");
     stop.send(true).unwrap();

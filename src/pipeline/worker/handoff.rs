@@ -20,10 +20,16 @@ use crate::domain::{RunId, Timestamp};
 use crate::pipeline::{CoreError, Engine};
 use crate::storage::WriteTx;
 
-/// The worker loops of this process waiting for work, by name, each with the channel it takes a
-/// claimed run from.
+/// The worker loops of this process waiting for work, each with the channel it takes a claimed
+/// run from, under a number of its own (two loops of one name, as tests run, stay apart).
 #[derive(Default)]
-pub struct Parked(Mutex<Vec<(String, oneshot::Sender<Claimed>)>>);
+pub struct Parked(Mutex<Waiting>);
+
+#[derive(Default)]
+struct Waiting {
+    next: u64,
+    loops: Vec<(u64, String, oneshot::Sender<Claimed>)>,
+}
 
 /// A waiting worker loop set aside for one command.
 pub struct Reserved {
@@ -39,34 +45,34 @@ impl Reserved {
 }
 
 impl Parked {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, oneshot::Sender<Claimed>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `owner` waits for work; a command's run arrives on the receiver.
-    pub(super) fn park(&self, owner: &str) -> oneshot::Receiver<Claimed> {
+    /// `owner` waits for work; a command's run arrives on the receiver. The number is this
+    /// wait's, for `unpark`.
+    pub(super) fn park(&self, owner: &str) -> (u64, oneshot::Receiver<Claimed>) {
         let (hand, take) = oneshot::channel();
-        let mut parked = self.lock();
-        // One entry per name (tests run two steps of one name at once): the older one's
-        // receiver sees its sender dropped, as if released.
-        parked.retain(|(o, _)| o != owner);
-        parked.push((owner.to_string(), hand));
-        take
+        let mut waiting = self.lock();
+        let id = waiting.next;
+        waiting.next += 1;
+        waiting.loops.push((id, owner.to_string(), hand));
+        (id, take)
     }
 
-    /// Whether `owner` was still parked (and now is not); false when a command reserved it and
-    /// its answer is on the way.
-    pub(super) fn unpark(&self, owner: &str) -> bool {
-        let mut parked = self.lock();
-        let before = parked.len();
-        parked.retain(|(o, _)| o != owner);
-        parked.len() != before
+    /// Whether the wait `id` was still parked (and now is not); false when a command reserved it
+    /// and its answer is on the way.
+    pub(super) fn unpark(&self, id: u64) -> bool {
+        let mut waiting = self.lock();
+        let before = waiting.loops.len();
+        waiting.loops.retain(|(i, ..)| *i != id);
+        waiting.loops.len() != before
     }
 
     fn reserve(&self) -> Option<Reserved> {
-        let mut parked = self.lock();
+        let mut waiting = self.lock();
         // A loop whose task ended dropped its receiver: skip it.
-        while let Some((owner, hand)) = parked.pop() {
+        while let Some((_, owner, hand)) = waiting.loops.pop() {
             if !hand.is_closed() {
                 return Some(Reserved { owner, hand });
             }
@@ -78,12 +84,18 @@ impl Parked {
 impl Engine {
     /// How many of this process's worker loops are waiting for work.
     pub fn waiting_workers(&self) -> usize {
-        self.parked.lock().iter().filter(|(_, hand)| !hand.is_closed()).count()
+        self.parked.lock().loops.iter().filter(|(_, _, hand)| !hand.is_closed()).count()
     }
 
     /// A worker loop of this process waiting for work, set aside for a command that may queue a
-    /// run; `None` when every loop is busy or this process runs none.
+    /// run; `None` when every loop is busy or this process runs none, and on PostgreSQL: there a
+    /// command's claim would take the turn of whichever account the fair order picks while the
+    /// command may hold its own account's row (its quota check), and a checkpoint's claim doing
+    /// the opposite would deadlock with it; SQLite runs one write transaction at a time.
     pub(crate) fn reserve_worker(&self) -> Option<Reserved> {
+        if self.store.backend() != crate::storage::Backend::Sqlite {
+            return None;
+        }
         self.parked.reserve()
     }
 

@@ -439,6 +439,20 @@ async fn checkpoints(e: &reelsmith::pipeline::Engine, video: reelsmith::domain::
     panic!("the video never reached {n} checkpoints");
 }
 
+/// A 2-beat video stopped at its script checkpoint, and a worker loop (`waiting-loop`) waiting
+/// for work: its stop signal and its task.
+async fn a_script_and_a_waiting_loop(
+    e: &reelsmith::pipeline::Engine,
+    prompt: &str,
+) -> (reelsmith::domain::VideoId, CheckpointId, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let video = new_video(e, prompt, 2, false, None).await;
+    let script = step_ok(e).await;
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(e.clone().run_worker("waiting-loop".to_string(), stopped));
+    waiting_loops(e, 1).await;
+    (video, script, stop, worker)
+}
+
 /// A command that queues a run while a worker loop of this process waits for work claims the run
 /// for that loop in its own transaction and hands it over (on SQLite): the loop runs it under that
 /// first lease, without a claim of its own, so the approval and the checkpoint are the phase's only
@@ -448,11 +462,7 @@ async fn checkpoints(e: &reelsmith::pipeline::Engine, video: reelsmith::domain::
 async fn a_continue_hands_its_run_to_a_waiting_worker_loop_claimed_in_its_own_commit() {
     let env = env().await;
     let e = &env.engine;
-    let video = new_video(e, "Handed to a waiting loop", 2, false, None).await;
-    let script = step_ok(e).await;
-    let (stop, stopped) = watch::channel(false);
-    let worker = tokio::spawn(e.clone().run_worker("waiting-loop".to_string(), stopped));
-    waiting_loops(e, 1).await;
+    let (video, script, stop, worker) = a_script_and_a_waiting_loop(e, "Handed to a waiting loop").await;
 
     // PostgreSQL's commands hand nothing over (`Engine::reserve_worker` says why): there the loop
     // wakes and claims the run in a commit of its own.
@@ -479,11 +489,7 @@ async fn a_continue_hands_its_run_to_a_waiting_worker_loop_claimed_in_its_own_co
 async fn a_refused_command_lets_the_waiting_loop_go() {
     let env = env().await;
     let e = &env.engine;
-    let video = new_video(e, "Nothing to retry here", 2, false, None).await;
-    let script = step_ok(e).await;
-    let (stop, stopped) = watch::channel(false);
-    let worker = tokio::spawn(e.clone().run_worker("waiting-loop".to_string(), stopped));
-    waiting_loops(e, 1).await;
+    let (video, script, stop, worker) = a_script_and_a_waiting_loop(e, "Nothing to retry here").await;
 
     let before = snapshot(e).await;
     let refused = e.regenerate_beat(video, None, script, 0).await;

@@ -188,8 +188,9 @@ enum Source {
 impl Engine {
     /// Claims one run (queued, or abandoned by a dead worker) and runs it to the end.
     pub async fn work_once(&self, owner: &str, shutdown: &watch::Receiver<bool>) -> Result<WorkOutcome, CoreError> {
-        // The run claimed for this worker (with its last checkpoint, or by a command), if any, comes first, unless this
-        // process cancelled it since (then it is dropped; the claim below finds what is left).
+        // The run claimed for this worker (with its last checkpoint, or by a command), if any,
+        // comes first, unless this process cancelled it since (then it is dropped; the claim
+        // below finds what is left).
         if let Some(claimed) = self.take_claimed(owner) {
             if !self.cancelled.borrow().contains(&claimed.run.id) {
                 return self.run_claimed(claimed, shutdown).await;
@@ -862,8 +863,8 @@ impl Engine {
         }
     }
 
-    /// Records a finished unit (memoized when made now, its try naming the memo entry, the run's progress) in
-    /// the next group commit; returns once that group has committed.
+    /// Records a finished unit (memoized when made now, its try naming the memo entry, the run's
+    /// progress) in the next group commit; returns once that group has committed.
     async fn record_unit(&self, job: &UnitJob<'_>, plan: &UnitPlan, source: Source) -> Result<(), Halt> {
         job.group.record(self, job, finished_unit(job, plan, source, now_ms())).await
     }
@@ -909,8 +910,8 @@ impl Engine {
         let mut wait = Duration::from_millis(100);
         let backend = self.store.backend();
         loop {
-            // The units it finished stay held (their tries name them): a retry reuses them, and `gc` keeps them until
-            // the branch moves on.
+            // The units it finished stay held (their tries name them): a retry reuses them, and
+            // `gc` keeps them until the branch moves on.
             let end = |now| {
                 let mut batch = storage::batch::Batch::new(backend);
                 batch.push_statement(storage::finish_run_statement(
@@ -1120,8 +1121,7 @@ fn outputs_of(ends: Vec<UnitEnd>) -> Result<Vec<UnitOutput>, Vec<UnitFailure>> {
 }
 
 /// Writes the run's checkpoint (pending, the next version under its parent) as its branch's new
-/// head; a script on `main` also names the video. Sent with
-/// the commit (`WriteTx::defer`).
+/// head; a script on `main` also names the video. Sent with the commit (`WriteTx::defer`).
 fn write_checkpoint(tx: &mut WriteTx, state: &Video, run: &Run, manifest: &Manifest, now: Timestamp) -> Result<Checkpoint, CoreError> {
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
     let checkpoint = Checkpoint {

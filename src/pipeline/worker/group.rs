@@ -1,8 +1,8 @@
 //! Group commit of a run's finished units. A unit that finishes while another group is being
 //! committed waits for the write to be free, and then the first of the waiting units commits
 //! everything that finished meanwhile, its own and the others', in one transaction. A unit counts
-//! as finished (memoized, its try recorded, shown in the progress) only once its group has committed; what
-//! the grouping saves is a transaction per unit.
+//! as finished (memoized, its try recorded, shown in the progress) only once its group has
+//! committed; what the grouping saves is a transaction per unit.
 //!
 //! The last unit to finish making its output has no group to wait for: its record is deferred to
 //! the run's next transaction, the checkpoint's on success (`take_deferred`), so a run commits one

@@ -11,7 +11,8 @@
 //! command failed, queued nothing, or the claim found another run first and failed) lets the
 //! loop go on as before; a loop that woke for another reason meanwhile waits for the command's
 //! answer, which is at most one transaction away. With no loop parked (a web-only process, or
-//! every loop busy) the run stays queued and the loops are woken as before.
+//! every loop busy), and on PostgreSQL (`Engine::reserve_worker` says why), the run stays
+//! queued and the loops are woken as before.
 use std::sync::Mutex;
 use tokio::sync::oneshot;
 

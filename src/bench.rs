@@ -14,7 +14,7 @@ mod serve;
 pub use processes::worker;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,8 +41,17 @@ fn fail(e: impl std::fmt::Display) -> StartError {
     StartError::Io(format!("bench: {e}"))
 }
 
+/// Set when a figure could not be written: whoever reads the output has gone (`reelsmith bench |
+/// head`), so the sections left are not run.
+static OUTPUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Prints one figure. A closed output is not an error of the benchmark (`println!` would panic):
+/// it is noted, and `run` starts no further section, so each scratch directory is still removed.
 fn line(name: &str, value: impl std::fmt::Display, unit: &str) {
-    println!("{name}: {value} {unit}");
+    use std::io::Write;
+    if writeln!(std::io::stdout().lock(), "{name}: {value} {unit}").is_err() {
+        OUTPUT_CLOSED.store(true, Ordering::Relaxed);
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -294,7 +303,7 @@ fn units_of(tries: &[crate::domain::video::UnitTry], run: RunId) -> UnitsOf {
 }
 
 pub async fn run(options: Options, quick: bool, only: Option<String>) -> BenchResult<()> {
-    let wanted = |section: &str| only.as_deref().is_none_or(|o| o == section);
+    let wanted = |section: &str| !OUTPUT_CLOSED.load(Ordering::Relaxed) && only.as_deref().is_none_or(|o| o == section);
     let started = Instant::now();
     let (runs, retries, renders) = if quick { (15, 30, 200) } else { (60, 200, 1000) };
 
@@ -330,6 +339,9 @@ pub async fn run(options: Options, quick: bool, only: Option<String>) -> BenchRe
         .unwrap_or(0.0);
     line("peak_rss_mb", format!("{:.1}", rss / 1024.0), "MB");
     line("bench_wall_s", format!("{:.1}", started.elapsed().as_secs_f64()), "s");
+    if OUTPUT_CLOSED.load(Ordering::Relaxed) {
+        eprintln!("bench: the output was closed, so the sections after that were not run");
+    }
     Ok(())
 }
 

@@ -215,10 +215,13 @@ async fn shutdown_signal() {
 pub async fn gc(options: Options) -> Result<(), StartError> {
     let engine = engine_from(&options, Providers::local()).await?;
     let report = engine.gc(None).await.map_err(|e| StartError::Io(e.to_string()))?;
-    println!("removed: {} blobs", report.removed);
-    println!("freed: {} bytes", report.freed_bytes);
-    println!("kept: {} blobs", report.kept);
-    println!("forgotten: {} memo entries", report.forgotten_memo);
+    let text = format!(
+        "removed: {} blobs\nfreed: {} bytes\nkept: {} blobs\nforgotten: {} memo entries\n",
+        report.removed, report.freed_bytes, report.kept, report.forgotten_memo
+    );
+    // The collection is done whether or not anyone still reads its report (`reelsmith gc | head
+    // -1` closes the pipe early: `println!` would panic there).
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Ok(())
 }
 

@@ -447,6 +447,36 @@ fn the_server_refuses_to_start_without_the_site_files_its_pages_ask_for() {
     let _ = std::fs::remove_dir_all(&empty);
 }
 
+/// `reelsmith bench | head -1`: the reader goes after the first figure. The benchmark finishes
+/// the section it is in and runs no other, says so, removes its scratch data and exits 0: no
+/// panic from a print into a closed pipe, nothing left in the temporary directory.
+#[test]
+fn the_benchmark_stops_cleanly_when_its_reader_goes() {
+    let tmp = scratch("benchpipe");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reelsmith"))
+        .args(["bench", "--quick"])
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the benchmark");
+    let mut first = String::new();
+    {
+        // The reader takes one line and goes, as `head -1` does.
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut first).unwrap();
+    }
+    assert!(first.starts_with("run_overhead_us: "), "{first}");
+    let output = child.wait_with_output().expect("the benchmark ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("the output was closed"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "scratch data left behind: {left:?}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 /// `--auth none` gives whoever connects every video: on an address others can reach, the server
 /// refuses to start, in one line saying why; bad public URLs are refused the same way.
 #[test]

@@ -42,7 +42,7 @@ fn fail(e: impl std::fmt::Display) -> StartError {
 }
 
 /// Set when a figure could not be written: whoever reads the output has gone (`reelsmith bench |
-/// head`), so the sections left are not run.
+/// head`), so the sections after the one that found it out are not run.
 static OUTPUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Prints one figure. A closed output is not an error of the benchmark (`println!` would panic):
@@ -303,7 +303,14 @@ fn units_of(tries: &[crate::domain::video::UnitTry], run: RunId) -> UnitsOf {
 }
 
 pub async fn run(options: Options, quick: bool, only: Option<String>) -> BenchResult<()> {
-    let wanted = |section: &str| !OUTPUT_CLOSED.load(Ordering::Relaxed) && only.as_deref().is_none_or(|o| o == section);
+    // A section asked for after the output closed is skipped, and counted.
+    let skipped = std::cell::Cell::new(0);
+    let wanted = |section: &str| {
+        let asked = only.as_deref().is_none_or(|o| o == section);
+        let closed = OUTPUT_CLOSED.load(Ordering::Relaxed);
+        skipped.set(skipped.get() + usize::from(asked && closed));
+        asked && !closed
+    };
     let started = Instant::now();
     let (runs, retries, renders) = if quick { (15, 30, 200) } else { (60, 200, 1000) };
 
@@ -339,8 +346,10 @@ pub async fn run(options: Options, quick: bool, only: Option<String>) -> BenchRe
         .unwrap_or(0.0);
     line("peak_rss_mb", format!("{:.1}", rss / 1024.0), "MB");
     line("bench_wall_s", format!("{:.1}", started.elapsed().as_secs_f64()), "s");
-    if OUTPUT_CLOSED.load(Ordering::Relaxed) {
-        eprintln!("bench: the output was closed, so the sections after that were not run");
+    if skipped.get() > 0 {
+        use std::io::Write;
+        let n = skipped.get();
+        let _ = writeln!(std::io::stderr(), "bench: the output was closed, so {n} section(s) after it were not run");
     }
     Ok(())
 }

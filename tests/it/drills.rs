@@ -447,9 +447,11 @@ fn the_server_refuses_to_start_without_the_site_files_its_pages_ask_for() {
     let _ = std::fs::remove_dir_all(&empty);
 }
 
-/// `reelsmith bench | head -1`: the reader goes after the first figure. The benchmark finishes
-/// the section it is in and runs no other, says so, removes its scratch data and exits 0: no
-/// panic from a print into a closed pipe, nothing left in the temporary directory.
+/// `reelsmith bench | head -1`: the reader goes after the first figure. The section whose
+/// figure finds the pipe closed finishes and no other starts (the first section's few lines
+/// usually fit in the pipe before the reader goes, so that is the second); the benchmark says
+/// so, removes its scratch data and exits 0: no panic from a print into a closed pipe, nothing
+/// left in the temporary directory.
 #[test]
 fn the_benchmark_stops_cleanly_when_its_reader_goes() {
     let tmp = scratch("benchpipe");
@@ -464,14 +466,16 @@ fn the_benchmark_stops_cleanly_when_its_reader_goes() {
     {
         // The reader takes one line and goes, as `head -1` does.
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        out.read_line(&mut first).unwrap();
+        let _ = out.read_line(&mut first);
     }
-    assert!(first.starts_with("run_overhead_us: "), "{first}");
+    // Waited for before any assertion, so a failing one leaves no benchmark running.
     let output = child.wait_with_output().expect("the benchmark ends");
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(first.starts_with("run_overhead_us: "), "{first}: {stderr}");
     assert!(output.status.success(), "{:?}: {stderr}", output.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("the output was closed"), "{stderr}");
+    // `--quick` runs eight sections; whichever found the pipe closed, at least the last is skipped.
+    assert!(stderr.contains("the output was closed, so "), "{stderr}");
     let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "scratch data left behind: {left:?}");
     let _ = std::fs::remove_dir_all(&tmp);

@@ -17,18 +17,6 @@ S3_PORT ?= 25434
 export PATH := $(CURDIR)/end2end/node_modules/.bin:$(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-# `make test` lints while it builds: cargo runs clippy's driver instead of rustc for this crate
-# only (clippy's lints, warnings as errors, then the same compilation rustc does), so the
-# dependencies are compiled once, for the binaries, and not a second time for `cargo clippy`'s
-# check (about 5 of its minutes on a new machine). The lints are `make check`'s: the server and
-# its tests (`--all-targets`) and the WASM library. One gap, in a working tree only: the library
-# (a cdylib too, for the WASM side) has one file for both kinds of build, so when a plain build
-# (`make run`) has already compiled the same sources, cargo does not compile it again and its
-# lints are not run; `make check` runs them without building. A new clone lints everything.
-CLIPPY_DRIVER = $(shell rustc --print sysroot)/bin/clippy-driver
-test test-unit test-postgres test-scaleout: export RUSTC_WORKSPACE_WRAPPER = $(CLIPPY_DRIVER)
-test test-unit test-postgres test-scaleout: export CLIPPY_ARGS = -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
-
 .PHONY: setup-apt run test dev build setup bench bench-peer check clippy s3venv test-unit test-postgres test-scaleout test-e2e clean-data
 
 run: setup build
@@ -54,7 +42,6 @@ build:
 ## setup: idempotent; each step is skipped when already satisfied.
 setup: setup-apt
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-	@[ -x "$(CLIPPY_DRIVER)" ] || rustup component add clippy
 	@if [ ! -x end2end/node_modules/.bin/playwright ] || [ ! -x end2end/node_modules/.bin/wasm-opt ] \
 	    || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
 	  (cd end2end && npm ci --no-audit --no-fund)
@@ -82,7 +69,11 @@ test: setup
 	# In its own process group, so a failed build stops pip too (a second run's venv is then
 	# never made while a first one's install still writes into it).
 	setsid -w $(MAKE) --no-print-directory s3venv >target/s3venv.log 2>&1 & s3venv=$$!
-	trap 'kill -- -$$s3venv 2>/dev/null || true' EXIT
+	# Clippy runs beside the builds, at the lowest priority, in a profile of its own (its files in
+	# target/lint, so neither waits for the other's lock): it takes the cycles the builds leave
+	# idle, and its verdict is read at the end.
+	setsid -w nice -n 19 $(MAKE) --no-print-directory check LINT_PROFILE=lint >target/lint.log 2>&1 & lint=$$!
+	trap 'kill -- -$$s3venv -$$lint 2>/dev/null || true' EXIT
 	scripts/build-site.sh --with-tests
 	wait $$s3venv || true
 	cat target/s3venv.log
@@ -90,6 +81,8 @@ test: setup
 	$(MAKE) --no-print-directory test-postgres
 	$(MAKE) --no-print-directory test-scaleout
 	$(MAKE) --no-print-directory test-e2e
+	if ! wait $$lint; then cat target/lint.log; echo "make test: clippy found problems (above)" >&2; exit 1; fi
+	echo "make test: clippy on both builds: no warnings"
 
 ## moto's standalone S3 server, from PyPI into target/s3venv on first use. `--no-compile`: Python
 ## byte-compiles the modules the server imports when it starts, not all of botocore's (56 → 39 s).
@@ -162,7 +155,9 @@ bench: setup build
 bench-peer: setup build
 	scripts/bench-peer.sh
 
-## Both builds, warnings as errors (release profile: shares build scripts and macros with the tests).
+## Both builds, warnings as errors. By hand, in the release profile (it shares build scripts and
+## macros with the release builds); `make test` runs it beside its builds in the `lint` profile.
+LINT_PROFILE ?= release
 check:
-	cargo clippy --release --features ssr --all-targets -- -D warnings
-	cargo clippy --release --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --profile $(LINT_PROFILE) --features ssr --all-targets -- -D warnings
+	cargo clippy --profile $(LINT_PROFILE) --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings

@@ -32,8 +32,7 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "$bindgen"; then
   # three binaries, and 4.4 CPU-minutes for a release build; each writes the same bytes. It takes
   # 2 s per site build, not 0.4.
   echo "installing wasm-bindgen-cli $bindgen (the version of the wasm-bindgen crate)"
-  # Not linted (`make test` lints this crate's builds: RUSTC_WORKSPACE_WRAPPER).
-  CARGO_PROFILE_DEV_DEBUG=0 nice -n $wasm_nice env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS cargo install wasm-bindgen-cli --version "$bindgen" --debug --force \
+  CARGO_PROFILE_DEV_DEBUG=0 nice -n $wasm_nice cargo install wasm-bindgen-cli --version "$bindgen" --debug --force \
     --no-default-features --bin wasm-bindgen
 fi
 nice -n $wasm_nice cargo build --lib --target wasm32-unknown-unknown --profile wasm-release --no-default-features --features hydrate

@@ -69,11 +69,8 @@ test: setup
 	# In its own process group, so a failed build stops pip too (a second run's venv is then
 	# never made while a first one's install still writes into it).
 	setsid -w $(MAKE) --no-print-directory s3venv >target/s3venv.log 2>&1 & s3venv=$$!
-	# Clippy runs beside the builds, at the lowest priority, in a profile of its own (its files in
-	# target/lint, so neither waits for the other's lock): it takes the cycles the builds leave
-	# idle, and its verdict is read at the end.
-	setsid -w nice -n 19 $(MAKE) --no-print-directory check LINT_PROFILE=lint >target/lint.log 2>&1 & lint=$$!
-	trap 'kill -- -$$s3venv -$$lint 2>/dev/null || true' EXIT
+	trap 'kill -- -$$s3venv 2>/dev/null || true' EXIT
+	$(MAKE) --no-print-directory check
 	scripts/build-site.sh --with-tests
 	wait $$s3venv || true
 	cat target/s3venv.log
@@ -81,8 +78,6 @@ test: setup
 	$(MAKE) --no-print-directory test-postgres
 	$(MAKE) --no-print-directory test-scaleout
 	$(MAKE) --no-print-directory test-e2e
-	if ! wait $$lint; then cat target/lint.log; echo "make test: clippy found problems (above)" >&2; exit 1; fi
-	echo "make test: clippy on both builds: no warnings"
 
 ## moto's standalone S3 server, from PyPI into target/s3venv on first use. `--no-compile`: Python
 ## byte-compiles the modules the server imports when it starts, not all of botocore's (56 → 39 s).
@@ -155,9 +150,7 @@ bench: setup build
 bench-peer: setup build
 	scripts/bench-peer.sh
 
-## Both builds, warnings as errors. By hand, in the release profile (it shares build scripts and
-## macros with the release builds); `make test` runs it beside its builds in the `lint` profile.
-LINT_PROFILE ?= release
+## Both builds, warnings as errors (release profile: shares build scripts and macros with the tests).
 check:
-	cargo clippy --profile $(LINT_PROFILE) --features ssr --all-targets -- -D warnings
-	cargo clippy --profile $(LINT_PROFILE) --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --release --features ssr --all-targets -- -D warnings
+	cargo clippy --release --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings

@@ -38,10 +38,43 @@ impl Server {
     }
 }
 
-fn scratch(tag: &str) -> PathBuf {
+/// A drill's data directory in the system's temporary one, with the server's log beside it
+/// (`<dir>.log`): both removed when the drill passes, both kept, and named, when it fails.
+/// Declared before the servers that use it, it outlives them: they are stopped first.
+struct Scratch(PathBuf);
+
+fn scratch(tag: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("reelsmith-drill-{tag}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "the drill's data is kept for a look: {} (the server's log: {})",
+                self.0.display(),
+                self.0.with_extension("log").display()
+            );
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(self.0.with_extension("log"));
+    }
 }
 
 /// The last lines of the server's log (its stderr), for failure messages.
@@ -248,7 +281,6 @@ async fn killed_mid_phase_the_video_completes_after_restart_without_redoing_fini
     assert_eq!(runs.iter().filter(|r| r["phase"] == "phase2_storyboard").count(), 1, "phase 2 was not run again");
     assert!(runs.iter().all(|r| r["status"] != "running" && r["status"] != "queued"), "nothing stuck");
     drop(server);
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[tokio::test]
@@ -271,7 +303,6 @@ async fn fifty_concurrent_retries_over_http_make_one_run() {
     let retries = s["runs"].as_array().unwrap().iter().filter(|r| r["kind"] == "retry").count();
     assert_eq!(retries, 1);
     drop(server);
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// An error answers with its HTTP status (404 not found, 422 invalid, 409 refused), and its body
@@ -293,7 +324,6 @@ async fn errors_answer_with_their_http_status() {
     let (code, body) = call(addr, "cancel_run", &cancel).await;
     assert_eq!((code, &body["Refused"]["reason"]), (409, &Value::from("nothing_to_cancel")), "{body}");
     drop(server);
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// A small tmpfs mounted for the length of a drill; unmounted when dropped (a failing drill too).
@@ -351,7 +381,6 @@ async fn a_full_disk_fails_the_run_clearly_and_a_retry_succeeds_once_there_is_ro
     wait_for(addr, &video, "completed", 60).await;
     drop(server);
     drop(tmpfs);
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 fn chattr(flag: &str, file: &Path) -> Result<(), String> {
@@ -425,7 +454,6 @@ async fn a_read_only_database_fails_the_run_clearly_and_a_retry_succeeds_after()
     let s = wait_for(addr, &video, "completed", 60).await;
     assert!(s["runs"].as_array().unwrap().iter().all(|r| r["status"] != "running"));
     drop(server);
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// A binary started where the site's files are missing would serve pages that never hydrate
@@ -444,7 +472,6 @@ fn the_server_refuses_to_start_without_the_site_files_its_pages_ask_for() {
     assert!(stderr.contains("site files are missing") && stderr.contains("make build"), "{stderr}");
     assert!(stderr.contains("target/site/pkg/reelsmith.wasm"), "names the missing file: {stderr}");
     assert!(output.stdout.is_empty(), "it never said it was listening");
-    let _ = std::fs::remove_dir_all(&empty);
 }
 
 /// `reelsmith bench | head -1`: the reader goes after the first figure. The section whose
@@ -457,7 +484,7 @@ fn the_benchmark_stops_cleanly_when_its_reader_goes() {
     let tmp = scratch("benchpipe");
     let mut child = Command::new(env!("CARGO_BIN_EXE_reelsmith"))
         .args(["bench", "--quick"])
-        .env("TMPDIR", &tmp)
+        .env("TMPDIR", &*tmp)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -478,7 +505,6 @@ fn the_benchmark_stops_cleanly_when_its_reader_goes() {
     assert!(stderr.contains("the output was closed, so "), "{stderr}");
     let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "scratch data left behind: {left:?}");
-    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 /// `--auth none` gives whoever connects every video: on an address others can reach, the server
@@ -502,5 +528,4 @@ fn the_server_refuses_auth_none_on_a_network_address_and_a_bad_public_url() {
         assert!(stderr.contains(says), "{stderr}");
         assert!(output.stdout.is_empty(), "it never said it was listening");
     }
-    let _ = std::fs::remove_dir_all(&data);
 }

@@ -231,5 +231,4 @@ async fn two_web_and_two_worker_processes_share_postgres_and_s3() {
         latencies.len()
     );
     drop(workers);
-    let _ = std::fs::remove_dir_all(&data);
 }

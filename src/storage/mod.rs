@@ -435,7 +435,12 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
                 // out, its next `BEGIN` only warns and the read's `SET TRANSACTION` fails. `now()`
                 // is the transaction's start: it equals this statement's own only when this
                 // statement begins one. Such a connection is closed (its session rolls back).
-                let fresh: bool = sqlx::query_scalar("SELECT now() = statement_timestamp()").fetch_one(&mut *conn).await?;
+                // Sent as a simple query (`raw_sql`, one message): with a prepared statement's
+                // Bind and Execute, the transaction starts at the Bind and the statement's time
+                // is the Execute's, a microsecond or more later, so every connection looked
+                // left inside a transaction and was closed (a new one per acquire).
+                let row = sqlx::raw_sql("SELECT now() = statement_timestamp()").fetch_one(&mut *conn).await?;
+                let fresh: bool = sqlx::Row::try_get(&row, 0)?;
                 if !fresh {
                     tracing::warn!("a pooled PostgreSQL connection was left inside a transaction (a dropped call); closed");
                     return Ok(false);

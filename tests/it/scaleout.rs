@@ -94,6 +94,13 @@ async fn a_connection_left_inside_a_transaction_is_not_handed_out_again() {
     let env = env().await;
     assert!(is_postgres(&env), "needs REELSMITH_TEST_DATABASE_URL (PostgreSQL): run with `make test-scaleout`");
     let store = Store::open(&env.url, 1).await.unwrap();
+    // A connection in no transaction is handed out again, not closed and opened anew.
+    let first = backend_pid(&store).await;
+    for _ in 0..3 {
+        let tx = store.read().await.expect("a read");
+        tx.rollback().await.unwrap();
+        assert_eq!(backend_pid(&store).await, first, "a clean connection is reused");
+    }
     {
         let mut conn = store.pool().acquire().await.unwrap();
         sqlx::raw_sql("BEGIN; SELECT 1").execute(&mut *conn).await.unwrap();
@@ -104,6 +111,15 @@ async fn a_connection_left_inside_a_transaction_is_not_handed_out_again() {
         assert_eq!(one, 1);
         tx.rollback().await.unwrap();
     }
+    let second = backend_pid(&store).await;
+    assert_ne!(second, first, "the connection left inside a transaction was closed");
+    assert_eq!(backend_pid(&store).await, second, "and its replacement is reused");
+}
+
+/// The PostgreSQL session behind the pool's next connection.
+async fn backend_pid(store: &Store) -> i64 {
+    let mut conn = store.pool().acquire().await.unwrap();
+    sqlx::query_scalar("SELECT CAST(pg_backend_pid() AS BIGINT)").fetch_one(&mut *conn).await.unwrap()
 }
 
 #[tokio::test]

@@ -311,16 +311,25 @@ fn since_start() -> Duration {
     STARTED.get_or_init(std::time::Instant::now).elapsed()
 }
 
+/// Whether `e` leaves the connections opened before it suspect (`WRITE_FAILED_AT`): SQLite's
+/// READONLY (8), IOERR (10 and its extended codes), CORRUPT (11), FULL (13), and the
+/// transaction-depth confusion that follows a failed commit. SQLite's codes only: PostgreSQL's
+/// SQLSTATEs are numbers too, and some read as these under the mask (21000, a subquery's second
+/// row, is 8), which retired every pooled connection.
+fn retires_connections(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                && d.code().and_then(|c| c.parse::<u32>().ok()).is_some_and(|c| matches!(c & 0xff, 8 | 10 | 11 | 13))
+        }
+        sqlx::Error::InvalidSavePointStatement | sqlx::Error::BeginFailed => true,
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for StorageError {
     fn from(e: sqlx::Error) -> Self {
-        // SQLite's READONLY (8), IOERR (10 and its extended codes), CORRUPT (11), FULL (13), and
-        // the transaction-depth confusion that follows a failed commit.
-        let broken = match &e {
-            sqlx::Error::Database(d) => d.code().and_then(|c| c.parse::<u32>().ok()).is_some_and(|c| matches!(c & 0xff, 8 | 10 | 11 | 13)),
-            sqlx::Error::InvalidSavePointStatement | sqlx::Error::BeginFailed => true,
-            _ => false,
-        };
-        if broken {
+        if retires_connections(&e) {
             WRITE_FAILED_AT.store(since_start().as_millis() as u64 + 1, std::sync::atomic::Ordering::Release);
         }
         match e {
@@ -679,6 +688,26 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    /// A real SQLite READONLY error (through the `Any` driver, as the store meets it) retires the
+    /// connections; a constraint's error does not. (PostgreSQL's 21000, which reads as 8 under
+    /// the mask, is checked against a real server in `tests/it/scaleout.rs`.)
+    #[tokio::test]
+    async fn sqlites_disk_errors_retire_connections_and_other_errors_do_not() {
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect("sqlite::memory:").await.unwrap();
+        sqlx::raw_sql("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1)").execute(&mut conn).await.unwrap();
+        let duplicate = sqlx::raw_sql("INSERT INTO t VALUES (1)").execute(&mut conn).await.unwrap_err();
+        assert!(!super::retires_connections(&duplicate), "{duplicate}");
+        sqlx::raw_sql("PRAGMA query_only = ON").execute(&mut conn).await.unwrap();
+        let read_only = sqlx::raw_sql("INSERT INTO t VALUES (2)").execute(&mut conn).await.unwrap_err();
+        let code = match &read_only {
+            sqlx::Error::Database(d) => d.code().map(|c| c.to_string()),
+            other => panic!("not a database error: {other}"),
+        };
+        assert_eq!(code.as_deref(), Some("8"), "SQLite's READONLY: {read_only}");
+        assert!(super::retires_connections(&read_only), "{read_only}");
+    }
+
     #[test]
     fn a_database_urls_password_never_reaches_a_message() {
         assert_eq!(super::redacted("postgres://ann:s3cr3t@db:5432/app"), "postgres://ann:***@db:5432/app");

@@ -65,11 +65,10 @@ impl AsRef<Path> for Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!(
-                "the drill's data is kept for a look: {} (the server's log: {})",
-                self.0.display(),
-                self.0.with_extension("log").display()
-            );
+            let log = self.0.with_extension("log");
+            let logs =
+                if log.exists() { format!("the server's log: {}", log.display()) } else { "any server's log is inside it".to_string() };
+            eprintln!("the drill's data is kept for a look: {} ({logs})", self.0.display());
             return;
         }
         let _ = std::fs::remove_dir_all(&self.0);

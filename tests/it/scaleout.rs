@@ -116,6 +116,31 @@ async fn a_connection_left_inside_a_transaction_is_not_handed_out_again() {
     assert_eq!(backend_pid(&store).await, second, "and its replacement is reused");
 }
 
+/// A PostgreSQL error whose SQLSTATE reads like one of SQLite's disk errors under SQLite's mask
+/// (21000, a subquery's second row, is 8: READONLY) leaves the pool's connections alone: only
+/// SQLite's disk errors retire the connections opened before them.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: make test-scaleout"]
+async fn a_postgres_error_that_looks_like_a_sqlite_disk_error_retires_no_connection() {
+    let env = env().await;
+    assert!(is_postgres(&env), "needs REELSMITH_TEST_DATABASE_URL (PostgreSQL): run with `make test-scaleout`");
+    let store = Store::open(&env.url, 1).await.unwrap();
+    let first = backend_pid(&store).await;
+    let error = {
+        let mut conn = store.pool().acquire().await.unwrap();
+        sqlx::query("SELECT (SELECT 1 FROM generate_series(1, 2))").execute(&mut *conn).await.unwrap_err()
+    };
+    let code = match &error {
+        sqlx::Error::Database(e) => e.code().map(|c| c.to_string()),
+        other => panic!("not a database error: {other}"),
+    };
+    assert_eq!(code.as_deref(), Some("21000"), "{error}");
+    // What every storage call does with an error.
+    let error = reelsmith::storage::StorageError::from(error);
+    assert!(error.to_string().contains("more than one row"), "{error}");
+    assert_eq!(backend_pid(&store).await, first, "the pool's connection was not retired");
+}
+
 /// The PostgreSQL session behind the pool's next connection.
 async fn backend_pid(store: &Store) -> i64 {
     let mut conn = store.pool().acquire().await.unwrap();

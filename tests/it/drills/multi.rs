@@ -128,6 +128,19 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// The sessions opened to the drill's database so far (PostgreSQL counts one when a session
+/// starts and reports it at the latest when it ends, so this may undercount the open ones), at
+/// most what the processes' pools keep: 4 processes, each a pool of 8 and a LISTEN connection
+/// (with a reconnect each to spare), and the harness's pool. A pool that closed its connections
+/// instead of reusing them opened over a thousand here.
+async fn sessions_opened(pool: &sqlx::AnyPool) -> i64 {
+    let q = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()";
+    let sessions: i64 = sqlx::query_scalar(q).fetch_one(pool).await.unwrap();
+    let most = 4 * (8 + 1 + 2) + 2;
+    assert!(sessions <= most, "{sessions} sessions opened to the database, at most {most} expected: connections are not being reused");
+    sessions
+}
+
 /// No unit of any phase of any video was made (successfully) twice, across all processes.
 async fn assert_no_unit_made_twice(pool: &sqlx::AnyPool) {
     let q = "SELECT r.video_id || ' phase ' || CAST(r.phase AS TEXT) || ' unit ' || CAST(t.unit AS TEXT) FROM unit_tries t \
@@ -209,6 +222,7 @@ async fn two_web_and_two_worker_processes_share_postgres_and_s3() {
     assert_no_unit_made_twice(&pool).await;
     let objects = assert_artifacts_stored_once(&pool, &blob_url).await;
     assert_range_through(addrs[1], &videos[2], &blob_url, &pool).await;
+    let sessions = sessions_opened(&pool).await;
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(webs);
@@ -220,7 +234,7 @@ async fn two_web_and_two_worker_processes_share_postgres_and_s3() {
     let worst = *latencies.last().unwrap();
     assert!(worst < 1_000, "every page saw every phase within a second; the slowest took {worst} ms:\n{}", slow.join("\n"));
     println!(
-        "scaleout_drill: {VIDEOS} videos, 2 web + 2 worker processes (worker {} killed), {objects} objects, {:.1} s",
+        "scaleout_drill: {VIDEOS} videos, 2 web + 2 worker processes (worker {} killed), {objects} objects, {sessions} database sessions, {:.1} s",
         killed + 1,
         started.elapsed().as_secs_f64()
     );

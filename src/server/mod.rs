@@ -38,6 +38,9 @@ pub enum StartError {
 /// command built the binary.
 pub const SITE_NAME: &str = "reelsmith";
 
+/// The database connections a server process pools (a LISTEN connection on PostgreSQL is apart).
+pub const POOL_CONNECTIONS: u32 = 8;
+
 /// The pages ask for these files; a binary that would serve pages that never hydrate refuses to
 /// start instead.
 fn check_site(options: &LeptosOptions) -> Result<(), StartError> {
@@ -76,7 +79,7 @@ pub async fn engine_from(options: &Options, providers: Providers) -> Result<Engi
     prepare_data_dir(&options.data_dir)?;
     let (width, height) = options.video_size().map_err(StartError::Config)?;
     let url = options.database_url();
-    let store = Store::open(&url, 8).await.map_err(|e| StartError::Database(e.to_string()))?;
+    let store = Store::open(&url, POOL_CONNECTIONS).await.map_err(|e| StartError::Database(e.to_string()))?;
     let config = EngineConfig {
         retry_limit: options.retry_limit,
         fault_injection: options.fault_injection,

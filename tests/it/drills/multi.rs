@@ -130,13 +130,13 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 
 /// The sessions opened to the drill's database so far (PostgreSQL counts one when a session
 /// starts and reports it at the latest when it ends, so this may undercount the open ones), at
-/// most what the processes' pools keep: 4 processes, each a pool of 8 and a LISTEN connection
+/// most what the processes' pools keep: 4 processes, each a pool of `POOL_CONNECTIONS` and a LISTEN connection
 /// (with a reconnect each to spare), and the harness's pool. A pool that closed its connections
 /// instead of reusing them opened over a thousand here.
 async fn sessions_opened(pool: &sqlx::AnyPool) -> i64 {
     let q = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()";
     let sessions: i64 = sqlx::query_scalar(q).fetch_one(pool).await.unwrap();
-    let most = 4 * (8 + 1 + 2) + 2;
+    let most = 4 * (i64::from(reelsmith::server::POOL_CONNECTIONS) + 1 + 2) + 2;
     assert!(sessions <= most, "{sessions} sessions opened to the database, at most {most} expected: connections are not being reused");
     sessions
 }

@@ -42,7 +42,10 @@ export async function startServer(opts: {
 }): Promise<Started> {
   if (!fs.existsSync(binary)) throw new Error(`${binary} is missing: build it with 'make build' (scripts/build-site.sh) first`);
   const log = fs.openSync(opts.logFile, "w");
-  const child = spawn(binary, ["--addr", "127.0.0.1:0", "--data-dir", opts.dataDir, "--fault-injection", "--auth", opts.auth ?? authMode(), ...(opts.args ?? [])], {
+  // Every test signs up its own account, all from 127.0.0.1: more than the 10 an hour one
+  // address may make by default.
+  const args = ["--addr", "127.0.0.1:0", "--data-dir", opts.dataDir, "--fault-injection", "--max-sign-ups-per-hour", "1000"];
+  const child = spawn(binary, [...args, "--auth", opts.auth ?? authMode(), ...(opts.args ?? [])], {
     cwd: root,
     stdio: ["ignore", "pipe", log],
     env: { ...process.env, REELSMITH_BACKOFF_MS: "20", RUST_LOG: process.env.RUST_LOG ?? "info,sqlx=warn", ...opts.env },

@@ -28,7 +28,7 @@ pub async fn whoami() -> Result<SignedIn, AppError> {
 #[server(endpoint = "sign_up")]
 pub async fn sign_up(email: String, password: String, next: Option<String>) -> Result<String, AppError> {
     let caller = super::caller()?;
-    let key = super::engine()?.sign_up(&email, &password).await?;
+    let key = super::engine()?.sign_up(&email, &password, caller.client).await?;
     super::session::set_cookie(&caller.session_cookie(&key))?;
     Ok(super::session::local_path(next.as_deref()))
 }

@@ -224,9 +224,12 @@ pub struct WatchEvent {
 pub async fn watch_video(input: Stream<WatchRequest, ServerFnError>) -> Result<Stream<WatchEvent, ServerFnError>, ServerFnError> {
     let engine = use_context::<Engine>().ok_or_else(|| ServerFnError::new("no engine"))?;
     let viewer = viewer().map_err(|e| ServerFnError::new(e.sentence()))?;
+    let caller = caller().map_err(|e| ServerFnError::new(e.sentence()))?;
+    let accounts = caller.mode == crate::server::options::AuthMode::Accounts;
+    let session = caller.session.filter(|_| accounts);
     let slot = crate::pipeline::accounts::SocketCap::acquire(&engine.sockets, viewer)
         .ok_or_else(|| ServerFnError::new("Too many live pages are open for this account; close some tabs."))?;
     let (tx, rx) = futures::channel::mpsc::channel::<Result<WatchEvent, ServerFnError>>(16);
-    tokio::spawn(watch::serve(engine, viewer, input, tx, slot));
+    tokio::spawn(watch::serve(engine, viewer, session, input, tx, slot));
     Ok(BoxedStream::from(rx))
 }

@@ -24,9 +24,17 @@ pub fn set_cookie(value: &str) -> Result<(), AppError> {
 }
 
 /// Where to go after signing in: a path on this site, never another site ("//evil.example").
+/// Browsers drop tabs and line breaks from a URL before reading it ("/\t/evil.example" is
+/// "//evil.example" to them), so a path with any whitespace or control character is refused too.
 pub fn local_path(next: Option<&str>) -> String {
+    let local = |p: &str| {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control())
+            && p.len() <= 2_000
+    };
     match next.map(str::trim) {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && p.len() <= 2_000 => p.to_string(),
+        Some(p) if local(p) => p.to_string(),
         _ => "/".to_string(),
     }
 }
@@ -36,7 +44,21 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed() {
         assert_eq!(super::local_path(Some("/videos/x?branch=alt")), "/videos/x?branch=alt");
-        for bad in ["//evil.example", "https://evil.example", "/\\\\evil.example", "evil"] {
+        let bad = [
+            "//evil.example",
+            "https://evil.example",
+            "/\\\\evil.example",
+            "evil",
+            // Browsers drop tabs and line breaks before reading a URL: these are "//evil.example".
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            // Other whitespace and control characters have no place in a path either.
+            "/ /evil.example",
+            "/\u{a0}/evil.example",
+            "/\u{b}/evil.example",
+        ];
+        for bad in bad {
             assert_eq!(super::local_path(Some(bad)), "/", "{bad}");
         }
         assert_eq!(super::local_path(None), "/");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{WatchEvent, WatchRequest};
 use crate::domain::{AccountId, VideoId};
 use crate::pipeline::Engine;
-use crate::pipeline::accounts::SocketSlot;
+use crate::pipeline::accounts::{SessionKey, SocketSlot};
 
 type Events = Sender<Result<WatchEvent, ServerFnError>>;
 
@@ -27,7 +27,9 @@ async fn subscribe(engine: &Engine, viewer: AccountId, input: &mut Input) -> Res
     Ok(engine.owned(viewer, video).await.ok())
 }
 
-pub async fn serve(engine: Engine, viewer: AccountId, mut input: Input, mut tx: Events, _slot: SocketSlot) {
+/// Serves one channel. `session`: the session that opened it (with accounts), checked again at
+/// each ping so a sign-out or an expiry elsewhere ends it.
+pub async fn serve(engine: Engine, viewer: AccountId, session: Option<SessionKey>, mut input: Input, mut tx: Events, _slot: SocketSlot) {
     let video = match subscribe(&engine, viewer, &mut input).await {
         Ok(Some(video)) => video,
         // An unknown or another account's video: nothing to watch, and nothing said about why;
@@ -59,8 +61,21 @@ pub async fn serve(engine: Engine, viewer: AccountId, mut input: Input, mut tx: 
             message = input.next() => if message.is_none() {
                 return;
             },
-            _ = tokio::time::sleep(times.ping) => if !send(&mut tx, last, times.send_timeout).await {
-                return;
+            _ = tokio::time::sleep(times.ping) => {
+                if let Some(key) = &session
+                    && !matches!(engine.session_account(key).await, Ok(Some(account)) if account == viewer)
+                {
+                    return;
+                }
+                // Read again, not repeated: a change whose notice was lost (between processes)
+                // reaches the page here. A video deleted meanwhile ends the channel.
+                match engine.video_changes(video).await {
+                    Ok(changes) => last = last.max(changes),
+                    Err(_) => return,
+                }
+                if !send(&mut tx, last, times.send_timeout).await {
+                    return;
+                }
             },
         }
     }

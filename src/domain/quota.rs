@@ -15,6 +15,9 @@ pub struct Quotas {
     pub regenerations_per_video: u32,
     /// Bytes of artifacts the account's checkpoints hold.
     pub storage_bytes: u64,
+    /// New accounts made from one client address per hour (each one is a fresh set of the
+    /// limits above, and each sign-up runs a password hash).
+    pub sign_ups_per_hour: u32,
 }
 
 impl Default for Quotas {
@@ -26,6 +29,7 @@ impl Default for Quotas {
             branches_per_video: 20,
             regenerations_per_video: 100,
             storage_bytes: 2 << 30,
+            sign_ups_per_hour: 10,
         }
     }
 }
@@ -40,6 +44,7 @@ pub enum LimitReached {
     Branches { limit: u32 },
     Regenerations { limit: u32 },
     Storage { used: u64, limit: u64 },
+    SignUps { limit: u32 },
 }
 
 impl fmt::Display for LimitReached {
@@ -53,6 +58,7 @@ impl fmt::Display for LimitReached {
             LimitReached::Storage { used, limit } => {
                 write!(f, "Your videos use {} MB of the {} MB allowed", used.div_ceil(1 << 20), limit / (1 << 20))
             }
+            LimitReached::SignUps { limit } => write!(f, "{limit} accounts were made from your address in the last hour, the most allowed"),
         }
     }
 }
@@ -68,6 +74,7 @@ impl LimitReached {
                 "Make a new video to go on exploring."
             }
             LimitReached::Storage { .. } => "Delete videos you no longer need.",
+            LimitReached::SignUps { .. } => "Sign in to an account you have, or try again in an hour.",
         }
     }
 }
@@ -88,6 +95,7 @@ impl Quotas {
         branches_per_video: u32::MAX,
         regenerations_per_video: u32::MAX,
         storage_bytes: u64::MAX,
+        sign_ups_per_hour: u32::MAX,
     };
 
     /// The limits for `owner`'s actions. The local account (`--auth none`, loopback only: one

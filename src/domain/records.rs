@@ -114,6 +114,7 @@ enum Which {
     Branches,
     Regenerations,
     Storage,
+    SignUps,
 }
 
 #[derive(Deserialize)]
@@ -135,6 +136,7 @@ impl TryFrom<LimitRecord> for LimitReached {
             Which::Branches => LimitReached::Branches { limit: small(need(r.limit, "limit")?)? },
             Which::Regenerations => LimitReached::Regenerations { limit: small(need(r.limit, "limit")?)? },
             Which::Storage => LimitReached::Storage { used: need(r.used, "used")?, limit: need(r.limit, "limit")? },
+            Which::SignUps => LimitReached::SignUps { limit: small(need(r.limit, "limit")?)? },
         })
     }
 }
@@ -180,6 +182,7 @@ mod tests {
             LimitReached::Branches { limit: 4 },
             LimitReached::Regenerations { limit: 5 },
             LimitReached::Storage { used: u64::MAX, limit: 6 },
+            LimitReached::SignUps { limit: 7 },
         ] {
             round_trip(l);
         }

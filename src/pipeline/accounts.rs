@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::{CoreError, Engine, now_ms};
-use crate::domain::{Account, AccountId, Denial, Email, Entity, InvalidInput, Password, Refusal, VideoId};
+use crate::domain::{Account, AccountId, Denial, Email, Entity, InvalidInput, LimitReached, Password, Refusal, VideoId};
 use crate::storage::{self, Constraint};
 
 /// Live channels (status pages open) one account may hold at once.
@@ -49,9 +49,10 @@ impl SessionKey {
     }
 }
 
-/// Failed sign-ins counted per email and per client address, in fixed windows.
+/// Counts per key in fixed windows: sign-in tries per email and per client address, sign-ups per
+/// client address.
 pub struct Throttle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    counts: Mutex<HashMap<String, (u32, Instant)>>,
     window: Duration,
 }
 
@@ -62,43 +63,60 @@ pub const FAILURES_PER_ADDRESS: u32 = 20;
 
 impl Throttle {
     pub fn new(window: Duration) -> Throttle {
-        Throttle { failures: Mutex::new(HashMap::new()), window }
+        Throttle { counts: Mutex::new(HashMap::new()), window }
     }
 
-    fn keys(email: &Email, client: IpAddr) -> [(String, u32); 2] {
+    fn sign_in_keys(email: &Email, client: IpAddr) -> [(String, u32); 2] {
         [(format!("email:{email}"), FAILURES_PER_ACCOUNT), (format!("addr:{client}"), FAILURES_PER_ADDRESS)]
     }
 
-    /// Refuses when either key has used its failures in the current window.
-    fn check(&self, email: &Email, client: IpAddr) -> Result<(), Denial> {
-        let map = self.failures.lock().expect("throttle lock");
-        for (key, limit) in Self::keys(email, client) {
-            if let Some((_, since)) = map.get(&key).filter(|(n, since)| *n >= limit && since.elapsed() < self.window) {
-                let retry_after_s = self.window.saturating_sub(since.elapsed()).as_secs();
-                return Err(Denial::TooManyAttempts { retry_after_s });
-            }
-        }
-        Ok(())
-    }
-
-    fn fail(&self, email: &Email, client: IpAddr) {
-        let mut map = self.failures.lock().expect("throttle lock");
+    /// Counts one more against every key, unless one of them has used its number in the current
+    /// window: then nothing is counted and the answer is how long until that window ends. The
+    /// check and the count are one step, so tries sent at once are counted as they arrive.
+    fn take(&self, keys: &[(String, u32)]) -> Result<(), Duration> {
+        let mut map = self.counts.lock().expect("throttle lock");
         if map.len() > 100_000 {
             map.retain(|_, (_, since)| since.elapsed() < self.window);
         }
-        for (key, _) in Self::keys(email, client) {
-            let entry = map.entry(key).or_insert((0, Instant::now()));
+        for (key, limit) in keys {
+            if let Some((_, since)) = map.get(key).filter(|(n, since)| n >= limit && since.elapsed() < self.window) {
+                return Err(self.window.saturating_sub(since.elapsed()));
+            }
+        }
+        for (key, _) in keys {
+            let entry = map.entry(key.clone()).or_insert((0, Instant::now()));
             if entry.1.elapsed() >= self.window {
                 *entry = (0, Instant::now());
             }
             entry.0 += 1;
         }
+        Ok(())
     }
 
-    fn succeed(&self, email: &Email) {
-        self.failures.lock().expect("throttle lock").remove(&format!("email:{email}"));
+    /// A sign-in try, counted as a failure until it succeeds.
+    fn begin_sign_in(&self, email: &Email, client: IpAddr) -> Result<(), Denial> {
+        self.take(&Self::sign_in_keys(email, client)).map_err(|left| Denial::TooManyAttempts { retry_after_s: left.as_secs() })
+    }
+
+    /// The try succeeded: the email's failures are forgiven, and the address's count gives this
+    /// try back.
+    fn sign_in_succeeded(&self, email: &Email, client: IpAddr) {
+        let mut map = self.counts.lock().expect("throttle lock");
+        map.remove(&format!("email:{email}"));
+        if let Some((n, _)) = map.get_mut(&format!("addr:{client}")) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// A sign-up from `client`, counted whatever its outcome.
+    fn begin_sign_up(&self, client: IpAddr, limit: u32) -> Result<(), LimitReached> {
+        self.take(&[(format!("sign-up:{client}"), limit)]).map_err(|_| LimitReached::SignUps { limit })
     }
 }
+
+/// Password hashes running at once: each takes 19 MiB and a core for tens of milliseconds, so a
+/// burst of sign-ins or sign-ups waits its turn instead of taking the server's memory.
+const HASHES_AT_ONCE: usize = 4;
 
 fn hash_password(password: &Password) -> Result<String, CoreError> {
     let salt = SaltString::encode_b64(Uuid::new_v4().as_bytes()).map_err(|e| CoreError::Internal(format!("salt: {e}")))?;
@@ -119,16 +137,21 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password(&Password::parse_given(&Uuid::new_v4().to_string()).expect("short")).unwrap_or_default())
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, CoreError> {
+/// Runs a password hash or check on the blocking pool, at most `HASHES_AT_ONCE` at a time.
+async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, CoreError> {
+    static TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASHES_AT_ONCE);
+    let _turn = TURNS.acquire().await.map_err(|e| CoreError::Internal(format!("password hashing turns: {e}")))?;
     tokio::task::spawn_blocking(work).await.map_err(|e| CoreError::Internal(format!("password hashing task: {e}")))
 }
 
 impl Engine {
-    /// A new account, signed in: its first session's key.
-    pub async fn sign_up(&self, email: &str, password: &str) -> Result<SessionKey, CoreError> {
+    /// A new account, signed in: its first session's key. `client`'s sign-ups are limited per
+    /// hour (`Quotas::sign_ups_per_hour`).
+    pub async fn sign_up(&self, email: &str, password: &str, client: IpAddr) -> Result<SessionKey, CoreError> {
         let email = Email::parse(email)?;
         let password = Password::parse_new(password)?;
-        let password_hash = blocking(move || hash_password(&password)).await??;
+        self.sign_ups.begin_sign_up(client, self.config.quotas.sign_ups_per_hour)?;
+        let password_hash = hashing(move || hash_password(&password)).await??;
         let account = Account { id: AccountId(Uuid::new_v4()), email, password_hash };
         let inserted = self
             .store
@@ -152,18 +175,17 @@ impl Engine {
         let (Ok(email), Ok(password)) = (Email::parse(email), Password::parse_given(password)) else {
             return Err(Denial::BadCredentials.into());
         };
-        self.throttle.check(&email, client)?;
+        self.throttle.begin_sign_in(&email, client)?;
         let mut conn = self.store.pool().acquire().await?;
         let account = storage::account_by_email(&mut conn, &email).await?;
         drop(conn);
         let stored = account.as_ref().map(|a| a.password_hash.clone()).unwrap_or_else(|| decoy_hash().to_string());
-        let matches = blocking(move || verify_password(&password, &stored)).await?;
+        let matches = hashing(move || verify_password(&password, &stored)).await?;
         let Some(account) = account.filter(|_| matches) else {
-            self.throttle.fail(&email, client);
             tracing::info!(%client, "sign-in failed");
             return Err(Denial::BadCredentials.into());
         };
-        self.throttle.succeed(&email);
+        self.throttle.sign_in_succeeded(&email, client);
         self.new_session(account.id, old).await
     }
 
@@ -295,25 +317,52 @@ mod tests {
     }
 
     #[test]
-    fn failures_lock_an_email_for_the_window_and_success_clears_it() {
+    fn tries_lock_an_email_for_the_window_and_success_clears_it() {
         let throttle = Throttle::new(Duration::from_secs(60));
         let (ann, bob) = (Email::parse("ann@x.org").unwrap(), Email::parse("bob@x.org").unwrap());
         let here: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..FAILURES_PER_ACCOUNT - 1 {
-            throttle.fail(&ann, here);
+            throttle.begin_sign_in(&ann, here).unwrap();
         }
-        assert!(throttle.check(&ann, here).is_ok());
-        throttle.succeed(&ann);
+        throttle.sign_in_succeeded(&ann, here);
         for _ in 0..FAILURES_PER_ACCOUNT {
-            throttle.fail(&ann, here);
+            assert!(throttle.begin_sign_in(&ann, here).is_ok(), "a success forgave the email's tries before it");
         }
-        assert!(matches!(throttle.check(&ann, here), Err(Denial::TooManyAttempts { retry_after_s }) if retry_after_s <= 60));
-        assert!(throttle.check(&bob, "10.0.0.2".parse().unwrap()).is_ok(), "others are not locked out");
+        assert!(matches!(throttle.begin_sign_in(&ann, here), Err(Denial::TooManyAttempts { retry_after_s }) if retry_after_s <= 60));
+        assert!(throttle.begin_sign_in(&bob, "10.0.0.2".parse().unwrap()).is_ok(), "others are not locked out");
         let brief = Throttle::new(Duration::from_millis(0));
-        for _ in 0..FAILURES_PER_ACCOUNT {
-            brief.fail(&ann, here);
+        for _ in 0..FAILURES_PER_ACCOUNT * 2 {
+            assert!(brief.begin_sign_in(&ann, here).is_ok(), "the lock ends with its window");
         }
-        assert!(brief.check(&ann, here).is_ok(), "the lock ends with its window");
+    }
+
+    #[test]
+    fn an_address_counts_every_try_and_a_success_gives_its_own_back() {
+        let throttle = Throttle::new(Duration::from_secs(60));
+        let here: IpAddr = "10.0.0.1".parse().unwrap();
+        let email = |i: u32| Email::parse(&format!("user{i}@x.org")).unwrap();
+        for i in 0..FAILURES_PER_ADDRESS - 1 {
+            throttle.begin_sign_in(&email(i), here).unwrap();
+        }
+        // Many successful sign-ins from one address (a household, an office) use up nothing.
+        for i in 100..150 {
+            throttle.begin_sign_in(&email(i), here).unwrap();
+            throttle.sign_in_succeeded(&email(i), here);
+        }
+        throttle.begin_sign_in(&email(200), here).unwrap();
+        assert!(throttle.begin_sign_in(&email(201), here).is_err(), "the address's twentieth failure stops it");
+        assert!(throttle.begin_sign_in(&email(201), "10.0.0.2".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn sign_ups_are_counted_per_address_whatever_their_outcome() {
+        let sign_ups = Throttle::new(Duration::from_secs(3600));
+        let (here, there): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        for _ in 0..3 {
+            sign_ups.begin_sign_up(here, 3).unwrap();
+        }
+        assert_eq!(sign_ups.begin_sign_up(here, 3), Err(LimitReached::SignUps { limit: 3 }));
+        assert!(sign_ups.begin_sign_up(there, 3).is_ok(), "another address has its own count");
     }
 
     #[test]

@@ -103,8 +103,10 @@ pub struct Engine {
     pub providers: Arc<Providers>,
     pub events: Events,
     pub config: Arc<EngineConfig>,
-    /// Failed sign-ins per email and per client address.
+    /// Sign-in tries per email and per client address (15-minute windows).
     pub throttle: Arc<accounts::Throttle>,
+    /// Sign-ups per client address (hour-long windows).
+    pub sign_ups: Arc<accounts::Throttle>,
     /// Live channels open per account.
     pub sockets: Arc<accounts::SocketCap>,
     /// Runs claimed for a worker (with its last checkpoint, or by a command), by worker name,
@@ -126,6 +128,7 @@ impl Engine {
             events,
             config: Arc::new(config),
             throttle: Arc::new(accounts::Throttle::new(std::time::Duration::from_secs(15 * 60))),
+            sign_ups: Arc::new(accounts::Throttle::new(std::time::Duration::from_secs(3600))),
             sockets: Arc::new(accounts::SocketCap::new(accounts::SOCKETS_PER_ACCOUNT)),
             claimed: Arc::default(),
             parked: Arc::default(),

@@ -76,18 +76,9 @@ impl Guard {
         authority.filter(|a| self.allowed_host(a))
     }
 
-    /// A browser says where a request comes from (`Origin`, or `Sec-Fetch-Site`); a request that
-    /// says neither is not from a browser page, so no other site can have sent it.
+    /// Whether a request comes from this server's own pages (see `same_origin`).
     fn same_origin(&self, headers: &HeaderMap, authority: &str) -> bool {
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let origin = origin.to_str().unwrap_or("null").to_ascii_lowercase();
-            let authority = authority.to_ascii_lowercase();
-            return origin == format!("http://{authority}") || origin == format!("https://{authority}");
-        }
-        match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-            Some(site) => site == "same-origin" || site == "none",
-            None => true,
-        }
+        same_origin(&self.scheme, &self.host, headers, authority)
     }
 
     async fn account(&self, session: Option<&SessionKey>) -> Option<AccountId> {
@@ -104,6 +95,25 @@ impl Guard {
                 }
             }
         }
+    }
+}
+
+/// A browser says where a request comes from (`Origin`, or `Sec-Fetch-Site`); a request that
+/// says neither is not from a browser page, so no other site can have sent it. Under the public
+/// URL's host name the origin must also have its scheme (`http://videos.example.org` is another
+/// origin than `https://videos.example.org`); under a loopback name either scheme is this server.
+fn same_origin(scheme: &str, public_host: &str, headers: &HeaderMap, authority: &str) -> bool {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("null").to_ascii_lowercase();
+        let authority = authority.to_ascii_lowercase();
+        if host_name(&authority) == public_host {
+            return origin == format!("{scheme}://{authority}");
+        }
+        return origin == format!("http://{authority}") || origin == format!("https://{authority}");
+    }
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(site) => site == "same-origin" || site == "none",
+        None => true,
     }
 }
 
@@ -148,7 +158,21 @@ fn to_signin(req: &Request) -> Response<Body> {
         .expect("static response")
 }
 
-pub async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response<Body> {
+/// Every answer says that no other site may frame it (a click on a framed button is a request
+/// from this page's own origin) and that its content type is what it is (a caption file holds a
+/// person's text).
+pub async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response<Body> {
+    let mut response = guarded(&guard, req, next).await;
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static("frame-ancestors 'none'"));
+    }
+    response
+}
+
+async fn guarded(guard: &Guard, mut req: Request, next: Next) -> Response<Body> {
     let Some(authority) = guard.checked_host(&req).map(str::to_string) else {
         return refuse(StatusCode::FORBIDDEN, "This server does not answer for that host name.");
     };
@@ -182,6 +206,32 @@ mod tests {
         let secure = caller(true).session_cookie(&key);
         assert!(secure.ends_with("; Secure"), "{secure}");
         assert!(caller(true).cleared_cookie().contains("Max-Age=0; Secure"));
+    }
+
+    #[test]
+    fn an_origin_is_this_server_only_with_the_public_urls_scheme() {
+        let origin = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ORIGIN, value.parse().unwrap());
+            headers
+        };
+        let public = |o: &str, authority: &str| same_origin("https", "videos.example.org", &origin(o), authority);
+        assert!(public("https://videos.example.org", "videos.example.org"));
+        assert!(public("https://Videos.Example.org:8443", "videos.example.org:8443"));
+        assert!(!public("http://videos.example.org", "videos.example.org"), "the same host over http is another origin");
+        assert!(!public("https://evil.example", "videos.example.org"));
+        assert!(!public("null", "videos.example.org"));
+        assert!(public("http://localhost:3000", "localhost:3000"), "a loopback name is this machine either way");
+        assert!(!public("http://localhost:3001", "localhost:3000"));
+        let plain = same_origin("http", "127.0.0.1", &origin("http://127.0.0.1:3000"), "127.0.0.1:3000");
+        assert!(plain && !same_origin("http", "127.0.0.1", &origin("https://127.0.0.1:3000"), "127.0.0.1:3000"));
+        let fetch_site = |site: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("sec-fetch-site", site.parse().unwrap());
+            same_origin("https", "videos.example.org", &headers, "videos.example.org")
+        };
+        assert!(fetch_site("same-origin") && fetch_site("none") && !fetch_site("cross-site") && !fetch_site("same-site"));
+        assert!(same_origin("https", "videos.example.org", &HeaderMap::new(), "videos.example.org"), "no browser, no other site");
     }
 
     #[test]

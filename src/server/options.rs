@@ -142,6 +142,9 @@ pub struct LimitOptions {
     /// Artifact storage per account, in MB.
     #[arg(long, env = "REELSMITH_MAX_STORAGE_MB", default_value_t = 2048, global = true)]
     pub max_storage_mb: u64,
+    /// New accounts per client address per hour.
+    #[arg(long, env = "REELSMITH_MAX_SIGN_UPS_PER_HOUR", default_value_t = 10, global = true)]
+    pub max_sign_ups_per_hour: u32,
 }
 
 impl LimitOptions {
@@ -153,6 +156,7 @@ impl LimitOptions {
             max_branches: u32::MAX,
             max_regenerations: u32::MAX,
             max_storage_mb: u64::MAX,
+            max_sign_ups_per_hour: u32::MAX,
         }
     }
 
@@ -164,6 +168,7 @@ impl LimitOptions {
             branches_per_video: self.max_branches,
             regenerations_per_video: self.max_regenerations,
             storage_bytes: self.max_storage_mb.saturating_mul(1 << 20),
+            sign_ups_per_hour: self.max_sign_ups_per_hour,
         }
     }
 }

@@ -2,7 +2,7 @@
 use sqlx::{AnyConnection, FromRow};
 
 use super::StorageError;
-use crate::domain::{Account, AccountId, Email, Timestamp, VideoId};
+use crate::domain::{Account, AccountId, Email, Manifest, Timestamp, VideoId};
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -118,12 +118,16 @@ pub async fn manifests_of(conn: &mut AnyConnection, account: AccountId) -> Resul
 
 /// Whether one of the video's checkpoints holds the blob (its artifact URL may be served).
 pub async fn video_holds_blob(conn: &mut AnyConnection, video: VideoId, sha256: &str) -> Result<bool> {
-    let hit: Option<i64> = sqlx::query_scalar("SELECT 1 FROM checkpoints WHERE video_id = $1 AND manifest LIKE $2 LIMIT 1")
+    // The text search only narrows the rows down: a script's title or narration can hold the
+    // same text, so each manifest found is read, and only the blobs it names count.
+    let docs: Vec<String> = sqlx::query_scalar("SELECT manifest FROM checkpoints WHERE video_id = $1 AND manifest LIKE $2")
         .bind(video.to_string())
         .bind(format!("%\"{sha256}\"%"))
-        .fetch_optional(conn)
+        .fetch_all(conn)
         .await?;
-    Ok(hit.is_some())
+    Ok(docs
+        .iter()
+        .any(|doc| serde_json::from_str::<Manifest>(doc).is_ok_and(|manifest| manifest.blobs().iter().any(|blob| blob.sha256 == sha256))))
 }
 
 /// Records that a worker just claimed one of the account's runs (the scheduler's turn order).

@@ -83,6 +83,41 @@ async fn sign_in_failures_say_one_thing_and_are_throttled_per_account() {
     assert!(right.session_cookie().is_none());
 }
 
+/// Each account is a fresh set of limits, so one address may make only so many an hour.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_ups_are_limited_per_client_address() {
+    let env = env_with(Providers::instant(), limited(Quotas { sign_ups_per_hour: 2, ..Quotas::default() })).await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    web.sign_up("first@example.org").await;
+    let taken = web.call(None, "sign_up", &[("email", "first@example.org"), ("password", PASSWORD)]).await;
+    assert_eq!(taken.status, 422, "an email taken is still a sign-up from this address: {}", taken.body);
+    let third = web.call(None, "sign_up", &[("email", "third@example.org"), ("password", PASSWORD)]).await;
+    assert_eq!(third.status, 429, "{}", third.body);
+    assert_eq!(sentence(&third.body), "2 accounts were made from your address in the last hour, the most allowed.");
+    assert!(third.session_cookie().is_none());
+    let sign_in = web.call(None, "sign_in", &[("email", "third@example.org"), ("password", PASSWORD)]).await;
+    assert_eq!(sign_in.status, 401, "no account was made: {}", sign_in.body);
+    let first = web.call(None, "sign_in", &[("email", "first@example.org"), ("password", PASSWORD)]).await;
+    assert_eq!(first.status, 200, "signing in to the accounts made is not limited: {}", first.body);
+}
+
+/// Guesses sent all at once count as they arrive, not when their password check ends: no more
+/// than five are checked against the password.
+#[tokio::test(flavor = "multi_thread")]
+async fn guesses_sent_at_once_get_no_more_tries_than_guesses_sent_in_turn() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    web.sign_up("dee@example.org").await;
+    let guesses = (0..12).map(|i| {
+        let password = format!("guess number {i}");
+        let web = &web;
+        async move { web.call(None, "sign_in", &[("email", "dee@example.org"), ("password", password.as_str())]).await.status }
+    });
+    let mut statuses = futures::future::join_all(guesses).await;
+    statuses.sort();
+    assert_eq!(statuses, [[401; 5].as_slice(), &[429; 7]].concat(), "five guesses checked, seven refused");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_in_failures_are_throttled_per_client_address() {
     let env = env().await;
@@ -188,6 +223,7 @@ async fn another_accounts_video_is_not_found_everywhere_and_changes_nothing() {
     let sha = artifact.rsplit('/').next().unwrap().split('.').next().unwrap();
     let (status, headers, whole) = web.get_bytes(&a, &artifact, None).await;
     assert_eq!((status, headers["content-type"].to_str().unwrap()), (200, "image/png"));
+    assert_eq!(headers["x-content-type-options"], "nosniff", "served as what it is, never sniffed");
     assert!(
         whole.len() as u64 <= storage::INLINE_BLOB_MAX
             && storage::inline_blob(&mut env.engine.store.read().await.unwrap(), sha).await.unwrap() == Some(whole.clone())
@@ -207,6 +243,38 @@ async fn another_accounts_video_is_not_found_everywhere_and_changes_nothing() {
     let page = web.get(Some(&b), &format!("/videos/{video}"), &[]).await;
     assert_eq!(page.status, 404, "B's status page for A's video is the not-found page");
     assert!(page.body.as_str().unwrap().contains("Video not found"));
+}
+
+/// A video holds a blob only when one of its manifests names it as a blob: a hash typed into
+/// the script's text does not open another account's artifact under one's own video.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hash_typed_into_a_script_does_not_open_another_accounts_artifact() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let (a, b) = (web.sign_up("a@example.org").await, web.sign_up("b@example.org").await);
+    let (a_video, _, artifact) = video_with_storyboard(&web, &env, &a).await;
+    let sha = artifact.rsplit('/').next().unwrap().split('.').next().unwrap().to_string();
+    let b_video = create(&web, &b, "B's own video").await;
+    drain(&env.engine).await;
+    let status = web.call(Some(&b), "get_status", &[("video_id", b_video.as_str())]).await;
+    let script = status.body["current_checkpoint"]["id"].as_str().unwrap().to_string();
+    let video_id = reelsmith::domain::VideoId::parse("video", &b_video).unwrap();
+    let state = env.engine.video_state(video_id).await.unwrap();
+    let checkpoint = state.checkpoints.iter().find(|c| c.id.to_string() == script).unwrap();
+    let mut doc = serde_json::to_value(checkpoint.manifest.script().unwrap()).unwrap();
+    doc["title"] = Value::String(sha.clone());
+    let answer = web
+        .call(
+            Some(&b),
+            "edit_script",
+            &[("video_id", b_video.as_str()), ("checkpoint_id", script.as_str()), ("script_json", &doc.to_string())],
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let borrowed = artifact.replace(&a_video, &b_video);
+    assert_ne!(borrowed, artifact);
+    assert_eq!(web.get(Some(&b), &borrowed, &[]).await.status, 404, "B's script names the hash, but holds no such blob");
+    assert_eq!(web.get(Some(&a), &artifact, &[]).await.status, 200, "A still gets A's artifact");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -229,6 +297,23 @@ async fn a_cross_site_form_post_is_refused_and_changes_nothing() {
     assert!(list(&web, &a).await.is_empty());
     let same = web.call_with(Some(&a), "create_video", &fields, &[("sec-fetch-site", "same-origin")]).await;
     assert_eq!(same.status, 200, "the page's own requests pass: {}", same.body);
+}
+
+/// No other site may show these pages in a frame: a click there would be a request from this
+/// page's own origin (with `--auth none`, no cookie even stands in the way).
+#[tokio::test(flavor = "multi_thread")]
+async fn no_answer_may_be_framed_by_another_site() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::None).await;
+    for (path, status) in [("/", 200), ("/settings", 200), ("/videos/abc", 404), ("/health", 200)] {
+        let answer = web.get(None, path, &[("accept", "text/html")]).await;
+        assert_eq!(answer.status, status, "{path}");
+        assert_eq!(answer.headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(answer.headers["content-security-policy"], "frame-ancestors 'none'", "{path}");
+        assert_eq!(answer.headers["x-content-type-options"], "nosniff", "{path}");
+    }
+    let refused = web.get(None, "/", &[("host", "evil.example")]).await;
+    assert_eq!((refused.status, &refused.headers["x-frame-options"]), (403, &"DENY".parse().unwrap()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -261,7 +346,7 @@ async fn with_auth_none_the_app_needs_no_account() {
 }
 
 async fn account(engine: &Engine, email: &str) -> AccountId {
-    let key = engine.sign_up(email, PASSWORD).await.unwrap();
+    let key = engine.sign_up(email, PASSWORD, std::net::Ipv4Addr::LOCALHOST.into()).await.unwrap();
     engine.session_account(&key).await.unwrap().unwrap()
 }
 
@@ -340,6 +425,24 @@ async fn storage_is_limited_per_account_and_the_limit_answers_429() {
     assert_eq!(next.status, 429, "no more phases either: {}", next.body);
     let b = web.sign_up("e@example.org").await;
     create(&web, &b, "Another account still has room").await;
+}
+
+/// Auto-continue queues the next phase as an approve & continue would, so the same storage limit
+/// stops it: the video waits at its storyboard, whose continue answers 429.
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_continue_stops_at_the_storage_limit_as_a_continue_would() {
+    let env = env_with(Providers::instant(), limited(Quotas { storage_bytes: 1, ..Quotas::default() })).await;
+    let e = &env.engine;
+    let owner = account(e, "auto@example.org").await;
+    let video = e.create_video(owner, NewVideo::parse("Runs on by itself", 2, true, None, true).unwrap(), Some(1)).await.unwrap();
+    drain(e).await;
+    let state = e.video_state(video).await.unwrap();
+    let phases: Vec<_> = state.checkpoints.iter().map(|c| (c.phase.label(), c.status)).collect();
+    use reelsmith::domain::CheckpointStatus::{Approved, Pending};
+    assert_eq!(phases, vec![("Script", Approved), ("Storyboard", Pending)], "the storyboard's frames fill the 1 byte allowed");
+    assert!(state.runs.iter().all(|r| !r.status.is_active()), "nothing is queued");
+    let board = state.checkpoints.iter().find(|c| c.status == Pending).unwrap().id;
+    assert!(matches!(refused_by(e.continue_video(video, Some(board), None, false).await), LimitReached::Storage { limit: 1, .. }));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -520,6 +623,9 @@ async fn a_phase_yields_to_another_accounts_run_after_one_unit() {
     sorted.sort();
     assert_eq!(sorted, (0..8).collect::<Vec<u32>>(), "every still and narration made once: {tries:?}");
     assert!(tries.iter().any(|t| t.run_id == storyboard.id && t.unit == 0 && t.outcome == TryOutcome::Memo), "beat 0 reused on resume");
+    let paid: i64 = tries.iter().filter(|t| t.run_id == storyboard.id).map(|t| t.cost_micros).sum();
+    assert!(paid > 0 && tries.iter().any(|t| t.run_id == storyboard.id && t.unit == 0 && t.outcome == TryOutcome::Ok && t.cost_micros > 0));
+    assert_eq!(storyboard.cost_micros, paid, "the run's cost keeps what it paid before it yielded: {tries:?}");
 }
 
 /// The address's words reach the islands' props (`data-props`, read by the browser) only as

@@ -79,3 +79,48 @@ async fn an_unknown_video_gets_silence_not_updates() {
     let (counters, _) = listen(&mut socket, Duration::from_millis(600)).await;
     assert!(counters.is_empty(), "nothing is said about a video that is not the viewer's: {counters:?}");
 }
+
+async fn open_as(web: &Web, cookie: &str) -> Socket {
+    let mut request = format!("ws://{}/api/watch_video", web.addr).into_client_request().unwrap();
+    request.headers_mut().insert("Origin", format!("http://{}", web.addr).parse().unwrap());
+    request.headers_mut().insert("Cookie", cookie.parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.expect("open the live channel").0
+}
+
+/// A change whose notice never arrived (lost between processes) reaches the page at the next
+/// ping: a ping reads the counter again instead of repeating the last one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_whose_notice_was_lost_reaches_the_page_at_the_next_ping() {
+    let env = env_with(reelsmith::pipeline::providers::Providers::instant(), quick()).await;
+    let web = Web::start(&env, AuthMode::None).await;
+    let video = new_video(&env.engine, "Changed quietly", 1, false, None).await;
+    let mut socket = open(&web).await;
+    say_video(&mut socket, &video.to_string()).await;
+    let (first, _) = listen(&mut socket, Duration::from_millis(100)).await;
+    let before = env.engine.video_changes(video).await.unwrap();
+    assert_eq!(first, vec![before]);
+    sqlx::query("UPDATE videos SET changes = changes + 1 WHERE id = $1")
+        .bind(video.to_string())
+        .execute(env.engine.store.pool())
+        .await
+        .unwrap();
+    let (counters, closed) = listen(&mut socket, Duration::from_millis(600)).await;
+    assert!(!closed && counters.contains(&(before + 1)), "the ping carried the new counter: {counters:?}");
+}
+
+/// Signing out (in another tab, say) ends the channels the session opened, at their next ping.
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_out_ends_the_live_channel_at_the_next_ping() {
+    let env = env_with(reelsmith::pipeline::providers::Providers::instant(), quick()).await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let cookie = web.sign_up("live@example.org").await;
+    let made = web.call(Some(&cookie), "create_video", &[("prompt", "Watched, then signed out"), ("beats", "1")]).await;
+    let video = made.body.as_str().unwrap().to_string();
+    let mut socket = open_as(&web, &cookie).await;
+    say_video(&mut socket, &video).await;
+    let (counters, closed) = listen(&mut socket, Duration::from_millis(400)).await;
+    assert!(!closed && counters.len() >= 2, "open and pinged while signed in: {counters:?}");
+    assert_eq!(web.call(Some(&cookie), "sign_out", &[]).await.status, 200);
+    let (_, closed) = listen(&mut socket, Duration::from_millis(1_000)).await;
+    assert!(closed, "the channel ends with the session");
+}

@@ -192,7 +192,7 @@ async fn the_list_is_read_one_page_at_a_time() {
     .await;
     let e = &env.engine;
     let other = {
-        let key = e.sign_up("pages-other@example.org", "a long enough password").await.unwrap();
+        let key = e.sign_up("pages-other@example.org", "a long enough password", std::net::Ipv4Addr::LOCALHOST.into()).await.unwrap();
         e.session_account(&key).await.unwrap().unwrap()
     };
     e.create_video(other, NewVideo::parse("Not mine", 1, false, None, true).unwrap(), Some(1)).await.unwrap();

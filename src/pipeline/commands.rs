@@ -46,10 +46,17 @@ impl ContinueOutcome {
 /// What the account uses now: videos made in the last hour, active runs, and the bytes `gc`
 /// keeps because of it: its checkpoints' blobs and those its active and retryable failed runs
 /// hold (each blob once, however many share it).
-pub(crate) async fn usage(tx: &mut AnyConnection, owner: AccountId, now: Timestamp) -> Result<Usage, CoreError> {
+pub(crate) async fn usage(
+    tx: &mut AnyConnection,
+    owner: AccountId,
+    now: Timestamp,
+    uncommitted: Option<&Manifest>,
+) -> Result<Usage, CoreError> {
     let videos_last_hour = storage::videos_made_since(tx, owner, now - 3_600_000).await?;
     let active_runs = storage::active_runs_of(tx, owner).await?;
-    let mut blobs = std::collections::HashMap::new();
+    // A checkpoint this transaction writes at its commit holds its blobs already.
+    let mut blobs: std::collections::HashMap<String, u64> =
+        uncommitted.iter().flat_map(|m| m.blobs()).map(|b| (b.sha256.clone(), b.bytes)).collect();
     for doc in storage::manifests_of(tx, owner).await? {
         if let Ok(manifest) = serde_json::from_str::<Manifest>(&doc) {
             blobs.extend(manifest.blobs().into_iter().map(|b| (b.sha256.clone(), b.bytes)));
@@ -86,7 +93,7 @@ async fn may_queue(tx: &mut AnyConnection, quotas: Quotas, owner: AccountId, now
     }
     let backend = storage::Backend::of_connection(tx);
     storage::lock_account(tx, backend, owner).await?;
-    let usage = usage(tx, owner, now).await?;
+    let usage = usage(tx, owner, now, None).await?;
     Ok(if new_video { quotas.check_new_video(usage) } else { quotas.check_run(usage) }?)
 }
 
@@ -405,11 +412,19 @@ impl Engine {
                     // locked; if it ever does, say what happened rather than "cancelled").
                     return Err(Refusal::NothingToCancel.into());
                 }
-                Ok(run)
+                let phase = state.runs.iter().find(|r| r.id == run).map(|r| r.phase);
+                Ok((run, phase))
             })
             .await?;
-        self.cancelled.send_modify(|set| remember_cancel(set, run));
-        Ok(run)
+        self.cancelled.send_modify(|set| remember_cancel(set, run.0));
+        // The run's remote jobs stop being paid for now, also when its worker is gone (a crashed
+        // process) or in another process that learns of the cancel only at its next heartbeat.
+        // In the background: a provider slow to answer does not hold up the person's cancel.
+        if let (run, Some(phase)) = run {
+            let engine = self.clone();
+            tokio::spawn(async move { engine.cancel_remote_jobs(run, phase).await });
+        }
+        Ok(run.0)
     }
 
     pub async fn set_auto_continue(&self, video: VideoId, on: bool) -> Result<(), CoreError> {

@@ -1,10 +1,11 @@
 //! Garbage collection. Keeps the blobs (files, or objects in S3) of every checkpoint of an existing video and of every memo
-//! entry a run still holds (a queued or running run's units so far, or a failed run's that a retry
-//! from its branch's head would reuse). Reclaims everything else: what only deleted videos,
-//! cancelled runs or superseded failures used; their memo entries go with their bytes, so no memo
-//! row outlives its files. Files younger than the grace period are kept (a unit may be about to
+//! entry a run still holds (a queued or running run's units so far, or a failed or cancelled run's
+//! that a retry from its branch's head, or a continue after an edit, would reuse: see
+//! `storage::holding_runs!`). Reclaims everything else: what only deleted videos or superseded
+//! failures used; their memo entries go with their bytes, so no memo row outlives its files. Files younger than the grace period are kept (a unit may be about to
 //! commit the row that makes them live). Small blobs kept in their database rows are reclaimed the
 //! same way, by deleting the row.
+use futures::StreamExt;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
@@ -22,6 +23,11 @@ pub struct GcReport {
 
 /// Files younger than this may belong to a unit that has not committed its memo row yet.
 const GRACE: Duration = Duration::from_secs(600);
+
+/// Stored blobs removed per write transaction, and how many of their checks and removals run at
+/// once: the lock is held for a few round trips to the blob store, not one per blob.
+const GC_BATCH: usize = 256;
+const GC_AT_ONCE: usize = 16;
 
 fn collect_hashes(value: &serde_json::Value, out: &mut HashSet<String>) {
     match value {
@@ -43,8 +49,8 @@ fn collect_hashes(value: &serde_json::Value, out: &mut HashSet<String>) {
 
 impl Engine {
     /// Removes unreferenced blob files older than the grace period. The file-system scan runs
-    /// without the write lock; only the final re-check and the deletions hold it, so no memo row
-    /// can commit a reference to a file between its re-check and its removal.
+    /// without the write lock; only the re-checks and the deletions hold it, a batch at a time,
+    /// so no memo row can commit a reference to a file between its re-check and its removal.
     pub async fn gc(&self, grace: Option<Duration>) -> Result<GcReport, CoreError> {
         let grace = grace.unwrap_or(GRACE);
         let (live, rows) = {
@@ -77,28 +83,11 @@ impl Engine {
         if candidates.is_empty() && dead_rows.is_empty() {
             return Ok(report);
         }
-        // One attempt, not `write_retrying`: the files are removed as it goes, and a second
-        // attempt would not find them.
-        let mut tx = self.store.write().await?;
-        if self.store.backend() == crate::storage::Backend::Postgres {
-            // No write lock serialises PostgreSQL's writers: this waits for the groups of finished
-            // units under way and holds new ones back until `gc` commits, so the holds read below
-            // are every committed try's, and a group that reused an entry forgotten here finds it
-            // gone (`storage::reused_intact`). SQLite's one write connection does the same.
-            sqlx::query("LOCK TABLE unit_tries IN SHARE MODE").execute(&mut *tx).await?;
-        }
+        // Inline rows first, with the memo entries that name any bytes about to go: one
+        // transaction, no blob store call.
+        let mut tx = self.lock_for_gc().await?;
         let live = live_hashes(&mut tx).await?;
         report.forgotten_memo = forget_dead_memo(&mut tx, &live).await?;
-        for (sha, bytes) in candidates {
-            if live.contains(&sha) || self.young(&sha, grace).await {
-                report.kept += 1;
-                continue;
-            }
-            self.blobs.remove(&sha).await.map_err(|e| CoreError::Internal(format!("cannot remove blob {sha}: {e}")))?;
-            storage::delete_blob_row(&mut tx, &sha).await?;
-            report.removed += 1;
-            report.freed_bytes += bytes;
-        }
         for (sha, bytes) in dead_rows {
             if live.contains(&sha) {
                 report.kept += 1;
@@ -109,7 +98,61 @@ impl Engine {
             report.freed_bytes += bytes;
         }
         tx.commit().await?;
+        // Then the stored blobs, a batch per transaction: each batch's checks and removals run
+        // side by side (an S3 store answers each in a round trip), and between batches the
+        // writers waiting for the lock get their turn.
+        for batch in candidates.chunks(GC_BATCH) {
+            // One attempt, not `write_retrying`: the blobs are removed as it goes, and a second
+            // attempt would not find them.
+            let mut tx = self.lock_for_gc().await?;
+            let live = live_hashes(&mut tx).await?;
+            // What a holding run's memo entry made since the last transaction names is live
+            // again, and kept; any other entry naming these bytes goes with them.
+            report.forgotten_memo += forget_dead_memo(&mut tx, &live).await?;
+            let dead: Vec<&(String, u64)> = batch.iter().filter(|(sha, _)| !live.contains(sha)).collect();
+            report.kept += batch.len() - dead.len();
+            let outcomes: Vec<(&(String, u64), std::io::Result<bool>)> = futures::stream::iter(dead)
+                .map(|blob| async move {
+                    let removed =
+                        if self.young(&blob.0, grace).await { Ok(false) } else { self.blobs.remove(&blob.0).await.map(|()| true) };
+                    (blob, removed)
+                })
+                .buffer_unordered(GC_AT_ONCE)
+                .collect()
+                .await;
+            // The rows of the blobs removed go whatever else failed; the first failure is
+            // reported after the commit.
+            let mut failed = None;
+            for ((sha, bytes), removed) in outcomes {
+                match removed {
+                    Ok(true) => {
+                        storage::delete_blob_row(&mut tx, sha).await?;
+                        report.removed += 1;
+                        report.freed_bytes += bytes;
+                    }
+                    Ok(false) => report.kept += 1,
+                    Err(e) => failed = failed.or(Some(CoreError::Internal(format!("cannot remove blob {sha}: {e}")))),
+                }
+            }
+            tx.commit().await?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
         Ok(report)
+    }
+
+    /// The write lock, for `gc`'s deletions. On PostgreSQL no write lock serialises the writers:
+    /// this waits for the groups of finished units under way and holds new ones back until `gc`
+    /// commits, so the holds read under it are every committed try's, and a group that reused
+    /// an entry forgotten here finds it gone (`storage::reused_intact`). SQLite's one write
+    /// connection does the same.
+    async fn lock_for_gc(&self) -> Result<storage::WriteTx, CoreError> {
+        let mut tx = self.store.write().await?;
+        if self.store.backend() == crate::storage::Backend::Postgres {
+            sqlx::query("LOCK TABLE unit_tries IN SHARE MODE").execute(&mut *tx).await?;
+        }
+        Ok(tx)
     }
 
     /// Written (or put again) within the grace period: it may belong to a unit whose memo row

@@ -35,8 +35,8 @@ use super::{CoreError, Engine, now_ms};
 use crate::domain::rules::{ContinueRequest, GivenCheckpoint, Limits, decide};
 use crate::domain::video::{Checkpoint, Run, UnitTry, Video, VideoInfo};
 use crate::domain::{
-    BranchName, CheckpointId, CheckpointStatus, ClipRef, Entity, Manifest, NarrationRef, Origin, Phase, RunId, RunStatus, Timestamp,
-    TryOutcome,
+    BranchName, CheckpointId, CheckpointStatus, ClipRef, Entity, Manifest, NarrationRef, Origin, Phase, Quotas, RunId, RunStatus,
+    Timestamp, TryOutcome, Usage,
 };
 use crate::storage::{self, Ender, FinishedUnit, INLINE_BLOB_MAX, Lease, MemoEntry, NewBlob, WriteTx};
 use sqlx::AnyConnection;
@@ -389,7 +389,7 @@ impl Engine {
             Err(e) => return Ok(Start { state, planned: Err(e.to_string()) }),
         };
         // Sent with the commit (the claim holds the run: nothing can end its lease before it).
-        tx.defer(storage::set_run_progress_statement(lease, plans.len() as u32, 0, 0));
+        tx.defer(storage::restart_run_progress_statement(lease, plans.len() as u32));
         let memo = memo_for(tx, &plans, seen).await?;
         Ok(Start { state, planned: Ok(Planned { plans, seeds, memo }) })
     }
@@ -496,7 +496,7 @@ impl Engine {
     /// A cancelled run's remote jobs are cancelled too, so nobody pays for output no one will
     /// use. A run that stopped for another reason (its lease was taken over) keeps them: the
     /// worker that took it over attaches to them.
-    async fn cancel_remote_jobs(&self, run: RunId, phase: Phase) {
+    pub(crate) async fn cancel_remote_jobs(&self, run: RunId, phase: Phase) {
         let jobs = async {
             let mut tx = self.store.read().await?;
             let cancelled = storage::run_status(&mut tx, run).await? == Some(RunStatus::Cancelled);
@@ -508,13 +508,18 @@ impl Engine {
             tracing::warn!(run = %run, error = %e, "cannot list the cancelled run's remote jobs");
             vec![]
         });
+        let book = JobBook::new(self.store.clone());
         for job in jobs {
-            self.providers.cancel(phase, job.job_id.clone()).await;
-            let book = JobBook::new(self.store.clone());
-            if let Err(e) = book.forget(&job.call_key).await {
-                tracing::warn!(run = %run, error = %e, "cannot forget a cancelled remote job");
+            match book.take_to_cancel(&job).await {
+                Ok(true) => {
+                    self.providers.cancel(phase, job.job_id.clone()).await;
+                    tracing::info!(run = %run, provider = %job.provider, "remote job cancelled with its run");
+                }
+                // Cancelled by the other side (the command, or the run's worker), or another
+                // run's now (a retry attached to it).
+                Ok(false) => {}
+                Err(e) => tracing::warn!(run = %run, error = %e, "cannot forget a cancelled remote job"),
             }
-            tracing::info!(run = %run, provider = %job.provider, "remote job cancelled with its run");
         }
     }
 
@@ -1148,8 +1153,8 @@ fn write_checkpoint(tx: &mut WriteTx, state: &Video, run: &Run, manifest: &Manif
 
 /// Continues from the new checkpoint as a person's approve & continue would, on `state` (the
 /// checkpoint now heads the branch) with its estimates, with the run kind `auto`. A refusal (a
-/// spent budget) just leaves the checkpoint waiting for a person. The memo's answers the estimate
-/// read are noted in `seen`.
+/// spent budget, the account's storage used up) just leaves the checkpoint waiting for a person,
+/// whose continue then says why. The memo's answers the estimate read are noted in `seen`.
 #[allow(clippy::too_many_arguments)]
 async fn auto_continue(
     engine: &Engine,
@@ -1161,6 +1166,16 @@ async fn auto_continue(
     now: Timestamp,
     seen: &mut MemoSeen,
 ) -> Result<(), CoreError> {
+    let quotas = engine.config.quotas.applying_to(state.video.owner);
+    if quotas != Quotas::UNLIMITED {
+        // The run that just ended gives its place in the queue to the next one, so only the
+        // storage limit applies, not the count of active runs.
+        let made = state.checkpoint(checkpoint).map(|c| &c.manifest);
+        let usage = super::commands::usage(tx, state.video.owner, now, made).await?;
+        if quotas.check_run(Usage { active_runs: 0, ..usage }).is_err() {
+            return Ok(());
+        }
+    }
     engine.add_estimates(tx, &mut state, Some(seen)).await?;
     let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
     let request =

@@ -143,9 +143,12 @@ pub fn record_finished_batch(backend: Backend, lease: &Lease, total: u32, units:
     // same order on PostgreSQL instead of deadlocking.
     let mut blobs: Vec<&NewBlob> = blobs.into_values().collect();
     blobs.sort_unstable_by(|a, b| a.blob.sha256.cmp(&b.blob.sha256));
+    // A row already there without its bytes takes them: its file may be gone (the unit was made
+    // again because its blob was lost), and a memo row must not name bytes that are nowhere.
     for chunk in blobs.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO blobs (sha256, bytes, media_type, created_at, content) VALUES {} ON CONFLICT (sha256) DO NOTHING",
+            "INSERT INTO blobs (sha256, bytes, media_type, created_at, content) VALUES {} ON CONFLICT (sha256) \
+             DO UPDATE SET content = excluded.content WHERE blobs.content IS NULL AND excluded.content IS NOT NULL",
             placeholders_from(batch.first_placeholder(), chunk.len(), 5)
         );
         let values = chunk.iter().flat_map(|b| {

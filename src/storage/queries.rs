@@ -416,6 +416,16 @@ pub fn set_run_progress_statement(lease: &Lease, units_total: u32, units_done: u
     }
 }
 
+/// A claimed run's progress starts again from none of its units done (those it made before a
+/// hand-back or a takeover are counted again as they come back from the memo), and its cost
+/// keeps what those units were paid: the memo gives them back at no cost.
+pub fn restart_run_progress_statement(lease: &Lease, units_total: u32) -> Statement {
+    Statement {
+        sql: "UPDATE runs SET units_total = $1, units_done = 0 WHERE id = $2 AND lease_token = $3 AND status = 'running'",
+        values: vec![Value::Int(i64::from(units_total)), Value::Text(lease.run.to_string()), Value::Int(lease.token)],
+    }
+}
+
 /// Who may end a run: its worker, while it holds the lease, or a person (cancel), any time it is
 /// still active.
 #[derive(Clone, Copy, Debug)]
@@ -626,13 +636,18 @@ pub struct MemoEntry {
 
 // ---- reclaiming (`gc`) ----------------------------------------------------------------------
 
-/// The runs whose finished units' memo entries (named by their tries) are still wanted: a queued or running run (its units so
-/// far), or a failed one that a retry would redo (it starts from its branch's head).
+/// The runs whose finished units' memo entries (named by their tries) are still wanted: a queued
+/// or running run (its units so far), and a failed or cancelled one that a retry would redo (it
+/// starts from its branch's head) or that is its branch's latest run: after an edit of an earlier
+/// phase, the continue from the edit reuses every unit the edit did not change. (A regeneration
+/// draws its beat with a new seed: nothing of a failed one is made again the same way.)
 macro_rules! holding_runs {
     ($extra:literal) => {
         concat!(
             "SELECT r.id FROM runs r JOIN branches b ON b.id = r.branch_id WHERE (r.status IN ('queued', 'running') \
-             OR (r.status = 'failed' AND r.from_key = COALESCE(b.head_id, '')))",
+             OR (r.status IN ('failed', 'cancelled') AND (r.from_key = COALESCE(b.head_id, '') \
+             OR (r.kind <> 'regenerate' \
+             AND NOT EXISTS (SELECT 1 FROM runs later WHERE later.branch_id = r.branch_id AND later.created_at > r.created_at)))))",
             $extra
         )
     };
@@ -714,9 +729,14 @@ pub async fn release_run(conn: &mut AnyConnection, lease: &Lease) -> Result<bool
     .bind(lease.run.to_string())
     .bind(&lease.owner)
     .bind(lease.token)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    let released = done.rows_affected() == 1;
+    if released {
+        // The video changed (its run is queued again): a status page open on it reads it again.
+        touch_video(conn, lease.video).await?;
+    }
+    Ok(released)
 }
 
 // ---- remote jobs ----------------------------------------------------------------------------
@@ -751,6 +771,25 @@ pub async fn record_job(conn: &mut AnyConnection, job: &ProviderJob, now: Timest
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Hands a call's job to `run`, the run now making the call (a retry attaching to the job a
+/// cancelled or failed run left out): cancelling the old run no longer cancels it.
+pub async fn move_job(conn: &mut AnyConnection, call_key: &str, run: RunId) -> Result<()> {
+    sqlx::query("UPDATE provider_jobs SET run_id = $1 WHERE call_key = $2").bind(run.to_string()).bind(call_key).execute(conn).await?;
+    Ok(())
+}
+
+/// Forgets a call's job if it is still `run`'s, saying whether it was: whoever forgets it is the
+/// one who cancels it (a cancel command and its run's worker may both try; a retry that
+/// attached to it made it another run's).
+pub async fn forget_job_of_run(conn: &mut AnyConnection, call_key: &str, run: RunId) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM provider_jobs WHERE call_key = $1 AND run_id = $2")
+        .bind(call_key)
+        .bind(run.to_string())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Forgets a call's job (it ended, and its output is stored or its failure recorded).

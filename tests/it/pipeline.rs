@@ -403,11 +403,18 @@ pub async fn gc_removes_only_unreferenced_blobs_of(env: TestEnv) {
     let video = new_video(e, "Garbage", 2, true, None).await;
     drain_expect(e, "SSSS").await;
     let kept = e.stored_blobs().await.unwrap().len();
-    let orphan = e.blobs.put(b"nobody needs me", "image/png").await.unwrap();
+    // More orphans than one of gc's batches (256) removes.
+    let mut orphans = Vec::new();
+    for i in 0..300 {
+        orphans.push(e.blobs.put(format!("nobody needs me, number {i}").as_bytes(), "image/png").await.unwrap());
+    }
     let report = e.gc(Some(Duration::ZERO)).await.unwrap();
-    assert_eq!(report.removed, 1);
-    assert_eq!(report.freed_bytes, orphan.bytes);
+    assert_eq!(report.removed, 300);
+    assert_eq!(report.freed_bytes, orphans.iter().map(|o| o.bytes).sum::<u64>());
     assert_eq!(report.kept, kept);
+    for orphan in &orphans {
+        assert!(!e.blobs.intact(orphan).await, "{} is gone", orphan.sha256);
+    }
     assert_eq!(e.stored_blobs().await.unwrap().len(), kept);
     let state = e.video_state(video).await.unwrap();
     assert_eq!(final_video(&env, &state).await.len() as u64, final_blob(&state).bytes, "the final video survived gc whole");
@@ -464,13 +471,53 @@ async fn gc_keeps_a_failed_runs_units_for_the_retry_and_reclaims_them_once_super
     let retry = e.video_state(video).await.unwrap().runs.last().unwrap().id;
     assert!(tries.iter().any(|t| t.run_id == retry && t.unit == 0 && t.outcome == TryOutcome::Memo), "the retry reused beat 0's clip");
 
-    // The person edits the script instead of retrying again: the failed clips are superseded.
+    // The person edits the script instead of retrying again: until the branch runs on from the
+    // edit, the failed run is its latest, and a continue may still reuse what it made.
     let script = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
     let mut edited = script.manifest.script().unwrap().clone();
     edited.beats[0].narration = "A different opening.".into();
-    e.edit_script(video, None, script.id, &serde_json::to_string(&edited).unwrap()).await.unwrap();
+    let edit = e.edit_script(video, None, script.id, &serde_json::to_string(&edited).unwrap()).await.unwrap();
     let report = e.gc(Some(Duration::ZERO)).await.unwrap();
-    assert_eq!((report.removed, report.forgotten_memo), (2, 1), "beat 0's clip (stream and preview) and its memo entry: {report:?}");
+    assert_eq!((report.removed, report.forgotten_memo), (0, 0), "kept until the branch moves on: {report:?}");
+    // It moves on: beat 0's clip is made again from the new narration, the old one is superseded.
+    e.continue_video(video, Some(edit), None, false).await.unwrap();
+    drain_expect(e, "SSS").await;
+    let report = e.gc(Some(Duration::ZERO)).await.unwrap();
+    assert_eq!((report.removed, report.forgotten_memo), (2, 1), "beat 0's old clip (stream and preview) and its memo entry: {report:?}");
     let left: std::collections::HashSet<String> = e.stored_blobs().await.unwrap().into_iter().map(|(sha, _)| sha).collect();
     assert_eq!(left, held_by(&e.video_state(video).await.unwrap()));
+}
+
+/// A phase fails on one beat; the person edits another beat's narration instead of retrying,
+/// and `gc` runs before they continue: the continue still remakes only what the edit changed
+/// and what failed (SPEC §2), reusing every other unit the failed run made.
+#[tokio::test]
+async fn gc_between_a_failure_and_the_edits_continue_keeps_what_the_continue_reuses() {
+    let env = env().await;
+    let e = &env.engine;
+    let plan = r#"[{"phase":2,"beat":3,"action":"fail","times":1}]"#;
+    let video = new_video(e, "Four beats, one fails", 4, true, Some(plan)).await;
+    drain_expect(e, "SF").await;
+    let state = e.video_state(video).await.unwrap();
+    let failed = state.runs.last().unwrap().id;
+    let made = |tries: &[reelsmith::domain::video::UnitTry], run| {
+        tries.iter().filter(|t| t.run_id == run && t.outcome == TryOutcome::Ok).map(|t| t.unit).collect::<std::collections::BTreeSet<u32>>()
+    };
+    let before = made(&e.unit_tries(video).await.unwrap(), failed);
+    assert_eq!(before.len(), 7, "every unit but beat 3's still was made: {before:?}");
+    let script = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
+    let mut edited = script.manifest.script().unwrap().clone();
+    edited.beats[2].narration = "The third beat, said another way.".into();
+    let edit = e.edit_script(video, None, script.id, &serde_json::to_string(&edited).unwrap()).await.unwrap();
+    let report = e.gc(Some(Duration::ZERO)).await.unwrap();
+    assert_eq!(report.forgotten_memo, 0, "{report:?}");
+    e.continue_video(video, Some(edit), None, false).await.unwrap();
+    drain_expect(e, "SSS").await;
+    let state = e.video_state(video).await.unwrap();
+    let board = state.runs.iter().rev().find(|r| r.phase == Phase::Storyboard).unwrap().id;
+    let tries = e.unit_tries(video).await.unwrap();
+    let remade = made(&tries, board);
+    assert_eq!(remade.len(), 2, "beat 3's still (it failed) and beat 2's narration (edited), no more: {tries:?}");
+    let reused = tries.iter().filter(|t| t.run_id == board && t.outcome == TryOutcome::Memo).count();
+    assert_eq!(reused, 6, "the failed run's other units came from the memo");
 }

@@ -12,7 +12,7 @@ use reelsmith::pipeline::worker::WorkOutcome;
 use reelsmith::storage;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wiremock::matchers::{method, path, path_regex};
@@ -258,6 +258,20 @@ async fn narration_comes_from_the_speech_api_with_the_same_error_classes() {
     }
 }
 
+/// A provider that echoes the key where the error card's quote of its message ends: no part of
+/// the key is left in the quote (the key is cut out before the message is shortened).
+#[tokio::test]
+async fn a_key_echoed_at_the_end_of_a_long_message_leaves_no_part_on_the_page() {
+    let message =
+        format!("{} {KEY} and more words after it", "Your request was refused because".repeat(9).chars().take(292).collect::<String>());
+    let case = speech_case(vec![openai_error(401, &message, "invalid_api_key")]).await;
+    assert_eq!(case.steps, "SF");
+    let shown = case.storyboard_run().await.error.unwrap_or_default();
+    let kept = format!("{shown} {:?}", tries(&case.env, case.video).await);
+    assert!(shown.contains("Your request was refused") && shown.contains("check FAKE_KEY"), "{shown}");
+    assert!(!kept.contains(&KEY[..6]), "a part of the key reached the page: {shown}");
+}
+
 /// No server at all: a connect error is transient, and the error card says so.
 #[tokio::test]
 async fn an_unreachable_server_is_transient() {
@@ -395,16 +409,18 @@ struct FakeReplicate {
     server: MockServer,
     /// When set, polls answer "succeeded"; until then "processing".
     done: Arc<AtomicBool>,
+    /// How many polls answer 404 next (the prediction is gone).
+    gone: Arc<AtomicUsize>,
 }
 
 impl FakeReplicate {
     async fn start(output: Vec<u8>, content_type: &str) -> FakeReplicate {
         let server = MockServer::start().await;
-        let done = Arc::new(AtomicBool::new(false));
+        let (done, gone) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
         let output_url = format!("{}/files/out", server.uri());
         let created = status(201, json!({"id": "p-1", "status": "starting", "urls": {}}));
         Mock::given(method("POST")).and(path("/v1/models/acme/model/predictions")).respond_with(created).mount(&server).await;
-        let poll = PollReply { done: done.clone(), output_url };
+        let poll = PollReply { done: done.clone(), gone: gone.clone(), output_url };
         Mock::given(method("GET")).and(path("/v1/predictions/p-1")).respond_with(poll).mount(&server).await;
         Mock::given(method("POST"))
             .and(path_regex("^/v1/predictions/p-1/cancel$"))
@@ -413,7 +429,7 @@ impl FakeReplicate {
             .await;
         let file = ResponseTemplate::new(200).set_body_raw(output, content_type);
         Mock::given(method("GET")).and(path("/files/out")).respond_with(file).mount(&server).await;
-        FakeReplicate { server, done }
+        FakeReplicate { server, done, gone }
     }
 
     async fn creates(&self) -> usize {
@@ -423,12 +439,15 @@ impl FakeReplicate {
 
 struct PollReply {
     done: Arc<AtomicBool>,
+    gone: Arc<AtomicUsize>,
     output_url: String,
 }
 
 impl Respond for PollReply {
     fn respond(&self, _: &Request) -> ResponseTemplate {
-        if self.done.load(Ordering::SeqCst) {
+        if self.gone.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            status(404, json!({"detail": "Not found."}))
+        } else if self.done.load(Ordering::SeqCst) {
             status(200, json!({"id": "p-1", "status": "succeeded", "output": self.output_url, "metrics": {"predict_time": 2.5}}))
         } else {
             status(200, json!({"id": "p-1", "status": "processing"}))
@@ -443,8 +462,12 @@ fn remote_mp4() -> Vec<u8> {
 }
 
 async fn clips_env(fake: &FakeReplicate) -> TestEnv {
-    let extra = "price_per_second = 0.0014\npoll_ms = 20\nimage_field = \"first_frame_image\"";
-    remote_env(&table("clips", "replicate", &fake.server, extra), Providers::local()).await
+    clips_env_with(fake, "").await
+}
+
+async fn clips_env_with(fake: &FakeReplicate, more: &str) -> TestEnv {
+    let extra = format!("price_per_second = 0.0014\npoll_ms = 20\nimage_field = \"first_frame_image\"\n{more}");
+    remote_env(&table("clips", "replicate", &fake.server, &extra), Providers::local()).await
 }
 
 async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
@@ -486,6 +509,49 @@ async fn a_crash_between_create_and_done_attaches_instead_of_paying_again() {
     assert!(render.manifest.blobs().iter().any(|b| b.media_type == "video/mp4"));
 }
 
+/// The run is taken over, but the prediction it recorded is gone (Replicate removed it, or the
+/// key is another account's now): the new worker makes a new one instead of failing on the old
+/// one in every try and every retry.
+#[tokio::test]
+async fn a_recorded_prediction_that_is_gone_is_made_anew() {
+    let fake = FakeReplicate::start(remote_mp4(), "video/mp4").await;
+    let env = clips_env(&fake).await;
+    let e = env.engine.clone();
+    let video = new_video(&e, "A prediction lost", 1, true, None).await;
+    assert_eq!(letters(&[step(&e).await, step(&e).await]), "SS");
+    let worker = tokio::spawn({
+        let e = e.clone();
+        async move { step(&e).await }
+    });
+    wait_until("the prediction is polled", async || calls(&fake.server, "GET", "/predictions/p-1").await >= 1).await;
+    worker.abort();
+    let _ = worker.await;
+    expire_leases(&env).await;
+    fake.gone.store(1, Ordering::SeqCst);
+    fake.done.store(true, Ordering::SeqCst);
+    drain_expect(&e, "SS").await;
+    assert_eq!((fake.creates().await, jobs_left(&env).await), (2, 0), "one new prediction, forgotten once finished");
+    let tries = tries(&env, video).await;
+    let clips = state(&env, video).await.runs.into_iter().find(|r| r.phase == Phase::Clips).unwrap();
+    let outcomes: Vec<TryOutcome> = tries.iter().filter(|t| t.run_id == clips.id).map(|t| t.outcome).collect();
+    assert_eq!((clips.status, outcomes), (RunStatus::Succeeded, vec![TryOutcome::Ok]), "made in the takeover's first try");
+}
+
+/// A prediction that never finishes is cancelled after `max_wait_ms`, and the unit fails with a
+/// sentence that names the setting; nothing is left recorded or running.
+#[tokio::test]
+async fn a_prediction_that_never_finishes_is_cancelled_after_max_wait() {
+    let fake = FakeReplicate::start(remote_mp4(), "video/mp4").await;
+    let env = clips_env_with(&fake, "max_wait_ms = 300").await;
+    let e = env.engine.clone();
+    let video = new_video(&e, "A prediction stuck in its queue", 1, true, None).await;
+    drain_expect(&e, "SSF").await;
+    let failed = state(&env, video).await.runs.into_iter().find(|r| r.status == RunStatus::Failed).unwrap();
+    assert!(failed.error.as_deref().is_some_and(|m| m.contains("still processing") && m.contains("max_wait_ms")), "{:?}", failed.error);
+    assert_eq!(calls(&fake.server, "POST", "/predictions/p-1/cancel").await, 1, "cancelled, not left running");
+    assert_eq!((fake.creates().await, jobs_left(&env).await), (1, 0), "a permanent failure: not tried again, not recorded");
+}
+
 /// Cancelling the run cancels its prediction (once), and forgets it.
 #[tokio::test]
 async fn cancelling_the_run_cancels_the_prediction() {
@@ -501,8 +567,34 @@ async fn cancelling_the_run_cancels_the_prediction() {
     wait_until("the prediction is polled", async || calls(&fake.server, "GET", "/predictions/p-1").await >= 1).await;
     e.cancel(video, None).await.unwrap();
     assert!(matches!(worker.await.unwrap(), WorkOutcome::Stopped));
-    assert_eq!(calls(&fake.server, "POST", "/predictions/p-1/cancel").await, 1);
+    // The command and the run's worker both cancel the run's jobs: one of them takes each job.
+    wait_until("the prediction is cancelled", async || calls(&fake.server, "POST", "/predictions/p-1/cancel").await >= 1).await;
+    assert_eq!(calls(&fake.server, "POST", "/predictions/p-1/cancel").await, 1, "cancelled once");
     assert_eq!(jobs_left(&env).await, 0);
+}
+
+/// The run's worker is gone (its process crashed) when the person cancels: the cancel itself
+/// cancels the prediction, which would otherwise run on and be paid for; the video can then be
+/// deleted with nothing left out.
+#[tokio::test]
+async fn cancelling_a_run_whose_worker_died_cancels_the_prediction() {
+    let fake = FakeReplicate::start(remote_mp4(), "video/mp4").await;
+    let env = clips_env(&fake).await;
+    let e = env.engine.clone();
+    let video = new_video(&e, "A worker gone", 1, true, None).await;
+    assert_eq!(letters(&[step(&e).await, step(&e).await]), "SS");
+    let worker = tokio::spawn({
+        let e = e.clone();
+        async move { step(&e).await }
+    });
+    wait_until("the prediction is polled", async || calls(&fake.server, "GET", "/predictions/p-1").await >= 1).await;
+    worker.abort();
+    let _ = worker.await;
+    e.cancel(video, None).await.unwrap();
+    wait_until("the prediction is cancelled", async || calls(&fake.server, "POST", "/predictions/p-1/cancel").await >= 1).await;
+    wait_until("the job is forgotten", async || jobs_left(&env).await == 0).await;
+    e.delete_video(video).await.unwrap();
+    assert_eq!(calls(&fake.server, "POST", "/predictions/p-1/cancel").await, 1, "cancelled once");
 }
 
 /// A prediction whose output cannot be used (expired, not a video, not an MP4) fails the unit at

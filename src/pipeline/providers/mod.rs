@@ -49,18 +49,30 @@ impl JobBook {
         JobBook { store }
     }
 
-    /// The job this call started earlier (before a crash or a takeover), if it is still out.
-    pub async fn started(&self, call: &str) -> Result<Option<String>, storage::StorageError> {
+    /// The job this call started earlier (before a crash, a takeover, or in an earlier run of
+    /// the unit), if it is still out; it is this call's run's from now on.
+    pub async fn started(&self, call: &UnitCall) -> Result<Option<String>, storage::StorageError> {
         let mut tx = self.store.read().await?;
-        let job = storage::job_of_call(&mut tx, call).await?;
+        let job = storage::job_of_call(&mut tx, &call.key).await?;
         let _ = tx.rollback().await;
-        Ok(job.map(|j| j.job_id))
+        let Some(job) = job else { return Ok(None) };
+        if job.run_id != call.run {
+            let (key, run) = (call.key.clone(), call.run);
+            self.store.write_retrying(async move |tx| storage::move_job(tx, &key, run).await).await?;
+        }
+        Ok(Some(job.job_id))
     }
 
     /// Records a job just created, before anyone waits on it.
     pub async fn record(&self, call: &UnitCall, provider: &str, job_id: &str) -> Result<(), storage::StorageError> {
         let job = ProviderJob { call_key: call.key.clone(), run_id: call.run, provider: provider.to_string(), job_id: job_id.to_string() };
         self.store.write_retrying(async move |tx| storage::record_job(tx, &job, crate::pipeline::now_ms()).await).await
+    }
+
+    /// Forgets a job of `run`'s to cancel it: true for the one caller that does.
+    pub async fn take_to_cancel(&self, job: &storage::ProviderJob) -> Result<bool, storage::StorageError> {
+        let (key, run) = (job.call_key.clone(), job.run_id);
+        self.store.write_retrying(async move |tx| storage::forget_job_of_run(tx, &key, run).await).await
     }
 
     /// Forgets a call's job once it has ended.

@@ -43,6 +43,9 @@ pub struct PhaseTable {
     pub timeout_ms: Option<u64>,
     /// Replicate: how often a running prediction is polled, in milliseconds (default 1000).
     pub poll_ms: Option<u64>,
+    /// Replicate: how long a prediction may run before it is cancelled and its try fails, in
+    /// milliseconds (default 1800000, 30 minutes).
+    pub max_wait_ms: Option<u64>,
     /// Narration: the remote provider's own voice (e.g. "alloy").
     pub voice: Option<String>,
 }
@@ -157,6 +160,11 @@ impl PhaseTable {
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(format!("[{phase}] base_url must start with https:// or http://"));
         }
+        // The settings page shows base_url to every signed-in person: no secret may ride in it.
+        let authority = base.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        if authority.contains('@') || base.contains(['?', '#']) {
+            return Err(format!("[{phase}] base_url must carry no user, password or query: the key goes in api_key_env"));
+        }
         if self.api_key_env.as_deref().is_none_or(str::is_empty) {
             return Err(format!("[{phase}] needs api_key_env, the environment variable that holds the key"));
         }
@@ -191,6 +199,7 @@ impl PhaseTable {
             price_per_second: self.price_per_second.unwrap_or(0.0),
             expected_seconds: self.expected_seconds.unwrap_or(10.0).max(0.0),
             poll: Duration::from_millis(self.poll_ms.unwrap_or(1000).clamp(10, 60_000)),
+            max_wait: Duration::from_millis(self.max_wait_ms.unwrap_or(1_800_000).clamp(100, 86_400_000)),
         }
     }
 
@@ -275,6 +284,11 @@ price_per_1k_chars = 0.015
             ("[script]\nkind = \"openai\"\nbase_url = \"https://x\"\nmodel = \"m\"\napi_key_env = \"K\"\nprice_per_image = -1.0", "prices"),
             ("[script]\nkind = \"openai\"\napi_key = \"sk-in-the-file\"", "unknown field"),
             ("[sound]\nkind = \"local\"", "unknown field"),
+            (
+                "[script]\nkind = \"openai\"\nbase_url = \"https://u:sk-1@proxy/v1\"\nmodel = \"m\"\napi_key_env = \"K\"",
+                "no user, password",
+            ),
+            ("[script]\nkind = \"openai\"\nbase_url = \"https://proxy/v1?key=sk-1\"\nmodel = \"m\"\napi_key_env = \"K\"", "or query"),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err();

@@ -91,29 +91,38 @@ impl Endpoint {
     /// POSTs a JSON body and returns the answer's bytes (audio, for speech), at most `max_bytes`.
     pub async fn post_for_bytes(&self, path: &str, body: &Value, max_bytes: usize) -> Result<Vec<u8>, ProviderError> {
         let request = self.client.post(self.url(path)).bearer_auth(self.key()?).json(body);
-        let (_, bytes) = self.answer_of(request).await?;
-        if bytes.len() > max_bytes {
-            return Err(ProviderError::Permanent(format!("{}: the answer is larger than {} MB", self.name, max_bytes >> 20)));
-        }
-        Ok(bytes)
+        Ok(self.answer_of(request, max_bytes).await?.1)
     }
 
-    /// The answer's status and body; an error status is classified (and the key redacted).
-    async fn answer_of(&self, request: reqwest::RequestBuilder) -> Result<(StatusCode, Vec<u8>), ProviderError> {
-        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+    /// The answer's status and body, read up to `max_bytes` (a larger answer is refused without
+    /// reading the rest); an error status is classified from the first `ERROR_BODY_BYTES` of its
+    /// body, with the key cut out before anything is quoted.
+    async fn answer_of(&self, request: reqwest::RequestBuilder, max_bytes: usize) -> Result<(StatusCode, Vec<u8>), ProviderError> {
+        let mut response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let limit = if status.is_success() { max_bytes } else { ERROR_BODY_BYTES };
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+            if body.len() + chunk.len() > limit {
+                if status.is_success() {
+                    return Err(ProviderError::Permanent(format!("{}: the answer is larger than {} MB", self.name, max_bytes >> 20)));
+                }
+                body.extend_from_slice(&chunk[..limit - body.len()]);
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
+            let text = self.without_key(&String::from_utf8_lossy(&body));
             return Err(self.redacted(classify(self.name, &self.key_env, status, &headers, &text, SystemTime::now())));
         }
-        Ok((status, body.to_vec()))
+        Ok((status, body))
     }
 
     async fn json_of(&self, request: reqwest::RequestBuilder) -> Result<Value, ProviderError> {
-        let (status, body) = self.answer_of(request).await?;
-        let body = String::from_utf8_lossy(&body);
+        let (status, body) = self.answer_of(request, MAX_JSON_BYTES).await?;
+        let body = self.without_key(&String::from_utf8_lossy(&body));
         serde_json::from_str(&body).map_err(|_| {
             ProviderError::Transient(format!("{}: HTTP {}: the answer is not JSON: {}", self.name, status.as_u16(), quote(&body)))
         })
@@ -165,8 +174,7 @@ impl Endpoint {
 
     /// The message with the key cut out, in case the provider echoed it.
     fn redacted(&self, error: ProviderError) -> ProviderError {
-        let Some(key) = self.key.as_deref().filter(|k| k.len() >= 4) else { return error };
-        let clean = |m: String| m.replace(key, "[key]");
+        let clean = |m: String| self.without_key(&m);
         match error {
             ProviderError::Transient(m) => ProviderError::Transient(clean(m)),
             ProviderError::RateLimited { message, after } => ProviderError::RateLimited { message: clean(message), after },
@@ -174,7 +182,20 @@ impl Endpoint {
             ProviderError::Permanent(m) => ProviderError::Permanent(clean(m)),
         }
     }
+
+    /// The text with the key cut out, before it is quoted (a quote cut short could keep a part).
+    fn without_key(&self, text: &str) -> String {
+        match self.key.as_deref().filter(|k| k.len() >= 4) {
+            Some(key) => text.replace(key, "[key]"),
+            None => text.to_string(),
+        }
+    }
 }
+
+/// How much of an error answer's body is read: enough for its message.
+const ERROR_BODY_BYTES: usize = 64 << 10;
+/// The largest JSON answer read (an image given inline as base64 is the largest expected).
+const MAX_JSON_BYTES: usize = 48 << 20;
 
 /// Sorts an HTTP error answer into the worker's classes (the table at the top of this module).
 pub fn classify(name: &str, key_env: &str, status: StatusCode, headers: &HeaderMap, body: &str, now: SystemTime) -> ProviderError {

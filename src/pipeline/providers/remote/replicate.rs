@@ -26,6 +26,8 @@ pub struct Replicate {
     /// How long a prediction usually runs, for estimates.
     pub expected_seconds: f64,
     pub poll: Duration,
+    /// How long a prediction may run before it is cancelled and its try fails.
+    pub max_wait: Duration,
 }
 
 impl Replicate {
@@ -39,36 +41,76 @@ impl Replicate {
     }
 
     /// Runs a prediction to its end (attaching to the call's earlier one if it is still out):
-    /// its first output URL and what it cost.
+    /// its first output URL and what it cost. A prediction that cannot end well (gone, an output
+    /// that is no URL, over `max_wait`) is forgotten, so the next try makes a new one instead of
+    /// attaching to it again.
     async fn predict(&self, call: &UnitCall, input: Value) -> Result<(String, i64), ProviderError> {
-        let recorded =
-            call.jobs.started(&call.key).await.map_err(|e| ProviderError::Transient(format!("cannot read the job book: {e}")))?;
-        let mut prediction = match recorded {
-            Some(id) => self.endpoint.get_json(&format!("/predictions/{id}")).await?,
+        let recorded = call.jobs.started(call).await.map_err(|e| ProviderError::Transient(format!("cannot read the job book: {e}")))?;
+        let attached = match recorded {
+            Some(id) => match self.endpoint.get_json(&format!("/predictions/{id}")).await {
+                Ok(prediction) => Some(prediction),
+                // Gone (removed, or another account's now): a new one is made below.
+                Err(ProviderError::Permanent(why)) => {
+                    tracing::info!(why, "a recorded Replicate prediction cannot be read; making a new one");
+                    self.forget(call).await;
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let mut prediction = match attached {
+            Some(prediction) => prediction,
             None => {
                 let created = self.create(input).await?;
                 let id = text(&created, "id").ok_or_else(|| self.odd("the new prediction has no id"))?;
-                call.jobs
-                    .record(call, &self.id("job"), id)
-                    .await
-                    .map_err(|e| ProviderError::Transient(format!("cannot record the prediction: {e}")))?;
+                if let Err(e) = call.jobs.record(call, &self.id("job"), id).await {
+                    // Unrecorded, nobody would attach to it: the next try would pay for another.
+                    self.cancel_job(id.to_string()).await;
+                    return Err(ProviderError::Transient(format!("cannot record the prediction: {e}")));
+                }
                 created
             }
         };
+        let deadline = tokio::time::Instant::now() + self.max_wait;
         loop {
             let id = text(&prediction, "id").ok_or_else(|| self.odd("the prediction has no id"))?.to_string();
             match text(&prediction, "status").unwrap_or_default() {
-                "succeeded" => return self.finished(&prediction),
+                "succeeded" => {
+                    let finished = self.finished(&prediction);
+                    if finished.is_err() {
+                        self.forget(call).await;
+                    }
+                    return finished;
+                }
                 "failed" | "canceled" | "aborted" => {
-                    let _ = call.jobs.forget(&call.key).await;
+                    self.forget(call).await;
                     return Err(self.failure(&prediction));
                 }
-                "starting" | "processing" => {
+                status @ ("starting" | "processing") => {
+                    if tokio::time::Instant::now() >= deadline {
+                        let status = status.to_string();
+                        self.cancel_job(id).await;
+                        self.forget(call).await;
+                        return Err(ProviderError::Permanent(format!(
+                            "Replicate: the prediction was still {status} after {} s (max_wait_ms), and was cancelled",
+                            self.max_wait.as_secs()
+                        )));
+                    }
                     tokio::time::sleep(self.poll).await;
                     prediction = self.endpoint.get_json(&format!("/predictions/{id}")).await?;
                 }
-                other => return Err(self.odd(&format!("the prediction has an unknown status {other:?}"))),
+                other => {
+                    self.forget(call).await;
+                    return Err(self.odd(&format!("the prediction has an unknown status {other:?}")));
+                }
             }
+        }
+    }
+
+    async fn forget(&self, call: &UnitCall) {
+        if let Err(e) = call.jobs.forget(&call.key).await {
+            tracing::warn!(error = %e, "cannot forget a Replicate prediction");
         }
     }
 
@@ -108,7 +150,7 @@ impl Replicate {
     /// a new one instead of attaching to this one again.
     async fn settle<T>(&self, call: &UnitCall, made: Result<T, ProviderError>) -> Result<T, ProviderError> {
         if let Err(ProviderError::Permanent(_)) = &made {
-            let _ = call.jobs.forget(&call.key).await;
+            self.forget(call).await;
         }
         made
     }

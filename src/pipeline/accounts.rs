@@ -138,9 +138,17 @@ fn decoy_hash() -> &'static str {
 }
 
 /// Runs a password hash or check on the blocking pool, at most `HASHES_AT_ONCE` at a time.
+/// The turn is held by the hash itself, not by the request: a client that hangs up while its
+/// hash runs does not free a turn for another hash.
 async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, CoreError> {
-    static TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASHES_AT_ONCE);
-    let _turn = TURNS.acquire().await.map_err(|e| CoreError::Internal(format!("password hashing turns: {e}")))?;
+    static TURNS: OnceLock<std::sync::Arc<tokio::sync::Semaphore>> = OnceLock::new();
+    let turns = TURNS.get_or_init(|| std::sync::Arc::new(tokio::sync::Semaphore::new(HASHES_AT_ONCE))).clone();
+    let turn = turns.acquire_owned().await.map_err(|e| CoreError::Internal(format!("password hashing turns: {e}")))?;
+    let work = move || {
+        let answer = work();
+        drop(turn);
+        answer
+    };
     tokio::task::spawn_blocking(work).await.map_err(|e| CoreError::Internal(format!("password hashing task: {e}")))
 }
 
@@ -232,20 +240,35 @@ impl Engine {
     }
 
     /// Deletes a video for good. Refused while a phase of it is queued or running (cancel it
-    /// first), so no worker is left writing for a video that is gone.
+    /// first), so no worker is left writing for a video that is gone. Remote jobs its runs
+    /// still had out (a cancel's own cancelling not done yet) are cancelled after the commit.
     pub async fn delete_video(&self, video: VideoId) -> Result<(), CoreError> {
         let backend = self.store.backend();
-        self.store
+        let jobs = self
+            .store
             .write_retrying(async move |tx| {
                 storage::lock_video(tx, backend, video).await?;
                 let state = super::commands::load(tx, video).await?;
                 if let Some(run) = state.runs.iter().find(|r| r.status.is_active()) {
                     return Err(Refusal::Busy { run: run.id }.into());
                 }
-                Ok::<_, CoreError>(storage::delete_video(tx, video).await?)
+                let mut jobs = Vec::new();
+                for run in &state.runs {
+                    jobs.extend(storage::jobs_of_run(tx, run.id).await?.into_iter().map(|job| (run.phase, job.job_id)));
+                }
+                storage::delete_video(tx, video).await?;
+                Ok::<_, CoreError>(jobs)
             })
             .await?;
         self.events.changed(video);
+        if !jobs.is_empty() {
+            let providers = self.providers.clone();
+            tokio::spawn(async move {
+                for (phase, job) in jobs {
+                    providers.cancel(phase, job).await;
+                }
+            });
+        }
         Ok(())
     }
 

@@ -24,9 +24,8 @@ pub struct GcReport {
 /// Files younger than this may belong to a unit that has not committed its memo row yet.
 const GRACE: Duration = Duration::from_secs(600);
 
-/// Stored blobs removed per write transaction, and how many of their checks and removals run at
-/// once: the lock is held for a few round trips to the blob store, not one per blob.
-const GC_BATCH: usize = 256;
+/// How many of a batch's checks and removals run at once (`EngineConfig::gc_batch` blobs per
+/// write transaction): the lock is held for a few round trips to the blob store, not one per blob.
 const GC_AT_ONCE: usize = 16;
 
 fn collect_hashes(value: &serde_json::Value, out: &mut HashSet<String>) {
@@ -101,7 +100,7 @@ impl Engine {
         // Then the stored blobs, a batch per transaction: each batch's checks and removals run
         // side by side (an S3 store answers each in a round trip), and between batches the
         // writers waiting for the lock get their turn.
-        for batch in candidates.chunks(GC_BATCH) {
+        for batch in candidates.chunks(self.config.gc_batch.max(1)) {
             // One attempt, not `write_retrying`: the blobs are removed as it goes, and a second
             // attempt would not find them.
             let mut tx = self.lock_for_gc().await?;

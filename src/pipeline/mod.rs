@@ -47,6 +47,8 @@ pub struct EngineConfig {
     pub quotas: Quotas,
     /// The live channel's clock (see `api::watch`).
     pub live: LiveTimes,
+    /// Stored blobs `gc` removes per write transaction (it reads what is live again for each).
+    pub gc_batch: usize,
 }
 
 /// How long a live channel waits for the page to name its video, how often an idle channel is
@@ -80,6 +82,7 @@ impl Default for EngineConfig {
             fps: 24,
             quotas: Quotas::default(),
             live: LiveTimes::default(),
+            gc_batch: 1024,
         }
     }
 }

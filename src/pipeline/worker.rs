@@ -32,7 +32,7 @@ const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
 use super::estimate::MemoSeen;
 use super::units::{self, UnitInput, UnitOutput, UnitPlan};
 use super::{CoreError, Engine, now_ms};
-use crate::domain::rules::{ContinueRequest, GivenCheckpoint, Limits, decide};
+use crate::domain::rules::{ContinueRequest, Decision, GivenCheckpoint, Limits, decide};
 use crate::domain::video::{Checkpoint, Run, UnitTry, Video, VideoInfo};
 use crate::domain::{
     BranchName, CheckpointId, CheckpointStatus, ClipRef, Entity, Manifest, NarrationRef, Origin, Phase, Quotas, RunId, RunStatus,
@@ -1166,8 +1166,13 @@ async fn auto_continue(
     now: Timestamp,
     seen: &mut MemoSeen,
 ) -> Result<(), CoreError> {
+    engine.add_estimates(tx, &mut state, Some(seen)).await?;
+    let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
+    let request =
+        ContinueRequest { checkpoint: Some(GivenCheckpoint { id: checkpoint, status: CheckpointStatus::Pending }), force_retry: false };
+    let Ok(decision) = decide(&state.branch_view(branch), request, limits) else { return Ok(()) };
     let quotas = engine.config.quotas.applying_to(state.video.owner);
-    if quotas != Quotas::UNLIMITED {
+    if matches!(decision, Decision::Start { .. }) && quotas != Quotas::UNLIMITED {
         // The run that just ended gives its place in the queue to the next one, so only the
         // storage limit applies, not the count of active runs.
         let made = state.checkpoint(checkpoint).map(|c| &c.manifest);
@@ -1176,13 +1181,7 @@ async fn auto_continue(
             return Ok(());
         }
     }
-    engine.add_estimates(tx, &mut state, Some(seen)).await?;
-    let branch = state.branch(run.branch_id).ok_or_else(|| CoreError::not_found(Entity::Branch, run.branch_id))?;
-    let request =
-        ContinueRequest { checkpoint: Some(GivenCheckpoint { id: checkpoint, status: CheckpointStatus::Pending }), force_retry: false };
-    if let Ok(decision) = decide(&state.branch_view(branch), request, limits) {
-        defer_decision(tx, branch, checkpoint, decision.automatic(), now);
-    }
+    defer_decision(tx, branch, checkpoint, decision.automatic(), now);
     Ok(())
 }
 

@@ -106,7 +106,8 @@ fn same_origin(scheme: &str, public_host: &str, headers: &HeaderMap, authority: 
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("null").to_ascii_lowercase();
         let authority = authority.to_ascii_lowercase();
-        if host_name(&authority) == public_host {
+        let name = host_name(&authority);
+        if name == public_host && !LOOPBACK_NAMES.contains(&name.as_str()) {
             return origin == format!("{scheme}://{authority}");
         }
         return origin == format!("http://{authority}") || origin == format!("https://{authority}");
@@ -223,8 +224,8 @@ mod tests {
         assert!(!public("null", "videos.example.org"));
         assert!(public("http://localhost:3000", "localhost:3000"), "a loopback name is this machine either way");
         assert!(!public("http://localhost:3001", "localhost:3000"));
-        let plain = same_origin("http", "127.0.0.1", &origin("http://127.0.0.1:3000"), "127.0.0.1:3000");
-        assert!(plain && !same_origin("http", "127.0.0.1", &origin("https://127.0.0.1:3000"), "127.0.0.1:3000"));
+        let loopback = |o: &str| same_origin("http", "127.0.0.1", &origin(o), "127.0.0.1:3000");
+        assert!(loopback("http://127.0.0.1:3000") && loopback("https://127.0.0.1:3000"), "the default public URL is a loopback name");
         let fetch_site = |site: &str| {
             let mut headers = HeaderMap::new();
             headers.insert("sec-fetch-site", site.parse().unwrap());

@@ -638,8 +638,9 @@ pub struct MemoEntry {
 
 /// The runs whose finished units' memo entries (named by their tries) are still wanted: a queued
 /// or running run (its units so far), and a failed or cancelled one that a retry would redo (it
-/// starts from its branch's head) or that is its branch's latest run: after an edit of an earlier
-/// phase, the continue from the edit reuses every unit the edit did not change. (A regeneration
+/// starts from its branch's head) or that is its branch's latest ended run: after an edit of an
+/// earlier phase, the continue from the edit (queued, or under way) reuses every unit the edit
+/// did not change. (A regeneration
 /// draws its beat with a new seed: nothing of a failed one is made again the same way.)
 macro_rules! holding_runs {
     ($extra:literal) => {
@@ -647,7 +648,8 @@ macro_rules! holding_runs {
             "SELECT r.id FROM runs r JOIN branches b ON b.id = r.branch_id WHERE (r.status IN ('queued', 'running') \
              OR (r.status IN ('failed', 'cancelled') AND (r.from_key = COALESCE(b.head_id, '') \
              OR (r.kind <> 'regenerate' \
-             AND NOT EXISTS (SELECT 1 FROM runs later WHERE later.branch_id = r.branch_id AND later.created_at > r.created_at)))))",
+             AND NOT EXISTS (SELECT 1 FROM runs later WHERE later.branch_id = r.branch_id AND later.created_at > r.created_at \
+             AND later.status NOT IN ('queued', 'running'))))))",
             $extra
         )
     };
@@ -722,6 +724,8 @@ pub async fn record_fault_hit(conn: &mut AnyConnection, video: VideoId, rule: us
 
 /// Hands a held run back to the queue (graceful shutdown): the next worker resumes it from the memo.
 pub async fn release_run(conn: &mut AnyConnection, lease: &Lease) -> Result<bool> {
+    // The video's row first, then the run's, in the order every other writer takes them.
+    lock_video(conn, Backend::of_connection(conn), lease.video).await?;
     let done = sqlx::query(
         "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL \
          WHERE id = $1 AND lease_owner = $2 AND lease_token = $3 AND status = 'running'",
@@ -775,9 +779,15 @@ pub async fn record_job(conn: &mut AnyConnection, job: &ProviderJob, now: Timest
 
 /// Hands a call's job to `run`, the run now making the call (a retry attaching to the job a
 /// cancelled or failed run left out): cancelling the old run no longer cancels it.
-pub async fn move_job(conn: &mut AnyConnection, call_key: &str, run: RunId) -> Result<()> {
-    sqlx::query("UPDATE provider_jobs SET run_id = $1 WHERE call_key = $2").bind(run.to_string()).bind(call_key).execute(conn).await?;
-    Ok(())
+/// False when the job is no longer `from`'s (a cancel took it meanwhile).
+pub async fn move_job(conn: &mut AnyConnection, call_key: &str, from: RunId, run: RunId) -> Result<bool> {
+    let done = sqlx::query("UPDATE provider_jobs SET run_id = $1 WHERE call_key = $2 AND run_id = $3")
+        .bind(run.to_string())
+        .bind(call_key)
+        .bind(from.to_string())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Forgets a call's job if it is still `run`'s, saying whether it was: whoever forgets it is the

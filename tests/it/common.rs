@@ -23,7 +23,18 @@ impl Drop for TestEnv {
 }
 
 pub fn fast_config() -> EngineConfig {
-    EngineConfig { fault_injection: true, backoff_base_ms: 1, lease_ms: 2_000, width: 320, height: 180, fps: 12, ..EngineConfig::default() }
+    // gc in batches of 100, so a test's few hundred orphans take several.
+    let gc_batch = 100;
+    EngineConfig {
+        fault_injection: true,
+        backoff_base_ms: 1,
+        lease_ms: 2_000,
+        width: 320,
+        height: 180,
+        fps: 12,
+        gc_batch,
+        ..EngineConfig::default()
+    }
 }
 
 pub async fn fresh_url(dir: &std::path::Path) -> String {

@@ -57,8 +57,11 @@ impl JobBook {
         let _ = tx.rollback().await;
         let Some(job) = job else { return Ok(None) };
         if job.run_id != call.run {
-            let (key, run) = (call.key.clone(), call.run);
-            self.store.write_retrying(async move |tx| storage::move_job(tx, &key, run).await).await?;
+            let (key, from, run) = (call.key.clone(), job.run_id, call.run);
+            if !self.store.write_retrying(async move |tx| storage::move_job(tx, &key, from, run).await).await? {
+                // Taken to be cancelled with its run just now: this call makes a new one.
+                return Ok(None);
+            }
         }
         Ok(Some(job.job_id))
     }
@@ -75,10 +78,11 @@ impl JobBook {
         self.store.write_retrying(async move |tx| storage::forget_job_of_run(tx, &key, run).await).await
     }
 
-    /// Forgets a call's job once it has ended.
-    pub async fn forget(&self, call: &str) -> Result<(), storage::StorageError> {
-        let key = call.to_string();
-        self.store.write_retrying(async move |tx| storage::forget_job(tx, &key).await).await
+    /// Forgets a call's job once it has ended, if it is still the call's run's (a cancel may
+    /// have taken it, and a retry recorded its own since).
+    pub async fn forget(&self, call: &UnitCall) -> Result<(), storage::StorageError> {
+        let (key, run) = (call.key.clone(), call.run);
+        self.store.write_retrying(async move |tx| storage::forget_job_of_run(tx, &key, run).await.map(drop)).await
     }
 }
 

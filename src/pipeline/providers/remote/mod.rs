@@ -215,6 +215,11 @@ pub fn classify(name: &str, key_env: &str, status: StatusCode, headers: &HeaderM
     }
 }
 
+/// An answer of 404 or 410: what was asked for is not there (any more).
+pub fn is_gone(error: &ProviderError) -> bool {
+    matches!(error, ProviderError::Permanent(m) if m.contains(": HTTP 404: ") || m.contains(": HTTP 410: "))
+}
+
 /// A refusal by content moderation, as OpenAI and Replicate word it.
 pub fn is_moderation(lower: &str) -> bool {
     ["content_policy_violation", "moderation", "safety system", "nsfw", "flagged as sensitive"].iter().any(|w| lower.contains(w))
@@ -282,6 +287,8 @@ mod tests {
         assert!(matches!(quota, ProviderError::Permanent(m) if m.contains("quota or credit")));
         let moderated = class(400, r#"{"error":{"code":"content_policy_violation","message":"Your request was rejected"}}"#);
         assert!(matches!(moderated, ProviderError::Rejected(_)));
+        assert!(is_gone(&class(404, r#"{"detail":"Not found."}"#)) && is_gone(&class(410, "")));
+        assert!(!is_gone(&class(401, "")) && !is_gone(&class(400, "HTTP 404: ")) && !is_gone(&class(502, "")));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-use super::{Endpoint, is_moderation, media, micros};
+use super::{Endpoint, is_gone, is_moderation, media, micros};
 use crate::domain::Script;
 use crate::pipeline::providers::{Answer, ClipAnimator, ClipBytes, ClipRequest, Costed, ProviderError, StoryboardArtist, UnitCall};
 
@@ -49,9 +49,11 @@ impl Replicate {
         let attached = match recorded {
             Some(id) => match self.endpoint.get_json(&format!("/predictions/{id}")).await {
                 Ok(prediction) => Some(prediction),
-                // Gone (removed, or another account's now): a new one is made below.
-                Err(ProviderError::Permanent(why)) => {
-                    tracing::info!(why, "a recorded Replicate prediction cannot be read; making a new one");
+                // Gone (removed, or another account's now): a new one is made below. Any other
+                // error (a refused key, spent credit) keeps the record: the prediction may be
+                // running still, and a later try attaches to it.
+                Err(e) if is_gone(&e) => {
+                    tracing::info!(error = %e, "a recorded Replicate prediction is gone; making a new one");
                     self.forget(call).await;
                     None
                 }
@@ -109,7 +111,7 @@ impl Replicate {
     }
 
     async fn forget(&self, call: &UnitCall) {
-        if let Err(e) = call.jobs.forget(&call.key).await {
+        if let Err(e) = call.jobs.forget(call).await {
             tracing::warn!(error = %e, "cannot forget a Replicate prediction");
         }
     }

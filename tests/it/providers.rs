@@ -478,22 +478,28 @@ async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// A one-beat video whose clips prediction was created and polled (at least `polls` times) by a
+/// worker that then died: its run is still `running` under a lease nobody renews, and the
+/// prediction is recorded.
+async fn a_worker_died_mid_prediction(prompt: &str, polls: usize) -> (FakeReplicate, TestEnv, VideoId) {
+    let fake = FakeReplicate::start(remote_mp4(), "video/mp4").await;
+    let env = clips_env(&fake).await;
+    let e = env.engine.clone();
+    let video = new_video(&e, prompt, 1, true, None).await;
+    assert_eq!(letters(&[step(&e).await, step(&e).await]), "SS", "script and storyboard, locally");
+    let worker = tokio::spawn(async move { step(&e).await });
+    wait_until("the prediction is polled", async || calls(&fake.server, "GET", "/predictions/p-1").await >= polls).await;
+    worker.abort();
+    let _ = worker.await;
+    (fake, env, video)
+}
+
 /// The worker dies between creating the prediction and its end. The run is taken over, and the
 /// new worker attaches to the prediction already running: zero extra creates, one clip, paid once.
 #[tokio::test]
 async fn a_crash_between_create_and_done_attaches_instead_of_paying_again() {
-    let fake = FakeReplicate::start(remote_mp4(), "video/mp4").await;
-    let env = clips_env(&fake).await;
+    let (fake, env, video) = a_worker_died_mid_prediction("A crash mid-prediction", 2).await;
     let e = env.engine.clone();
-    let video = new_video(&e, "A crash mid-prediction", 1, true, None).await;
-    assert_eq!(letters(&[step(&e).await, step(&e).await]), "SS", "script and storyboard, locally");
-    let worker = tokio::spawn({
-        let e = e.clone();
-        async move { step(&e).await }
-    });
-    wait_until("the prediction is polled", async || calls(&fake.server, "GET", "/predictions/p-1").await >= 2).await;
-    worker.abort();
-    let _ = worker.await;
     assert_eq!((fake.creates().await, jobs_left(&env).await), (1, 1), "the prediction was recorded before waiting");
     expire_leases(&env).await;
     fake.done.store(true, Ordering::SeqCst);
@@ -514,18 +520,8 @@ async fn a_crash_between_create_and_done_attaches_instead_of_paying_again() {
 /// one in every try and every retry.
 #[tokio::test]
 async fn a_recorded_prediction_that_is_gone_is_made_anew() {
-    let fake = FakeReplicate::start(remote_mp4(), "video/mp4").await;
-    let env = clips_env(&fake).await;
+    let (fake, env, video) = a_worker_died_mid_prediction("A prediction lost", 1).await;
     let e = env.engine.clone();
-    let video = new_video(&e, "A prediction lost", 1, true, None).await;
-    assert_eq!(letters(&[step(&e).await, step(&e).await]), "SS");
-    let worker = tokio::spawn({
-        let e = e.clone();
-        async move { step(&e).await }
-    });
-    wait_until("the prediction is polled", async || calls(&fake.server, "GET", "/predictions/p-1").await >= 1).await;
-    worker.abort();
-    let _ = worker.await;
     expire_leases(&env).await;
     fake.gone.store(1, Ordering::SeqCst);
     fake.done.store(true, Ordering::SeqCst);
@@ -579,18 +575,8 @@ async fn cancelling_the_run_cancels_the_prediction() {
 /// deleted with nothing left out.
 #[tokio::test]
 async fn cancelling_a_run_whose_worker_died_cancels_the_prediction() {
-    let fake = FakeReplicate::start(remote_mp4(), "video/mp4").await;
-    let env = clips_env(&fake).await;
+    let (fake, env, video) = a_worker_died_mid_prediction("A worker gone", 1).await;
     let e = env.engine.clone();
-    let video = new_video(&e, "A worker gone", 1, true, None).await;
-    assert_eq!(letters(&[step(&e).await, step(&e).await]), "SS");
-    let worker = tokio::spawn({
-        let e = e.clone();
-        async move { step(&e).await }
-    });
-    wait_until("the prediction is polled", async || calls(&fake.server, "GET", "/predictions/p-1").await >= 1).await;
-    worker.abort();
-    let _ = worker.await;
     e.cancel(video, None).await.unwrap();
     wait_until("the prediction is cancelled", async || calls(&fake.server, "POST", "/predictions/p-1/cancel").await >= 1).await;
     assert_eq!(jobs_left(&env).await, 0, "forgotten before it was cancelled");
@@ -603,18 +589,8 @@ async fn cancelling_a_run_whose_worker_died_cancels_the_prediction() {
 /// cancels what it deletes.
 #[tokio::test]
 async fn deleting_a_video_cancels_the_predictions_its_runs_left_out() {
-    let fake = FakeReplicate::start(remote_mp4(), "video/mp4").await;
-    let env = clips_env(&fake).await;
+    let (fake, env, video) = a_worker_died_mid_prediction("Deleted with a prediction out", 1).await;
     let e = env.engine.clone();
-    let video = new_video(&e, "Cancelled and deleted", 1, true, None).await;
-    assert_eq!(letters(&[step(&e).await, step(&e).await]), "SS");
-    let worker = tokio::spawn({
-        let e = e.clone();
-        async move { step(&e).await }
-    });
-    wait_until("the prediction is polled", async || calls(&fake.server, "GET", "/predictions/p-1").await >= 1).await;
-    worker.abort();
-    let _ = worker.await;
     // The run ends without its worker and without a cancel (what a failure whose last try timed
     // out while the prediction ran on leaves): only the delete can cancel the prediction now.
     sqlx::query("UPDATE runs SET status = 'failed', lease_owner = NULL WHERE status = 'running'")

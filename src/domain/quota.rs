@@ -50,6 +50,7 @@ pub enum LimitReached {
 impl fmt::Display for LimitReached {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            LimitReached::VideosPerHour { limit: 1 } => write!(f, "You have made a video in the last hour, the most allowed"),
             LimitReached::VideosPerHour { limit } => write!(f, "You have made {limit} videos in the last hour, the most allowed"),
             LimitReached::ActiveRuns { limit } => write!(f, "You already have {limit} phases queued or running, the most allowed"),
             LimitReached::Edits { limit } => write!(f, "This video already has {limit} edits, the most allowed"),
@@ -58,6 +59,7 @@ impl fmt::Display for LimitReached {
             LimitReached::Storage { used, limit } => {
                 write!(f, "Your videos use {} MB of the {} MB allowed", used.div_ceil(1 << 20), limit / (1 << 20))
             }
+            LimitReached::SignUps { limit: 1 } => write!(f, "An account was made from your address in the last hour, the most allowed"),
             LimitReached::SignUps { limit } => write!(f, "{limit} accounts were made from your address in the last hour, the most allowed"),
         }
     }
@@ -155,6 +157,15 @@ mod tests {
     fn limits_say_what_and_what_next() {
         let l = LimitReached::Storage { used: 3 << 20, limit: 2 << 20 };
         assert_eq!(l.to_string(), "Your videos use 3 MB of the 2 MB allowed");
+        assert_eq!(
+            LimitReached::SignUps { limit: 1 }.to_string(),
+            "An account was made from your address in the last hour, the most allowed"
+        );
+        assert_eq!(
+            LimitReached::SignUps { limit: 3 }.to_string(),
+            "3 accounts were made from your address in the last hour, the most allowed"
+        );
+        assert_eq!(LimitReached::VideosPerHour { limit: 1 }.to_string(), "You have made a video in the last hour, the most allowed");
         assert!(!l.next_step().is_empty());
     }
 }

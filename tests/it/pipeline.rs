@@ -488,6 +488,38 @@ async fn gc_keeps_a_failed_runs_units_for_the_retry_and_reclaims_them_once_super
     assert_eq!(left, held_by(&e.video_state(video).await.unwrap()));
 }
 
+/// A phase is cancelled with one unit still under way, and `gc` runs before the person retries:
+/// the retry (which the rules offer after a cancel) reuses the units finished before the cancel.
+#[tokio::test]
+async fn gc_after_a_cancel_keeps_what_the_retry_reuses() {
+    let env = env().await;
+    let e = &env.engine;
+    let plan = r#"[{"phase":2,"beat":1,"action":"delay","ms":2000}]"#;
+    let video = new_video(e, "Cancelled half way", 2, true, Some(plan)).await;
+    assert!(matches!(step(e).await, WorkOutcome::Succeeded { .. }), "the script");
+    let worker = {
+        let e = e.clone();
+        tokio::spawn(async move { step(&e).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while e.video_state(video).await.unwrap().runs.last().unwrap().units_done < 3 {
+        assert!(Instant::now() < deadline, "three of the four units never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    e.cancel(video, None).await.unwrap();
+    assert_eq!(worker.await.unwrap(), WorkOutcome::Stopped);
+    let report = e.gc(Some(Duration::ZERO)).await.unwrap();
+    assert_eq!(report.forgotten_memo, 0, "the cancelled run's finished units are kept for the retry: {report:?}");
+    let script = head(&e.video_state(video).await.unwrap(), "main");
+    e.continue_video(video, Some(script), None, true).await.unwrap();
+    drain_expect(e, "SSS").await;
+    let state = e.video_state(video).await.unwrap();
+    let retry = state.runs.iter().rev().find(|r| r.phase == Phase::Storyboard).unwrap().id;
+    let tries = e.unit_tries(video).await.unwrap();
+    let of = |outcome| tries.iter().filter(|t| t.run_id == retry && t.outcome == outcome).count();
+    assert_eq!((of(TryOutcome::Memo), of(TryOutcome::Ok)), (3, 1), "only beat 1's still was made again: {tries:?}");
+}
+
 /// A phase fails on one beat; the person edits another beat's narration instead of retrying,
 /// and `gc` runs before they continue: the continue still remakes only what the edit changed
 /// and what failed (SPEC §2), reusing every other unit the failed run made.

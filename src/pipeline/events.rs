@@ -2,6 +2,7 @@
 //! every queued run wakes idle workers. Within a process they go through a `broadcast` channel;
 //! on PostgreSQL they also go through `LISTEN/NOTIFY`, so that a page served by one process sees
 //! what a worker in another process did, and idle workers everywhere wake for new runs.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, mpsc};
@@ -32,6 +33,9 @@ pub struct Events {
     origin: Arc<str>,
     /// The notifier task, once `share_through_postgres` started it.
     remote: Arc<OnceLock<mpsc::Sender<String>>>,
+    /// A notice did not fit in the notifier's queue: the notifier tells every other process to
+    /// read everything again instead of the notices it lost.
+    overflowed: Arc<AtomicBool>,
 }
 
 impl Default for Events {
@@ -47,6 +51,7 @@ impl Events {
             wake: Arc::new(Notify::new()),
             origin: uuid::Uuid::new_v4().simple().to_string().into(),
             remote: Arc::new(OnceLock::new()),
+            overflowed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -74,8 +79,9 @@ impl Events {
     fn tell_others(&self, payload: String) {
         if let Some(remote) = self.remote.get()
             && remote.try_send(payload).is_err()
+            && !self.overflowed.swap(true, Ordering::AcqRel)
         {
-            tracing::warn!("change notices are backing up; other processes' pages catch up at their next ping");
+            tracing::warn!("change notices are backing up; other processes will be told to read everything again");
         }
     }
 
@@ -95,6 +101,7 @@ impl Events {
                 let _ = self.tx.send(Changed { video: Some(video) });
             }
             (Some("w"), _) => self.wake.notify_waiters(),
+            (Some("r"), _) => self.resync(),
             _ => tracing::warn!(payload, "an unknown change notice"),
         }
     }
@@ -119,7 +126,7 @@ impl Events {
         if self.remote.set(tx).is_err() {
             return Err("changes are already shared".into());
         }
-        tokio::spawn(notify_loop(pool.clone(), rx));
+        tokio::spawn(notify_loop(pool.clone(), rx, self.overflowed.clone(), format!("r {}", self.origin)));
         tokio::spawn(listen_loop(pool, self.clone(), listener));
         Ok(())
     }
@@ -152,16 +159,49 @@ async fn listen_loop(pool: sqlx::PgPool, events: Events, mut listener: sqlx::pos
     }
 }
 
-/// Sends this process's notices, a burst at a time (identical ones once).
-async fn notify_loop(pool: sqlx::PgPool, mut rx: mpsc::Receiver<String>) {
-    while let Some(first) = rx.recv().await {
-        let mut burst = std::collections::BTreeSet::from([first]);
-        while let Ok(more) = rx.try_recv() {
-            burst.insert(more);
+/// More notices than this waiting to be sent (the database unreachable for a while) are
+/// replaced by one "read everything again".
+const MOST_PENDING: usize = 256;
+
+/// Sends this process's notices, a burst at a time in one statement (identical ones once). A
+/// notice is not dropped when the database cannot take it: the burst is sent again every 200 ms
+/// until it goes, and when notices were lost (the queue overflowed) or too many wait, every other
+/// process is told to read everything again (`resync`), so their pages still catch up within a
+/// second of the database answering, not at their next ping.
+async fn notify_loop(pool: sqlx::PgPool, mut rx: mpsc::Receiver<String>, overflowed: Arc<AtomicBool>, resync: String) {
+    let mut pending = std::collections::BTreeSet::new();
+    let mut failing = false;
+    loop {
+        if pending.is_empty() {
+            match rx.recv().await {
+                Some(first) => pending.insert(first),
+                None => return,
+            };
         }
-        for payload in burst {
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(&payload).execute(&pool).await {
-                tracing::warn!(error = %e, "cannot tell other processes about a change");
+        while let Ok(more) = rx.try_recv() {
+            pending.insert(more);
+        }
+        if overflowed.swap(false, Ordering::AcqRel) || pending.len() > MOST_PENDING {
+            pending = std::collections::BTreeSet::from([resync.clone()]);
+        }
+        let payloads: Vec<&str> = pending.iter().map(String::as_str).collect();
+        let sent = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+            .bind(CHANNEL)
+            .bind(&payloads)
+            .execute(&pool)
+            .await;
+        match sent {
+            Ok(_) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("change notices reach other processes again");
+                }
+                pending.clear();
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %e, "cannot tell other processes about changes; trying again every 200 ms");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }

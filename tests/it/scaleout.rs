@@ -141,6 +141,36 @@ async fn a_postgres_error_that_looks_like_a_sqlite_disk_error_retires_no_connect
     assert_eq!(backend_pid(&store).await, first, "the pool's connection was not retired");
 }
 
+/// More change notices at once than the notifier's queue holds (a burst of commits, or the
+/// database slow to take them) lose none: the notifier tells the other processes to read
+/// everything again, and a page there shows the change within a second. It was dropped with a
+/// warning, and the page caught up only at its next ping, 20 s later.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: make test-scaleout"]
+async fn notices_beyond_the_notifiers_queue_still_reach_other_processes_pages() {
+    let env = env().await;
+    assert!(is_postgres(&env), "LISTEN/NOTIFY needs REELSMITH_TEST_DATABASE_URL (PostgreSQL): run with `make test-scaleout`");
+    let (a, b) = (&env.engine, second_process(&env).await);
+    a.events.share_through_postgres(&env.url).await.unwrap();
+    let video = new_video(a, "Changed in a crowd", 1, false, None).await;
+    let mut watch = b.watch(video).await.unwrap();
+    next_counter(&mut watch, Duration::from_secs(1)).await;
+    while tokio::time::timeout(Duration::from_millis(200), watch.next()).await.is_ok() {}
+    let before = b.video_changes(video).await.unwrap();
+    sqlx::query("UPDATE videos SET changes = changes + 1 WHERE id = $1")
+        .bind(video.to_string())
+        .execute(a.store.pool())
+        .await
+        .unwrap();
+    // Without an await (one thread), so A's notifier cannot send any of them meanwhile: its queue
+    // (4,096) overflows, and this video's notice is one it cannot take.
+    for _ in 0..5_000 {
+        a.events.changed(reelsmith::domain::VideoId::fresh());
+    }
+    a.events.changed(video);
+    assert_eq!(next_counter(&mut watch, Duration::from_secs(1)).await, before + 1, "B's page saw the change");
+}
+
 /// The PostgreSQL session behind the pool's next connection.
 async fn backend_pid(store: &Store) -> i64 {
     let mut conn = store.pool().acquire().await.unwrap();

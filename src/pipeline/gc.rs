@@ -82,32 +82,32 @@ impl Engine {
         if candidates.is_empty() && dead_rows.is_empty() {
             return Ok(report);
         }
-        // Inline rows first, with the memo entries that name any bytes about to go: one
-        // transaction, no blob store call.
-        let mut tx = self.lock_for_gc().await?;
-        let live = live_hashes(&mut tx).await?;
-        report.forgotten_memo = forget_dead_memo(&mut tx, &live).await?;
-        for (sha, bytes) in dead_rows {
-            if live.contains(&sha) {
-                report.kept += 1;
-                continue;
-            }
-            storage::delete_blob_row(&mut tx, &sha).await?;
-            report.removed += 1;
-            report.freed_bytes += bytes;
+        // A batch of stored blobs per write transaction (the inline rows go with the first, as
+        // they need no blob store call): each batch's checks and removals run side by side (an
+        // S3 store answers each in a round trip), and between batches the writers waiting for
+        // the lock get their turn.
+        let mut batches: Vec<&[(String, u64)]> = candidates.chunks(self.config.gc_batch.max(1)).collect();
+        if batches.is_empty() {
+            batches.push(&[]);
         }
-        tx.commit().await?;
-        // Then the stored blobs, a batch per transaction: each batch's checks and removals run
-        // side by side (an S3 store answers each in a round trip), and between batches the
-        // writers waiting for the lock get their turn.
-        for batch in candidates.chunks(self.config.gc_batch.max(1)) {
+        let mut dead_rows = Some(dead_rows);
+        for batch in batches {
             // One attempt, not `write_retrying`: the blobs are removed as it goes, and a second
             // attempt would not find them.
             let mut tx = self.lock_for_gc().await?;
             let live = live_hashes(&mut tx).await?;
-            // What a holding run's memo entry made since the last transaction names is live
-            // again, and kept; any other entry naming these bytes goes with them.
+            // What a holding run's memo entry made since the first read names is live again, and
+            // kept; any other entry naming bytes about to go goes with them.
             report.forgotten_memo += forget_dead_memo(&mut tx, &live).await?;
+            for (sha, bytes) in dead_rows.take().unwrap_or_default() {
+                if live.contains(&sha) {
+                    report.kept += 1;
+                    continue;
+                }
+                storage::delete_blob_row(&mut tx, &sha).await?;
+                report.removed += 1;
+                report.freed_bytes += bytes;
+            }
             let dead: Vec<&(String, u64)> = batch.iter().filter(|(sha, _)| !live.contains(sha)).collect();
             report.kept += batch.len() - dead.len();
             let outcomes: Vec<(&(String, u64), std::io::Result<bool>)> = futures::stream::iter(dead)

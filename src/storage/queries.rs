@@ -802,12 +802,6 @@ pub async fn forget_job_of_run(conn: &mut AnyConnection, call_key: &str, run: Ru
     Ok(done.rows_affected() == 1)
 }
 
-/// Forgets a call's job (it ended, and its output is stored or its failure recorded).
-pub async fn forget_job(conn: &mut AnyConnection, call_key: &str) -> Result<()> {
-    sqlx::query("DELETE FROM provider_jobs WHERE call_key = $1").bind(call_key).execute(conn).await?;
-    Ok(())
-}
-
 /// A run's status now (`None`: no such run).
 pub async fn run_status(conn: &mut AnyConnection, run: RunId) -> Result<Option<RunStatus>> {
     let status: Option<String> =

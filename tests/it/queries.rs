@@ -378,7 +378,10 @@ async fn every_account_job_and_delete_query_runs() {
     storage::record_job(&mut tx, &again, now).await.unwrap();
     assert_eq!(storage::job_of_call(&mut tx, "k-1").await.unwrap(), Some(again.clone()), "a call's new job replaces its old one");
     assert_eq!(storage::jobs_of_run(&mut tx, run.id).await.unwrap(), vec![again]);
-    storage::forget_job(&mut tx, "k-1").await.unwrap();
+    let other = RunId(Uuid::new_v4());
+    assert!(!storage::forget_job_of_run(&mut tx, "k-1", other).await.unwrap(), "another run's forget takes nothing");
+    assert!(storage::job_of_call(&mut tx, "k-1").await.unwrap().is_some());
+    assert!(storage::forget_job_of_run(&mut tx, "k-1", run.id).await.unwrap());
     assert_eq!(storage::job_of_call(&mut tx, "k-1").await.unwrap(), None);
 
     // Deleting takes every row of the video, a remote job left behind included.

@@ -67,7 +67,7 @@ impl Throttle {
     }
 
     fn sign_in_keys(email: &Email, client: IpAddr) -> [(String, u32); 2] {
-        [(format!("email:{email}"), FAILURES_PER_ACCOUNT), (format!("addr:{client}"), FAILURES_PER_ADDRESS)]
+        [(format!("email:{email}"), FAILURES_PER_ACCOUNT), (format!("addr:{}", network(client)), FAILURES_PER_ADDRESS)]
     }
 
     /// Counts one more against every key, unless one of them has used its number in the current
@@ -103,14 +103,30 @@ impl Throttle {
     fn sign_in_succeeded(&self, email: &Email, client: IpAddr) {
         let mut map = self.counts.lock().expect("throttle lock");
         map.remove(&format!("email:{email}"));
-        if let Some((n, _)) = map.get_mut(&format!("addr:{client}")) {
+        if let Some((n, _)) = map.get_mut(&format!("addr:{}", network(client))) {
             *n = n.saturating_sub(1);
         }
     }
 
     /// A sign-up from `client`, counted whatever its outcome.
     fn begin_sign_up(&self, client: IpAddr, limit: u32) -> Result<(), LimitReached> {
-        self.take(&[(format!("sign-up:{client}"), limit)]).map_err(|_| LimitReached::SignUps { limit })
+        self.take(&[(format!("sign-up:{}", network(client)), limit)]).map_err(|_| LimitReached::SignUps { limit })
+    }
+}
+
+/// What the address limits count by: an IPv4 address, or an IPv6 address's /64 network (one
+/// subscriber's, who may use any of its 2^64 addresses); an IPv4 address written as IPv6
+/// (`::ffff:a.b.c.d`) counts as that IPv4 address.
+fn network(client: IpAddr) -> String {
+    match client {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
 }
 
@@ -386,6 +402,25 @@ mod tests {
         }
         assert_eq!(sign_ups.begin_sign_up(here, 3), Err(LimitReached::SignUps { limit: 3 }));
         assert!(sign_ups.begin_sign_up(there, 3).is_ok(), "another address has its own count");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_network_not_by_each_of_its_addresses() {
+        let sign_ups = Throttle::new(Duration::from_secs(3600));
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        for i in 1..=3 {
+            sign_ups.begin_sign_up(ip(&format!("2001:db8:1:2::{i:x}")), 3).unwrap();
+        }
+        assert!(sign_ups.begin_sign_up(ip("2001:db8:1:2:ffff:1:2:3"), 3).is_err(), "another address of the same /64");
+        assert!(sign_ups.begin_sign_up(ip("2001:db8:1:3::1"), 3).is_ok(), "the next /64 is someone else");
+        sign_ups.begin_sign_up(ip("192.0.2.7"), 1).unwrap();
+        assert!(sign_ups.begin_sign_up(ip("::ffff:192.0.2.7"), 1).is_err(), "an IPv4 address written as IPv6 is the same address");
+        let throttle = Throttle::new(Duration::from_secs(60));
+        let email = |i: u32| Email::parse(&format!("user{i}@x.org")).unwrap();
+        for i in 0..FAILURES_PER_ADDRESS {
+            throttle.begin_sign_in(&email(i), ip(&format!("2001:db8::{:x}", i + 1))).unwrap();
+        }
+        assert!(throttle.begin_sign_in(&email(99), ip("2001:db8::abcd")).is_err(), "guesses from many addresses of one /64 add up");
     }
 
     #[test]

@@ -72,7 +72,9 @@ pub fn webvtt(beats: &[BeatAudio<'_>], spans: &[(u64, u64)]) -> String {
     for (i, (beat, &(start, end))) in beats.iter().zip(spans).enumerate() {
         let spoken = (start + beat.pcm.samples.len() as u64).min(end);
         let end = if beat.pcm.samples.is_empty() { end } else { spoken };
-        let text = beat.text.split_whitespace().collect::<Vec<_>>().join(" ").replace("-->", "->");
+        // A cue's text is markup: `<` opens a tag (the rest of the cue vanished) and `&` an
+        // entity; `>` escaped also keeps "-->" from reading as a timing line.
+        let text = beat.text.split_whitespace().collect::<Vec<_>>().join(" ").replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
         out.push_str(&format!("\n{}\n{} --> {}\n{}\n", i + 1, vtt_time(start), vtt_time(end), text));
     }
     out
@@ -104,7 +106,7 @@ mod tests {
     #[test]
     fn each_narration_starts_at_its_clip_and_is_cut_to_it() {
         let (a, b) = (tone(500), tone(2000));
-        let beats = [BeatAudio { pcm: &a, text: "one" }, BeatAudio { pcm: &b, text: "two --> three" }];
+        let beats = [BeatAudio { pcm: &a, text: "Salt < pepper & more" }, BeatAudio { pcm: &b, text: "two --> three" }];
         let spans = beat_spans(&[24, 24], 24);
         let track = lay_track(&beats, &spans).unwrap();
         assert_eq!(track.len(), 96_000);
@@ -113,8 +115,8 @@ mod tests {
         assert_eq!(&track[48_000..], &b.samples[..48_000], "cut at the clip's end");
         let vtt = webvtt(&beats, &spans);
         assert!(vtt.starts_with("WEBVTT\n"));
-        assert!(vtt.contains("00:00:00.000 --> 00:00:00.500\none\n"), "{vtt}");
-        assert!(vtt.contains("00:00:01.000 --> 00:00:02.000\ntwo -> three\n"), "{vtt}");
+        assert!(vtt.contains("00:00:00.000 --> 00:00:00.500\nSalt &lt; pepper &amp; more\n"), "{vtt}");
+        assert!(vtt.contains("00:00:01.000 --> 00:00:02.000\ntwo --&gt; three\n"), "{vtt}");
         assert!(lay_track(&beats[..1], &spans).is_err());
     }
 

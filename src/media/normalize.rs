@@ -59,7 +59,8 @@ pub fn normalize_clip(
     let frames = frame_count(duration_ms, fps)?;
     check_size(width, height, "the video's frame")?;
     let mut source = Mp4Frames::open(mp4)?;
-    let overlay = caption_overlay(width, height, caption, None).for_yuv();
+    // No caption (the narration is a WebVTT track): no band, as on a local clip.
+    let overlay = (!caption.trim().is_empty()).then(|| caption_overlay(width, height, caption, None).for_yuv());
     let mut shown: Option<Yuv420> = None;
     encode_clip(width, height, fps, frames, stop, |i, frame| {
         let at_ms = u64::from(i) * 1000 / u64::from(fps);
@@ -70,7 +71,9 @@ pub fn normalize_clip(
         frame.y.copy_from_slice(&picture.y);
         frame.u.copy_from_slice(&picture.u);
         frame.v.copy_from_slice(&picture.v);
-        overlay.apply(&mut frame.y, &mut frame.u, &mut frame.v);
+        if let Some(overlay) = &overlay {
+            overlay.apply(&mut frame.y, &mut frame.u, &mut frame.v);
+        }
         Ok(())
     })
 }
@@ -188,5 +191,22 @@ mod tests {
         let longer = normalize_clip(&remote, (320, 180), 12, 5000, "", &Stop::default()).unwrap();
         assert_eq!(longer.frames, 60, "a source shorter than the beat holds its last frame");
         assert!(normalize_clip(b"not an mp4", (320, 180), 12, 2000, "", &Stop::default()).is_err());
+    }
+
+    /// Without a caption the picture's lower part is the model's, not a dark empty band (which
+    /// sat under the browser's subtitles on every remote clip).
+    #[test]
+    fn no_caption_draws_no_band() {
+        let still = encode_png(&RgbImage::from_pixel(320, 180, image::Rgb([200, 200, 200])), None).unwrap();
+        let remote = crate::media::make_clip(&still, "", 1000, 12, 5).unwrap().preview_mp4;
+        let bottom = |caption: &str| {
+            let clip = normalize_clip(&remote, (320, 180), 12, 1000, caption, &Stop::default()).unwrap();
+            let first = Mp4Frames::open(&clip.preview_mp4).unwrap().frame_at(0).unwrap().expect("a first frame");
+            let rows = first.rows().skip(160).flat_map(|row| row.map(|p| u64::from(p.0[1]))).collect::<Vec<_>>();
+            rows.iter().sum::<u64>() / rows.len() as u64
+        };
+        let (plain, captioned) = (bottom(""), bottom("A caption"));
+        assert!(plain > 170, "the bottom rows keep the picture's grey: {plain}");
+        assert!(captioned + 60 < plain, "a caption still gets its band: {captioned} against {plain}");
     }
 }

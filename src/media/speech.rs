@@ -63,8 +63,12 @@ fn checked_text(text: &str) -> Result<&str, MediaError> {
     Ok(text)
 }
 
-/// Reads a mono 16-bit PCM WAV. A streamed WAV (eSpeak's `--stdout`) has a bogus data size:
-/// the data runs to the end of the bytes.
+/// The sample rates a WAV may have: a rate far below (a header saying 1 Hz) would make resampling
+/// to 48 kHz ask for more memory than the machine has.
+pub const WAV_RATES: std::ops::RangeInclusive<u32> = 8_000..=192_000;
+
+/// Reads a mono 16-bit PCM WAV. A streamed WAV (eSpeak's `--stdout`, some speech servers) has a
+/// bogus data size (too large, or 0): the data runs to the end of the bytes.
 pub fn parse_wav(bytes: &[u8]) -> Result<Pcm, MediaError> {
     let bad = |why: &str| MediaError::InvalidAudio(why.to_string());
     if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
@@ -74,7 +78,8 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Pcm, MediaError> {
     while pos + 8 <= bytes.len() {
         let id = &bytes[pos..pos + 4];
         let size = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes")) as usize;
-        let body = &bytes[pos + 8..bytes.len().min(pos + 8 + size)];
+        let size = if id == b"data" && size == 0 { usize::MAX - pos - 8 } else { size };
+        let body = &bytes[pos + 8..bytes.len().min((pos + 8).saturating_add(size))];
         match id {
             b"fmt " if body.len() >= 16 => {
                 let word = |i: usize| u16::from_le_bytes([body[i], body[i + 1]]);
@@ -84,13 +89,20 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Pcm, MediaError> {
                 rate = Some(u32::from_le_bytes(body[4..8].try_into().expect("4 bytes")));
             }
             b"data" => {
-                let rate = rate.filter(|r| *r > 0).ok_or_else(|| bad("the data comes before a usable fmt chunk"))?;
+                let rate = rate.ok_or_else(|| bad("the data comes before a usable fmt chunk"))?;
+                if !WAV_RATES.contains(&rate) {
+                    return Err(MediaError::InvalidAudio(format!(
+                        "its sample rate, {rate} Hz, is not one of {} to {} Hz",
+                        WAV_RATES.start(),
+                        WAV_RATES.end()
+                    )));
+                }
                 let samples = body.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
                 return Ok(Pcm { rate, samples });
             }
             _ => {}
         }
-        pos += 8 + size + (size & 1);
+        pos = pos.saturating_add(8).saturating_add(size).saturating_add(size & 1);
     }
     Err(bad("it has no data chunk"))
 }
@@ -169,6 +181,22 @@ mod tests {
         assert_eq!(up.duration_ms(), 1000);
         assert_eq!(up.samples[0], pcm.samples[0]);
         assert!(matches!(parse_wav(b"RIFF....WAVEjunk"), Err(MediaError::InvalidAudio(_))));
+    }
+
+    #[test]
+    fn a_streamed_wav_runs_to_the_end_and_an_absurd_rate_is_refused() {
+        let pcm = Pcm { rate: 16_000, samples: vec![7, -7, 300, -300] };
+        let mut wav = wav_bytes(&pcm);
+        let at = wav.len() - 8 - 4; // the data chunk's size, before its 4 samples
+        for size in [0u32, u32::MAX, 1_000] {
+            wav[at..at + 4].copy_from_slice(&size.to_le_bytes());
+            assert_eq!(parse_wav(&wav).unwrap(), pcm, "data size {size}");
+        }
+        for rate in [1u32, 7_999, 192_001] {
+            let bad = wav_bytes(&Pcm { rate, samples: vec![1, 2] });
+            let err = parse_wav(&bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{rate} Hz")), "{err}");
+        }
         assert!(matches!(parse_wav(b"not a wav"), Err(MediaError::InvalidAudio(_))));
     }
 }

@@ -123,7 +123,9 @@ pub fn memo_key(phase: Phase, provider: &str, input: &UnitInput) -> String {
     let doc = match input {
         UnitInput::Script { prompt, beats, seed } => serde_json::json!({"prompt": prompt, "beats": beats, "seed": seed}),
         UnitInput::Frame { script, index, seed, width, height } => serde_json::json!({
-            "title": script.title, "beats": script.beats.len(), "index": index, "beat": script.beats[*index],
+            // What an artist reads of its beat: not its length, which only the clip uses.
+            "title": script.title, "beats": script.beats.len(), "index": index,
+            "beat": {"narration": script.beats[*index].narration, "visual": script.beats[*index].visual},
             "seed": seed, "width": width, "height": height,
         }),
         UnitInput::Narration { text, voice, speed_wpm } => serde_json::json!({"text": text, "voice": voice, "speed_wpm": speed_wpm}),

@@ -781,6 +781,7 @@ impl Engine {
             }
             UnitInput::Narration { text, voice, speed_wpm } => {
                 let c = p.narration.speak(call, SpeechRequest { text, voice, speed_wpm }).await?;
+                too_long_to_say(c.value.duration_ms)?;
                 Costed { value: Produced::Narration(c.value), cost_micros: c.cost_micros }
             }
             UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed, .. } => {
@@ -1270,4 +1271,22 @@ fn finished_unit(job: &UnitJob<'_>, plan: &UnitPlan, source: Source, finished: T
         finished_at: finished,
     };
     FinishedUnit { unit: plan.index, memo_key: plan.key.clone(), made, tried }
+}
+
+/// A narration that, with the pause after it, lasts longer than a clip may: its beat fails here,
+/// in phase 2, saying what to do (it failed in phase 3 as "clip duration … is too long", on every
+/// retry alike).
+fn too_long_to_say(duration_ms: u32) -> Result<(), ProviderError> {
+    use crate::media::MAX_CLIP_MS;
+    use crate::pipeline::units::NARRATION_TAIL_MS;
+    if duration_ms.saturating_add(NARRATION_TAIL_MS) <= MAX_CLIP_MS {
+        return Ok(());
+    }
+    let seconds = |ms: u32| crate::domain::words::decimal(i64::from(ms), 1000, 1);
+    Err(ProviderError::Permanent(format!(
+        "it lasts {} s when spoken, and with the {} s pause after it a beat may last at most {} s: shorten the narration or raise the speed",
+        seconds(duration_ms),
+        seconds(NARRATION_TAIL_MS),
+        MAX_CLIP_MS / 1000,
+    )))
 }

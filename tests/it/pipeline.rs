@@ -137,6 +137,28 @@ async fn a_failed_narration_is_retried_alone_and_the_video_is_identical() {
     assert!(got == expected, "the finished video is byte-identical to one made without the failure");
 }
 
+/// A beat's length is the clip's business: editing it redraws no still (each still's memo key held
+/// its whole beat, length included, so the edit redrew and paid for it, and a remote model drew
+/// another picture).
+#[tokio::test]
+async fn editing_a_beats_length_redraws_no_still_and_remakes_only_its_clip() {
+    let env = env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Long and short", 3, true, None).await;
+    drain_expect(e, "SSSS").await;
+    assert_eq!(calls(e), [1, 3, 3, 1]);
+    let state = e.video_state(video).await.unwrap();
+    let script_cp = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
+    let mut script = script_cp.manifest.script().unwrap().clone();
+    let said = reelsmith::domain::narration::estimated_speech_ms(&script.beats[1].narration, script.narration.speed_wpm);
+    assert!(said + 300 < 10_000 && script.beats[1].duration_ms < 10_000, "the clip's length follows the beat's");
+    script.beats[1].duration_ms = 10_000;
+    let v2 = e.edit_script(video, None, script_cp.id, &serde_json::to_string(&script).unwrap()).await.unwrap();
+    e.continue_video(video, Some(v2), None, false).await.unwrap();
+    drain_expect(e, "SSS").await;
+    assert_eq!(calls(e), [1, 3, 4, 2], "no still was redrawn; beat 2's clip and the render were made again");
+}
+
 #[tokio::test]
 async fn a_bad_voice_or_speed_is_refused_and_changes_nothing() {
     let env = local_env().await;
@@ -153,6 +175,31 @@ async fn a_bad_voice_or_speed_is_refused_and_changes_nothing() {
         assert!(err.to_string().contains(if field == "voice" { "unknown voice" } else { "words per minute" }), "{err}");
         assert_eq!(snapshot(e).await, before, "nothing changed");
     }
+}
+
+/// A beat whose narration, spoken, lasts longer than a clip may (120 s with its pause) fails at
+/// that narration in phase 2 and says what to do. It failed in phase 3, "clip duration 150300 ms
+/// is too long", after every still and narration was paid for, and again on every retry.
+#[tokio::test]
+async fn a_narration_too_long_for_a_clip_fails_its_beat_and_says_what_to_do() {
+    let env = env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Long-winded", 2, false, None).await;
+    step_ok(e).await;
+    let state = e.video_state(video).await.unwrap();
+    let script_cp = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
+    let mut script = script_cp.manifest.script().unwrap().clone();
+    script.narration.speed_wpm = reelsmith::domain::narration::MIN_WPM;
+    script.beats[1].narration = "I ".repeat(200).trim_end().to_string();
+    let v2 = e.edit_script(video, None, script_cp.id, &serde_json::to_string(&script).unwrap()).await.unwrap();
+    e.continue_video(video, Some(v2), None, false).await.unwrap();
+    let outcome = step(e).await;
+    assert!(matches!(outcome, WorkOutcome::Failed { .. }), "{outcome:?}");
+    let failed = e.video_state(video).await.unwrap().runs.last().unwrap().clone();
+    assert_eq!((failed.phase, failed.failed_beat()), (Phase::Storyboard, Some(1)), "beat 2's");
+    let error = failed.error.unwrap();
+    assert!(error.contains("narration for beat 2: it lasts 150.0 s when spoken"), "{error}");
+    assert!(error.contains("at most 120 s: shorten the narration or raise the speed"), "{error}");
 }
 
 #[tokio::test]

@@ -51,6 +51,7 @@ test("edit phase 1 then retry: the final script shows the edit", async ({ page }
   await createVideo(page, { prompt: "Seed scenario three: edit then retry", beats: 2, auto: true, faultPlan: failBeat0(1) });
   await expectFailedCard(page);
   await page.getByRole("button", { name: "Edit Previous Phase" }).click();
+  await expect(page.locator("#editor-heading")).toHaveText("Edit Script v1 — saves Script v2");
   await page.getByLabel("Beat 1 narration").fill("An edited opening: the gull learns the moon pulls the sea.");
   await page.getByRole("button", { name: "Save new version" }).click();
   await expectStatus(page, "awaiting approval");
@@ -106,6 +107,7 @@ test("the retry limit disables the button and says what to do instead", async ({
   }
   await expectFailedCard(page);
   await expect(retryButton(page)).toBeDisabled();
+  await expect(retryButton(page)).toHaveText("Retry from Last Checkpoint (all 5 retries used)");
   await expect(page.getByRole("alert")).toContainText("Retry limit reached (5).");
   await expect(page.getByRole("alert")).toContainText("Edit the previous phase or create a branch");
   await expect(page.getByRole("button", { name: "Edit Previous Phase" })).toBeEnabled();
@@ -119,6 +121,10 @@ test("a bad fault plan is refused next to its field and nothing is created", asy
   await page.getByLabel("Fault plan").fill('[{"phase":9,"action":"fail"}]');
   await page.getByRole("button", { name: "Create video" }).click();
   await expect(page.locator("#fault_plan-error")).toContainText("Phase must be 1 to 4");
+  // Announced, and tied to its field for a screen reader.
+  await expect(page.locator("#fault_plan-error")).toHaveAttribute("role", "alert");
+  await expect(page.getByLabel("Fault plan")).toHaveAttribute("aria-invalid", "true");
+  await expect(page.getByLabel("Fault plan")).toHaveAttribute("aria-describedby", "fault_plan-error");
   await expect(page).toHaveURL(base() + "/");
   await page.reload();
   await expect(page.locator(".video-card")).toHaveCount(before);
@@ -138,4 +144,11 @@ test("a spent budget blocks the next phase and says why, until the budget is rai
   await expect(approve).toBeEnabled();
   await approve.click();
   await expect(page.getByRole("table", { name: "Attempts" }).locator("tbody tr")).toHaveCount(2);
+  // With the storyboard made, a spent budget takes its Regenerate buttons away too, and says why.
+  await expectStatus(page, "awaiting approval");
+  await expect(page.getByRole("button", { name: "Regenerate beat 1" })).toBeVisible();
+  await page.getByLabel("Budget ($)").fill("0");
+  await page.getByRole("button", { name: "Set budget" }).click();
+  await expect(page.getByRole("button", { name: "Regenerate beat 1" })).toHaveCount(0);
+  await expect(page.locator(".storyboard").getByText(/^Regenerating a beat is refused: The budget is spent/)).toBeVisible();
 });

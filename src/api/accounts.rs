@@ -30,7 +30,7 @@ pub async fn sign_up(email: String, password: String, next: Option<String>) -> R
     let caller = super::caller()?;
     let key = super::engine()?.sign_up(&email, &password, caller.client).await?;
     super::session::set_cookie(&caller.session_cookie(&key))?;
-    Ok(super::session::local_path(next.as_deref()))
+    Ok(landing(next.as_deref()))
 }
 
 /// Signs in with a new session id (the one the browser had, if any, ends); answers the page to go to.
@@ -39,7 +39,19 @@ pub async fn sign_in(email: String, password: String, next: Option<String>) -> R
     let caller = super::caller()?;
     let key = super::engine()?.sign_in(&email, &password, caller.client, caller.session.as_ref()).await?;
     super::session::set_cookie(&caller.session_cookie(&key))?;
-    Ok(super::session::local_path(next.as_deref()))
+    Ok(landing(next.as_deref()))
+}
+
+/// The page to go to after signing in or up. A form posted without JavaScript is sent there
+/// (Leptos would answer it with the form it came from, signed in but still asking to sign in);
+/// the page's code goes there itself.
+#[cfg(feature = "ssr")]
+fn landing(next: Option<&str>) -> String {
+    let path = super::session::local_path(next);
+    if super::error::posted_without_javascript() {
+        leptos_axum::redirect(&path);
+    }
+    path
 }
 
 #[server(endpoint = "sign_out")]

@@ -92,7 +92,14 @@ fn progress(p: Progress) -> ProgressWire {
 }
 
 fn error(e: ErrorCard) -> ErrorWire {
-    ErrorWire { message: e.message, phase: e.phase, beat: e.beat, run_id: e.run.to_string(), attempt: e.attempt }
+    ErrorWire {
+        message: e.message,
+        phase: e.phase,
+        beat: e.beat,
+        run_id: e.run.to_string(),
+        attempt: e.attempt,
+        regenerating: e.regenerating,
+    }
 }
 
 fn artifacts(state: &Video, heads: &Heads, line: &[&Checkpoint]) -> ArtifactsWire {
@@ -103,6 +110,7 @@ fn artifacts(state: &Video, heads: &Heads, line: &[&Checkpoint]) -> ArtifactsWir
             Manifest::Script { script, .. } => {
                 a.script = Some(script.clone());
                 a.script_checkpoint = Some(checkpoint(state, heads, c));
+                a.script_next_version = Some(state.next_version(c.parent_id, crate::domain::Phase::Script));
             }
             Manifest::Storyboard { frames, narrations, .. } => {
                 a.storyboard = frames.iter().map(|f| f.url(id)).collect();

@@ -103,6 +103,9 @@ pub struct ErrorWire {
     pub beat: Option<u32>,
     pub run_id: String,
     pub attempt: u32,
+    /// A failed regeneration of `beat` (no retry on the card).
+    #[serde(default)]
+    pub regenerating: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,6 +128,9 @@ pub struct ClipWire {
 pub struct ArtifactsWire {
     pub script: Option<Script>,
     pub script_checkpoint: Option<CheckpointWire>,
+    /// The version an edit of the script saves.
+    #[serde(default)]
+    pub script_next_version: Option<u32>,
     pub storyboard: Vec<String>,
     /// Per beat, its spoken narration (none for a silent script).
     #[serde(default)]
@@ -193,39 +199,4 @@ pub enum ContinueResult {
     Completed,
 }
 
-/// Dollars for people: "$0.120".
-pub fn dollars(micros: i64) -> String {
-    format!("${}", decimal(micros, 1_000_000, 3))
-}
-
-/// `value / per_one` with `places` decimals, rounded half away from zero: `decimal(1250, 1000, 1)`
-/// is "1.3". Integer arithmetic, so the browser's bundle carries no float formatting.
-pub fn decimal(value: i64, per_one: i64, places: u32) -> String {
-    let per_one = i128::from(per_one.max(1));
-    let scale = 10i128.pow(places);
-    let scaled = i128::from(value) * scale;
-    let rounded = (scaled.abs() * 2 + per_one) / (per_one * 2);
-    let sign = if scaled < 0 && rounded != 0 { "-" } else { "" };
-    let (whole, frac) = (rounded / scale, rounded % scale);
-    if places == 0 { format!("{sign}{whole}") } else { format!("{sign}{whole}.{frac:0width$}", width = places as usize) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{decimal, dollars};
-
-    #[test]
-    fn decimals_round_half_away_from_zero_without_floats() {
-        assert_eq!(decimal(1250, 1000, 1), "1.3");
-        assert_eq!(decimal(1249, 1000, 1), "1.2");
-        assert_eq!(decimal(0, 1000, 2), "0.00");
-        assert_eq!(decimal(40, 1000, 1), "0.0");
-        assert_eq!(decimal(-1250, 1000, 1), "-1.3");
-        assert_eq!(decimal(-40, 1000, 1), "0.0");
-        assert_eq!(decimal(7, 1, 0), "7");
-        assert_eq!(decimal(12_345_678, 1_000_000, 2), "12.35");
-        assert_eq!(decimal(i64::MAX, 1, 0), i64::MAX.to_string());
-        assert_eq!(dollars(120_000), "$0.120");
-        assert_eq!(dollars(1_234_567), "$1.235");
-    }
-}
+pub use crate::domain::words::{decimal, dollars};

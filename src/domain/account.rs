@@ -148,7 +148,8 @@ impl fmt::Display for Denial {
         match self {
             Denial::BadCredentials => f.write_str("Email or password is incorrect"),
             Denial::TooManyAttempts { retry_after_s } => {
-                write!(f, "Too many failed sign-ins; try again in {} minutes", retry_after_s.div_ceil(60).max(1))
+                let minutes = super::words::count(retry_after_s.div_ceil(60).max(1), "minute", "minutes");
+                write!(f, "Too many failed sign-ins; try again in {minutes}")
             }
             Denial::SignedOut => f.write_str("You are signed out"),
         }

@@ -17,6 +17,7 @@ pub mod script;
 pub mod settings;
 pub mod validate;
 pub mod video;
+pub mod words;
 
 pub use account::{Account, AccountId, Denial, Email, Password};
 pub use fault::{FaultAction, FaultPlan, FaultRule};

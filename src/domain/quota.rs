@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use super::ids::AccountId;
+use super::words::count;
 
 /// The limits in force (server options).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,10 +53,16 @@ impl fmt::Display for LimitReached {
         match self {
             LimitReached::VideosPerHour { limit: 1 } => write!(f, "You have made a video in the last hour, the most allowed"),
             LimitReached::VideosPerHour { limit } => write!(f, "You have made {limit} videos in the last hour, the most allowed"),
-            LimitReached::ActiveRuns { limit } => write!(f, "You already have {limit} phases queued or running, the most allowed"),
-            LimitReached::Edits { limit } => write!(f, "This video already has {limit} edits, the most allowed"),
-            LimitReached::Branches { limit } => write!(f, "This video already has {limit} branches, the most allowed"),
-            LimitReached::Regenerations { limit } => write!(f, "This video already has {limit} regenerated beats, the most allowed"),
+            LimitReached::ActiveRuns { limit } => {
+                write!(f, "You already have {} queued or running, the most allowed", count(*limit, "phase", "phases"))
+            }
+            LimitReached::Edits { limit } => write!(f, "This video already has {}, the most allowed", count(*limit, "edit", "edits")),
+            LimitReached::Branches { limit } => {
+                write!(f, "This video already has {}, the most allowed", count(*limit, "branch", "branches"))
+            }
+            LimitReached::Regenerations { limit } => {
+                write!(f, "This video already has {}, the most allowed", count(*limit, "regenerated beat", "regenerated beats"))
+            }
             LimitReached::Storage { used, limit } => {
                 write!(f, "Your videos use {} MB of the {} MB allowed", used.div_ceil(1 << 20), limit / (1 << 20))
             }

@@ -140,22 +140,19 @@ impl fmt::Display for Refusal {
             }
             Refusal::NotRegenerable { phase } => write!(f, "{} checkpoints have no beats to regenerate", phase.label()),
             Refusal::BeatOutOfRange { beat, beats } => {
-                write!(f, "Beat {} does not exist; this video has {beats} beats", beat + 1)
+                write!(f, "Beat {} does not exist; this video has {}", beat + 1, super::words::count(*beats, "beat", "beats"))
             }
             Refusal::BranchNameTaken { name } => write!(f, "A branch named \"{name}\" already exists in this video"),
         }
     }
 }
 
-/// Millionths of a dollar as dollars and cents, rounded half away from zero. Integer arithmetic:
-/// the browser's bundle then carries no float formatting.
+/// Millionths of a dollar as the pages show them ("$0.120").
 struct Dollars(i64);
 
 impl fmt::Display for Dollars {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cents = (i128::from(self.0).abs() + 5_000) / 10_000;
-        let sign = if self.0 < 0 && cents > 0 { "-" } else { "" };
-        write!(f, "{sign}${}.{:02}", cents / 100, cents % 100)
+        f.write_str(&super::words::dollars(self.0))
     }
 }
 
@@ -346,6 +343,10 @@ pub struct AllowedActions {
     pub retry_limit: u32,
     pub can_edit: bool,
     pub can_cancel: bool,
+    /// Set when nothing runs but a beat's Regenerate would be refused (the budget): the page
+    /// shows why instead of buttons that fail.
+    #[serde(default)]
+    pub regenerate_refused: Option<Refusal>,
 }
 
 pub fn allowed_actions(view: &BranchView, limits: Limits) -> AllowedActions {
@@ -373,6 +374,8 @@ pub fn allowed_actions(view: &BranchView, limits: Limits) -> AllowedActions {
         retry_limit: limits.retry_limit,
         can_edit: view.active_run.is_none(),
         can_cancel: view.active_run.is_some(),
+        // What `decide_regenerate` checks of the branch, past the beat's own checks.
+        regenerate_refused: view.active_run.is_none().then(|| view.budget_check().err()).flatten(),
     }
 }
 

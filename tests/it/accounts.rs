@@ -299,6 +299,33 @@ async fn a_cross_site_form_post_is_refused_and_changes_nothing() {
     assert_eq!(same.status, 200, "the page's own requests pass: {}", same.body);
 }
 
+/// Signing up or in with JavaScript off lands, signed in, on the page asked for (`next`, or `/`);
+/// it went back to the form it came from, which still asked to sign in (SPEC §8: "both land on
+/// `/` on success"). A refused one goes back to the form and signs nobody in.
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_up_and_in_without_javascript_lands_on_the_page_asked_for() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let location = |a: &crate::web::Answer| a.headers.get("location").map(|l| l.to_str().unwrap().to_string());
+    let made = web.post_form(None, "sign_up", &[("email", "nojs@example.org"), ("password", PASSWORD), ("next", "")], "/signup").await;
+    assert!(matches!(made.status, 302 | 303), "{} {}", made.status, made.body);
+    assert_eq!(location(&made).as_deref(), Some("/"));
+    let cookie = made.session_cookie().expect("signed in");
+    let video = create(&web, &cookie, "Asked for before signing in").await;
+    let asked = format!("/videos/{video}");
+    let fields = [("email", "nojs@example.org"), ("password", PASSWORD), ("next", asked.as_str())];
+    let signed_in = web.post_form(None, "sign_in", &fields, &format!("/signin?next={asked}")).await;
+    assert!(matches!(signed_in.status, 302 | 303), "{}", signed_in.status);
+    assert_eq!(location(&signed_in), Some(asked.clone()));
+    let page = web.get(signed_in.session_cookie().as_deref(), &asked, &[]).await;
+    assert_eq!(page.status, 200, "the new session opens the page asked for");
+    let wrong = [("email", "nojs@example.org"), ("password", "not the password"), ("next", asked.as_str())];
+    let refused = web.post_form(None, "sign_in", &wrong, &format!("/signin?next={asked}")).await;
+    let back = location(&refused).unwrap_or_default();
+    assert!(back.starts_with(&format!("{}/signin?", web.origin())) && back.contains("__err="), "back to the form, with its error: {back}");
+    assert_eq!(refused.session_cookie(), None, "nobody signed in");
+}
+
 /// No other site may show these pages in a frame: a click there would be a request from this
 /// page's own origin (with `--auth none`, no cookie even stands in the way).
 #[tokio::test(flavor = "multi_thread")]

@@ -751,7 +751,7 @@ async fn a_phase_estimated_over_budget_is_refused_before_it_spends() {
     let before = snapshot(&e).await;
     let refused = e.continue_video(video, Some(script), None, false).await.unwrap_err();
     assert!(matches!(refused, CoreError::Refused(Refusal::OverBudget { estimate_micros: 120_003, .. })), "{refused:?}");
-    assert!(refused.to_string().contains("more than the $0.10 left of the budget"), "{refused}");
+    assert!(refused.to_string().contains("more than the $0.100 left of the budget"), "{refused}");
     assert_eq!(snapshot(&e).await, before, "a refused phase changes nothing");
     assert_eq!(calls(&server, "POST", "/images/generations").await, 0, "and spends nothing");
 

@@ -76,6 +76,22 @@ impl Web {
         answer(request.send().await.expect("a server-function call")).await
     }
 
+    /// A form the browser posts by itself (JavaScript off: HTML wanted, the page it is on as the
+    /// `Referer`, no redirects followed).
+    pub async fn post_form(&self, cookie: Option<&str>, name: &str, fields: &[(&str, &str)], from: &str) -> Answer {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let mut request = client
+            .post(self.url(&format!("/api/{name}")))
+            .header("accept", "text/html")
+            .header("origin", self.origin())
+            .header("referer", self.url(from))
+            .form(fields);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        answer(request.send().await.expect("a form post")).await
+    }
+
     /// A GET as a browser makes it (HTML wanted, no redirects followed).
     pub async fn get(&self, cookie: Option<&str>, path: &str, headers: &[(&str, &str)]) -> Answer {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();

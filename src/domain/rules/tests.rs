@@ -171,6 +171,10 @@ fn budget_refuses_new_runs_but_not_the_final_approval() {
     let allowed = allowed_actions(&pending, LIMITS);
     assert!(!allowed.can_continue);
     assert!(matches!(allowed.continue_refused, Some(Refusal::BudgetExhausted { spent_micros: 9, budget_micros: 1 })));
+    // A beat's Regenerate would be refused the same way: the page says so instead of offering it.
+    assert_eq!(allowed.regenerate_refused, decide_regenerate(&pending, Phase::Storyboard, true, 0, 3).err());
+    assert!(allowed.regenerate_refused.is_some());
+    assert_eq!(allowed_actions(&failed_in_phase2(0), LIMITS).regenerate_refused, None, "no budget, nothing refused");
     let last = BranchView { head: head(4, Phase::Render, Pending), spent_micros: 9, budget_micros: Some(1), ..Default::default() };
     assert!(decide(&last, req(given(4, Pending), false), LIMITS).is_ok());
 }
@@ -522,12 +526,14 @@ mod model {
     }
 }
 
+/// In the page's own dollars (tenths of a cent): in cents a spent budget read "$0.05 of $0.05"
+/// and a tiny estimate "$0.00, more than the $0.00 left".
 #[test]
-fn budget_refusals_say_dollars_and_cents() {
+fn budget_refusals_say_dollars_as_the_page_does() {
     let spent = Refusal::BudgetExhausted { spent_micros: 52_000, budget_micros: 50_000 };
-    assert_eq!(spent.to_string(), "The budget is spent: $0.05 of $0.05");
+    assert_eq!(spent.to_string(), "The budget is spent: $0.052 of $0.050");
     let over = Refusal::OverBudget { estimate_micros: 1_234_999, spent_micros: 2_000_000, budget_micros: 1_995_000 };
-    assert_eq!(over.to_string(), "The next phase is estimated at $1.23, more than the -$0.01 left of the budget");
+    assert_eq!(over.to_string(), "The next phase is estimated at $1.235, more than the -$0.005 left of the budget");
     let even = Refusal::OverBudget { estimate_micros: 125_000_000, spent_micros: 0, budget_micros: 4_000 };
-    assert_eq!(even.to_string(), "The next phase is estimated at $125.00, more than the $0.00 left of the budget");
+    assert_eq!(even.to_string(), "The next phase is estimated at $125.000, more than the $0.004 left of the budget");
 }

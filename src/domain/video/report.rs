@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{Branch, Checkpoint, Run, UnitTry, Video};
 use crate::domain::ids::RunId;
 use crate::domain::manifest::Manifest;
-use crate::domain::model::{BranchStatus, CheckpointStatus, Phase, RunStatus, TryOutcome};
+use crate::domain::model::{BranchStatus, CheckpointStatus, Origin, Phase, RunStatus, TryOutcome};
 use crate::domain::rules::{AllowedActions, BranchView, Limits, allowed_actions, branch_status};
 use crate::domain::validate::BranchName;
 
@@ -22,6 +22,9 @@ pub struct ErrorCard {
     pub phase: Phase,
     pub beat: Option<u32>,
     pub attempt: u32,
+    /// A failed regeneration of `beat`: the version it was made from is unchanged, and the
+    /// card offers no retry (the beat's own button makes it again).
+    pub regenerating: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +156,7 @@ pub fn branch_report<'a>(video: &'a Video, tries: &[UnitTry], branch: &str, limi
         branch,
         status,
         current_phase: current_phase(&view, status, head),
-        error: error_card(video, &view, status, latest_run(video, branch)),
+        error: error_card(video, &view, status, head, latest_run(video, branch)),
         pending,
         retry_label: retry_label(status, &allowed, pending),
         allowed,
@@ -165,13 +168,24 @@ pub fn branch_report<'a>(video: &'a Video, tries: &[UnitTry], branch: &str, limi
     })
 }
 
-/// The failure the error card shows: the branch's failed run, or, while a pending edit follows
-/// a failure, the latest failed run (so the person sees what happened).
-fn error_card(video: &Video, view: &BranchView, status: BranchStatus, latest: Option<&Run>) -> Option<ErrorCard> {
+/// The failure the error card shows: the branch's failed run; while an edit made after a
+/// failure waits for approval, that failure (so the person sees what happened); and a failed
+/// regeneration, the branch's latest run, whatever the branch's status (a completed video's
+/// beat made again and failed said nothing).
+fn error_card(video: &Video, view: &BranchView, status: BranchStatus, head: Option<&Checkpoint>, latest: Option<&Run>) -> Option<ErrorCard> {
+    let latest_failed = latest.filter(|r| r.status.is_failure());
     match (status, view.latest_from_head.and_then(|v| video.run(v.id))) {
         (BranchStatus::Failed, Some(r)) => Some(error_of(r)),
-        (BranchStatus::AwaitingApproval, _) => latest.filter(|r| r.status.is_failure()).map(error_of),
-        _ => None,
+        (BranchStatus::Processing, _) => None,
+        _ => match latest_failed {
+            Some(r) if r.regenerate.is_some() => (r.status == RunStatus::Failed).then(|| error_of(r)),
+            Some(r) if status == BranchStatus::AwaitingApproval
+                && head.is_some_and(|h| h.origin == Origin::Edited && h.created_at >= r.created_at) =>
+            {
+                Some(error_of(r))
+            }
+            _ => None,
+        },
     }
 }
 
@@ -180,8 +194,9 @@ fn error_of(r: &Run) -> ErrorCard {
         run: r.id,
         message: r.error.clone().unwrap_or_else(|| "The phase failed".into()),
         phase: r.phase,
-        beat: r.failed_beat(),
+        beat: r.regenerate.as_ref().map(|g| g.beat).or(r.failed_beat()),
         attempt: r.attempt,
+        regenerating: r.regenerate.is_some(),
     }
 }
 
@@ -197,7 +212,9 @@ fn current_phase(view: &BranchView, status: BranchStatus, head: Option<&Checkpoi
 
 /// A failed branch retries its phase; after an edit, retrying continues from the new version.
 fn retry_label(status: BranchStatus, allowed: &AllowedActions, pending: Option<&Checkpoint>) -> String {
-    if status == BranchStatus::Failed {
+    if status == BranchStatus::Failed && allowed.next_retry_number > allowed.retry_limit {
+        format!("Retry from Last Checkpoint (all {} retries used)", allowed.retry_limit)
+    } else if status == BranchStatus::Failed {
         format!("Retry from Last Checkpoint (Retry #{} of {})", allowed.next_retry_number, allowed.retry_limit)
     } else {
         let version = pending.map(|c| format!(" ({} v{})", c.phase.label(), c.version)).unwrap_or_default();

@@ -128,7 +128,9 @@ fn a_failed_phase_shows_its_error_progress_and_retry() {
 #[test]
 fn an_edit_after_a_failure_keeps_the_error_card_and_continues_from_the_new_version() {
     let mut video = failed_storyboard();
-    video.checkpoints.push(cp(11, None, Phase::Script, 2, CheckpointStatus::Pending));
+    let mut edited = cp(11, None, Phase::Script, 2, CheckpointStatus::Pending);
+    (edited.origin, edited.created_at) = (Origin::Edited, 200);
+    video.checkpoints.push(edited);
     video.branches[0].head_id = Some(CheckpointId(Uuid::from_u128(11)));
     let report = branch_report(&video, &[], "main", Limits::default()).unwrap();
     assert_eq!(report.status, BranchStatus::AwaitingApproval);
@@ -138,6 +140,70 @@ fn an_edit_after_a_failure_keeps_the_error_card_and_continues_from_the_new_versi
     assert_eq!(report.pending.map(|c| c.version), Some(2));
     assert_eq!(report.retry_label, "Retry from Last Checkpoint (Script v2)");
     assert!(report.allowed.can_continue);
+}
+
+/// At the limit the (disabled) button said "Retry #6 of 5".
+#[test]
+fn at_the_retry_limit_the_label_says_the_retries_are_used() {
+    let mut video = failed_storyboard();
+    for attempt in 2..=6 {
+        video.runs.push(run(attempt as u128 + 10, Some(10), Phase::Storyboard, attempt, RunStatus::Failed));
+    }
+    let report = branch_report(&video, &[], "main", Limits::default()).unwrap();
+    assert!(!report.allowed.can_retry);
+    assert_eq!(report.retry_label, "Retry from Last Checkpoint (all 5 retries used)");
+}
+
+/// A storyboard v1 waiting for approval, and a regeneration of its beat 2 that failed.
+fn failed_regeneration(head_status: CheckpointStatus) -> Video {
+    let mut video = failed_storyboard();
+    video.runs.pop();
+    video.checkpoints[0].status = CheckpointStatus::Approved;
+    video.checkpoints.push(cp(11, Some(10), Phase::Storyboard, 1, head_status));
+    video.branches[0].head_id = Some(CheckpointId(Uuid::from_u128(11)));
+    let mut regen = run(3, Some(11), Phase::Storyboard, 1, RunStatus::Failed);
+    regen.kind = RunKind::Regenerate;
+    regen.regenerate = Some(Regenerate { beat: 1, seed: 9, of: CheckpointId(Uuid::from_u128(11)) });
+    (regen.error, regen.failed_unit) = (Some("the artist dropped the pencil".into()), Some(1));
+    video.runs.push(regen);
+    video
+}
+
+/// A failed regeneration is no failed phase: the card says the beat failed and offers no retry
+/// (it offered "The last attempt failed … You saved a new version" and a button that approved the
+/// version instead), and the branch still waits for approval.
+#[test]
+fn a_failed_regeneration_says_so_and_offers_no_retry() {
+    let video = failed_regeneration(CheckpointStatus::Pending);
+    let report = branch_report(&video, &[], "main", Limits::default()).unwrap();
+    assert_eq!(report.status, BranchStatus::AwaitingApproval);
+    let error = report.error.expect("the failure is shown");
+    assert!(error.regenerating);
+    assert_eq!((error.run, error.phase, error.beat), (video.runs[1].id, Phase::Storyboard, Some(1)));
+    assert!(report.allowed.can_continue, "approving the version is still the way on");
+}
+
+/// On a completed video a beat made again that failed said nothing at all.
+#[test]
+fn a_failed_regeneration_on_an_approved_version_is_shown_too() {
+    let mut video = failed_regeneration(CheckpointStatus::Approved);
+    video.checkpoints[1].phase = Phase::Render;
+    let report = branch_report(&video, &[], "main", Limits::default()).unwrap();
+    assert_eq!(report.status, BranchStatus::Completed);
+    assert!(report.error.is_some_and(|e| e.regenerating && e.beat == Some(1)));
+}
+
+/// A generated version waiting for approval after an older failure (the retry that made it
+/// succeeded later on another path) is no "new version you saved": no card.
+#[test]
+fn only_an_edit_made_after_the_failure_keeps_its_card() {
+    let mut video = failed_storyboard();
+    let mut older = cp(11, None, Phase::Script, 2, CheckpointStatus::Pending);
+    older.origin = Origin::Edited;
+    video.checkpoints.push(older);
+    video.branches[0].head_id = Some(CheckpointId(Uuid::from_u128(11)));
+    let report = branch_report(&video, &[], "main", Limits::default()).unwrap();
+    assert_eq!((report.status, report.error), (BranchStatus::AwaitingApproval, None), "an edit older than the failure");
 }
 
 #[test]

@@ -11,6 +11,12 @@ use crate::ui::live::shared;
 pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
     let a = s.artifacts.clone();
     let idle = s.allowed.can_edit;
+    // Regenerate buttons only where the server would take them; otherwise why not, once a section.
+    let regenerable = idle && s.allowed.regenerate_refused.is_none();
+    let refused = s.allowed.regenerate_refused.clone().filter(|_| idle).map(|r| {
+        let line = format!("Regenerating a beat is refused: {r}. {}", r.next_step());
+        move || view! { <p class="muted small refusal">{line.clone()}</p> }
+    });
     let (video_id, branch) = (s.video_id.clone(), s.branch.clone());
     let regenerate = move |checkpoint: String, beat: usize, label: String| {
         view! { <RegenerateButton video_id=video_id.clone() branch=branch.clone() checkpoint beat=beat as u32 label/> }
@@ -60,6 +66,7 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
                     <h2 id="storyboard-heading">"Storyboard"</h2>
                     <span class="muted small">{format!("v{} · {}", c.version, c.status)}</span>
                 </div>
+                {refused.clone().map(|line| line())}
                 <ul class="frames">
                     {frames.into_iter().enumerate().map(|(i, url)| {
                         let id = c.id.clone();
@@ -67,7 +74,7 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
                             <li>
                                 <img src=url alt=format!("Storyboard beat {}", i + 1) loading="lazy" width="320" height="180"/>
                                 {narrations.get(i).map(|n| view! { <NarrationPlayer index=i audio_url=n.audio_url.clone() duration_ms=n.duration_ms/> })}
-                                {idle.then(|| regenerate(id, i, format!("Regenerate beat {}", i + 1)))}
+                                {regenerable.then(|| regenerate(id, i, format!("Regenerate beat {}", i + 1)))}
                             </li>
                         }
                     }).collect_view()}
@@ -82,6 +89,7 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
                     <h2 id="clips-heading">"Clips"</h2>
                     <span class="muted small">{format!("v{} · {}", c.version, c.status)}</span>
                 </div>
+                {refused.clone().map(|line| line())}
                 <ul class="frames">
                     {a.clips.iter().enumerate().map(|(i, clip)| {
                         let id = c.id.clone();
@@ -89,7 +97,7 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
                         view! {
                             <li>
                                 <ClipPreview index=i url=clip.preview_url.clone() poster=poster/>
-                                {idle.then(|| regenerate(id, i, format!("Regenerate clip {}", i + 1)))}
+                                {regenerable.then(|| regenerate(id, i, format!("Regenerate clip {}", i + 1)))}
                             </li>
                         }
                     }).collect_view()}

@@ -2,6 +2,7 @@
 use leptos::prelude::*;
 
 use crate::api::{VideoStatusWire, dollars};
+use crate::domain::words::count;
 use crate::domain::RunKind;
 use crate::domain::video::ATTEMPTS_PAGE;
 use crate::ui::components::pager::Pager;
@@ -21,8 +22,8 @@ pub fn Attempts(s: VideoStatusWire) -> impl IntoView {
                 "{} made · {} reused{}{}",
                 r.calls,
                 r.memo_hits,
-                if r.narrations > 0 { format!(" (incl. {} narrations)", r.narrations) } else { String::new() },
-                if r.failed_tries > 0 { format!(" · {} failed tries", r.failed_tries) } else { String::new() }
+                if r.narrations > 0 { format!(" (incl. {})", count(r.narrations, "narration", "narrations")) } else { String::new() },
+                if r.failed_tries > 0 { format!(" · {}", count(r.failed_tries, "failed try", "failed tries")) } else { String::new() }
             );
             view! {
                 <tr class=format!("run-{}", r.status)>

@@ -2,7 +2,7 @@
 use leptos::prelude::*;
 
 use crate::api::{TreeNode, VideoStatusWire, create_branch};
-use crate::domain::Origin;
+use crate::domain::{BranchStatus, Origin};
 use crate::domain::video::TREE_PAGE;
 use crate::ui::components::pager::Pager;
 use crate::ui::go_to;
@@ -16,7 +16,14 @@ pub fn CheckpointTree(s: VideoStatusWire) -> impl IntoView {
     view! {
         <section class="card tree" aria-labelledby="tree-heading">
             <h2 id="tree-heading">"Checkpoints"</h2>
-            {if s.checkpoint_tree.is_empty() { Some(view! { <p class="muted">"No checkpoint yet: the script is being written."</p> }) } else { None }}
+            {s.checkpoint_tree.is_empty().then(|| {
+                let why = match s.status {
+                    BranchStatus::Processing => "No checkpoint yet: the script is being written.",
+                    BranchStatus::Failed => "No checkpoint yet: writing the script failed (see above).",
+                    _ => "No checkpoint yet.",
+                };
+                view! { <p class="muted">{why}</p> }
+            })}
             <ul class="tree-root">{nodes}</ul>
             <Pager what="checkpoints" page=s.tree_page size=TREE_PAGE total=s.tree_total
                 href=move |n| page_href(&video_id, &branch, n, attempts_page)/>

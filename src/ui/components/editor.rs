@@ -16,12 +16,13 @@ pub fn EditButton(label: String, small: bool) -> impl IntoView {
 /// The editor of the branch's newest script; open while `editing` is set, and each time it
 /// opens it starts from the saved script.
 #[island]
-pub fn ScriptEditor(video_id: String, branch: String, checkpoint: String, version: u32, script: Script) -> impl IntoView {
+pub fn ScriptEditor(video_id: String, branch: String, checkpoint: String, version: u32, saves: Option<u32>, script: Script) -> impl IntoView {
     let sh = shared();
-    move || sh.editing.get().then(|| editor_form(sh, video_id.clone(), branch.clone(), checkpoint.clone(), version, script.clone()))
+    move || sh.editing.get().then(|| editor_form(sh, video_id.clone(), branch.clone(), checkpoint.clone(), (version, saves), script.clone()))
 }
 
-fn editor_form(sh: Shared, video_id: String, branch: String, checkpoint: String, version: u32, script: Script) -> impl IntoView {
+fn editor_form(sh: Shared, video_id: String, branch: String, checkpoint: String, versions: (u32, Option<u32>), script: Script) -> impl IntoView {
+    let (version, saves) = versions;
     let draft = RwSignal::new(script.clone());
     let save = sh.action(move |(checkpoint, script): (String, Script)| {
         let json = serde_json::to_string(&script).unwrap_or_default();
@@ -54,9 +55,11 @@ fn editor_form(sh: Shared, video_id: String, branch: String, checkpoint: String,
                     <label for=format!("beat-{i}-duration")>{format!("Beat {n} duration (ms)")}</label>
                     <input id=format!("beat-{i}-duration") type="number" min="500" max="10000" step="250"
                         prop:value=move || draft.with(|d| d.beats[i].duration_ms.to_string())
-                        on:input=move |ev| {
-                            let value = event_target_value(&ev).parse().unwrap_or(0);
-                            draft.update(|d| d.beats[i].duration_ms = value)
+                        on:input=move |ev| match event_target_value(&ev).parse() {
+                            Ok(value) => draft.update(|d| d.beats[i].duration_ms = value),
+                            // Cleared while typing: not written back as "0" under the cursor; a
+                            // save then says what the field needs.
+                            Err(_) => draft.update_untracked(|d| d.beats[i].duration_ms = 0),
                         }/>
                 </fieldset>
             }
@@ -64,7 +67,10 @@ fn editor_form(sh: Shared, video_id: String, branch: String, checkpoint: String,
         .collect_view();
     view! {
         <section class="card editor" aria-labelledby="editor-heading">
-            <h2 id="editor-heading">{format!("Edit Script v{version} — saves Script v{}", "next")}</h2>
+            <h2 id="editor-heading">{match saves {
+                Some(next) => format!("Edit Script v{version} — saves Script v{next}"),
+                None => format!("Edit Script v{version} — saves a new version"),
+            }}</h2>
             <form on:submit=move |ev| {
                 ev.prevent_default();
                 save.dispatch((checkpoint.clone(), draft.get_untracked()));
@@ -110,9 +116,9 @@ fn NarrationFields(draft: RwSignal<Script>) -> impl IntoView {
             <label for="narration-speed">"Speed (words per minute)"</label>
             <input id="narration-speed" type="number" min=MIN_WPM.to_string() max=MAX_WPM.to_string() step="5"
                 prop:value=move || draft.with(|d| d.narration.speed_wpm.to_string())
-                on:input=move |ev| {
-                    let value = event_target_value(&ev).parse().unwrap_or(0);
-                    draft.update(|d| d.narration.speed_wpm = value)
+                on:input=move |ev| match event_target_value(&ev).parse() {
+                    Ok(value) => draft.update(|d| d.narration.speed_wpm = value),
+                    Err(_) => draft.update_untracked(|d| d.narration.speed_wpm = 0),
                 }/>
             <label class="inline">
                 <input id="narration-burn" type="checkbox"

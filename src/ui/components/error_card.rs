@@ -8,21 +8,20 @@ use crate::ui::components::timeline::ContinueButton;
 
 #[component]
 pub fn ErrorCard(s: VideoStatusWire, e: ErrorWire) -> impl IntoView {
+    if e.regenerating {
+        return view! { <RegenerationFailed e/> }.into_any();
+    }
     let allowed = s.allowed.clone();
     let failed = s.status == BranchStatus::Failed;
     let (enabled, refused) =
         (if failed { allowed.can_retry } else { allowed.can_continue }, allowed.retry_refused.clone().filter(|_| failed));
-    let where_ = match e.beat {
-        Some(b) => format!("Phase {} · {} · beat {} · attempt {}", e.phase.number(), e.phase.label(), b + 1, e.attempt),
-        None => format!("Phase {} · {} · attempt {}", e.phase.number(), e.phase.label(), e.attempt),
-    };
     let heading =
         if failed { format!("The {} phase failed", e.phase.label().to_lowercase()) } else { "The last attempt failed".to_string() };
     view! {
         <section class="card error-card" role="alert" aria-labelledby="error-heading">
             <h2 id="error-heading">{heading}</h2>
             <p class="error-text">{e.message.clone()}</p>
-            <p class="muted">{where_}</p>
+            <p class="muted">{where_(&e)}</p>
             {(!failed).then(|| view! {
                 <p>"You saved a new version; retrying continues from it."</p>
             })}
@@ -36,6 +35,33 @@ pub fn ErrorCard(s: VideoStatusWire, e: ErrorWire) -> impl IntoView {
                 )}</p>
             })}
             <RetryActions s enabled/>
+        </section>
+    }
+    .into_any()
+}
+
+/// Where it failed: phase, beat, attempt.
+fn where_(e: &ErrorWire) -> String {
+    match e.beat {
+        Some(b) => format!("Phase {} · {} · beat {} · attempt {}", e.phase.number(), e.phase.label(), b + 1, e.attempt),
+        None => format!("Phase {} · {} · attempt {}", e.phase.number(), e.phase.label(), e.attempt),
+    }
+}
+
+/// A beat made again that failed: what it was made from is unchanged, so there is nothing to
+/// retry from here (the beat's own button makes it again).
+#[component]
+fn RegenerationFailed(e: ErrorWire) -> impl IntoView {
+    let beat = e.beat.map(|b| format!(" beat {}", b + 1)).unwrap_or_default();
+    view! {
+        <section class="card error-card" role="alert" aria-labelledby="error-heading">
+            <h2 id="error-heading">{format!("Making{beat} of the {} again failed", e.phase.label().to_lowercase())}</h2>
+            <p class="error-text">{e.message.clone()}</p>
+            <p class="muted">{where_(&e)}</p>
+            <p>{format!(
+                "The {} is unchanged. Make the beat again with its Regenerate button, or go on with it as it is.",
+                e.phase.label().to_lowercase()
+            )}</p>
         </section>
     }
 }

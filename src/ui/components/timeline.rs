@@ -64,7 +64,7 @@ pub fn Timeline(s: VideoStatusWire) -> impl IntoView {
 #[component]
 pub fn Controls(s: VideoStatusWire) -> impl IntoView {
     let (video_id, branch) = (s.video_id.clone(), s.branch.clone());
-    let saved_budget = s.budget_micros.map(|b| crate::api::decimal(b, 1_000_000, 2)).unwrap_or_default();
+    let saved_budget = s.budget_micros.map(crate::domain::words::exact_dollars).unwrap_or_default();
     let spent = match s.budget_micros {
         Some(b) => format!("Spent {} of a {} budget.", dollars(s.total_cost_micros), dollars(b)),
         None => format!("Spent {}; no budget set.", dollars(s.total_cost_micros)),

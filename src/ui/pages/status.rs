@@ -90,7 +90,8 @@ fn StatusView(s: VideoStatusWire) -> impl IntoView {
         .collect_view();
     let editor = match (s.artifacts.script.clone(), s.artifacts.script_checkpoint.clone()) {
         (Some(script), Some(checkpoint)) => Some(view! {
-            <ScriptEditor video_id=video_id.clone() branch=s.branch.clone() checkpoint=checkpoint.id version=checkpoint.version script/>
+            <ScriptEditor video_id=video_id.clone() branch=s.branch.clone() checkpoint=checkpoint.id version=checkpoint.version
+                saves=s.artifacts.script_next_version script/>
         }),
         _ => None,
     };

@@ -60,7 +60,7 @@ fn VideoCard(v: VideoSummary) -> impl IntoView {
             <div class="video-meta">
                 <StatusBadge status=v.status/>
                 {v.current_phase.map(|p| view! { <span class="muted">{p.label()}</span> })}
-                <span class="muted">{format!("{} beats", v.beats)}</span>
+                <span class="muted">{crate::domain::words::count(v.beats, "beat", "beats")}</span>
                 <span class="muted">{timestamp(v.created_at)}</span>
                 <span class="cost">{dollars(v.total_cost_micros)}</span>
             </div>
@@ -90,13 +90,15 @@ fn NewVideoForm(fault_injection: bool) -> impl IntoView {
         }
     });
     let error = move || create.value().get().and_then(Result::err);
-    let field_error = move |field: &'static str| {
-        move || {
-            error().filter(|e: &AppError| e.field().is_some_and(|f| f == field || f.starts_with(&format!("{field}[")))).map(|e| {
-                view! { <p class="field-error" id=format!("{field}-error")>{e.sentence()}</p> }
-            })
-        }
+    let error_of = move |field: &'static str| {
+        error().filter(|e: &AppError| e.field().is_some_and(|f| f == field || f.starts_with(&format!("{field}["))))
     };
+    // Announced when it appears, and tied to its field (which is marked invalid).
+    let field_error = move |field: &'static str| {
+        move || error_of(field).map(|e| view! { <p class="field-error" id=format!("{field}-error") role="alert">{e.sentence()}</p> })
+    };
+    let invalid = move |field: &'static str| move || error_of(field).is_some().then_some("true");
+    let described = move |field: &'static str| move || error_of(field).is_some().then(|| format!("{field}-error"));
     let other_error = move || {
         error()
             .filter(|e| !matches!(e.field(), Some(f) if ["prompt", "beats", "fault_plan"].iter().any(|k| f.starts_with(k))))
@@ -106,12 +108,14 @@ fn NewVideoForm(fault_injection: bool) -> impl IntoView {
         <form class="form" method="post" action=CreateVideo::url() on:submit=submit>
             <label for="prompt">"Prompt"</label>
             <textarea id="prompt" name="prompt" rows="3" required maxlength="2000"
+                aria-invalid=invalid("prompt") aria-describedby=described("prompt")
                 placeholder="A lighthouse keeper teaches a gull to read the tides"></textarea>
             {field_error("prompt")}
             <div class="row">
                 <div>
                     <label for="beats">"Beats"</label>
-                    <input id="beats" name="beats" type="number" min="1" max="12" value="4" required/>
+                    <input id="beats" name="beats" type="number" min="1" max="12" value="4" required
+                        aria-invalid=invalid("beats") aria-describedby=described("beats")/>
                     {field_error("beats")}
                 </div>
                 <div class="checkbox">
@@ -122,6 +126,7 @@ fn NewVideoForm(fault_injection: bool) -> impl IntoView {
             {fault_injection.then(|| view! {
                 <label for="fault_plan">"Fault plan"</label>
                 <textarea id="fault_plan" name="fault_plan" rows="2" class="mono"
+                    aria-invalid=invalid("fault_plan") aria-describedby=described("fault_plan")
                     placeholder=r#"[{"phase":2,"beat":0,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"}]"#></textarea>
                 <p class="hint">"Fault injection is on: a JSON array of rules that make phases fail on purpose."</p>
                 {field_error("fault_plan")}

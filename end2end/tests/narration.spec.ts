@@ -71,6 +71,14 @@ test("the editor estimates each beat's spoken length and refuses a bad speed, ch
   await page.getByLabel("Speed (words per minute)").fill("90");
   await expect(estimate).not.toHaveText(before);
   await page.getByLabel("Voice").selectOption("en-gb-x-rp");
+  // A number field cleared while typing stays as typed when another field changes (it was
+  // written back as "0").
+  const duration = page.getByLabel("Beat 1 duration (ms)");
+  const length = await duration.inputValue();
+  await duration.fill("");
+  await page.getByLabel("Beat 1 visual").fill("A quieter harbour at dawn.");
+  await expect(duration).toHaveValue("");
+  await duration.fill(length);
 
   // Out of range: the browser's own check stops the form first…
   const speed = page.getByLabel("Speed (words per minute)");

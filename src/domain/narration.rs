@@ -17,6 +17,24 @@ pub const SILENT: &str = "none";
 pub const DEFAULT_WPM: u32 = 175;
 pub const MIN_WPM: u32 = 80;
 pub const MAX_WPM: u32 = 320;
+/// Silence after a beat's narration before the next beat starts.
+pub const PAUSE_AFTER_MS: u32 = 300;
+/// The longest a beat's clip may last (the encoder's limit), its narration's pause included.
+pub const LONGEST_BEAT_MS: u32 = 120_000;
+
+/// Whether a narration of `spoken_ms`, with its pause, fits in the longest beat; if not, what to
+/// say (for a script's field, from an estimate, and for a narration unit, from the real audio).
+pub fn too_long_to_say(spoken_ms: u32) -> Option<String> {
+    let seconds = |ms: u32| super::words::decimal(i64::from(ms), 1000, 1);
+    (spoken_ms.saturating_add(PAUSE_AFTER_MS) > LONGEST_BEAT_MS).then(|| {
+        format!(
+            "it lasts {} s when spoken, and with the {} s pause after it a beat may last at most {} s: shorten the narration or raise the speed",
+            seconds(spoken_ms),
+            seconds(PAUSE_AFTER_MS),
+            LONGEST_BEAT_MS / 1000
+        )
+    })
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Narration {

@@ -374,8 +374,14 @@ pub fn allowed_actions(view: &BranchView, limits: Limits) -> AllowedActions {
         retry_limit: limits.retry_limit,
         can_edit: view.active_run.is_none(),
         can_cancel: view.active_run.is_some(),
-        // What `decide_regenerate` checks of the branch, past the beat's own checks.
-        regenerate_refused: view.active_run.is_none().then(|| view.budget_check().err()).flatten(),
+        // A spent budget refuses any regeneration; whether one beat's cost fits what is left the
+        // engine checks against that beat's own estimate (this view's is the next phase's).
+        regenerate_refused: match view.budget_micros {
+            Some(budget) if view.active_run.is_none() && view.spent_micros >= budget => {
+                Some(Refusal::BudgetExhausted { spent_micros: view.spent_micros, budget_micros: budget })
+            }
+            _ => None,
+        },
     }
 }
 

@@ -62,6 +62,11 @@ impl Script {
                     format!("beat {n}'s narration is longer than {MAX_NARRATION_CHARS} characters"),
                 ));
             }
+            if !self.narration.is_silent()
+                && let Some(why) = super::narration::too_long_to_say(super::narration::estimated_speech_ms(&beat.narration, self.narration.speed_wpm))
+            {
+                return Err(InvalidInput::new(format!("beats[{i}].narration"), format!("beat {n}'s narration is too long to say: {why}")));
+            }
             if beat.visual.trim().is_empty() {
                 return Err(InvalidInput::new(format!("beats[{i}].visual"), format!("beat {n} needs a visual description")));
             }

@@ -27,7 +27,7 @@ const HEADER_LEN: usize = 8 + 4 * 4;
 const BITRATE_BPS: u32 = 4_000_000;
 pub(crate) const MAX_FPS: u32 = 120;
 /// The longest clip the encoder makes (a beat, with its narration and the pause after it).
-pub const MAX_DURATION_MS: u32 = 120_000;
+const MAX_DURATION_MS: u32 = crate::domain::narration::LONGEST_BEAT_MS;
 
 /// Encodes a clip of `duration_ms` at `fps` from a still PNG.
 ///

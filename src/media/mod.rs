@@ -15,7 +15,7 @@ mod storyboard;
 mod text;
 
 pub use audio::BeatAudio;
-pub use clip::{Clip, MAX_DURATION_MS as MAX_CLIP_MS, make_clip, make_clip_until};
+pub use clip::{Clip, make_clip, make_clip_until};
 pub use normalize::{image_size, normalize_clip, normalize_image};
 pub use render::{Rendered, render_narrated, render_video};
 pub use script::write_script;

@@ -78,7 +78,9 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Pcm, MediaError> {
     while pos + 8 <= bytes.len() {
         let id = &bytes[pos..pos + 4];
         let size = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes")) as usize;
-        let size = if id == b"data" && size == 0 { usize::MAX - pos - 8 } else { size };
+        // A data size of 0 with samples after it, not another chunk, is a streamed WAV's.
+        let next_is_chunk = bytes.get(pos + 8..pos + 12).is_none_or(|n| n.iter().all(|b| b.is_ascii_alphanumeric() || *b == b' '));
+        let size = if id == b"data" && size == 0 && !next_is_chunk { usize::MAX - pos - 8 } else { size };
         let body = &bytes[pos + 8..bytes.len().min((pos + 8).saturating_add(size))];
         match id {
             b"fmt " if body.len() >= 16 => {
@@ -192,6 +194,10 @@ mod tests {
             wav[at..at + 4].copy_from_slice(&size.to_le_bytes());
             assert_eq!(parse_wav(&wav).unwrap(), pcm, "data size {size}");
         }
+        // A data chunk that is really empty, with another chunk after it, is silence.
+        let mut empty = wav_bytes(&Pcm { rate: 16_000, samples: vec![] });
+        empty.extend_from_slice(b"LIST\x04\0\0\0INFO");
+        assert_eq!(parse_wav(&empty).unwrap().samples, Vec::<i16>::new());
         for rate in [1u32, 7_999, 192_001] {
             let bad = wav_bytes(&Pcm { rate, samples: vec![1, 2] });
             let err = parse_wav(&bad).unwrap_err().to_string();

@@ -34,8 +34,9 @@ pub struct Events {
     /// The notifier task, once `share_through_postgres` started it.
     remote: Arc<OnceLock<mpsc::Sender<String>>>,
     /// A notice did not fit in the notifier's queue: the notifier tells every other process to
-    /// read everything again instead of the notices it lost.
-    overflowed: Arc<AtomicBool>,
+    /// read everything again instead of the notices it lost (woken for it, should its queue be
+    /// empty by then).
+    overflowed: Arc<(AtomicBool, Notify)>,
 }
 
 impl Default for Events {
@@ -51,7 +52,7 @@ impl Events {
             wake: Arc::new(Notify::new()),
             origin: uuid::Uuid::new_v4().simple().to_string().into(),
             remote: Arc::new(OnceLock::new()),
-            overflowed: Arc::new(AtomicBool::new(false)),
+            overflowed: Arc::new((AtomicBool::new(false), Notify::new())),
         }
     }
 
@@ -79,9 +80,12 @@ impl Events {
     fn tell_others(&self, payload: String) {
         if let Some(remote) = self.remote.get()
             && remote.try_send(payload).is_err()
-            && !self.overflowed.swap(true, Ordering::AcqRel)
         {
-            tracing::warn!("change notices are backing up; other processes will be told to read everything again");
+            let (flag, wake) = &*self.overflowed;
+            if !flag.swap(true, Ordering::AcqRel) {
+                tracing::warn!("change notices are backing up; other processes will be told to read everything again");
+            }
+            wake.notify_one();
         }
     }
 
@@ -168,21 +172,32 @@ const MOST_PENDING: usize = 256;
 /// until it goes, and when notices were lost (the queue overflowed) or too many wait, every other
 /// process is told to read everything again (`resync`), so their pages still catch up within a
 /// second of the database answering, not at their next ping.
-async fn notify_loop(pool: sqlx::PgPool, mut rx: mpsc::Receiver<String>, overflowed: Arc<AtomicBool>, resync: String) {
+async fn notify_loop(pool: sqlx::PgPool, mut rx: mpsc::Receiver<String>, overflowed: Arc<(AtomicBool, Notify)>, resync: String) {
+    let (lost, wake) = &*overflowed;
     let mut pending = std::collections::BTreeSet::new();
     let mut failing = false;
     loop {
         if pending.is_empty() {
-            match rx.recv().await {
-                Some(first) => pending.insert(first),
-                None => return,
-            };
+            // A notice, or word that one was lost after this loop last looked (the queue may be
+            // empty by then: the resync must not wait for the next notice).
+            tokio::select! {
+                next = rx.recv() => match next {
+                    Some(first) => {
+                        pending.insert(first);
+                    }
+                    None => return,
+                },
+                () = wake.notified() => {}
+            }
         }
         while let Ok(more) = rx.try_recv() {
             pending.insert(more);
         }
-        if overflowed.swap(false, Ordering::AcqRel) || pending.len() > MOST_PENDING {
+        if lost.swap(false, Ordering::AcqRel) || pending.len() > MOST_PENDING {
             pending = std::collections::BTreeSet::from([resync.clone()]);
+        }
+        if pending.is_empty() {
+            continue; // woken for a loss already told
         }
         let payloads: Vec<&str> = pending.iter().map(String::as_str).collect();
         let sent = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")

@@ -7,7 +7,7 @@ use crate::domain::video::{Checkpoint, Run, Video};
 use crate::domain::{BlobRef, ClipRef, Manifest, NarrationRef, Phase, Script};
 
 /// Silence after a beat's narration before the next beat starts.
-pub const NARRATION_TAIL_MS: u32 = 300;
+pub const NARRATION_TAIL_MS: u32 = crate::domain::narration::PAUSE_AFTER_MS;
 
 #[derive(Clone, Debug)]
 pub enum UnitInput {
@@ -123,9 +123,7 @@ pub fn memo_key(phase: Phase, provider: &str, input: &UnitInput) -> String {
     let doc = match input {
         UnitInput::Script { prompt, beats, seed } => serde_json::json!({"prompt": prompt, "beats": beats, "seed": seed}),
         UnitInput::Frame { script, index, seed, width, height } => serde_json::json!({
-            // What an artist reads of its beat: not its length, which only the clip uses.
-            "title": script.title, "beats": script.beats.len(), "index": index,
-            "beat": {"narration": script.beats[*index].narration, "visual": script.beats[*index].visual},
+            "title": script.title, "beats": script.beats.len(), "index": index, "beat": script.beats[*index],
             "seed": seed, "width": width, "height": height,
         }),
         UnitInput::Narration { text, voice, speed_wpm } => serde_json::json!({"text": text, "voice": voice, "speed_wpm": speed_wpm}),

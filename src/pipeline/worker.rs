@@ -1273,20 +1273,9 @@ fn finished_unit(job: &UnitJob<'_>, plan: &UnitPlan, source: Source, finished: T
     FinishedUnit { unit: plan.index, memo_key: plan.key.clone(), made, tried }
 }
 
-/// A narration that, with the pause after it, lasts longer than a clip may: its beat fails here,
-/// in phase 2, saying what to do (it failed in phase 3 as "clip duration … is too long", on every
-/// retry alike).
+/// A narration that, with the pause after it, lasts longer than a clip may (a script's check
+/// estimates it; this is the real audio's): its beat fails here, in phase 2, saying what to do
+/// (it failed in phase 3 as "clip duration … is too long", on every retry alike).
 fn too_long_to_say(duration_ms: u32) -> Result<(), ProviderError> {
-    use crate::media::MAX_CLIP_MS;
-    use crate::pipeline::units::NARRATION_TAIL_MS;
-    if duration_ms.saturating_add(NARRATION_TAIL_MS) <= MAX_CLIP_MS {
-        return Ok(());
-    }
-    let seconds = |ms: u32| crate::domain::words::decimal(i64::from(ms), 1000, 1);
-    Err(ProviderError::Permanent(format!(
-        "it lasts {} s when spoken, and with the {} s pause after it a beat may last at most {} s: shorten the narration or raise the speed",
-        seconds(duration_ms),
-        seconds(NARRATION_TAIL_MS),
-        MAX_CLIP_MS / 1000,
-    )))
+    crate::domain::narration::too_long_to_say(duration_ms).map_or(Ok(()), |why| Err(ProviderError::Permanent(why)))
 }

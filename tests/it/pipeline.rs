@@ -137,28 +137,6 @@ async fn a_failed_narration_is_retried_alone_and_the_video_is_identical() {
     assert!(got == expected, "the finished video is byte-identical to one made without the failure");
 }
 
-/// A beat's length is the clip's business: editing it redraws no still (each still's memo key held
-/// its whole beat, length included, so the edit redrew and paid for it, and a remote model drew
-/// another picture).
-#[tokio::test]
-async fn editing_a_beats_length_redraws_no_still_and_remakes_only_its_clip() {
-    let env = env().await;
-    let e = &env.engine;
-    let video = new_video(e, "Long and short", 3, true, None).await;
-    drain_expect(e, "SSSS").await;
-    assert_eq!(calls(e), [1, 3, 3, 1]);
-    let state = e.video_state(video).await.unwrap();
-    let script_cp = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
-    let mut script = script_cp.manifest.script().unwrap().clone();
-    let said = reelsmith::domain::narration::estimated_speech_ms(&script.beats[1].narration, script.narration.speed_wpm);
-    assert!(said + 300 < 10_000 && script.beats[1].duration_ms < 10_000, "the clip's length follows the beat's");
-    script.beats[1].duration_ms = 10_000;
-    let v2 = e.edit_script(video, None, script_cp.id, &serde_json::to_string(&script).unwrap()).await.unwrap();
-    e.continue_video(video, Some(v2), None, false).await.unwrap();
-    drain_expect(e, "SSS").await;
-    assert_eq!(calls(e), [1, 3, 4, 2], "no still was redrawn; beat 2's clip and the render were made again");
-}
-
 #[tokio::test]
 async fn a_bad_voice_or_speed_is_refused_and_changes_nothing() {
     let env = local_env().await;
@@ -177,11 +155,11 @@ async fn a_bad_voice_or_speed_is_refused_and_changes_nothing() {
     }
 }
 
-/// A beat whose narration, spoken, lasts longer than a clip may (120 s with its pause) fails at
-/// that narration in phase 2 and says what to do. It failed in phase 3, "clip duration 150300 ms
-/// is too long", after every still and narration was paid for, and again on every retry.
+/// A beat whose narration, spoken, would last longer than a clip may (120 s with its pause) is
+/// refused at the edit, saying what to do. It failed in phase 3, "clip duration 150300 ms is too
+/// long", after every still and narration was paid for, and again on every retry.
 #[tokio::test]
-async fn a_narration_too_long_for_a_clip_fails_its_beat_and_says_what_to_do() {
+async fn a_narration_too_long_for_a_clip_is_refused_at_the_edit() {
     let env = env().await;
     let e = &env.engine;
     let video = new_video(e, "Long-winded", 2, false, None).await;
@@ -191,15 +169,38 @@ async fn a_narration_too_long_for_a_clip_fails_its_beat_and_says_what_to_do() {
     let mut script = script_cp.manifest.script().unwrap().clone();
     script.narration.speed_wpm = reelsmith::domain::narration::MIN_WPM;
     script.beats[1].narration = "I ".repeat(200).trim_end().to_string();
-    let v2 = e.edit_script(video, None, script_cp.id, &serde_json::to_string(&script).unwrap()).await.unwrap();
-    e.continue_video(video, Some(v2), None, false).await.unwrap();
-    let outcome = step(e).await;
-    assert!(matches!(outcome, WorkOutcome::Failed { .. }), "{outcome:?}");
+    let before = snapshot(e).await;
+    let err = e.edit_script(video, None, script_cp.id, &serde_json::to_string(&script).unwrap()).await.unwrap_err();
+    let said = err.to_string();
+    assert!(said.contains("beat 2's narration is too long to say: it lasts 150.0 s when spoken"), "{said}");
+    assert!(said.contains("at most 120 s: shorten the narration or raise the speed"), "{said}");
+    assert_eq!(snapshot(e).await, before, "nothing changed");
+}
+
+/// A voice slower than the estimate (a language the estimate reads as few words): the narration
+/// that comes back too long fails its beat in phase 2, saying what to do, before any clip.
+#[tokio::test]
+async fn a_narration_that_comes_back_too_long_fails_its_beat_in_phase_2() {
+    struct Drawling;
+    impl reelsmith::pipeline::providers::Narrator for Drawling {
+        fn id(&self) -> String {
+            "drawling/1".into()
+        }
+        fn speak(&self, _: &UnitCall, _: reelsmith::pipeline::providers::SpeechRequest) -> Answer<reelsmith::pipeline::providers::SpeechBytes> {
+            let speech = reelsmith::pipeline::providers::SpeechBytes { wav: b"slow".to_vec(), duration_ms: 150_000 };
+            Box::pin(async move { Ok(reelsmith::pipeline::providers::Costed { value: speech, cost_micros: 0 }) })
+        }
+    }
+    let env = env_with(Providers { narration: Arc::new(Drawling), ..Providers::instant() }, fast_config()).await;
+    let e = &env.engine;
+    let video = new_video(e, "Said slowly", 2, true, None).await;
+    drain_expect(e, "SF").await;
     let failed = e.video_state(video).await.unwrap().runs.last().unwrap().clone();
-    assert_eq!((failed.phase, failed.failed_beat()), (Phase::Storyboard, Some(1)), "beat 2's");
+    assert_eq!(failed.phase, Phase::Storyboard);
+    assert!(failed.failed_beat().is_some(), "a beat's narration failed");
     let error = failed.error.unwrap();
-    assert!(error.contains("narration for beat 2: it lasts 150.0 s when spoken"), "{error}");
-    assert!(error.contains("at most 120 s: shorten the narration or raise the speed"), "{error}");
+    assert!(error.contains(": it lasts 150.0 s when spoken, and with the 0.3 s pause after it a beat may last at most 120 s"), "{error}");
+    assert_eq!(calls(e)[2], 0, "no clip was made");
 }
 
 #[tokio::test]

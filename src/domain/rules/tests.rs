@@ -171,10 +171,14 @@ fn budget_refuses_new_runs_but_not_the_final_approval() {
     let allowed = allowed_actions(&pending, LIMITS);
     assert!(!allowed.can_continue);
     assert!(matches!(allowed.continue_refused, Some(Refusal::BudgetExhausted { spent_micros: 9, budget_micros: 1 })));
-    // A beat's Regenerate would be refused the same way: the page says so instead of offering it.
-    assert_eq!(allowed.regenerate_refused, decide_regenerate(&pending, Phase::Storyboard, true, 0, 3).err());
-    assert!(allowed.regenerate_refused.is_some());
+    // A spent budget refuses a beat's Regenerate too: the page says so instead of offering it.
+    assert_eq!(allowed.regenerate_refused, Some(Refusal::BudgetExhausted { spent_micros: 9, budget_micros: 1 }));
     assert_eq!(allowed_actions(&failed_in_phase2(0), LIMITS).regenerate_refused, None, "no budget, nothing refused");
+    // A next phase that would not fit says nothing of one beat, which may (the engine checks it
+    // against the beat's own estimate).
+    let next_too_dear = BranchView { estimate_micros: 300, spent_micros: 10, budget_micros: Some(100), ..pending };
+    assert!(allowed_actions(&next_too_dear, LIMITS).continue_refused.is_some());
+    assert_eq!(allowed_actions(&next_too_dear, LIMITS).regenerate_refused, None);
     let last = BranchView { head: head(4, Phase::Render, Pending), spent_micros: 9, budget_micros: Some(1), ..Default::default() };
     assert!(decide(&last, req(given(4, Pending), false), LIMITS).is_ok());
 }

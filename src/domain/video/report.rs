@@ -170,8 +170,9 @@ pub fn branch_report<'a>(video: &'a Video, tries: &[UnitTry], branch: &str, limi
 
 /// The failure the error card shows: the branch's failed run; while an edit made after a
 /// failure waits for approval, that failure (so the person sees what happened); and a failed
-/// regeneration, the branch's latest run, whatever the branch's status (a completed video's
-/// beat made again and failed said nothing).
+/// regeneration that is the branch's latest run, on a branch that is not failed (a completed
+/// video's beat made again and failed said nothing). A failed branch shows its own failure
+/// and retry, even when a regeneration failed after it.
 fn error_card(video: &Video, view: &BranchView, status: BranchStatus, head: Option<&Checkpoint>, latest: Option<&Run>) -> Option<ErrorCard> {
     let latest_failed = latest.filter(|r| r.status.is_failure());
     match (status, view.latest_from_head.and_then(|v| video.run(v.id))) {
@@ -179,8 +180,10 @@ fn error_card(video: &Video, view: &BranchView, status: BranchStatus, head: Opti
         (BranchStatus::Processing, _) => None,
         _ => match latest_failed {
             Some(r) if r.regenerate.is_some() => (r.status == RunStatus::Failed).then(|| error_of(r)),
+            // A run from another checkpoint than the head started before the head existed: the
+            // edit came after the failure (no clocks compared: they may be two machines').
             Some(r) if status == BranchStatus::AwaitingApproval
-                && head.is_some_and(|h| h.origin == Origin::Edited && h.created_at >= r.created_at) =>
+                && head.is_some_and(|h| h.origin == Origin::Edited && r.from_checkpoint != Some(h.id)) =>
             {
                 Some(error_of(r))
             }
@@ -213,7 +216,11 @@ fn current_phase(view: &BranchView, status: BranchStatus, head: Option<&Checkpoi
 /// A failed branch retries its phase; after an edit, retrying continues from the new version.
 fn retry_label(status: BranchStatus, allowed: &AllowedActions, pending: Option<&Checkpoint>) -> String {
     if status == BranchStatus::Failed && allowed.next_retry_number > allowed.retry_limit {
-        format!("Retry from Last Checkpoint (all {} retries used)", allowed.retry_limit)
+        match allowed.retry_limit {
+            0 => "Retry from Last Checkpoint (no retries allowed)".to_string(),
+            1 => "Retry from Last Checkpoint (its one retry used)".to_string(),
+            n => format!("Retry from Last Checkpoint (all {n} retries used)"),
+        }
     } else if status == BranchStatus::Failed {
         format!("Retry from Last Checkpoint (Retry #{} of {})", allowed.next_retry_number, allowed.retry_limit)
     } else {

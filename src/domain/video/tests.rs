@@ -193,17 +193,27 @@ fn a_failed_regeneration_on_an_approved_version_is_shown_too() {
     assert!(report.error.is_some_and(|e| e.regenerating && e.beat == Some(1)));
 }
 
-/// A generated version waiting for approval after an older failure (the retry that made it
-/// succeeded later on another path) is no "new version you saved": no card.
+/// A version waiting for approval that nobody edited is no "new version you saved" after a
+/// failure: no card (it said so for any failed latest run).
 #[test]
-fn only_an_edit_made_after_the_failure_keeps_its_card() {
+fn only_an_edit_after_the_failure_keeps_its_card() {
     let mut video = failed_storyboard();
-    let mut older = cp(11, None, Phase::Script, 2, CheckpointStatus::Pending);
-    older.origin = Origin::Edited;
-    video.checkpoints.push(older);
+    video.checkpoints.push(cp(11, None, Phase::Script, 2, CheckpointStatus::Pending));
     video.branches[0].head_id = Some(CheckpointId(Uuid::from_u128(11)));
     let report = branch_report(&video, &[], "main", Limits::default()).unwrap();
-    assert_eq!((report.status, report.error), (BranchStatus::AwaitingApproval, None), "an edit older than the failure");
+    assert_eq!((report.status, report.error), (BranchStatus::AwaitingApproval, None), "a generated version");
+}
+
+/// At a limit of 1 or 0 the label is no "all 1 retries used".
+#[test]
+fn the_retry_limit_label_reads_well_at_one_and_none() {
+    let mut video = failed_storyboard();
+    video.runs.push(run(20, Some(10), Phase::Storyboard, 2, RunStatus::Failed));
+    let one = branch_report(&video, &[], "main", Limits { retry_limit: 1 }).unwrap();
+    assert_eq!(one.retry_label, "Retry from Last Checkpoint (its one retry used)");
+    video.runs.pop();
+    let none = branch_report(&video, &[], "main", Limits { retry_limit: 0 }).unwrap();
+    assert_eq!(none.retry_label, "Retry from Last Checkpoint (no retries allowed)");
 }
 
 #[test]

@@ -93,7 +93,8 @@ impl ClipAnimator for LocalClips {
 
 impl Renderer for LocalRender {
     fn id(&self) -> String {
-        "local-render/1".into()
+        // 2: WebVTT cues are escaped (a render of 1 lost the text of a caption holding a "<").
+        "local-render/2".into()
     }
     fn unit_price(&self) -> i64 {
         RENDER_PRICE

@@ -38,6 +38,9 @@ fn editor_form(sh: Shared, video_id: String, branch: String, checkpoint: String,
     let beats = (0..script.beats.len())
         .map(|i| {
             let n = i + 1;
+            // Set once: a number field shows what is typed in it (an edit elsewhere must not
+            // write "0" into one cleared while typing); a save says what an empty one needs.
+            let duration = script.beats[i].duration_ms.to_string();
             view! {
                 <fieldset class="beat-edit">
                     <legend>{format!("Beat {n}")}</legend>
@@ -54,13 +57,8 @@ fn editor_form(sh: Shared, video_id: String, branch: String, checkpoint: String,
                         on:input=move |ev| draft.update(|d| d.beats[i].visual = event_target_value(&ev))></textarea>
                     <label for=format!("beat-{i}-duration")>{format!("Beat {n} duration (ms)")}</label>
                     <input id=format!("beat-{i}-duration") type="number" min="500" max="10000" step="250"
-                        prop:value=move || draft.with(|d| d.beats[i].duration_ms.to_string())
-                        on:input=move |ev| match event_target_value(&ev).parse() {
-                            Ok(value) => draft.update(|d| d.beats[i].duration_ms = value),
-                            // Cleared while typing: not written back as "0" under the cursor; a
-                            // save then says what the field needs.
-                            Err(_) => draft.update_untracked(|d| d.beats[i].duration_ms = 0),
-                        }/>
+                        prop:value=duration
+                        on:input=move |ev| draft.update(|d| d.beats[i].duration_ms = event_target_value(&ev).parse().unwrap_or(0))/>
                 </fieldset>
             }
         })
@@ -115,11 +113,8 @@ fn NarrationFields(draft: RwSignal<Script>) -> impl IntoView {
             </select>
             <label for="narration-speed">"Speed (words per minute)"</label>
             <input id="narration-speed" type="number" min=MIN_WPM.to_string() max=MAX_WPM.to_string() step="5"
-                prop:value=move || draft.with(|d| d.narration.speed_wpm.to_string())
-                on:input=move |ev| match event_target_value(&ev).parse() {
-                    Ok(value) => draft.update(|d| d.narration.speed_wpm = value),
-                    Err(_) => draft.update_untracked(|d| d.narration.speed_wpm = 0),
-                }/>
+                prop:value=draft.with_untracked(|d| d.narration.speed_wpm.to_string())
+                on:input=move |ev| draft.update(|d| d.narration.speed_wpm = event_target_value(&ev).parse().unwrap_or(0))/>
             <label class="inline">
                 <input id="narration-burn" type="checkbox"
                     prop:checked=move || draft.with(|d| d.narration.burn_captions)

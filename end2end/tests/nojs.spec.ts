@@ -49,3 +49,36 @@ test("a form posted without JavaScript that the server refuses goes back to the 
   await page.reload();
   await expect(page.locator(".video-list .video-card")).toHaveCount(before);
 });
+
+// The status page's buttons are forms: without JavaScript a person approves a phase and retries
+// a failed one, each post answered with the page again (reloaded here: nothing is live).
+test("without JavaScript the status page's Approve and Retry work", async ({ browser }) => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  if (authMode() === "accounts") await signUpBy(page.request);
+  await page.goto(base() + "/");
+  await page.getByLabel("Prompt").fill(`Approved without JavaScript ${Date.now()}`);
+  await page.getByLabel("Beats").fill("2");
+  await page.getByLabel("Fault plan").fill('[{"phase":2,"beat":0,"action":"fail","times":1}]');
+  await page.getByRole("button", { name: "Create video" }).click();
+  await page.waitForURL(/\/videos\/[0-9a-f-]{36}$/);
+  const url = page.url();
+  const status = page.getByTestId("video-status");
+  const reloadUntil = (word: string) =>
+    expect(async () => {
+      await page.goto(url);
+      await expect(status).toHaveText(word, { timeout: 1_000 });
+    }).toPass({ timeout: 60_000 });
+  await reloadUntil("awaiting approval");
+  const onThePage = () => expect(new URL(page.url()).pathname).toBe(new URL(url).pathname);
+  await page.getByRole("button", { name: /^Approve & Continue/ }).click();
+  await page.waitForLoadState();
+  onThePage();
+  await reloadUntil("failed");
+  await page.getByRole("button", { name: /^Retry from Last Checkpoint/ }).click();
+  await page.waitForLoadState();
+  onThePage();
+  await reloadUntil("awaiting approval");
+  await expect(page.getByRole("table", { name: "Attempts" }).locator("tbody tr")).toHaveCount(3);
+  await context.close();
+});

@@ -3,7 +3,8 @@ use futures::FutureExt;
 use leptos::either::Either;
 use leptos::prelude::*;
 
-use crate::api::{VideoStatusWire, regenerate_beat};
+use crate::api::{RegenerateBeat, VideoStatusWire, regenerate_beat};
+use leptos::server_fn::ServerFn;
 use crate::ui::components::editor::EditButton;
 use crate::ui::live::shared;
 
@@ -133,12 +134,21 @@ fn NarrationPlayer(index: usize, audio_url: String, duration_ms: u32) -> impl In
 /// Makes a beat's storyboard frame or clip again (a new version of the checkpoint).
 #[island]
 fn RegenerateButton(video_id: String, branch: String, checkpoint: String, beat: u32, label: String) -> impl IntoView {
+    // A form, so it works without JavaScript too (see `ContinueButton`).
+    let fields = (video_id.clone(), branch.clone(), checkpoint.clone());
     let regenerate = shared()
         .action(move |_: ()| regenerate_beat(video_id.clone(), Some(branch.clone()), checkpoint.clone(), beat).map(|r| r.map(|_| ())));
     view! {
-        <button class="small" disabled=move || regenerate.pending().get() on:click=move |_| { regenerate.dispatch(()); }>
-            {label}
-        </button>
+        <form class="action" method="post" action=RegenerateBeat::url() on:submit=move |ev| {
+            ev.prevent_default();
+            regenerate.dispatch(());
+        }>
+            <input type="hidden" name="video_id" value=fields.0/>
+            <input type="hidden" name="branch" value=fields.1/>
+            <input type="hidden" name="checkpoint_id" value=fields.2/>
+            <input type="hidden" name="beat" value=beat.to_string()/>
+            <button type="submit" class="small" disabled=move || regenerate.pending().get()>{label}</button>
+        </form>
     }
 }
 

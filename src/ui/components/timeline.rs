@@ -1,8 +1,11 @@
 //! The phase timeline with per-unit progress bars, and the controls for the branch's next step.
 use futures::FutureExt;
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 
-use crate::api::{UnitState, VideoStatusWire, cancel_run, continue_video, dollars, set_auto_continue, set_budget};
+use crate::api::{
+    CancelRun, ContinueVideo, SetBudget, UnitState, VideoStatusWire, cancel_run, continue_video, dollars, set_auto_continue, set_budget,
+};
 use crate::domain::{BranchStatus, Phase};
 use crate::ui::live::shared;
 
@@ -119,31 +122,51 @@ pub fn ContinueButton(
     busy: String,
     enabled: bool,
 ) -> impl IntoView {
+    // A form, so the button works without JavaScript too (the server answers the post with
+    // this page again); with it, the page's code sends the same call.
+    let fields = (video_id.clone(), branch.clone(), checkpoint.clone());
     let go = shared().action(move |_: ()| {
         continue_video(video_id.clone(), checkpoint.clone(), Some(branch.clone()), force_retry).map(|r| r.map(|_| ()))
     });
     view! {
-        <button class="primary" disabled=move || !enabled || go.pending().get()
-            aria-busy=move || go.pending().get().to_string()
-            on:click=move |_| { go.dispatch(()); }>
-            {move || if go.pending().get() { busy.clone() } else { label.clone() }}
-        </button>
+        <form class="action" method="post" action=ContinueVideo::url() on:submit=move |ev| {
+            ev.prevent_default();
+            go.dispatch(());
+        }>
+            <input type="hidden" name="video_id" value=fields.0/>
+            <input type="hidden" name="branch" value=fields.1/>
+            {fields.2.map(|c| view! { <input type="hidden" name="checkpoint_id" value=c/> })}
+            <input type="hidden" name="force_retry" value=force_retry.to_string()/>
+            <button type="submit" class="primary" disabled=move || !enabled || go.pending().get()
+                aria-busy=move || go.pending().get().to_string()>
+                {move || if go.pending().get() { busy.clone() } else { label.clone() }}
+            </button>
+        </form>
     }
 }
 
 #[island]
 fn CancelButton(video_id: String, branch: String) -> impl IntoView {
+    let fields = (video_id.clone(), branch.clone());
     let cancel = shared().action(move |_: ()| cancel_run(video_id.clone(), Some(branch.clone())).map(|r| r.map(|_| ())));
     view! {
-        <button class="danger" disabled=move || cancel.pending().get() on:click=move |_| { cancel.dispatch(()); }>
-            {move || if cancel.pending().get() { "Cancelling…" } else { "Cancel run" }}
-        </button>
+        <form class="action" method="post" action=CancelRun::url() on:submit=move |ev| {
+            ev.prevent_default();
+            cancel.dispatch(());
+        }>
+            <input type="hidden" name="video_id" value=fields.0/>
+            <input type="hidden" name="branch" value=fields.1/>
+            <button type="submit" class="danger" disabled=move || cancel.pending().get()>
+                {move || if cancel.pending().get() { "Cancelling…" } else { "Cancel run" }}
+            </button>
+        </form>
     }
 }
 
 #[island]
 fn BudgetForm(video_id: String, saved: String, spent: String) -> impl IntoView {
     let sh = shared();
+    let (video_for_form, shown) = (video_id.clone(), saved.clone());
     let budget = sh.action(move |dollars: String| {
         let saving = set_budget(video_id.clone(), Some(dollars));
         async move {
@@ -157,12 +180,13 @@ fn BudgetForm(video_id: String, saved: String, spent: String) -> impl IntoView {
     let value = move || sh.budget_draft.get().unwrap_or_else(|| saved.clone());
     let submit = value.clone();
     view! {
-        <form class="budget" on:submit=move |ev| {
+        <form class="budget" method="post" action=SetBudget::url() on:submit=move |ev| {
             ev.prevent_default();
             budget.dispatch(submit());
         }>
+            <input type="hidden" name="video_id" value=video_for_form/>
             <label for="budget-input">"Budget ($)"</label>
-            <input id="budget-input" inputmode="decimal" placeholder="no limit" size="8"
+            <input id="budget-input" name="dollars" inputmode="decimal" placeholder="no limit" size="8" value=shown
                 prop:value=value on:input=move |ev| sh.budget_draft.set(Some(event_target_value(&ev)))/>
             <button type="submit" class="small" disabled=move || budget.pending().get()>"Set budget"</button>
             <span class="muted small">{spent}</span>

@@ -47,6 +47,17 @@ async fn my_video(engine: &Engine, raw: &str) -> Result<VideoId, AppError> {
     Ok(engine.owned(viewer()?, id).await?)
 }
 
+/// A status page's form posted without JavaScript, done: answered with that branch's page (not
+/// with its `Referer`, which a browser may leave out; the page's code reloads it itself).
+#[cfg(feature = "ssr")]
+fn back_to_status_page(video: VideoId, branch: Option<&str>) {
+    if error::posted_without_javascript() {
+        let branch = branch.and_then(|b| crate::domain::BranchName::parse(b.trim()).ok());
+        let query = branch.map(|b| format!("?branch={}", b.as_str())).unwrap_or_default();
+        leptos_axum::redirect(&format!("/videos/{video}{query}"));
+    }
+}
+
 #[cfg(feature = "ssr")]
 fn checkpoint_id(raw: &str) -> Result<CheckpointId, AppError> {
     Ok(CheckpointId::parse("checkpoint_id", raw)?)
@@ -140,7 +151,9 @@ pub async fn continue_video(
 ) -> Result<ContinueResult, AppError> {
     let engine = engine()?;
     let checkpoint = checkpoint_id.as_deref().filter(|s| !s.is_empty()).map(self::checkpoint_id).transpose()?;
-    let outcome = engine.continue_video(my_video(&engine, &video_id).await?, checkpoint, branch.as_deref(), force_retry).await?;
+    let video = my_video(&engine, &video_id).await?;
+    let outcome = engine.continue_video(video, checkpoint, branch.as_deref(), force_retry).await?;
+    back_to_status_page(video, branch.as_deref());
     Ok(convert::continue_result(outcome))
 }
 
@@ -163,7 +176,10 @@ pub async fn create_branch(video_id: String, checkpoint_id: String, name: String
 #[server(endpoint = "cancel_run")]
 pub async fn cancel_run(video_id: String, branch: Option<String>) -> Result<String, AppError> {
     let engine = engine()?;
-    Ok(engine.cancel(my_video(&engine, &video_id).await?, branch.as_deref()).await?.to_string())
+    let video = my_video(&engine, &video_id).await?;
+    let run = engine.cancel(video, branch.as_deref()).await?;
+    back_to_status_page(video, branch.as_deref());
+    Ok(run.to_string())
 }
 
 #[server(endpoint = "set_auto_continue")]
@@ -188,14 +204,18 @@ pub async fn set_budget(video_id: String, dollars: Option<String>) -> Result<(),
             Some((value * 1e6).round() as i64)
         }
     };
-    Ok(engine.set_budget(my_video(&engine, &video_id).await?, budget).await?)
+    let video = my_video(&engine, &video_id).await?;
+    engine.set_budget(video, budget).await?;
+    back_to_status_page(video, None);
+    Ok(())
 }
 
 #[server(endpoint = "regenerate_beat")]
 pub async fn regenerate_beat(video_id: String, branch: Option<String>, checkpoint_id: String, beat: u32) -> Result<String, AppError> {
     let engine = engine()?;
-    let run =
-        engine.regenerate_beat(my_video(&engine, &video_id).await?, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, beat).await?;
+    let video = my_video(&engine, &video_id).await?;
+    let run = engine.regenerate_beat(video, branch.as_deref(), self::checkpoint_id(&checkpoint_id)?, beat).await?;
+    back_to_status_page(video, branch.as_deref());
     Ok(run.to_string())
 }
 

@@ -63,7 +63,8 @@ impl Script {
                 ));
             }
             if !self.narration.is_silent()
-                && let Some(why) = super::narration::too_long_to_say(super::narration::estimated_speech_ms(&beat.narration, self.narration.speed_wpm))
+                && let Some(why) =
+                    super::narration::too_long_to_say(super::narration::estimated_speech_ms(&beat.narration, self.narration.speed_wpm))
             {
                 return Err(InvalidInput::new(format!("beats[{i}].narration"), format!("beat {n}'s narration is too long to say: {why}")));
             }

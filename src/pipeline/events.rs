@@ -200,11 +200,7 @@ async fn notify_loop(pool: sqlx::PgPool, mut rx: mpsc::Receiver<String>, overflo
             continue; // woken for a loss already told
         }
         let payloads: Vec<&str> = pending.iter().map(String::as_str).collect();
-        let sent = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
-            .bind(CHANNEL)
-            .bind(&payloads)
-            .execute(&pool)
-            .await;
+        let sent = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p").bind(CHANNEL).bind(&payloads).execute(&pool).await;
         match sent {
             Ok(_) => {
                 if std::mem::take(&mut failing) {

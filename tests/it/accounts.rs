@@ -326,6 +326,28 @@ async fn signing_up_and_in_without_javascript_lands_on_the_page_asked_for() {
     assert_eq!(refused.session_cookie(), None, "nobody signed in");
 }
 
+/// The status page's forms posted without JavaScript (budget, Approve & Continue) are answered
+/// with that page, whatever the `Referer` says: a browser may send none, and the answer was then
+/// the list of videos.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_page_form_posted_without_javascript_goes_back_to_that_page() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::None).await;
+    let made = web.call(None, "create_video", &[("prompt", "Approved by a plain form"), ("beats", "2")]).await;
+    let video = made.body.as_str().expect("the new video's id").to_string();
+    step(&env.engine).await;
+    let location = |a: &crate::web::Answer| a.headers.get("location").map(|l| l.to_str().unwrap().to_string());
+    let budget = web.post_form(None, "set_budget", &[("video_id", &video), ("dollars", "5")], "/").await;
+    assert_eq!((budget.status, location(&budget)), (302, Some(format!("/videos/{video}"))));
+    let id = reelsmith::domain::VideoId::parse("video", &video).unwrap();
+    let head = env.engine.video_state(id).await.unwrap().branches[0].head_id.expect("the script").to_string();
+    let fields = [("video_id", video.as_str()), ("branch", "main"), ("checkpoint_id", head.as_str()), ("force_retry", "false")];
+    let approved = web.post_form(None, "continue_video", &fields, "/").await;
+    assert_eq!((approved.status, location(&approved)), (302, Some(format!("/videos/{video}?branch=main"))));
+    let state = env.engine.video_state(id).await.unwrap();
+    assert_eq!((state.runs.len(), state.video.budget_micros), (2, Some(5_000_000)), "both posts did their work");
+}
+
 /// No other site may show these pages in a frame: a click there would be a request from this
 /// page's own origin (with `--auth none`, no cookie even stands in the way).
 #[tokio::test(flavor = "multi_thread")]

@@ -186,7 +186,11 @@ async fn a_narration_that_comes_back_too_long_fails_its_beat_in_phase_2() {
         fn id(&self) -> String {
             "drawling/1".into()
         }
-        fn speak(&self, _: &UnitCall, _: reelsmith::pipeline::providers::SpeechRequest) -> Answer<reelsmith::pipeline::providers::SpeechBytes> {
+        fn speak(
+            &self,
+            _: &UnitCall,
+            _: reelsmith::pipeline::providers::SpeechRequest,
+        ) -> Answer<reelsmith::pipeline::providers::SpeechBytes> {
             let speech = reelsmith::pipeline::providers::SpeechBytes { wav: b"slow".to_vec(), duration_ms: 150_000 };
             Box::pin(async move { Ok(reelsmith::pipeline::providers::Costed { value: speech, cost_micros: 0 }) })
         }

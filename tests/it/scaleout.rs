@@ -157,11 +157,7 @@ async fn notices_beyond_the_notifiers_queue_still_reach_other_processes_pages() 
     next_counter(&mut watch, Duration::from_secs(1)).await;
     while tokio::time::timeout(Duration::from_millis(200), watch.next()).await.is_ok() {}
     let before = b.video_changes(video).await.unwrap();
-    sqlx::query("UPDATE videos SET changes = changes + 1 WHERE id = $1")
-        .bind(video.to_string())
-        .execute(a.store.pool())
-        .await
-        .unwrap();
+    sqlx::query("UPDATE videos SET changes = changes + 1 WHERE id = $1").bind(video.to_string()).execute(a.store.pool()).await.unwrap();
     // Without an await (one thread), so A's notifier cannot send any of them meanwhile: its queue
     // (4,096) overflows, and this video's notice is one it cannot take. All for one other video,
     // which goes out as one notice: B's pages see no flood (a flood makes them read anyway).

@@ -173,7 +173,13 @@ pub fn branch_report<'a>(video: &'a Video, tries: &[UnitTry], branch: &str, limi
 /// regeneration that is the branch's latest run, on a branch that is not failed (a completed
 /// video's beat made again and failed said nothing). A failed branch shows its own failure
 /// and retry, even when a regeneration failed after it.
-fn error_card(video: &Video, view: &BranchView, status: BranchStatus, head: Option<&Checkpoint>, latest: Option<&Run>) -> Option<ErrorCard> {
+fn error_card(
+    video: &Video,
+    view: &BranchView,
+    status: BranchStatus,
+    head: Option<&Checkpoint>,
+    latest: Option<&Run>,
+) -> Option<ErrorCard> {
     let latest_failed = latest.filter(|r| r.status.is_failure());
     match (status, view.latest_from_head.and_then(|v| video.run(v.id))) {
         (BranchStatus::Failed, Some(r)) => Some(error_of(r)),
@@ -182,8 +188,9 @@ fn error_card(video: &Video, view: &BranchView, status: BranchStatus, head: Opti
             Some(r) if r.regenerate.is_some() => (r.status == RunStatus::Failed).then(|| error_of(r)),
             // A run from another checkpoint than the head started before the head existed: the
             // edit came after the failure (no clocks compared: they may be two machines').
-            Some(r) if status == BranchStatus::AwaitingApproval
-                && head.is_some_and(|h| h.origin == Origin::Edited && r.from_checkpoint != Some(h.id)) =>
+            Some(r)
+                if status == BranchStatus::AwaitingApproval
+                    && head.is_some_and(|h| h.origin == Origin::Edited && r.from_checkpoint != Some(h.id)) =>
             {
                 Some(error_of(r))
             }

@@ -2,9 +2,9 @@
 use futures::FutureExt;
 use leptos::either::Either;
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 
 use crate::api::{RegenerateBeat, VideoStatusWire, regenerate_beat};
-use leptos::server_fn::ServerFn;
 use crate::ui::components::editor::EditButton;
 use crate::ui::live::shared;
 

@@ -2,9 +2,9 @@
 use leptos::prelude::*;
 
 use crate::api::{VideoStatusWire, dollars};
-use crate::domain::words::count;
 use crate::domain::RunKind;
 use crate::domain::video::ATTEMPTS_PAGE;
+use crate::domain::words::count;
 use crate::ui::components::pager::Pager;
 use crate::ui::duration;
 use crate::ui::pages::status::page_href;

@@ -2,8 +2,8 @@
 use leptos::prelude::*;
 
 use crate::api::{TreeNode, VideoStatusWire, create_branch};
-use crate::domain::{BranchStatus, Origin};
 use crate::domain::video::TREE_PAGE;
+use crate::domain::{BranchStatus, Origin};
 use crate::ui::components::pager::Pager;
 use crate::ui::go_to;
 use crate::ui::live::shared;

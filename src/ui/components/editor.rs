@@ -16,12 +16,28 @@ pub fn EditButton(label: String, small: bool) -> impl IntoView {
 /// The editor of the branch's newest script; open while `editing` is set, and each time it
 /// opens it starts from the saved script.
 #[island]
-pub fn ScriptEditor(video_id: String, branch: String, checkpoint: String, version: u32, saves: Option<u32>, script: Script) -> impl IntoView {
+pub fn ScriptEditor(
+    video_id: String,
+    branch: String,
+    checkpoint: String,
+    version: u32,
+    saves: Option<u32>,
+    script: Script,
+) -> impl IntoView {
     let sh = shared();
-    move || sh.editing.get().then(|| editor_form(sh, video_id.clone(), branch.clone(), checkpoint.clone(), (version, saves), script.clone()))
+    move || {
+        sh.editing.get().then(|| editor_form(sh, video_id.clone(), branch.clone(), checkpoint.clone(), (version, saves), script.clone()))
+    }
 }
 
-fn editor_form(sh: Shared, video_id: String, branch: String, checkpoint: String, versions: (u32, Option<u32>), script: Script) -> impl IntoView {
+fn editor_form(
+    sh: Shared,
+    video_id: String,
+    branch: String,
+    checkpoint: String,
+    versions: (u32, Option<u32>),
+    script: Script,
+) -> impl IntoView {
     let (version, saves) = versions;
     let draft = RwSignal::new(script.clone());
     let save = sh.action(move |(checkpoint, script): (String, Script)| {

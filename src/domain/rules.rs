@@ -180,11 +180,18 @@ impl Refusal {
 impl std::error::Error for Refusal {}
 
 impl BranchView {
+    /// A budget already spent: it refuses any new run, whatever that run would cost.
+    fn budget_spent(&self) -> Option<Refusal> {
+        self.budget_micros
+            .filter(|budget| self.spent_micros >= *budget)
+            .map(|budget| Refusal::BudgetExhausted { spent_micros: self.spent_micros, budget_micros: budget })
+    }
+
     fn budget_check(&self) -> Result<(), Refusal> {
+        if let Some(spent) = self.budget_spent() {
+            return Err(spent);
+        }
         match self.budget_micros {
-            Some(budget) if self.spent_micros >= budget => {
-                Err(Refusal::BudgetExhausted { spent_micros: self.spent_micros, budget_micros: budget })
-            }
             Some(budget) if self.spent_micros + self.estimate_micros > budget => {
                 Err(Refusal::OverBudget { estimate_micros: self.estimate_micros, spent_micros: self.spent_micros, budget_micros: budget })
             }
@@ -376,12 +383,7 @@ pub fn allowed_actions(view: &BranchView, limits: Limits) -> AllowedActions {
         can_cancel: view.active_run.is_some(),
         // A spent budget refuses any regeneration; whether one beat's cost fits what is left the
         // engine checks against that beat's own estimate (this view's is the next phase's).
-        regenerate_refused: match view.budget_micros {
-            Some(budget) if view.active_run.is_none() && view.spent_micros >= budget => {
-                Some(Refusal::BudgetExhausted { spent_micros: view.spent_micros, budget_micros: budget })
-            }
-            _ => None,
-        },
+        regenerate_refused: view.active_run.is_none().then(|| view.budget_spent()).flatten(),
     }
 }
 

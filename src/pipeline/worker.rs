@@ -91,7 +91,21 @@ impl Halt {
 
 /// What a provider answered for one try, its output stored as blobs: the output, its cost, and
 /// its blobs (with their bytes when they are small enough to go in the database).
-type Answer = Result<(UnitOutput, i64, Vec<NewBlob>), ProviderError>;
+type Answer = Result<(UnitOutput, i64, Vec<NewBlob>), Failure>;
+
+/// A try that failed, and what it cost: a provider paid for output that is then refused (an
+/// invalid script, a narration too long to say) or cannot be stored was still paid for.
+struct Failure {
+    error: ProviderError,
+    cost_micros: i64,
+}
+
+impl From<ProviderError> for Failure {
+    /// A failure the provider answered with: nothing to pay for.
+    fn from(error: ProviderError) -> Failure {
+        Failure { error, cost_micros: 0 }
+    }
+}
 
 /// What every unit of one run shares.
 struct UnitJob<'a> {
@@ -673,14 +687,16 @@ impl Engine {
                 return Err(Halt::Stopped);
             }
             let started = now_ms();
-            let error = match self.try_once(job, plan, input.clone(), fail, stop).await? {
+            let failure = match self.try_once(job, plan, input.clone(), fail, stop).await? {
                 Ok((output, cost_micros, blobs)) => {
                     return Ok((output.clone(), Source::Provider { output, cost_micros, started, blobs }));
                 }
-                Err(e) => e,
+                Err(failure) => failure,
             };
+            let Failure { error, cost_micros } = failure;
             let outcome = if matches!(error, ProviderError::Permanent(_)) { TryOutcome::Permanent } else { TryOutcome::Transient };
-            self.record_try(job, job.failed_try(plan, try_no, outcome, &error.to_string(), started)).await;
+            let tried = UnitTry { cost_micros, ..job.failed_try(plan, try_no, outcome, &error.to_string(), started) };
+            self.record_try(job, tried).await;
             let wait = self.after_failure(error, &mut spent, &mut input)?;
             if !sleep_unless_stopped(wait, stop).await {
                 return Err(Halt::Stopped);
@@ -745,8 +761,11 @@ impl Engine {
             }
         };
         Ok(match answer {
-            Ok(costed) => self.store_output(costed).await,
-            Err(e) => Err(e),
+            Ok(costed) => match refused(&costed.value) {
+                Some(error) => Err(Failure { error, cost_micros: costed.cost_micros }),
+                None => self.store_output(costed).await,
+            },
+            Err(e) => Err(e.into()),
         })
     }
 
@@ -770,9 +789,6 @@ impl Engine {
             UnitInput::Script { prompt, beats, seed } => {
                 let c = p.script.write(call, prompt, beats, seed).await?;
                 debug_assert_eq!(phase, Phase::Script);
-                if let Err(e) = c.value.validate() {
-                    return Err(ProviderError::Permanent(format!("the script provider returned an invalid script: {e}")));
-                }
                 Costed { value: Produced::Script(c.value), cost_micros: c.cost_micros }
             }
             UnitInput::Frame { script, index, seed, width, height } => {
@@ -781,7 +797,6 @@ impl Engine {
             }
             UnitInput::Narration { text, voice, speed_wpm } => {
                 let c = p.narration.speak(call, SpeechRequest { text, voice, speed_wpm }).await?;
-                too_long_to_say(c.value.duration_ms)?;
                 Costed { value: Produced::Narration(c.value), cost_micros: c.cost_micros }
             }
             UnitInput::Clip { still, prompt, caption, duration_ms, fps, seed, .. } => {
@@ -834,7 +849,7 @@ impl Engine {
     /// Keeps a unit's bytes: small ones (up to `INLINE_BLOB_MAX`) go into the database with the
     /// unit's group commit, larger ones into the blob store now; a full disk is a failure of
     /// this try, said plainly.
-    async fn store_output(&self, costed: Costed<Produced>) -> Result<(UnitOutput, i64, Vec<NewBlob>), ProviderError> {
+    async fn store_output(&self, costed: Costed<Produced>) -> Answer {
         let mut kept = Keep { blobs: &self.blobs, made: Vec::new() };
         let stored = async {
             Ok::<_, std::io::Error>(match costed.value {
@@ -865,7 +880,10 @@ impl Engine {
         .await;
         match stored {
             Ok(output) => Ok((output, costed.cost_micros, kept.made)),
-            Err(e) => Err(ProviderError::Transient(format!("could not store the output: {e}"))),
+            Err(e) => Err(Failure {
+                error: ProviderError::Transient(format!("could not store the output: {e}")),
+                cost_micros: costed.cost_micros,
+            }),
         }
     }
 
@@ -892,9 +910,18 @@ impl Engine {
         self.write_fenced_with(job.lease, records, async move |_, _, answers, _| group_recorded(answers, &blobs, &units).await).await
     }
 
-    /// Records a failed try; one that cannot be recorded is logged, and the unit goes on.
+    /// Records a failed try, and what it cost in the run's cost; one that cannot be recorded is
+    /// logged, and the unit goes on.
     async fn record_try(&self, job: &UnitJob<'_>, tried: UnitTry) {
-        let written = self.write_fenced(job.lease, async move |tx, _| Ok(storage::insert_unit_try(tx, &tried).await?)).await;
+        let written = self
+            .write_fenced(job.lease, async move |tx, lease| {
+                storage::insert_unit_try(tx, &tried).await?;
+                if tried.cost_micros > 0 {
+                    storage::add_run_cost(tx, lease, tried.cost_micros).await?;
+                }
+                Ok(())
+            })
+            .await;
         if let Err(e) = written {
             tracing::warn!(error = %e, "could not record a failed try");
             self.events.changed(job.lease.video);
@@ -1276,6 +1303,14 @@ fn finished_unit(job: &UnitJob<'_>, plan: &UnitPlan, source: Source, finished: T
 /// A narration that, with the pause after it, lasts longer than a clip may (a script's check
 /// estimates it; this is the real audio's): its beat fails here, in phase 2, saying what to do
 /// (it failed in phase 3 as "clip duration … is too long", on every retry alike).
-fn too_long_to_say(duration_ms: u32) -> Result<(), ProviderError> {
-    crate::domain::narration::too_long_to_say(duration_ms).map_or(Ok(()), |why| Err(ProviderError::Permanent(why)))
+/// Why a provider's answer cannot be used though it came (and was paid for): a script that is
+/// not valid, a narration too long for any beat.
+fn refused(produced: &Produced) -> Option<ProviderError> {
+    match produced {
+        Produced::Script(script) => {
+            script.validate().err().map(|e| ProviderError::Permanent(format!("the script provider returned an invalid script: {e}")))
+        }
+        Produced::Narration(speech) => crate::domain::narration::too_long_to_say(speech.duration_ms).map(ProviderError::Permanent),
+        _ => None,
+    }
 }

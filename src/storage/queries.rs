@@ -426,6 +426,18 @@ pub fn restart_run_progress_statement(lease: &Lease, units_total: u32) -> Statem
     }
 }
 
+/// Adds what a failed try was paid to a held run's cost (the provider answered, and the answer
+/// could not be used); false (nothing written) when the lease is lost.
+pub async fn add_run_cost(conn: &mut AnyConnection, lease: &Lease, cost_micros: i64) -> Result<bool> {
+    let added = sqlx::query("UPDATE runs SET cost_micros = cost_micros + $1 WHERE id = $2 AND lease_token = $3 AND status = 'running'")
+        .bind(cost_micros)
+        .bind(lease.run.to_string())
+        .bind(lease.token)
+        .execute(conn)
+        .await?;
+    Ok(added.rows_affected() == 1)
+}
+
 /// Who may end a run: its worker, while it holds the lease, or a person (cancel), any time it is
 /// still active.
 #[derive(Clone, Copy, Debug)]

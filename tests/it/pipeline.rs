@@ -192,7 +192,7 @@ async fn a_narration_that_comes_back_too_long_fails_its_beat_in_phase_2() {
             _: reelsmith::pipeline::providers::SpeechRequest,
         ) -> Answer<reelsmith::pipeline::providers::SpeechBytes> {
             let speech = reelsmith::pipeline::providers::SpeechBytes { wav: b"slow".to_vec(), duration_ms: 150_000 };
-            Box::pin(async move { Ok(reelsmith::pipeline::providers::Costed { value: speech, cost_micros: 0 }) })
+            Box::pin(async move { Ok(reelsmith::pipeline::providers::Costed { value: speech, cost_micros: 3_000 }) })
         }
     }
     let env = env_with(Providers { narration: Arc::new(Drawling), ..Providers::instant() }, fast_config()).await;
@@ -205,6 +205,14 @@ async fn a_narration_that_comes_back_too_long_fails_its_beat_in_phase_2() {
     let error = failed.error.unwrap();
     assert!(error.contains(": it lasts 150.0 s when spoken, and with the 0.3 s pause after it a beat may last at most 120 s"), "{error}");
     assert_eq!(calls(e)[2], 0, "no clip was made");
+    // The voice answered and was paid: its refused tries cost what it charged, and so does the run.
+    let tries = e.unit_tries(video).await.unwrap();
+    let refused: Vec<_> =
+        tries.iter().filter(|t| t.run_id == failed.id && t.message.as_deref().is_some_and(|m| m.contains("when spoken"))).collect();
+    assert!(!refused.is_empty() && refused.iter().all(|t| t.cost_micros == 3_000), "{refused:?}");
+    let paid: i64 = tries.iter().filter(|t| t.run_id == failed.id).map(|t| t.cost_micros).sum();
+    assert_eq!(failed.cost_micros, paid, "the run's cost is what its tries were paid");
+    assert!(failed.cost_micros >= 3_000 * refused.len() as i64);
 }
 
 #[tokio::test]

@@ -24,14 +24,6 @@ fn blocking<T: Send + 'static>(
     })
 }
 
-struct StopOnDrop(std::sync::Arc<media::Stop>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop();
-    }
-}
-
 pub struct LocalScript;
 pub struct LocalStoryboard;
 pub struct LocalClips;

@@ -15,6 +15,17 @@ pub mod instant;
 pub mod local;
 pub mod remote;
 
+/// Stops media work when the answer that waits for it is dropped (the run was cancelled, lost
+/// its lease, or the server is shutting down): held by the answer's future, it tells the work
+/// on the blocking pool to stop at its next frame.
+pub(crate) struct StopOnDrop(pub(crate) Arc<crate::media::Stop>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
     #[error("{0}")]

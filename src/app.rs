@@ -4,6 +4,7 @@ use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
+use crate::ui::components::posted::PostedRefusal;
 use crate::ui::pages::{
     account::{AccountBar, SignInPage, SignUpPage},
     not_found::NotFound,
@@ -49,6 +50,7 @@ pub fn App() -> impl IntoView {
                 <AccountBar/>
             </header>
             <main class="page">
+                <PostedRefusal/>
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=VideosPage ssr=SsrMode::Async/>
                     <Route path=path!("/signin") view=SignInPage ssr=SsrMode::Async/>

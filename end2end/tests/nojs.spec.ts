@@ -82,3 +82,34 @@ test("without JavaScript the status page's Approve and Retry work", async ({ bro
   await expect(page.getByRole("table", { name: "Attempts" }).locator("tbody tr")).toHaveCount(3);
   await context.close();
 });
+
+// A post the server refuses comes back to the page, which says why: here an approval sent from
+// a second tab after the first one already approved the same script.
+test("without JavaScript a refused button says why on the page", async ({ browser }) => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  if (authMode() === "accounts") await signUpBy(page.request);
+  await page.goto(base() + "/");
+  await page.getByLabel("Prompt").fill(`Approved twice without JavaScript ${Date.now()}`);
+  await page.getByLabel("Beats").fill("2");
+  await page.getByRole("button", { name: "Create video" }).click();
+  await page.waitForURL(/\/videos\/[0-9a-f-]{36}$/);
+  const url = page.url();
+  await expect(async () => {
+    await page.goto(url);
+    await expect(page.getByTestId("video-status")).toHaveText("awaiting approval", { timeout: 1_000 });
+  }).toPass({ timeout: 60_000 });
+  const second = await context.newPage();
+  await second.goto(url);
+  await page.getByRole("button", { name: /^Approve & Continue/ }).click();
+  await page.waitForLoadState();
+  await expect(page.getByRole("heading", { name: "That was not done" })).toHaveCount(0);
+  await second.getByRole("button", { name: /^Approve & Continue/ }).click();
+  await second.waitForLoadState();
+  expect(new URL(second.url()).pathname).toBe(new URL(url).pathname);
+  const refusal = second.getByRole("alert").filter({ has: second.getByRole("heading", { name: "That was not done" }) });
+  await expect(refusal).toBeVisible();
+  await expect(refusal).toContainText(/already|not the newest|already active/);
+  await second.screenshot({ path: "test-results/nojs-refused.png", fullPage: true });
+  await context.close();
+});

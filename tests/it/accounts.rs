@@ -324,6 +324,9 @@ async fn signing_up_and_in_without_javascript_lands_on_the_page_asked_for() {
     let back = location(&refused).unwrap_or_default();
     assert!(back.starts_with(&format!("{}/signin?", web.origin())) && back.contains("__err="), "back to the form, with its error: {back}");
     assert_eq!(refused.session_cookie(), None, "nobody signed in");
+    let form = web.get(None, back.strip_prefix(&web.origin()).unwrap(), &[]).await;
+    let form = form.body.as_str().unwrap_or_default();
+    assert_eq!(form.matches("Email or password is incorrect.").count(), 1, "said once, by the form: {form}");
 }
 
 /// The status page's forms posted without JavaScript (budget, Approve & Continue) are answered
@@ -346,6 +349,34 @@ async fn a_status_page_form_posted_without_javascript_goes_back_to_that_page() {
     assert_eq!((approved.status, location(&approved)), (302, Some(format!("/videos/{video}?branch=main"))));
     let state = env.engine.video_state(id).await.unwrap();
     assert_eq!((state.runs.len(), state.video.budget_micros), (2, Some(5_000_000)), "both posts did their work");
+}
+
+/// A status-page form posted without JavaScript that the server refuses comes back to the page,
+/// which says why (it used to come back unchanged, as if the click had been lost), and nothing
+/// is done.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_form_posted_without_javascript_says_why_on_its_page() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::None).await;
+    let made = web.call(None, "create_video", &[("prompt", "Refused by a plain form"), ("beats", "2")]).await;
+    let video = made.body.as_str().expect("the new video's id").to_string();
+    step(&env.engine).await;
+    let id = reelsmith::domain::VideoId::parse("video", &video).unwrap();
+    let page = format!("/videos/{video}?branch=main");
+    // Nothing runs on the branch: a cancel is refused.
+    let refused = web.post_form(None, "cancel_run", &[("video_id", video.as_str()), ("branch", "main")], &page).await;
+    assert_eq!(refused.status, 302);
+    let back = refused.headers.get("location").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
+    let back = back.strip_prefix(&web.origin()).unwrap_or(&back).to_string();
+    assert!(back.starts_with(&page), "back to the page it was posted from: {back}");
+    let shown = web.get(None, &back, &[]).await;
+    assert_eq!(shown.status, 200);
+    let body = shown.body.as_str().unwrap_or_default().to_string();
+    assert!(body.contains("That was not done") && body.contains("Nothing is running on this branch."), "{body}");
+    let plain = web.get(None, &page, &[]).await;
+    assert!(!plain.body.as_str().unwrap_or_default().contains("That was not done"), "only the answer to the post says it");
+    let state = env.engine.video_state(id).await.unwrap();
+    assert_eq!(state.runs.len(), 1, "nothing was started or ended");
 }
 
 /// No other site may show these pages in a frame: a click there would be a request from this

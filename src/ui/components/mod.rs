@@ -7,4 +7,5 @@ pub mod delete;
 pub mod editor;
 pub mod error_card;
 pub mod pager;
+pub mod posted;
 pub mod timeline;

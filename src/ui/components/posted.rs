@@ -1,0 +1,68 @@
+//! What a form posted without JavaScript was answered, when the server refused it.
+//!
+//! Such a post comes back to its page with the refusal in the address (Leptos's `__path` and
+//! `__err`). The sign-in, sign-up and new-video forms show it beside their fields; for the
+//! status page's forms (Approve & Continue, Retry, Cancel, Regenerate, the budget) this card
+//! says it at the top of the page. Anyone can write such an address, so only what the server's
+//! own typed refusals say is shown in their words; a free-text message (an invalid field) is not
+//! repeated, only that the form was not accepted.
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+use leptos::server_fn::ServerFn;
+use leptos::server_fn::error::ServerFnUrlError;
+
+use crate::api::{AppError, CreateVideo, SignIn, SignUp};
+
+/// The refusal to show, if the address carries one for a form that does not show its own.
+pub fn posted_refusal(path: &str, encoded: &str) -> Option<(String, String)> {
+    if [SignIn::PATH, SignUp::PATH, CreateVideo::PATH].contains(&path) {
+        return None;
+    }
+    match ServerFnUrlError::<AppError>::decode_err(encoded) {
+        // Not an answer of ours (what does not decode reads as "could not reach the server").
+        AppError::Transport(_) => None,
+        AppError::InvalidInput { .. } => {
+            Some(("What the form sent was not accepted.".into(), "Check what you entered and send it again.".into()))
+        }
+        e => Some((e.sentence(), e.next_step())),
+    }
+}
+
+#[component]
+pub fn PostedRefusal() -> impl IntoView {
+    let query = use_query_map().get_untracked();
+    let refusal = query.get_str("__path").zip(query.get_str("__err")).and_then(|(path, err)| posted_refusal(path, err));
+    refusal.map(|(sentence, next)| {
+        view! {
+            <section class="card error-card posted" role="alert" aria-labelledby="posted-heading">
+                <h2 id="posted-heading">"That was not done"</h2>
+                <p class="error-text">{sentence}</p>
+                <p>{next}</p>
+            </section>
+        }
+    })
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+    use crate::domain::Refusal;
+    use leptos::server_fn::error::FromServerFnError;
+
+    fn encoded(e: &AppError) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE.encode(e.ser())
+    }
+
+    #[test]
+    fn a_refusal_reads_in_its_own_words_and_free_text_is_not_repeated() {
+        let refused = AppError::Refused(Refusal::RetryLimitReached { limit: 5 });
+        let shown = posted_refusal("/api/continue_video", &encoded(&refused)).expect("shown");
+        assert_eq!(shown.0, "Retry limit reached (5).");
+        let invalid = AppError::InvalidInput { field: "dollars".into(), message: "Call 555-0100 to unlock your account".into() };
+        let shown = posted_refusal("/api/set_budget", &encoded(&invalid)).expect("shown");
+        assert!(!shown.0.contains("555") && !shown.1.contains("555"), "{shown:?}");
+        assert_eq!(posted_refusal("/api/set_budget", "not base64!"), None, "garbage shows nothing");
+        assert_eq!(posted_refusal(SignIn::PATH, &encoded(&refused)), None, "the sign-in form shows its own");
+    }
+}

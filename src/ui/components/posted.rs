@@ -7,11 +7,12 @@
 //! own typed refusals say is shown in their words; a free-text message (an invalid field) is not
 //! repeated, only that the form was not accepted.
 use leptos::prelude::*;
-use leptos_router::hooks::use_query_map;
 use leptos::server_fn::ServerFn;
 use leptos::server_fn::error::ServerFnUrlError;
+use leptos_router::hooks::use_query_map;
 
 use crate::api::{AppError, CreateVideo, SignIn, SignUp};
+use crate::domain::{BranchName, Refusal};
 
 /// The refusal to show, if the address carries one for a form that does not show its own.
 pub fn posted_refusal(path: &str, encoded: &str) -> Option<(String, String)> {
@@ -21,6 +22,8 @@ pub fn posted_refusal(path: &str, encoded: &str) -> Option<(String, String)> {
     match ServerFnUrlError::<AppError>::decode_err(encoded) {
         // Not an answer of ours (what does not decode reads as "could not reach the server").
         AppError::Transport(_) => None,
+        // The one typed refusal that carries text: only a name a branch could have.
+        AppError::Refused(Refusal::BranchNameTaken { name }) if BranchName::parse(&name).is_err() => None,
         AppError::InvalidInput { .. } => {
             Some(("What the form sent was not accepted.".into(), "Check what you entered and send it again.".into()))
         }
@@ -46,7 +49,6 @@ pub fn PostedRefusal() -> impl IntoView {
 #[cfg(all(test, feature = "ssr"))]
 mod tests {
     use super::*;
-    use crate::domain::Refusal;
     use leptos::server_fn::error::FromServerFnError;
 
     fn encoded(e: &AppError) -> String {
@@ -63,6 +65,9 @@ mod tests {
         let shown = posted_refusal("/api/set_budget", &encoded(&invalid)).expect("shown");
         assert!(!shown.0.contains("555") && !shown.1.contains("555"), "{shown:?}");
         assert_eq!(posted_refusal("/api/set_budget", "not base64!"), None, "garbage shows nothing");
+        let taken = |name: &str| AppError::Refused(Refusal::BranchNameTaken { name: name.into() });
+        assert!(posted_refusal("/api/create_branch", &encoded(&taken("take-2"))).is_some());
+        assert_eq!(posted_refusal("/api/create_branch", &encoded(&taken("Call 555-0100 now"))), None);
         assert_eq!(posted_refusal(SignIn::PATH, &encoded(&refused)), None, "the sign-in form shows its own");
     }
 }

@@ -29,6 +29,13 @@ test("the final video plays with sound and one caption cue per beat", async ({ p
   const narrations = (await page.getByRole("region", { name: /^Script:/ }).locator("ol.beats li > p:first-child").allInnerTexts()).map((t) => t.trim());
   expect(cues.map((c) => c.text)).toEqual(narrations);
   for (let i = 1; i < cues.length; i++) expect(cues[i].start).toBeGreaterThanOrEqual(cues[i - 1].end);
+  // The script's beat lengths add up to the video's: a beat lasts as long as its narration and
+  // the pause after it (the card said each beat's own, shorter length).
+  const lengths = await page.getByRole("region", { name: /^Script:/ }).locator("ol.beats li > p.muted").allInnerTexts();
+  const seconds = lengths.map((t) => Number(/ · ([\d.]+) s( with its narration)?$/.exec(t.trim())?.[1]));
+  expect(seconds.every((s) => s > 0), lengths.join(" | ")).toBe(true);
+  const duration = await video.evaluate((v: HTMLVideoElement) => v.duration);
+  expect(Math.abs(seconds.reduce((a, b) => a + b, 0) - duration), `${lengths.join(" | ")} against ${duration} s`).toBeLessThan(0.1 * beats + 0.1);
 
   // Play it: the audio decoder must take in bytes as the video plays, and no MediaError.
   const started = await video.evaluate(async (v: HTMLVideoElement) => {

@@ -75,6 +75,12 @@ impl Narration {
     }
 }
 
+/// How long a beat's clip lasts: what it says (`spoken_ms`, none when silent) and the pause
+/// after it, or the beat's own length if that is longer.
+pub fn clip_length_ms(beat_ms: u32, spoken_ms: Option<u32>) -> u32 {
+    spoken_ms.map_or(beat_ms, |spoken| beat_ms.max(spoken.saturating_add(PAUSE_AFTER_MS)))
+}
+
 /// About how long `text` takes to say at `wpm` words per minute, for the editor (the real
 /// duration comes from the audio).
 pub fn estimated_speech_ms(text: &str, wpm: u32) -> u32 {

@@ -28,6 +28,15 @@ pub const MIN_BEAT_MS: u32 = 500;
 pub const MAX_BEAT_MS: u32 = 10_000;
 
 impl Script {
+    /// About how long beat `i`'s clip will last: its own length, or its narration's estimated
+    /// length and the pause after it when that is longer (the clip is made to fit what is said).
+    pub fn estimated_beat_ms(&self, i: usize) -> u32 {
+        let beat = &self.beats[i];
+        let spoken =
+            (!self.narration.is_silent()).then(|| super::narration::estimated_speech_ms(&beat.narration, self.narration.speed_wpm));
+        super::narration::clip_length_ms(beat.duration_ms, spoken)
+    }
+
     /// Parses an edited script document; every error names the field it is about.
     pub fn parse_edit(json: &str) -> Result<Script, InvalidInput> {
         if json.len() > 64 * 1024 {
@@ -102,6 +111,17 @@ mod tests {
             beats: vec![Beat { narration: "We walk.".into(), visual: "A road.".into(), duration_ms: 2000 }],
             narration: Narration::default(),
         }
+    }
+
+    #[test]
+    fn a_beat_lasts_as_long_as_its_narration_needs() {
+        let mut s = sample();
+        assert_eq!(s.estimated_beat_ms(0), 2000, "\"We walk.\" fits in the beat's 2 s");
+        s.beats[0].narration = "word ".repeat(20);
+        // 20 words at 175 a minute (6,857 ms) and the 0.3 s pause after them.
+        assert_eq!(s.estimated_beat_ms(0), 7157);
+        s.narration.voice = crate::domain::narration::SILENT.into();
+        assert_eq!(s.estimated_beat_ms(0), 2000, "a silent beat keeps its own length");
     }
 
     #[test]

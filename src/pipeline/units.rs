@@ -6,9 +6,6 @@ use super::{CoreError, Engine, EngineConfig, mix_seed};
 use crate::domain::video::{Checkpoint, Run, Video};
 use crate::domain::{BlobRef, ClipRef, Manifest, NarrationRef, Phase, Script};
 
-/// Silence after a beat's narration before the next beat starts.
-pub const NARRATION_TAIL_MS: u32 = crate::domain::narration::PAUSE_AFTER_MS;
-
 #[derive(Clone, Debug)]
 pub enum UnitInput {
     Script {
@@ -228,7 +225,7 @@ fn frame_inputs(cfg: &EngineConfig, state: &Video, run: &Run) -> Result<(Vec<Uni
 
 /// How long a beat's clip lasts: its narration and a pause, or the beat's own length if longer.
 pub fn clip_ms(beat_ms: u32, narration: Option<&NarrationRef>) -> u32 {
-    narration.map_or(beat_ms, |n| beat_ms.max(n.duration_ms.saturating_add(NARRATION_TAIL_MS)))
+    crate::domain::narration::clip_length_ms(beat_ms, narration.map(|n| n.duration_ms))
 }
 
 /// One clip per storyboard frame, as long as its beat.

@@ -48,10 +48,10 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
                 </div>
                 <p class="muted small">{voice_line(&script.narration)}</p>
                 <ol class="beats">
-                    {script.beats.iter().map(|b| view! {
+                    {script.beats.iter().enumerate().map(|(i, b)| view! {
                         <li>
                             <p>{b.narration.clone()}</p>
-                            <p class="muted small">{format!("{} · {} s", b.visual, crate::api::decimal(i64::from(b.duration_ms), 1000, 2))}</p>
+                            <p class="muted small">{format!("{} · {}", b.visual, beat_length(&script, i, a.narrations.get(i).map(|n| n.duration_ms)))}</p>
                         </li>
                     }).collect_view()}
                 </ol>
@@ -107,6 +107,19 @@ pub fn Artifacts(s: VideoStatusWire) -> impl IntoView {
         }
     });
     view! { {video} {script} {storyboard} {clips} }
+}
+
+/// How long a beat lasts, as the script card says it: the beat's own length, or, when its
+/// narration makes the clip longer, that length: from the narration made (`spoken_ms`, once the
+/// storyboard has it), else about, from the words.
+fn beat_length(script: &crate::domain::Script, i: usize, spoken_ms: Option<u32>) -> String {
+    let own = script.beats[i].duration_ms;
+    let secs = |ms: u32| crate::api::decimal(i64::from(ms), 1000, 1);
+    match spoken_ms.map(|spoken| crate::domain::narration::clip_length_ms(own, Some(spoken))) {
+        Some(made) if made > own => format!("{} s with its narration", secs(made)),
+        None if script.estimated_beat_ms(i) > own => format!("about {} s with its narration", secs(script.estimated_beat_ms(i))),
+        _ => format!("{} s", crate::api::decimal(i64::from(own), 1000, 2)),
+    }
 }
 
 /// How the script is spoken, in words.

@@ -152,16 +152,20 @@ fn script_of(c: &Checkpoint) -> Result<&Script, CoreError> {
     c.manifest.script().ok_or_else(|| CoreError::Internal("script checkpoint without a script".into()))
 }
 
-/// The seeds of a beat-per-unit phase: derived from the video's seed, except the regenerated beat.
+/// The seeds of a beat-per-unit phase. A regeneration starts from the seeds of the checkpoint it
+/// makes again, with a new one for its beat; any other run from those of the newest version of
+/// the phase on its branch, so a beat made again by hand keeps its new look (and its memo entry)
+/// when an edit makes the phase again. Without such a version, or when the number of beats
+/// changed, each beat's seed derives from the video's.
 fn seeds_for(engine_seed: u64, phase: Phase, beats: usize, run: &Run, state: &Video) -> Vec<u64> {
-    let mut seeds: Vec<u64> = match &run.regenerate {
-        Some(regen) => state
-            .checkpoint(regen.of)
-            .and_then(|c| c.manifest.seeds().map(<[u64]>::to_vec))
-            .filter(|s| s.len() == beats)
-            .unwrap_or_else(|| (0..beats).map(|i| mix_seed(engine_seed, u64::from(phase.number()), i as u64)).collect()),
-        None => (0..beats).map(|i| mix_seed(engine_seed, u64::from(phase.number()), i as u64)).collect(),
+    let from = match &run.regenerate {
+        Some(regen) => state.checkpoint(regen.of),
+        None => state.checkpoints.iter().filter(|c| c.branch_id == run.branch_id && c.phase == phase).max_by_key(|c| c.created_at),
     };
+    let mut seeds = from
+        .and_then(|c| c.manifest.seeds().map(<[u64]>::to_vec))
+        .filter(|s| s.len() == beats)
+        .unwrap_or_else(|| (0..beats).map(|i| mix_seed(engine_seed, u64::from(phase.number()), i as u64)).collect());
     if let Some(regen) = &run.regenerate
         && let Some(s) = seeds.get_mut(regen.beat as usize)
     {

@@ -393,6 +393,40 @@ async fn regenerating_one_beat_makes_only_that_beat_with_a_new_seed() {
     }
 }
 
+/// A beat made again by hand keeps its new look when an edit of the script makes the storyboard
+/// again: the next run starts from the branch's newest storyboard's seeds (it used to go back to
+/// the video's, and the edit brought the old still back).
+#[tokio::test]
+async fn a_regenerated_beat_keeps_its_look_when_an_edit_makes_the_storyboard_again() {
+    let env = local_env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Keep the new third frame", 4, false, None).await;
+    step_ok(e).await;
+    approve_head(e, video).await;
+    let board = step_ok(e).await;
+    e.regenerate_beat(video, None, board, 2).await.unwrap();
+    let regenerated = step_ok(e).await;
+    let state = e.video_state(video).await.unwrap();
+    let frames_and_seeds = |state: &VideoState, id| match &state.checkpoint(id).unwrap().manifest {
+        Manifest::Storyboard { frames, seeds, .. } => (frames.clone(), seeds.clone()),
+        _ => unreachable!(),
+    };
+    let (kept, kept_seeds) = frames_and_seeds(&state, regenerated);
+    // Edit beat 1's picture: its still is drawn again, the others come back as they were.
+    let script_cp = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
+    let mut script = script_cp.manifest.script().unwrap().clone();
+    script.beats[0].visual = "A lantern on a wet quay at night.".into();
+    let edited = e.edit_script(video, None, script_cp.id, &serde_json::to_string(&script).unwrap()).await.unwrap();
+    let before = calls(e);
+    e.continue_video(video, Some(edited), None, false).await.unwrap();
+    let again = step_ok(e).await;
+    assert_eq!(calls(e)[1] - before[1], 1, "only the edited beat's still is drawn");
+    let (frames, seeds) = frames_and_seeds(&e.video_state(video).await.unwrap(), again);
+    assert_eq!(seeds, kept_seeds, "the storyboard's seeds carry on");
+    assert_ne!(frames[0], kept[0], "the edited beat is new");
+    assert_eq!(frames[1..], kept[1..], "the regenerated third still is the one kept, and so are the others");
+}
+
 #[tokio::test]
 async fn permanent_errors_fail_at_once_and_transient_ones_are_retried() {
     let env = env().await;

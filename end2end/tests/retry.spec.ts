@@ -152,3 +152,21 @@ test("a spent budget blocks the next phase and says why, until the budget is rai
   await expect(page.getByRole("button", { name: "Regenerate beat 1" })).toHaveCount(0);
   await expect(page.locator(".storyboard").getByText(/^Regenerating a beat is refused: The budget is spent/)).toBeVisible();
 });
+
+// A keyboard user keeps their place: the button an action disables, or the page replaces once it
+// shows what the action did, gave the focus back to the document's start.
+test("after an action by keyboard the focus stays with the controls", async ({ page }) => {
+  await createVideo(page, { prompt: "Approved from the keyboard", beats: 2 });
+  await expectStatus(page, "awaiting approval");
+  await page.getByRole("button", { name: "Approve & Continue to Storyboard" }).focus();
+  await page.keyboard.press("Enter");
+  await expect(page.getByRole("button", { name: "Approve & Continue to Clips" })).toBeVisible({ timeout: 60_000 });
+  const inNextStep = () => page.evaluate(() => !!document.activeElement?.closest("#next-step"));
+  await expect.poll(inNextStep, { message: "the focus is on the next step, not back at the page's start" }).toBe(true);
+
+  await page.getByLabel("Budget ($)").fill("4");
+  await page.getByRole("button", { name: "Set budget" }).focus();
+  await page.keyboard.press("Enter");
+  await expect(page.getByText(/^Spent \$[\d.]+ of a \$4(\.0+)? budget\.$/)).toBeVisible();
+  await expect(page.getByRole("button", { name: "Set budget" })).toBeFocused();
+});

@@ -7,6 +7,9 @@ use crate::api::AppError;
 
 /// The id of the element a refresh replaces: the whole status page but the shell around it.
 pub const REGION: &str = "status-region";
+/// The id of the "Next step" panel, where the focus goes when the control of an action that
+/// changed the page is gone (Approve & Continue, once the phase runs).
+pub const FALLBACK_FOCUS: &str = "next-step";
 
 /// What the islands of one status page share. Islands are separate roots (no common context), so
 /// the browser keeps one set for the page; the server renders every island in its first state.
@@ -68,6 +71,8 @@ impl Shared {
         Fut: Future<Output = Result<(), AppError>> + Send + 'static,
     {
         Action::new(move |input: &I| {
+            #[cfg(feature = "hydrate")]
+            client::remember_focus();
             let fut = f(input.clone());
             async move {
                 let result = fut.await;
@@ -133,8 +138,44 @@ mod client {
     use wasm_bindgen_futures::JsFuture;
     use web_sys::{Document, Element, HtmlElement};
 
-    use super::{REGION, Shared};
+    use super::{FALLBACK_FOCUS, REGION, Shared};
     use crate::api::{WatchRequest, watch_video};
+
+    thread_local! {
+        /// The `data-focus` of the control whose action is under way: a button that is disabled
+        /// while its action runs, or replaced when the page shows what it did, loses the focus,
+        /// and the refresh after it gives the focus back (see `refocus`).
+        static FOCUS_AFTER: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// Notes the focused control of an action that starts (by its `data-focus`).
+    pub fn remember_focus() {
+        let key = document()
+            .active_element()
+            .and_then(|el| el.closest("[data-focus]").ok().flatten())
+            .and_then(|el| el.get_attribute("data-focus"));
+        FOCUS_AFTER.with(|f| *f.borrow_mut() = key);
+    }
+
+    /// After a refresh: if an action's control had the focus and the page has none now, the
+    /// focus goes back to that control (the same `data-focus`, enabled), or else to the "Next
+    /// step" panel, which says what the action led to. A refresh that no action asked for never
+    /// moves the focus.
+    fn refocus(doc: &Document) {
+        let Some(key) = FOCUS_AFTER.with(|f| f.borrow_mut().take()) else { return };
+        let lost = doc.active_element().is_none_or(|el| el.tag_name().eq_ignore_ascii_case("body"));
+        if !lost {
+            return;
+        }
+        let target = doc
+            .query_selector(&format!("[data-focus=\"{key}\"]:not([disabled])"))
+            .ok()
+            .flatten()
+            .or_else(|| doc.get_element_by_id(FALLBACK_FOCUS));
+        if let Some(el) = target.and_then(|el| el.dyn_into::<HtmlElement>().ok()) {
+            let _ = el.focus();
+        }
+    }
 
     pub fn start(video_id: String, live: RwSignal<bool>, sh: Shared) {
         let shown = Rc::new(Cell::new(region_changes(&document())));
@@ -215,6 +256,13 @@ mod client {
         // The focused field, by id: it may be in an island that is made again (new props).
         let focused = doc.active_element().filter(|el| old.contains(Some(el)) && !el.id().is_empty());
         let focus = focused.map(|el| (el.id(), selection_of(&el)));
+        // A focused control without an id (an action's button) loses the focus when its element
+        // moves into the new region: `refocus` gives it back by its `data-focus`.
+        if let Some(key) =
+            doc.active_element().filter(|el| old.contains(Some(el)) && el.id().is_empty()).and_then(|el| el.get_attribute("data-focus"))
+        {
+            FOCUS_AFTER.with(|f| *f.borrow_mut() = Some(key));
+        }
         let mut keep = elements(&old)?;
         let mut hydrate = Vec::new();
         for (key, el) in elements(&new)? {
@@ -244,6 +292,7 @@ mod client {
                 restore_selection(&el, start, end);
             }
         }
+        refocus(&doc);
         Ok(())
     }
 

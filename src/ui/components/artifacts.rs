@@ -148,7 +148,7 @@ fn NarrationPlayer(index: usize, audio_url: String, duration_ms: u32) -> impl In
 #[island]
 fn RegenerateButton(video_id: String, branch: String, checkpoint: String, beat: u32, label: String) -> impl IntoView {
     // A form, so it works without JavaScript too (see `ContinueButton`).
-    let fields = (video_id.clone(), branch.clone(), checkpoint.clone());
+    let (fields, key) = ((video_id.clone(), branch.clone(), checkpoint.clone()), label.clone());
     let regenerate = shared()
         .action(move |_: ()| regenerate_beat(video_id.clone(), Some(branch.clone()), checkpoint.clone(), beat).map(|r| r.map(|_| ())));
     view! {
@@ -160,7 +160,7 @@ fn RegenerateButton(video_id: String, branch: String, checkpoint: String, beat: 
             <input type="hidden" name="branch" value=fields.1/>
             <input type="hidden" name="checkpoint_id" value=fields.2/>
             <input type="hidden" name="beat" value=beat.to_string()/>
-            <button type="submit" class="small" disabled=move || regenerate.pending().get()>{label}</button>
+            <button type="submit" class="small" data-focus=key disabled=move || regenerate.pending().get()>{label}</button>
         </form>
     }
 }

@@ -82,7 +82,7 @@ pub fn Controls(s: VideoStatusWire) -> impl IntoView {
     let head_id = head.and_then(|h| h.latest_checkpoint_id);
     let can_continue = s.allowed.can_continue;
     view! {
-        <section class="card controls" aria-label="Next step">
+        <section class="card controls" id=crate::ui::live::FALLBACK_FOCUS tabindex="-1" aria-label="Next step">
             {pending.map(|c| {
                 let label = if c.phase == Phase::Render { "Approve & Continue (finish the video)".to_string() } else {
                     format!("Approve & Continue to {}", c.phase.next().map(|p| p.label()).unwrap_or(""))
@@ -137,7 +137,7 @@ pub fn ContinueButton(
             <input type="hidden" name="branch" value=fields.1/>
             {fields.2.map(|c| view! { <input type="hidden" name="checkpoint_id" value=c/> })}
             <input type="hidden" name="force_retry" value=force_retry.to_string()/>
-            <button type="submit" class="primary" disabled=move || !enabled || go.pending().get()
+            <button type="submit" class="primary" data-focus=if force_retry { "retry" } else { "continue" } disabled=move || !enabled || go.pending().get()
                 aria-busy=move || go.pending().get().to_string()>
                 {move || if go.pending().get() { busy.clone() } else { label.clone() }}
             </button>
@@ -156,7 +156,7 @@ fn CancelButton(video_id: String, branch: String) -> impl IntoView {
         }>
             <input type="hidden" name="video_id" value=fields.0/>
             <input type="hidden" name="branch" value=fields.1/>
-            <button type="submit" class="danger" disabled=move || cancel.pending().get()>
+            <button type="submit" class="danger" data-focus="cancel" disabled=move || cancel.pending().get()>
                 {move || if cancel.pending().get() { "Cancelling…" } else { "Cancel run" }}
             </button>
         </form>
@@ -188,7 +188,7 @@ fn BudgetForm(video_id: String, saved: String, spent: String) -> impl IntoView {
             <label for="budget-input">"Budget ($)"</label>
             <input id="budget-input" name="dollars" inputmode="decimal" placeholder="no limit" size="8" value=shown
                 prop:value=value on:input=move |ev| sh.budget_draft.set(Some(event_target_value(&ev)))/>
-            <button type="submit" class="small" disabled=move || budget.pending().get()>"Set budget"</button>
+            <button type="submit" class="small" data-focus="budget" disabled=move || budget.pending().get()>"Set budget"</button>
             <span class="muted small">{spent}</span>
         </form>
     }

@@ -143,6 +143,21 @@ pub async fn load_video_page(conn: &mut AnyConnection, owner: AccountId, limit: 
     Ok((rule_slices(conn, Videos::Newest { owner, limit, offset }, infos).await?, total as u32))
 }
 
+/// Each branch's newest storyboard and clips checkpoint: a run of those phases takes its seeds
+/// from it (`pipeline::units`), and after an edit it is off the branch's line, which is all a
+/// page's slice holds.
+pub async fn newest_beat_checkpoints(conn: &mut AnyConnection, video: VideoId) -> Result<Vec<Checkpoint>> {
+    let rows: Vec<CheckpointRow> = sqlx::query_as(
+        "SELECT * FROM checkpoints WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
+         (PARTITION BY branch_id, phase ORDER BY created_at DESC, id DESC) AS newest FROM checkpoints \
+         WHERE video_id = $1 AND phase IN (2, 3)) ranked WHERE newest = 1)",
+    )
+    .bind(video.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(Checkpoint::from).collect())
+}
+
 /// One page of the video's checkpoint tree: its newest `limit` checkpoints after skipping
 /// `offset`, with every checkpoint they descend from (so the page is a tree), oldest first; and
 /// how many checkpoints the video has in all.

@@ -233,3 +233,37 @@ async fn page_numbers_are_checked_at_the_door() {
     let list = web.call(None, "list_videos", &[("page", "3")]).await;
     assert_eq!((list.status, list.body["videos"].as_array().unwrap().len(), list.body["total"].clone()), (200, 0, serde_json::json!(1)));
 }
+
+/// A regenerated beat, then two edits: the estimate the page shows (read from a slice) is what
+/// the run then costs. The run takes its seeds from the branch's newest
+/// storyboard, which after an edit is off the branch's line; planned with the video's seeds, the
+/// page counted the regenerated beat as new.
+#[tokio::test]
+async fn the_pages_estimate_plans_with_the_seeds_the_run_will_use() {
+    let env = env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Three lanterns on a quay", 3, false, None).await;
+    let script = step_ok(e).await;
+    e.continue_video(video, Some(script), None, false).await.unwrap();
+    let board = step_ok(e).await;
+    e.regenerate_beat(video, None, board, 2).await.unwrap();
+    step_ok(e).await;
+    let edit = async |from: CheckpointId, beat: usize, visual: &str| {
+        let state = e.video_state(video).await.unwrap();
+        let mut script = state.checkpoint(from).unwrap().manifest.script().unwrap().clone();
+        script.beats[beat].visual = visual.into();
+        e.edit_script(video, None, from, &serde_json::to_string(&script).unwrap()).await.unwrap()
+    };
+    // Beat 3's picture changes: drawn again, with its regenerated seed.
+    let second = edit(script, 2, "A red lantern swinging.").await;
+    e.continue_video(video, Some(second), None, false).await.unwrap();
+    step_ok(e).await;
+    // Then beat 1's: only that still is new.
+    let third = edit(second, 0, "A harbour wall in fog.").await;
+    let shown = convert::status(&e.status_page(video, "main", Pages::default()).await.unwrap(), &e.config).unwrap();
+    e.continue_video(video, Some(third), None, false).await.unwrap();
+    step_ok(e).await;
+    let run = e.video_state(video).await.unwrap().runs.last().unwrap().clone();
+    assert_eq!(shown.estimate_micros, run.cost_micros, "the estimate is what the run cost");
+    assert_eq!(run.cost_micros, 1, "one still drawn, at the instant provider's price");
+}

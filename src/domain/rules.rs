@@ -129,7 +129,7 @@ impl fmt::Display for Refusal {
                 f,
                 "The next phase is estimated at {}, more than the {} left of the budget",
                 Dollars(*estimate_micros),
-                Dollars(*budget_micros - *spent_micros)
+                Dollars(budget_micros.saturating_sub(*spent_micros))
             ),
             Refusal::Busy { .. } => f.write_str("A run is already active on this branch"),
             Refusal::NotBranchHead => f.write_str("That checkpoint is not the newest one on this branch"),
@@ -140,7 +140,7 @@ impl fmt::Display for Refusal {
             }
             Refusal::NotRegenerable { phase } => write!(f, "{} checkpoints have no beats to regenerate", phase.label()),
             Refusal::BeatOutOfRange { beat, beats } => {
-                write!(f, "Beat {} does not exist; this video has {}", beat + 1, super::words::count(*beats, "beat", "beats"))
+                write!(f, "Beat {} does not exist; this video has {}", u64::from(*beat) + 1, super::words::count(*beats, "beat", "beats"))
             }
             Refusal::BranchNameTaken { name } => write!(f, "A branch named \"{name}\" already exists in this video"),
         }

@@ -93,8 +93,8 @@ impl Halt {
 /// its blobs (with their bytes when they are small enough to go in the database).
 type Answer = Result<(UnitOutput, i64, Vec<NewBlob>), Failure>;
 
-/// A try that failed, and what it cost: a provider paid for output that is then refused (an
-/// invalid script, a narration too long to say) or cannot be stored was still paid for.
+/// A try that failed, and what it cost: output the provider was paid for and the engine then
+/// refuses (a script that fails its check, a narration too long to say) was still paid for.
 struct Failure {
     error: ProviderError,
     cost_micros: i64,
@@ -880,10 +880,9 @@ impl Engine {
         .await;
         match stored {
             Ok(output) => Ok((output, costed.cost_micros, kept.made)),
-            Err(e) => Err(Failure {
-                error: ProviderError::Transient(format!("could not store the output: {e}")),
-                cost_micros: costed.cost_micros,
-            }),
+            // Not charged: the next try of a remote unit attaches to the same paid job and
+            // counts its cost then.
+            Err(e) => Err(ProviderError::Transient(format!("could not store the output: {e}")).into()),
         }
     }
 
@@ -1300,11 +1299,10 @@ fn finished_unit(job: &UnitJob<'_>, plan: &UnitPlan, source: Source, finished: T
     FinishedUnit { unit: plan.index, memo_key: plan.key.clone(), made, tried }
 }
 
-/// A narration that, with the pause after it, lasts longer than a clip may (a script's check
-/// estimates it; this is the real audio's): its beat fails here, in phase 2, saying what to do
-/// (it failed in phase 3 as "clip duration … is too long", on every retry alike).
 /// Why a provider's answer cannot be used though it came (and was paid for): a script that is
-/// not valid, a narration too long for any beat.
+/// not valid, or a narration that, with the pause after it, lasts longer than a clip may (a
+/// script's check estimates it; this is the real audio's): its beat fails here, in phase 2,
+/// saying what to do (it failed in phase 3 as "clip duration … is too long", on every retry).
 fn refused(produced: &Produced) -> Option<ProviderError> {
     match produced {
         Produced::Script(script) => {

@@ -1,9 +1,9 @@
 //! What a form posted without JavaScript was answered, when the server refused it.
 //!
 //! Such a post comes back to its page with the refusal in the address (Leptos's `__path` and
-//! `__err`). The sign-in, sign-up and new-video forms show it beside their fields; for the
-//! status page's forms (Approve & Continue, Retry, Cancel, Regenerate, the budget) this card
-//! says it at the top of the page. Anyone can write such an address, so only what the server's
+//! `__err`). The sign-in, sign-up and new-video forms show it beside their fields (Leptos's
+//! `ServerAction` reads it); for the status page's forms (Approve & Continue, Retry, Cancel,
+//! Regenerate, the budget) this card says it at the top of the page. Anyone can write such an address, so only what the server's
 //! own typed refusals say is shown in their words; a free-text message (an invalid field) is not
 //! repeated, only that the form was not accepted.
 use leptos::prelude::*;
@@ -11,19 +11,20 @@ use leptos::server_fn::ServerFn;
 use leptos::server_fn::error::ServerFnUrlError;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{AppError, CreateVideo, SignIn, SignUp};
-use crate::domain::{BranchName, Refusal};
+use crate::api::{AppError, CancelRun, ContinueVideo, RegenerateBeat, SetBudget};
+use crate::domain::Refusal;
 
 /// The refusal to show, if the address carries one for a form that does not show its own.
 pub fn posted_refusal(path: &str, encoded: &str) -> Option<(String, String)> {
-    if [SignIn::PATH, SignUp::PATH, CreateVideo::PATH].contains(&path) {
+    // Only the status page's forms that work without JavaScript get here.
+    if ![ContinueVideo::PATH, CancelRun::PATH, RegenerateBeat::PATH, SetBudget::PATH].contains(&path) {
         return None;
     }
     match ServerFnUrlError::<AppError>::decode_err(encoded) {
         // Not an answer of ours (what does not decode reads as "could not reach the server").
         AppError::Transport(_) => None,
-        // The one typed refusal that carries text: only a name a branch could have.
-        AppError::Refused(Refusal::BranchNameTaken { name }) if BranchName::parse(&name).is_err() => None,
+        // No such form can be refused for a branch's name (branching needs JavaScript).
+        AppError::Refused(Refusal::BranchNameTaken { .. }) => None,
         AppError::InvalidInput { .. } => {
             Some(("What the form sent was not accepted.".into(), "Check what you entered and send it again.".into()))
         }
@@ -59,15 +60,15 @@ mod tests {
     #[test]
     fn a_refusal_reads_in_its_own_words_and_free_text_is_not_repeated() {
         let refused = AppError::Refused(Refusal::RetryLimitReached { limit: 5 });
-        let shown = posted_refusal("/api/continue_video", &encoded(&refused)).expect("shown");
+        let shown = posted_refusal(ContinueVideo::PATH, &encoded(&refused)).expect("shown");
         assert_eq!(shown.0, "Retry limit reached (5).");
         let invalid = AppError::InvalidInput { field: "dollars".into(), message: "Call 555-0100 to unlock your account".into() };
-        let shown = posted_refusal("/api/set_budget", &encoded(&invalid)).expect("shown");
+        let shown = posted_refusal(SetBudget::PATH, &encoded(&invalid)).expect("shown");
         assert!(!shown.0.contains("555") && !shown.1.contains("555"), "{shown:?}");
-        assert_eq!(posted_refusal("/api/set_budget", "not base64!"), None, "garbage shows nothing");
-        let taken = |name: &str| AppError::Refused(Refusal::BranchNameTaken { name: name.into() });
-        assert!(posted_refusal("/api/create_branch", &encoded(&taken("take-2"))).is_some());
-        assert_eq!(posted_refusal("/api/create_branch", &encoded(&taken("Call 555-0100 now"))), None);
-        assert_eq!(posted_refusal(SignIn::PATH, &encoded(&refused)), None, "the sign-in form shows its own");
+        assert_eq!(posted_refusal(SetBudget::PATH, "not base64!"), None, "garbage shows nothing");
+        let taken = AppError::Refused(Refusal::BranchNameTaken { name: "Call 555-0100 now".into() });
+        assert_eq!(posted_refusal(ContinueVideo::PATH, &encoded(&taken)), None, "no form here is refused for a name");
+        assert_eq!(posted_refusal("/api/sign_in", &encoded(&refused)), None, "the sign-in form shows its own");
+        assert_eq!(posted_refusal("/api/anything", &encoded(&refused)), None, "only the status page's forms");
     }
 }

@@ -327,6 +327,14 @@ async fn signing_up_and_in_without_javascript_lands_on_the_page_asked_for() {
     let form = web.get(None, back.strip_prefix(&web.origin()).unwrap(), &[]).await;
     let form = form.body.as_str().unwrap_or_default();
     assert_eq!(form.matches("Email or password is incorrect.").count(), 1, "said once, by the form: {form}");
+    // An address anyone could write does not put its own words under the form.
+    use base64::Engine;
+    use leptos::server_fn::ServerFn;
+    let crafted = r#"{"InvalidInput":{"field":"email","message":"your account is locked: call 555-0100"}}"#;
+    let err = base64::engine::general_purpose::URL_SAFE.encode(crafted);
+    let spoofed = web.get(None, &format!("/signin?__path={}&__err={err}", reelsmith::api::SignIn::PATH), &[]).await;
+    let spoofed = spoofed.body.as_str().unwrap_or_default();
+    assert!(!spoofed.contains("555-0100") && spoofed.contains("What the form sent was not accepted"), "{spoofed}");
 }
 
 /// The status page's forms posted without JavaScript (budget, Approve & Continue) are answered

@@ -5,6 +5,7 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::{AppError, SignIn, SignOut, SignUp, whoami};
 // After signing in or out the whole page loads again, so every part of it shows the new account.
+use crate::ui::components::posted::answer_shown;
 use crate::ui::{Submitted, go_to};
 
 fn error_line(error: Option<AppError>) -> Option<impl IntoView> {
@@ -80,7 +81,7 @@ pub fn SignUpPage() -> impl IntoView {
 #[island]
 fn SignUpForm(next: String) -> impl IntoView {
     let action = ServerAction::<SignUp>::new();
-    let answer = Signal::derive(move || action.value().get());
+    let answer = Signal::derive(move || answer_shown(action.value().get(), action.version().get()));
     follow(answer);
     let pending = Memo::new(move |_| action.pending().get());
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -106,7 +107,7 @@ pub fn SignInPage() -> impl IntoView {
 #[island]
 fn SignInForm(next: String) -> impl IntoView {
     let action = ServerAction::<SignIn>::new();
-    let answer = Signal::derive(move || action.value().get());
+    let answer = Signal::derive(move || answer_shown(action.value().get(), action.version().get()));
     follow(answer);
     let pending = Memo::new(move |_| action.pending().get());
     let submit = move |ev: leptos::ev::SubmitEvent| {

@@ -7,6 +7,7 @@ use crate::api::{AppError, CreateVideo, VideoSummary, dollars, list_videos, serv
 use crate::domain::video::VIDEOS_PAGE;
 use crate::ui::components::badge::StatusBadge;
 use crate::ui::components::pager::Pager;
+use crate::ui::components::posted::answer_shown;
 use crate::ui::{Submitted, go_to, timestamp};
 
 #[component]
@@ -89,7 +90,7 @@ fn NewVideoForm(fault_injection: bool) -> impl IntoView {
             go_to(&format!("/videos/{id}"));
         }
     });
-    let error = move || create.value().get().and_then(Result::err);
+    let error = move || answer_shown(create.value().get(), create.version().get()).and_then(Result::err);
     let error_of = move |field: &'static str| {
         error().filter(|e: &AppError| e.field().is_some_and(|f| f == field || f.starts_with(&format!("{field}["))))
     };

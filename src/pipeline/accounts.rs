@@ -4,13 +4,14 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 use super::{CoreError, Engine, now_ms};
-use crate::domain::{Account, AccountId, Denial, Email, Entity, InvalidInput, LimitReached, Password, Refusal, VideoId};
-use crate::storage::{self, Constraint};
+use crate::domain::{Account, AccountId, Denial, Email, Entity, InvalidInput, LimitReached, Password, Refusal, Timestamp, VideoId};
+use crate::storage::{self, Constraint, Store};
 
 /// Live channels (status pages open) one account may hold at once.
 pub const SOCKETS_PER_ACCOUNT: usize = 32;
@@ -49,11 +50,13 @@ impl SessionKey {
     }
 }
 
-/// Counts per key in fixed windows: sign-in tries per email and per client address, sign-ups per
-/// client address.
+/// Tries counted per key in fixed windows: sign-in tries per email and per client address,
+/// sign-ups per client address. The counts live in the database (`storage::count_tries`), so
+/// every process of a deployment counts against the same numbers, and a restart forgives nothing.
 pub struct Throttle {
-    counts: Mutex<HashMap<String, (u32, Instant)>>,
     window: Duration,
+    /// When this process last deleted the counts whose window ended (ms since the epoch).
+    swept_at: AtomicI64,
 }
 
 /// Failed sign-ins allowed per window: for one email, and from one address (which may hold many
@@ -61,56 +64,88 @@ pub struct Throttle {
 pub const FAILURES_PER_ACCOUNT: u32 = 5;
 pub const FAILURES_PER_ADDRESS: u32 = 20;
 
+/// How often a process deletes the counts whose window ended.
+const SWEEP_EVERY_MS: i64 = 60_000;
+
+/// What the database holds for a key: its sha-256, so the table names no email.
+fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
 impl Throttle {
     pub fn new(window: Duration) -> Throttle {
-        Throttle { counts: Mutex::new(HashMap::new()), window }
+        Throttle { window, swept_at: AtomicI64::new(0) }
     }
 
-    fn sign_in_keys(email: &Email, client: IpAddr) -> [(String, u32); 2] {
-        [(format!("email:{email}"), FAILURES_PER_ACCOUNT), (format!("addr:{}", network(client)), FAILURES_PER_ADDRESS)]
+    fn email_key(email: &Email) -> String {
+        key_hash(&format!("email:{email}"))
+    }
+
+    fn address_key(client: IpAddr) -> String {
+        key_hash(&format!("addr:{}", network(client)))
     }
 
     /// Counts one more against every key, unless one of them has used its number in the current
-    /// window: then nothing is counted and the answer is how long until that window ends. The
-    /// check and the count are one step, so tries sent at once are counted as they arrive.
-    fn take(&self, keys: &[(String, u32)]) -> Result<(), Duration> {
-        let mut map = self.counts.lock().expect("throttle lock");
-        if map.len() > 100_000 {
-            map.retain(|_, (_, since)| since.elapsed() < self.window);
-        }
-        for (key, limit) in keys {
-            if let Some((_, since)) = map.get(key).filter(|(n, since)| n >= limit && since.elapsed() < self.window) {
-                return Err(self.window.saturating_sub(since.elapsed()));
-            }
-        }
-        for (key, _) in keys {
-            let entry = map.entry(key.clone()).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= self.window {
-                *entry = (0, Instant::now());
-            }
-            entry.0 += 1;
-        }
-        Ok(())
+    /// window: then nothing is counted (the transaction rolls back) and the answer is `refused`
+    /// given the seconds until that window ends. The check and the count are one step, so tries
+    /// sent at once, to this process or another, are counted as they arrive.
+    async fn take(
+        &self,
+        store: &Store,
+        mut keys: Vec<(String, u32)>,
+        now: Timestamp,
+        refused: impl Fn(u64) -> CoreError,
+    ) -> Result<(), CoreError> {
+        // One order for every caller: two transactions never wait for each other's rows.
+        keys.sort();
+        let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        let (counted, limits): (Vec<(String, i64)>, Vec<u32>) = keys.into_iter().map(|(key, limit)| ((key, window_ms), limit)).unzip();
+        let taken = store
+            .write_retrying(async move |tx| {
+                let counts = storage::count_tries(tx, &counted, now).await?;
+                let used_up = limits.iter().zip(&counts).filter(|(limit, (n, _))| *n > i64::from(**limit)).map(|(_, (_, until))| *until);
+                match used_up.max() {
+                    // Whole seconds, rounded up: "try again in 0 seconds" would be wrong.
+                    Some(until) => {
+                        Err(Denial::TooManyAttempts { retry_after_s: u64::try_from(until.saturating_sub(now)).unwrap_or(0).div_ceil(1000) }
+                            .into())
+                    }
+                    None => Ok(()),
+                }
+            })
+            .await;
+        self.sweep(store, now).await;
+        taken.map_err(|e| match e {
+            CoreError::Denied(Denial::TooManyAttempts { retry_after_s }) => refused(retry_after_s),
+            other => other,
+        })
     }
 
-    /// A sign-in try, counted as a failure until it succeeds.
-    fn begin_sign_in(&self, email: &Email, client: IpAddr) -> Result<(), Denial> {
-        self.take(&Self::sign_in_keys(email, client)).map_err(|left| Denial::TooManyAttempts { retry_after_s: left.as_secs() })
-    }
-
-    /// The try succeeded: the email's failures are forgiven, and the address's count gives this
-    /// try back.
-    fn sign_in_succeeded(&self, email: &Email, client: IpAddr) {
-        let mut map = self.counts.lock().expect("throttle lock");
-        map.remove(&format!("email:{email}"));
-        if let Some((n, _)) = map.get_mut(&format!("addr:{}", network(client))) {
-            *n = n.saturating_sub(1);
+    /// At most once a minute per process, deletes the counts whose window ended, in a
+    /// transaction of its own that waits for no sign-in's rows.
+    async fn sweep(&self, store: &Store, now: Timestamp) {
+        let last = self.swept_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SWEEP_EVERY_MS
+            || self.swept_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let backend = store.backend();
+        if let Err(e) = store.write_retrying(async move |tx| storage::delete_ended_tries(tx, backend, now).await).await {
+            tracing::warn!("deleting the sign-in counts whose window ended: {e}");
         }
     }
 
-    /// A sign-up from `client`, counted whatever its outcome.
-    fn begin_sign_up(&self, client: IpAddr, limit: u32) -> Result<(), LimitReached> {
-        self.take(&[(format!("sign-up:{}", network(client)), limit)]).map_err(|_| LimitReached::SignUps { limit })
+    /// A sign-in try at `now`, counted as a failure until it succeeds (`new_session` forgives it).
+    pub async fn begin_sign_in(&self, store: &Store, email: &Email, client: IpAddr, now: Timestamp) -> Result<(), CoreError> {
+        let keys = vec![(Self::email_key(email), FAILURES_PER_ACCOUNT), (Self::address_key(client), FAILURES_PER_ADDRESS)];
+        self.take(store, keys, now, |retry_after_s| Denial::TooManyAttempts { retry_after_s }.into()).await
+    }
+
+    /// A sign-up from `client` at `now`, counted whatever its outcome.
+    pub async fn begin_sign_up(&self, store: &Store, client: IpAddr, limit: u32, now: Timestamp) -> Result<(), CoreError> {
+        let keys = vec![(key_hash(&format!("sign-up:{}", network(client))), limit)];
+        self.take(store, keys, now, |_| LimitReached::SignUps { limit }.into()).await
     }
 }
 
@@ -174,7 +209,7 @@ impl Engine {
     pub async fn sign_up(&self, email: &str, password: &str, client: IpAddr) -> Result<SessionKey, CoreError> {
         let email = Email::parse(email)?;
         let password = Password::parse_new(password)?;
-        self.sign_ups.begin_sign_up(client, self.config.quotas.sign_ups_per_hour)?;
+        self.sign_ups.begin_sign_up(&self.store, client, self.config.quotas.sign_ups_per_hour, now_ms()).await?;
         let password_hash = hashing(move || hash_password(&password)).await??;
         let account = Account { id: AccountId(Uuid::new_v4()), email, password_hash };
         let inserted = self
@@ -190,7 +225,7 @@ impl Engine {
             }
             other => other?,
         };
-        self.new_session(id, None).await
+        self.new_session(id, None, None).await
     }
 
     /// Checks the password and starts a new session (ending `old`, the one the browser had, so a
@@ -199,7 +234,7 @@ impl Engine {
         let (Ok(email), Ok(password)) = (Email::parse(email), Password::parse_given(password)) else {
             return Err(Denial::BadCredentials.into());
         };
-        self.throttle.begin_sign_in(&email, client)?;
+        self.throttle.begin_sign_in(&self.store, &email, client, now_ms()).await?;
         let mut conn = self.store.pool().acquire().await?;
         let account = storage::account_by_email(&mut conn, &email).await?;
         drop(conn);
@@ -209,16 +244,26 @@ impl Engine {
             tracing::info!(%client, "sign-in failed");
             return Err(Denial::BadCredentials.into());
         };
-        self.throttle.sign_in_succeeded(&email, client);
-        self.new_session(account.id, old).await
+        // The email's failures are forgiven, and the address's count gives this try back.
+        let forgiven = (Throttle::email_key(&email), Throttle::address_key(client));
+        self.new_session(account.id, old, Some(forgiven)).await
     }
 
-    async fn new_session(&self, account: AccountId, old: Option<&SessionKey>) -> Result<SessionKey, CoreError> {
+    /// A new session for `account`, ending `old`; a sign-in's tries `forgiven` in the same commit.
+    async fn new_session(
+        &self,
+        account: AccountId,
+        old: Option<&SessionKey>,
+        forgiven: Option<(String, String)>,
+    ) -> Result<SessionKey, CoreError> {
         let key = SessionKey::new();
         let (new_hash, old_hash) = (key.hash(), old.map(SessionKey::hash));
         self.store
             .write_retrying(async move |tx| {
                 let now = now_ms();
+                if let Some((email_key, address_key)) = &forgiven {
+                    storage::forgive_sign_in(tx, email_key, address_key).await?;
+                }
                 if let Some(old) = &old_hash {
                     storage::delete_session(tx, old, now).await?;
                 }
@@ -356,71 +401,14 @@ mod tests {
     }
 
     #[test]
-    fn tries_lock_an_email_for_the_window_and_success_clears_it() {
-        let throttle = Throttle::new(Duration::from_secs(60));
-        let (ann, bob) = (Email::parse("ann@x.org").unwrap(), Email::parse("bob@x.org").unwrap());
-        let here: IpAddr = "10.0.0.1".parse().unwrap();
-        for _ in 0..FAILURES_PER_ACCOUNT - 1 {
-            throttle.begin_sign_in(&ann, here).unwrap();
-        }
-        throttle.sign_in_succeeded(&ann, here);
-        for _ in 0..FAILURES_PER_ACCOUNT {
-            assert!(throttle.begin_sign_in(&ann, here).is_ok(), "a success forgave the email's tries before it");
-        }
-        assert!(matches!(throttle.begin_sign_in(&ann, here), Err(Denial::TooManyAttempts { retry_after_s }) if retry_after_s <= 60));
-        assert!(throttle.begin_sign_in(&bob, "10.0.0.2".parse().unwrap()).is_ok(), "others are not locked out");
-        let brief = Throttle::new(Duration::from_millis(0));
-        for _ in 0..FAILURES_PER_ACCOUNT * 2 {
-            assert!(brief.begin_sign_in(&ann, here).is_ok(), "the lock ends with its window");
-        }
-    }
-
-    #[test]
-    fn an_address_counts_every_try_and_a_success_gives_its_own_back() {
-        let throttle = Throttle::new(Duration::from_secs(60));
-        let here: IpAddr = "10.0.0.1".parse().unwrap();
-        let email = |i: u32| Email::parse(&format!("user{i}@x.org")).unwrap();
-        for i in 0..FAILURES_PER_ADDRESS - 1 {
-            throttle.begin_sign_in(&email(i), here).unwrap();
-        }
-        // Many successful sign-ins from one address (a household, an office) use up nothing.
-        for i in 100..150 {
-            throttle.begin_sign_in(&email(i), here).unwrap();
-            throttle.sign_in_succeeded(&email(i), here);
-        }
-        throttle.begin_sign_in(&email(200), here).unwrap();
-        assert!(throttle.begin_sign_in(&email(201), here).is_err(), "the address's twentieth failure stops it");
-        assert!(throttle.begin_sign_in(&email(201), "10.0.0.2".parse().unwrap()).is_ok());
-    }
-
-    #[test]
-    fn sign_ups_are_counted_per_address_whatever_their_outcome() {
-        let sign_ups = Throttle::new(Duration::from_secs(3600));
-        let (here, there): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        for _ in 0..3 {
-            sign_ups.begin_sign_up(here, 3).unwrap();
-        }
-        assert_eq!(sign_ups.begin_sign_up(here, 3), Err(LimitReached::SignUps { limit: 3 }));
-        assert!(sign_ups.begin_sign_up(there, 3).is_ok(), "another address has its own count");
-    }
-
-    #[test]
     fn an_ipv6_client_is_counted_by_its_network_not_by_each_of_its_addresses() {
-        let sign_ups = Throttle::new(Duration::from_secs(3600));
-        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
-        for i in 1..=3 {
-            sign_ups.begin_sign_up(ip(&format!("2001:db8:1:2::{i:x}")), 3).unwrap();
-        }
-        assert!(sign_ups.begin_sign_up(ip("2001:db8:1:2:ffff:1:2:3"), 3).is_err(), "another address of the same /64");
-        assert!(sign_ups.begin_sign_up(ip("2001:db8:1:3::1"), 3).is_ok(), "the next /64 is someone else");
-        sign_ups.begin_sign_up(ip("192.0.2.7"), 1).unwrap();
-        assert!(sign_ups.begin_sign_up(ip("::ffff:192.0.2.7"), 1).is_err(), "an IPv4 address written as IPv6 is the same address");
-        let throttle = Throttle::new(Duration::from_secs(60));
-        let email = |i: u32| Email::parse(&format!("user{i}@x.org")).unwrap();
-        for i in 0..FAILURES_PER_ADDRESS {
-            throttle.begin_sign_in(&email(i), ip(&format!("2001:db8::{:x}", i + 1))).unwrap();
-        }
-        assert!(throttle.begin_sign_in(&email(99), ip("2001:db8::abcd")).is_err(), "guesses from many addresses of one /64 add up");
+        let net = |s: &str| network(s.parse().unwrap());
+        assert_eq!(net("2001:db8:1:2::1"), net("2001:db8:1:2:ffff:1:2:3"), "another address of the same /64");
+        assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"), "the next /64 is someone else");
+        assert_eq!(net("::ffff:192.0.2.7"), net("192.0.2.7"), "an IPv4 address written as IPv6 is the same address");
+        assert_ne!(net("192.0.2.7"), net("192.0.2.8"));
+        assert_ne!(Throttle::address_key("192.0.2.7".parse().unwrap()), Throttle::email_key(&Email::parse("a@b.org").unwrap()));
+        assert!(!Throttle::email_key(&Email::parse("ann@x.org").unwrap()).contains("ann"), "the database holds no email");
     }
 
     #[test]

@@ -179,3 +179,48 @@ pub async fn others_waiting(conn: &mut AnyConnection, account: AccountId) -> Res
     .await?;
     Ok(hit.is_some())
 }
+
+/// Counts one try against each key (`(key_hash, window_ms)`), in one statement per key: a key whose
+/// window has ended starts a new one. Answers each key's count after this try and when its window
+/// ends, in `keys`' order. On PostgreSQL each row stays locked until the transaction ends, so tries
+/// sent at once count one after another; callers pass keys in one order (sorted), so two
+/// transactions never wait for each other's rows in a circle.
+pub async fn count_tries(conn: &mut AnyConnection, keys: &[(String, i64)], now: Timestamp) -> Result<Vec<(i64, Timestamp)>> {
+    let mut answers = Vec::with_capacity(keys.len());
+    for (key_hash, window_ms) in keys {
+        let answer: (i64, i64) = sqlx::query_as(
+            "INSERT INTO attempt_counts (key_hash, count, until_ms) VALUES ($1, 1, $2 + $3)
+             ON CONFLICT (key_hash) DO UPDATE SET
+               count = CASE WHEN attempt_counts.until_ms <= $2 THEN 1 ELSE attempt_counts.count + 1 END,
+               until_ms = CASE WHEN attempt_counts.until_ms <= $2 THEN $2 + $3 ELSE attempt_counts.until_ms END
+             RETURNING count, until_ms",
+        )
+        .bind(key_hash)
+        .bind(now)
+        .bind(*window_ms)
+        .fetch_one(&mut *conn)
+        .await?;
+        answers.push(answer);
+    }
+    Ok(answers)
+}
+
+/// A successful sign-in: the email's count is gone, and the address's gives this try back.
+pub async fn forgive_sign_in(conn: &mut AnyConnection, email_key: &str, address_key: &str) -> Result<()> {
+    sqlx::query("DELETE FROM attempt_counts WHERE key_hash = $1").bind(email_key).execute(&mut *conn).await?;
+    sqlx::query("UPDATE attempt_counts SET count = count - 1 WHERE key_hash = $1 AND count > 0").bind(address_key).execute(conn).await?;
+    Ok(())
+}
+
+/// Deletes counts whose window ended by `now`. On PostgreSQL it skips rows a sign-in holds at
+/// the moment (they are deleted next time), so it never waits for one.
+pub async fn delete_ended_tries(conn: &mut AnyConnection, backend: super::Backend, now: Timestamp) -> Result<u64> {
+    let sql = match backend {
+        super::Backend::Sqlite => "DELETE FROM attempt_counts WHERE until_ms <= $1",
+        super::Backend::Postgres => {
+            "DELETE FROM attempt_counts WHERE key_hash IN
+               (SELECT key_hash FROM attempt_counts WHERE until_ms <= $1 FOR UPDATE SKIP LOCKED)"
+        }
+    };
+    Ok(sqlx::query(sql).bind(now).execute(conn).await?.rows_affected())
+}

@@ -7,13 +7,15 @@ use crate::web::Web;
 use reelsmith::api::AppError;
 use reelsmith::api::convert::summary;
 use reelsmith::domain::TryOutcome;
-use reelsmith::domain::{AccountId, LimitReached, NewVideo, Quotas};
+use reelsmith::domain::{AccountId, Denial, Email, LimitReached, NewVideo, Quotas};
+use reelsmith::pipeline::accounts::FAILURES_PER_ADDRESS;
+use reelsmith::pipeline::blobs::BlobStore;
 use reelsmith::pipeline::providers::instant::Instant;
 use reelsmith::pipeline::providers::{Answer, Providers, StoryboardArtist, UnitCall};
 use reelsmith::pipeline::worker::WorkOutcome;
-use reelsmith::pipeline::{CoreError, Engine};
+use reelsmith::pipeline::{CoreError, Engine, now_ms};
 use reelsmith::server::options::AuthMode;
-use reelsmith::storage;
+use reelsmith::storage::{self, Store};
 use std::sync::Arc;
 
 const PASSWORD: &str = "correct horse battery";
@@ -129,6 +131,117 @@ async fn sign_in_failures_are_throttled_per_client_address() {
     }
     let right = web.call(None, "sign_in", &[("email", "cat@example.org"), ("password", PASSWORD)]).await;
     assert_eq!(right.status, 429, "twenty failures from one address stop that address: {}", right.body);
+}
+
+fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+fn email(s: &str) -> Email {
+    Email::parse(s).unwrap()
+}
+
+/// What a wrong password answers until the throttle steps in.
+fn is_bad_credentials<T: std::fmt::Debug>(answer: &Result<T, CoreError>) -> bool {
+    matches!(answer, Err(CoreError::Denied(Denial::BadCredentials)))
+}
+
+/// Two web processes on one database (behind one address, taking turns) count a guesser's tries
+/// together: five failures lock the account whichever process saw them, and sign-ups are
+/// limited per address across both.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_and_sign_up_counts_hold_across_processes_sharing_the_database() {
+    let env = env_with(Providers::instant(), limited(Quotas { sign_ups_per_hour: 2, ..Quotas::default() })).await;
+    let config = limited(Quotas { sign_ups_per_hour: 2, ..Quotas::default() });
+    let other = Engine::new(Store::open(&env.url, 4).await.unwrap(), BlobStore::new(&env.dir), Providers::instant(), config);
+    let here = ip("10.0.0.1");
+    env.engine.sign_up("eve@example.org", PASSWORD, here).await.unwrap();
+    for engine in [&env.engine, &other, &env.engine, &other, &env.engine] {
+        assert!(is_bad_credentials(&engine.sign_in("eve@example.org", "a guess", here, None).await));
+    }
+    let right = other.sign_in("eve@example.org", PASSWORD, here, None).await;
+    assert!(matches!(right, Err(CoreError::Denied(Denial::TooManyAttempts { .. }))), "locked in the other process too: {right:?}");
+    other.sign_up("fay@example.org", PASSWORD, here).await.unwrap();
+    let third = env.engine.sign_up("gus@example.org", PASSWORD, here).await;
+    assert_eq!(refused_by(third), LimitReached::SignUps { limit: 2 }, "the first process counts the second's sign-up");
+}
+
+/// A success forgives the email's failures before it; the lock says how long it lasts, holds
+/// for its window (15 minutes) and ends with it; another email from another address is free.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_email_opens_when_its_window_ends_and_a_success_forgives_its_failures() {
+    let env = env().await;
+    let (engine, store) = (&env.engine, &env.engine.store);
+    let here = ip("10.0.0.1");
+    engine.sign_up("ann@example.org", PASSWORD, ip("10.0.0.9")).await.unwrap();
+    for _ in 0..4 {
+        assert!(is_bad_credentials(&engine.sign_in("ann@example.org", "a guess", here, None).await));
+    }
+    engine.sign_in("ann@example.org", PASSWORD, here, None).await.expect("the fifth try, right, signs in");
+    for _ in 0..5 {
+        assert!(
+            is_bad_credentials(&engine.sign_in("ann@example.org", "a guess", here, None).await),
+            "a success forgave the tries before it"
+        );
+    }
+    match engine.sign_in("ann@example.org", PASSWORD, here, None).await {
+        Err(CoreError::Denied(Denial::TooManyAttempts { retry_after_s })) => {
+            assert!((895..=900).contains(&retry_after_s), "{retry_after_s}")
+        }
+        other => panic!("expected the lock, got {other:?}"),
+    }
+    let (ann, bob) = (email("ann@example.org"), email("bob@example.org"));
+    let now = now_ms();
+    assert!(engine.throttle.begin_sign_in(store, &bob, ip("10.0.0.2"), now).await.is_ok(), "others are not locked out");
+    assert!(engine.throttle.begin_sign_in(store, &ann, here, now + 14 * 60_000).await.is_err(), "still locked near its end");
+    assert!(engine.throttle.begin_sign_in(store, &ann, here, now + 15 * 60_000 + 1).await.is_ok(), "the lock ends with its window");
+}
+
+/// An address's failures add up over every email, while its successful sign-ins (a household,
+/// an office) use up nothing; guesses from many addresses of one IPv6 /64 add up too.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_counts_every_failure_and_a_success_gives_its_own_back() {
+    let env = env().await;
+    let (engine, store) = (&env.engine, &env.engine.store);
+    let here = ip("10.0.0.1");
+    engine.sign_up("hal@example.org", PASSWORD, ip("10.0.0.9")).await.unwrap();
+    let now = now_ms();
+    for i in 0..FAILURES_PER_ADDRESS - 1 {
+        engine.throttle.begin_sign_in(store, &email(&format!("user{i}@example.org")), here, now).await.unwrap();
+    }
+    for _ in 0..3 {
+        engine.sign_in("hal@example.org", PASSWORD, here, None).await.expect("a right password from the address");
+    }
+    engine.throttle.begin_sign_in(store, &email("user200@example.org"), here, now).await.unwrap();
+    let refused = engine.throttle.begin_sign_in(store, &email("user201@example.org"), here, now).await;
+    assert!(matches!(refused, Err(CoreError::Denied(Denial::TooManyAttempts { .. }))), "the address's twentieth failure stops it");
+    assert!(engine.throttle.begin_sign_in(store, &email("user201@example.org"), ip("10.0.0.2"), now).await.is_ok());
+    for i in 0..FAILURES_PER_ADDRESS {
+        let from = ip(&format!("2001:db8::{:x}", i + 1));
+        engine.throttle.begin_sign_in(store, &email(&format!("v6user{i}@example.org")), from, now).await.unwrap();
+    }
+    let v6 = engine.throttle.begin_sign_in(store, &email("v6user99@example.org"), ip("2001:db8::abcd"), now).await;
+    assert!(v6.is_err(), "guesses from many addresses of one /64 add up");
+}
+
+/// The table holds hashes, not emails, and a window that ended is deleted by the next try after
+/// it (the sweep runs at most once a minute per process).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_counts_name_no_email_and_ended_windows_are_deleted() {
+    let env = env().await;
+    let (throttle, store) = (&env.engine.throttle, &env.engine.store);
+    let rows = async || -> Vec<(String, i64)> {
+        sqlx::query_as("SELECT key_hash, count FROM attempt_counts ORDER BY key_hash").fetch_all(store.pool()).await.unwrap()
+    };
+    let t0 = now_ms();
+    throttle.begin_sign_in(store, &email("zed@example.org"), ip("10.0.0.1"), t0).await.unwrap();
+    let first = rows().await;
+    assert_eq!(first.len(), 2, "one count for the email, one for the address");
+    assert!(first.iter().all(|(key, n)| key.len() == 64 && !key.contains("zed") && *n == 1), "{first:?}");
+    throttle.begin_sign_in(store, &email("amy@example.org"), ip("10.0.0.2"), t0 + 16 * 60_000).await.unwrap();
+    let later = rows().await;
+    assert_eq!(later.len(), 2, "zed's ended window is gone: {later:?}");
+    assert!(later.iter().all(|row| !first.contains(row)));
 }
 
 #[tokio::test(flavor = "multi_thread")]

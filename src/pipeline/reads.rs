@@ -35,8 +35,9 @@ impl Engine {
 
     async fn read_status(&self, tx: &mut AnyConnection, video: VideoId, branch: &str, pages: Pages) -> Result<StatusSlice, CoreError> {
         let mut state = storage::load_rule_slice(tx, video).await?.ok_or_else(|| CoreError::not_found(Entity::Video, video))?;
-        // The next run's seeds come from its branch's newest storyboard or clips, off the line
-        // after an edit: the estimate plans with them too, then they go (the page shows lines).
+        // The next run's seeds come from its branch's history (its newest storyboard or clips, or
+        // its parent's before the fork), off the line after an edit: the estimate plans with
+        // them too, then they go (the page shows lines).
         let line = state.checkpoints.len();
         let seeded = storage::newest_beat_checkpoints(tx, video).await?;
         state.checkpoints.extend(seeded.into_iter().filter(|c| !state.checkpoints.iter().any(|l| l.id == c.id)).collect::<Vec<_>>());

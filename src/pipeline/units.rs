@@ -4,7 +4,7 @@ use sha2::{Digest, Sha256};
 
 use super::{CoreError, Engine, EngineConfig, mix_seed};
 use crate::domain::video::{Checkpoint, Run, Video};
-use crate::domain::{BlobRef, ClipRef, Manifest, NarrationRef, Phase, Script};
+use crate::domain::{BlobRef, BranchId, ClipRef, Manifest, NarrationRef, Phase, Script, Timestamp};
 
 #[derive(Clone, Debug)]
 pub enum UnitInput {
@@ -154,13 +154,14 @@ fn script_of(c: &Checkpoint) -> Result<&Script, CoreError> {
 
 /// The seeds of a beat-per-unit phase. A regeneration starts from the seeds of the checkpoint it
 /// makes again, with a new one for its beat; any other run from those of the newest version of
-/// the phase on its branch, so a beat made again by hand keeps its new look (and its memo entry)
-/// when an edit makes the phase again. Without such a version, or when the number of beats
-/// changed, each beat's seed derives from the video's.
+/// the phase in its branch's history, so a beat made again by hand keeps its new look (and its
+/// memo entry) when an edit makes the phase again, on its branch or on a branch forked after it.
+/// Without such a version, or when the number of beats changed, each beat's seed derives from the
+/// video's.
 fn seeds_for(engine_seed: u64, phase: Phase, beats: usize, run: &Run, state: &Video) -> Vec<u64> {
     let from = match &run.regenerate {
         Some(regen) => state.checkpoint(regen.of),
-        None => state.checkpoints.iter().filter(|c| c.branch_id == run.branch_id && c.phase == phase).max_by_key(|c| c.created_at),
+        None => newest_in_history(state, run.branch_id, phase),
     };
     let mut seeds = from
         .and_then(|c| c.manifest.seeds().map(<[u64]>::to_vec))
@@ -172,6 +173,23 @@ fn seeds_for(engine_seed: u64, phase: Phase, beats: usize, run: &Run, state: &Vi
         *s = regen.seed;
     }
     seeds
+}
+
+/// The newest checkpoint of `phase` in a branch's history: the branch's own, else (a branch that
+/// has not made that phase yet) those of the branch it was forked from, up to the checkpoint it
+/// was forked from, and so on up. What the parent made after the fork is not the fork's history.
+fn newest_in_history(state: &Video, branch: BranchId, phase: Phase) -> Option<&Checkpoint> {
+    let (mut branch, mut until) = (branch, Timestamp::MAX);
+    // Each step goes to an older branch; the bound only guards against a malformed cycle.
+    for _ in 0..=state.branches.len() {
+        let on_branch = state.checkpoints.iter().filter(|c| c.branch_id == branch && c.phase == phase && c.created_at <= until);
+        if let Some(newest) = on_branch.max_by_key(|c| c.created_at) {
+            return Some(newest);
+        }
+        let fork = state.checkpoint(state.branches.iter().find(|b| b.id == branch)?.forked_from?)?;
+        (branch, until) = (fork.branch_id, fork.created_at);
+    }
+    None
 }
 
 /// Plans the units of a run from the checkpoints it starts from. Returns the plans and the seeds.

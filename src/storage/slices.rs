@@ -143,14 +143,22 @@ pub async fn load_video_page(conn: &mut AnyConnection, owner: AccountId, limit: 
     Ok((rule_slices(conn, Videos::Newest { owner, limit, offset }, infos).await?, total as u32))
 }
 
-/// Each branch's newest storyboard and clips checkpoint: a run of those phases takes its seeds
-/// from it (`pipeline::units`), and after an edit it is off the branch's line, which is all a
-/// page's slice holds.
+/// What a run of the beat phases takes its seeds from (`pipeline::units`), off the branches'
+/// lines after an edit (a page's slice holds only lines): each branch's newest storyboard and
+/// clips checkpoint; and for a forked branch, the checkpoint it was forked from and its parent
+/// branch's newest storyboard and clips up to that checkpoint (one level up: a fork of a fork
+/// that made neither phase plans with the video's seeds on the page).
 pub async fn newest_beat_checkpoints(conn: &mut AnyConnection, video: VideoId) -> Result<Vec<Checkpoint>> {
     let rows: Vec<CheckpointRow> = sqlx::query_as(
         "SELECT * FROM checkpoints WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
          (PARTITION BY branch_id, phase ORDER BY created_at DESC, id DESC) AS newest FROM checkpoints \
-         WHERE video_id = $1 AND phase IN (2, 3)) ranked WHERE newest = 1)",
+         WHERE video_id = $1 AND phase IN (2, 3)) ranked WHERE newest = 1 \
+         UNION SELECT forked_from FROM branches WHERE video_id = $1 AND forked_from IS NOT NULL \
+         UNION SELECT id FROM (SELECT c.id, ROW_NUMBER() OVER (PARTITION BY b.id, c.phase \
+         ORDER BY c.created_at DESC, c.id DESC) AS newest FROM branches b \
+         JOIN checkpoints f ON f.id = b.forked_from \
+         JOIN checkpoints c ON c.branch_id = f.branch_id AND c.phase IN (2, 3) AND c.created_at <= f.created_at \
+         WHERE b.video_id = $1) before_fork WHERE newest = 1)",
     )
     .bind(video.to_string())
     .fetch_all(&mut *conn)

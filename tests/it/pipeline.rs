@@ -427,6 +427,40 @@ async fn a_regenerated_beat_keeps_its_look_when_an_edit_makes_the_storyboard_aga
     assert_eq!(frames[1..], kept[1..], "the regenerated third still is the one kept, and so are the others");
 }
 
+/// A branch forked from a regenerated storyboard keeps that look when an edit on the branch makes
+/// the storyboard again, and the page's estimate for the branch plans with the same seeds.
+#[tokio::test]
+async fn a_branch_forked_after_a_regeneration_keeps_the_regenerated_look() {
+    let env = local_env().await;
+    let e = &env.engine;
+    let video = new_video(e, "Keep the third frame on the branch", 3, false, None).await;
+    step_ok(e).await;
+    approve_head(e, video).await;
+    let board = step_ok(e).await;
+    e.regenerate_beat(video, None, board, 2).await.unwrap();
+    let regenerated = step_ok(e).await;
+    e.create_branch(video, regenerated, "alt").await.unwrap();
+    let state = e.video_state(video).await.unwrap();
+    let Manifest::Storyboard { frames: kept, seeds: kept_seeds, .. } = state.checkpoint(regenerated).unwrap().manifest.clone() else {
+        unreachable!()
+    };
+    let script_cp = state.checkpoints.iter().find(|c| c.phase == Phase::Script).unwrap();
+    let mut script = script_cp.manifest.script().unwrap().clone();
+    script.beats[0].visual = "A lantern on a wet quay at night.".into();
+    let edited = e.edit_script(video, Some("alt"), script_cp.id, &serde_json::to_string(&script).unwrap()).await.unwrap();
+    let page = e.status_page(video, "alt", Default::default()).await.unwrap();
+    let estimate = reelsmith::api::convert::status(&page, &e.config).unwrap().estimate_micros;
+    let before = calls(e);
+    e.continue_video(video, Some(edited), Some("alt"), false).await.unwrap();
+    let again = step_ok(e).await;
+    assert_eq!(calls(e)[1] - before[1], 1, "only the edited beat's still is drawn");
+    let state = e.video_state(video).await.unwrap();
+    let Manifest::Storyboard { frames, seeds, .. } = &state.checkpoint(again).unwrap().manifest else { unreachable!() };
+    assert_eq!(seeds, &kept_seeds, "the fork's storyboard carries on the seeds it was forked with");
+    assert_eq!(frames[1..], kept[1..], "the regenerated third still is the one kept");
+    assert_eq!(Some(estimate), state.runs.last().map(|r| r.cost_micros), "the page's estimate is what the run cost");
+}
+
 #[tokio::test]
 async fn permanent_errors_fail_at_once_and_transient_ones_are_retried() {
     let env = env().await;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{CoreError, Engine, now_ms};
 use crate::domain::{Account, AccountId, Denial, Email, Entity, InvalidInput, LimitReached, Password, Refusal, Timestamp, VideoId};
-use crate::storage::{self, Constraint, Store};
+use crate::storage::{self, Constraint, Retryable, Store};
 
 /// Live channels (status pages open) one account may hold at once.
 pub const SOCKETS_PER_ACCOUNT: usize = 32;
@@ -46,7 +46,7 @@ impl SessionKey {
 
     /// What the database stores: a leaked table signs nobody in.
     fn hash(&self) -> String {
-        hex::encode(Sha256::digest(self.0.as_bytes()))
+        key_hash(&self.0)
     }
 }
 
@@ -57,6 +57,11 @@ pub struct Throttle {
     window: Duration,
     /// When this process last deleted the counts whose window ended (ms since the epoch).
     swept_at: AtomicI64,
+    /// Keys this process saw refused, and when their window ends: tries at a locked key are
+    /// refused here, without a write (a flood of guesses at a locked account costs no more than
+    /// it did when the counts lived in memory). A refused try counts nothing, so a lock lasts
+    /// until its window ends whatever happens meanwhile.
+    locked: Mutex<HashMap<String, Timestamp>>,
 }
 
 /// Failed sign-ins allowed per window: for one email, and from one address (which may hold many
@@ -64,17 +69,21 @@ pub struct Throttle {
 pub const FAILURES_PER_ACCOUNT: u32 = 5;
 pub const FAILURES_PER_ADDRESS: u32 = 20;
 
-/// How often a process deletes the counts whose window ended.
+/// How often a process deletes the counts whose window ended, and how many rows a statement
+/// deletes at most (a transaction each, so none holds SQLite's write lock for long).
 const SWEEP_EVERY_MS: i64 = 60_000;
+const SWEEP_BATCH: i64 = 500;
 
-/// What the database holds for a key: its sha-256, so the table names no email.
+/// What the database holds for a key or a session id: its sha-256. For the counts' keys it is a
+/// pseudonym, not a secret: whoever holds the table and guesses an email or an address can hash
+/// it and find its row.
 fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 impl Throttle {
     pub fn new(window: Duration) -> Throttle {
-        Throttle { window, swept_at: AtomicI64::new(0) }
+        Throttle { window, swept_at: AtomicI64::new(0), locked: Mutex::new(HashMap::new()) }
     }
 
     fn email_key(email: &Email) -> String {
@@ -96,44 +105,73 @@ impl Throttle {
         now: Timestamp,
         refused: impl Fn(u64) -> CoreError,
     ) -> Result<(), CoreError> {
+        // Whole seconds, rounded up: "try again in 0 seconds" would be wrong.
+        let seconds_until = |until: Timestamp| u64::try_from(until.saturating_sub(now)).unwrap_or(0).div_ceil(1000);
+        let known_lock = {
+            let mut locked = self.locked.lock().expect("throttle lock");
+            if locked.len() > 10_000 {
+                locked.retain(|_, until| *until > now);
+            }
+            keys.iter().filter_map(|(key, _)| locked.get(key).copied()).filter(|until| *until > now).max()
+        };
+        if let Some(until) = known_lock {
+            return Err(refused(seconds_until(until)));
+        }
         // One order for every caller: two transactions never wait for each other's rows.
         keys.sort();
         let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
         let (counted, limits): (Vec<(String, i64)>, Vec<u32>) = keys.into_iter().map(|(key, limit)| ((key, window_ms), limit)).unzip();
-        let taken = store
+        let answer = store
             .write_retrying(async move |tx| {
                 let counts = storage::count_tries(tx, &counted, now).await?;
-                let used_up = limits.iter().zip(&counts).filter(|(limit, (n, _))| *n > i64::from(**limit)).map(|(_, (_, until))| *until);
-                match used_up.max() {
-                    // Whole seconds, rounded up: "try again in 0 seconds" would be wrong.
-                    Some(until) => {
-                        Err(Denial::TooManyAttempts { retry_after_s: u64::try_from(until.saturating_sub(now)).unwrap_or(0).div_ceil(1000) }
-                            .into())
-                    }
-                    None => Ok(()),
-                }
+                let used_up: Vec<(String, Timestamp)> = counted
+                    .iter()
+                    .zip(&limits)
+                    .zip(&counts)
+                    .filter(|((_, limit), (n, _))| *n > i64::from(**limit))
+                    .map(|(((key, _), _), (_, until))| (key.clone(), *until))
+                    .collect();
+                // A refusal counts nothing: the transaction rolls back.
+                if used_up.is_empty() { Ok(()) } else { Err(Taken::Refused(used_up)) }
             })
             .await;
-        self.sweep(store, now).await;
-        taken.map_err(|e| match e {
-            CoreError::Denied(Denial::TooManyAttempts { retry_after_s }) => refused(retry_after_s),
-            other => other,
-        })
+        self.sweep(store, now);
+        match answer {
+            Ok(()) => Ok(()),
+            Err(Taken::Failed(e)) => Err(e),
+            Err(Taken::Refused(used_up)) => {
+                let until = used_up.iter().map(|(_, until)| *until).max().unwrap_or(now);
+                self.locked.lock().expect("throttle lock").extend(used_up);
+                Err(refused(seconds_until(until)))
+            }
+        }
     }
 
-    /// At most once a minute per process, deletes the counts whose window ended, in a
-    /// transaction of its own that waits for no sign-in's rows.
-    async fn sweep(&self, store: &Store, now: Timestamp) {
+    /// At most once a minute per process, deletes the counts whose window ended, in batches, in a
+    /// task of its own (the request does not wait for it) whose transactions wait for no
+    /// sign-in's rows.
+    fn sweep(&self, store: &Store, now: Timestamp) {
         let last = self.swept_at.load(Ordering::Relaxed);
         if now.saturating_sub(last) < SWEEP_EVERY_MS
             || self.swept_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {
             return;
         }
-        let backend = store.backend();
-        if let Err(e) = store.write_retrying(async move |tx| storage::delete_ended_tries(tx, backend, now).await).await {
-            tracing::warn!("deleting the sign-in counts whose window ended: {e}");
-        }
+        self.locked.lock().expect("throttle lock").retain(|_, until| *until > now);
+        let store = store.clone();
+        tokio::spawn(async move {
+            let backend = store.backend();
+            loop {
+                match store.write_retrying(async move |tx| storage::delete_ended_tries(tx, backend, now, SWEEP_BATCH).await).await {
+                    Ok(n) if n >= SWEEP_BATCH.unsigned_abs() => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!("deleting the sign-in counts whose window ended: {e}");
+                        break;
+                    }
+                }
+            }
+        });
     }
 
     /// A sign-in try at `now`, counted as a failure until it succeeds (`new_session` forgives it).
@@ -146,6 +184,25 @@ impl Throttle {
     pub async fn begin_sign_up(&self, store: &Store, client: IpAddr, limit: u32, now: Timestamp) -> Result<(), CoreError> {
         let keys = vec![(key_hash(&format!("sign-up:{}", network(client))), limit)];
         self.take(store, keys, now, |_| LimitReached::SignUps { limit }.into()).await
+    }
+}
+
+/// How a counting transaction ended when it did not commit: a try refused (the keys that had
+/// used their number, and when each one's window ends), or the database failing.
+enum Taken {
+    Refused(Vec<(String, Timestamp)>),
+    Failed(CoreError),
+}
+
+impl From<storage::StorageError> for Taken {
+    fn from(e: storage::StorageError) -> Taken {
+        Taken::Failed(e.into())
+    }
+}
+
+impl Retryable for Taken {
+    fn is_retryable(&self) -> bool {
+        matches!(self, Taken::Failed(e) if e.is_retryable())
     }
 }
 

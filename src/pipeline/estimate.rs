@@ -39,8 +39,8 @@ impl MemoSeen {
 }
 
 impl Engine {
-    /// Fills `state.estimates`; needs each branch's line and its newest storyboard and clips
-    /// (their seeds: `storage::newest_beat_checkpoints`), so a page's slice and those will do. The
+    /// Fills `state.estimates`; needs each branch's line and the checkpoints its runs' seeds come
+    /// from (`storage::newest_beat_checkpoints`), so a page's slice and those will do. The
     /// memo's answers it reads are noted in `seen`, when given.
     pub(crate) async fn add_estimates(
         &self,

@@ -177,7 +177,10 @@ fn seeds_for(engine_seed: u64, phase: Phase, beats: usize, run: &Run, state: &Vi
 
 /// The newest checkpoint of `phase` in a branch's history: the branch's own, else (a branch that
 /// has not made that phase yet) those of the branch it was forked from, up to the checkpoint it
-/// was forked from, and so on up. What the parent made after the fork is not the fork's history.
+/// was forked from, and so on up. What the parent made after the fork is not the fork's history
+/// (by time: a checkpoint its parent made in the fork's own millisecond would count, which one
+/// run at a time per branch makes as good as impossible). `storage::newest_beat_checkpoints`
+/// reads the same checkpoints for a page.
 fn newest_in_history(state: &Video, branch: BranchId, phase: Phase) -> Option<&Checkpoint> {
     let (mut branch, mut until) = (branch, Timestamp::MAX);
     // Each step goes to an older branch; the bound only guards against a malformed cycle.

@@ -205,22 +205,30 @@ pub async fn count_tries(conn: &mut AnyConnection, keys: &[(String, i64)], now: 
     Ok(answers)
 }
 
-/// A successful sign-in: the email's count is gone, and the address's gives this try back.
+/// A successful sign-in: the email's count is gone, and the address's gives this try back. The
+/// two rows are written in key order, as `count_tries` locks them.
 pub async fn forgive_sign_in(conn: &mut AnyConnection, email_key: &str, address_key: &str) -> Result<()> {
-    sqlx::query("DELETE FROM attempt_counts WHERE key_hash = $1").bind(email_key).execute(&mut *conn).await?;
-    sqlx::query("UPDATE attempt_counts SET count = count - 1 WHERE key_hash = $1 AND count > 0").bind(address_key).execute(conn).await?;
+    let forget = sqlx::query("DELETE FROM attempt_counts WHERE key_hash = $1").bind(email_key);
+    let give_back = sqlx::query("UPDATE attempt_counts SET count = count - 1 WHERE key_hash = $1 AND count > 0").bind(address_key);
+    let (first, second) = if email_key <= address_key { (forget, give_back) } else { (give_back, forget) };
+    first.execute(&mut *conn).await?;
+    second.execute(conn).await?;
     Ok(())
 }
 
-/// Deletes counts whose window ended by `now`. On PostgreSQL it skips rows a sign-in holds at
-/// the moment (they are deleted next time), so it never waits for one.
-pub async fn delete_ended_tries(conn: &mut AnyConnection, backend: super::Backend, now: Timestamp) -> Result<u64> {
+/// Deletes up to `limit` counts whose window ended by `now`, oldest first; answers how many. On
+/// PostgreSQL it skips rows a sign-in holds at the moment (they are deleted next time), so it
+/// never waits for one.
+pub async fn delete_ended_tries(conn: &mut AnyConnection, backend: super::Backend, now: Timestamp, limit: i64) -> Result<u64> {
     let sql = match backend {
-        super::Backend::Sqlite => "DELETE FROM attempt_counts WHERE until_ms <= $1",
+        super::Backend::Sqlite => {
+            "DELETE FROM attempt_counts WHERE key_hash IN
+               (SELECT key_hash FROM attempt_counts WHERE until_ms <= $1 ORDER BY until_ms LIMIT $2)"
+        }
         super::Backend::Postgres => {
             "DELETE FROM attempt_counts WHERE key_hash IN
-               (SELECT key_hash FROM attempt_counts WHERE until_ms <= $1 FOR UPDATE SKIP LOCKED)"
+               (SELECT key_hash FROM attempt_counts WHERE until_ms <= $1 ORDER BY until_ms LIMIT $2 FOR UPDATE SKIP LOCKED)"
         }
     };
-    Ok(sqlx::query(sql).bind(now).execute(conn).await?.rows_affected())
+    Ok(sqlx::query(sql).bind(now).bind(limit).execute(conn).await?.rows_affected())
 }

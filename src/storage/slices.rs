@@ -143,11 +143,11 @@ pub async fn load_video_page(conn: &mut AnyConnection, owner: AccountId, limit: 
     Ok((rule_slices(conn, Videos::Newest { owner, limit, offset }, infos).await?, total as u32))
 }
 
-/// What a run of the beat phases takes its seeds from (`pipeline::units`), off the branches'
-/// lines after an edit (a page's slice holds only lines): each branch's newest storyboard and
-/// clips checkpoint; and for a forked branch, the checkpoint it was forked from and its parent
-/// branch's newest storyboard and clips up to that checkpoint (one level up: a fork of a fork
-/// that made neither phase plans with the video's seeds on the page).
+/// What a run of the beat phases takes its seeds from (`pipeline::units::newest_in_history`, the
+/// same walk in Rust), off the branches' lines after an edit (a page's slice holds only lines):
+/// each branch's newest storyboard and clips checkpoint; and for every forked branch, the
+/// checkpoint it was forked from and its parent branch's newest storyboard and clips up to that
+/// checkpoint, so the walk finds its way up a chain of forks too.
 pub async fn newest_beat_checkpoints(conn: &mut AnyConnection, video: VideoId) -> Result<Vec<Checkpoint>> {
     let rows: Vec<CheckpointRow> = sqlx::query_as(
         "SELECT * FROM checkpoints WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
@@ -157,7 +157,8 @@ pub async fn newest_beat_checkpoints(conn: &mut AnyConnection, video: VideoId) -
          UNION SELECT id FROM (SELECT c.id, ROW_NUMBER() OVER (PARTITION BY b.id, c.phase \
          ORDER BY c.created_at DESC, c.id DESC) AS newest FROM branches b \
          JOIN checkpoints f ON f.id = b.forked_from \
-         JOIN checkpoints c ON c.branch_id = f.branch_id AND c.phase IN (2, 3) AND c.created_at <= f.created_at \
+         JOIN checkpoints c ON c.video_id = b.video_id AND c.branch_id = f.branch_id AND c.phase IN (2, 3) \
+         AND c.created_at <= f.created_at \
          WHERE b.video_id = $1) before_fork WHERE newest = 1)",
     )
     .bind(video.to_string())

@@ -440,6 +440,9 @@ async fn a_branch_forked_after_a_regeneration_keeps_the_regenerated_look() {
     e.regenerate_beat(video, None, board, 2).await.unwrap();
     let regenerated = step_ok(e).await;
     e.create_branch(video, regenerated, "alt").await.unwrap();
+    // Main makes beat 2 again after the fork: not the fork's history.
+    e.regenerate_beat(video, None, regenerated, 1).await.unwrap();
+    step_ok(e).await;
     let state = e.video_state(video).await.unwrap();
     let Manifest::Storyboard { frames: kept, seeds: kept_seeds, .. } = state.checkpoint(regenerated).unwrap().manifest.clone() else {
         unreachable!()

@@ -38,6 +38,13 @@ impl Answer {
     }
 }
 
+/// The test's HTTP client. An answer that does not come within a minute fails the test, naming
+/// the request, instead of holding the whole suite (and CI) up.
+fn client(follow_redirects: bool) -> reqwest::Client {
+    let redirects = if follow_redirects { reqwest::redirect::Policy::default() } else { reqwest::redirect::Policy::none() };
+    reqwest::Client::builder().redirect(redirects).timeout(std::time::Duration::from_secs(60)).build().unwrap()
+}
+
 impl Web {
     pub async fn start(env: &TestEnv, mode: AuthMode) -> Web {
         let guard = Guard { engine: env.engine.clone(), mode, scheme: "http".into(), host: "127.0.0.1".into() };
@@ -66,7 +73,7 @@ impl Web {
     }
 
     pub async fn call_with(&self, cookie: Option<&str>, name: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Answer {
-        let mut request = reqwest::Client::new().post(self.url(&format!("/api/{name}"))).header("accept", "application/json").form(fields);
+        let mut request = client(true).post(self.url(&format!("/api/{name}"))).header("accept", "application/json").form(fields);
         if let Some(cookie) = cookie {
             request = request.header("cookie", cookie);
         }
@@ -79,8 +86,7 @@ impl Web {
     /// A form the browser posts by itself (JavaScript off: HTML wanted, the page it is on as the
     /// `Referer`, no redirects followed).
     pub async fn post_form(&self, cookie: Option<&str>, name: &str, fields: &[(&str, &str)], from: &str) -> Answer {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let mut request = client
+        let mut request = client(false)
             .post(self.url(&format!("/api/{name}")))
             .header("accept", "text/html")
             .header("origin", self.origin())
@@ -94,8 +100,7 @@ impl Web {
 
     /// A GET as a browser makes it (HTML wanted, no redirects followed).
     pub async fn get(&self, cookie: Option<&str>, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let mut request = client.get(self.url(path)).header("accept", "text/html");
+        let mut request = client(false).get(self.url(path)).header("accept", "text/html");
         if let Some(cookie) = cookie {
             request = request.header("cookie", cookie);
         }
@@ -107,7 +112,7 @@ impl Web {
 
     /// A GET's status, headers and raw bytes (for artifacts).
     pub async fn get_bytes(&self, cookie: &str, path: &str, range: Option<&str>) -> (u16, HeaderMap, Vec<u8>) {
-        let mut request = reqwest::Client::new().get(self.url(path)).header("cookie", cookie);
+        let mut request = client(true).get(self.url(path)).header("cookie", cookie);
         if let Some(range) = range {
             request = request.header("range", range);
         }

@@ -101,7 +101,12 @@ pub async fn engine_from(options: &Options, providers: Providers) -> Result<Engi
 /// The whole app: pages (server-rendered, with the engine in context), server functions,
 /// artifacts, and the site's static files, all behind the guard (hosts, origins, sessions).
 pub fn router(guard: Guard, leptos_options: LeptosOptions, instance: &str) -> Router {
-    let routes = generate_route_list(App);
+    // Made once per process. Leptos marks a route list being made with one process-wide flag
+    // that keeps every resource from loading while it is up (leptos-rs/leptos#4773), so a page
+    // rendered meanwhile by another router in the process (the test suites start many) never
+    // finished.
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| generate_route_list(App)).clone();
     let engine = guard.engine.clone();
     let context_engine = engine.clone();
     Router::new()

@@ -887,6 +887,47 @@ async fn what_the_address_says_reaches_the_islands_escaped() {
     assert!(html(&signin).contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "sign-in page: the props carry the words, escaped");
 }
 
+/// Pages render while other routers are being made in the same process (each test's server
+/// makes one; so did every `Web::start`). Leptos marks a route list being made with one
+/// process-wide flag that keeps every resource from loading while it is up (leptos-rs/leptos#4773),
+/// so a page whose resource first polled then never finished: this suite hung twice in
+/// `what_the_address_says_reaches_the_islands_escaped`, every thread idle. The route list is now
+/// made once per process.
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_render_while_other_servers_start() {
+    let env = env().await;
+    let web = Web::start(&env, AuthMode::Accounts).await;
+    let a = web.sign_up("routes@example.org").await;
+    let id = create(&web, &a, "Routes made meanwhile").await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let starter = {
+        let (env_engine, stop) = (env.engine.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut started = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let guard = reelsmith::server::guard::Guard {
+                    engine: env_engine.clone(),
+                    mode: AuthMode::Accounts,
+                    scheme: "http".into(),
+                    host: "127.0.0.1".into(),
+                };
+                let options = leptos::prelude::LeptosOptions::builder().output_name("reelsmith").build();
+                drop(reelsmith::server::router(guard, options, "test"));
+                started += 1;
+                tokio::task::yield_now().await;
+            }
+            started
+        })
+    };
+    for path in [format!("/videos/{id}"), "/".to_string(), "/signin?next=%2F".to_string()].iter().cycle().take(30) {
+        let cookie = (!path.starts_with("/signin")).then_some(a.as_str());
+        let page = tokio::time::timeout(std::time::Duration::from_secs(10), web.get(cookie, path, &[])).await;
+        assert!(page.is_ok_and(|page| page.status == 200), "{path} did not render while other servers started");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(starter.await.unwrap() > 0, "other servers started meanwhile");
+}
+
 /// A status page the server cannot read (here a video row no longer reads as its type) answers
 /// 500 with a sentence that names no cause: never 200, which would tell a monitor, a cache or a
 /// test that the page is fine. The cause goes to the server's log only.

@@ -1,17 +1,17 @@
 //! Accounts, sessions and the per-account counts that limits and the scheduler read.
-use sqlx::{AnyConnection, FromRow};
+use sqlx::AnyConnection;
 
 use super::StorageError;
 use crate::domain::{Account, AccountId, Email, Manifest, Timestamp, VideoId};
 
 type Result<T> = std::result::Result<T, StorageError>;
 
-#[derive(FromRow)]
-struct AccountRow {
-    #[sqlx(try_from = "String")]
-    id: AccountId,
-    email: String,
-    password_hash: String,
+row! {
+    struct AccountRow {
+        id: AccountId as String,
+        email: String,
+        password_hash: String,
+    }
 }
 
 impl TryFrom<AccountRow> for Account {

@@ -3,6 +3,33 @@
 //! One code path serves SQLite (the embedded default) and PostgreSQL (scale-out) through sqlx's
 //! `Any` driver; the schema keeps to types both understand.
 
+/// A stored row's struct and its `FromRow` for sqlx's `Any` rows, each field read by its name.
+/// A field written `name: Type as Raw` reads the column as `Raw` and converts it with `TryFrom`,
+/// so an id or word that does not parse is a decode error naming its column. (sqlx's derive does
+/// the same, but its proc-macro crate builds sqlx and SQLite a second time: about 50 CPU-seconds
+/// of every build from nothing.)
+macro_rules! row {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident {
+        $($(#[$fmeta:meta])* $fvis:vis $field:ident: $ty:ty $(as $raw:ty)?),* $(,)?
+    }) => {
+        $(#[$meta])* $vis struct $name { $($(#[$fmeta])* $fvis $field: $ty),* }
+
+        impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for $name {
+            fn from_row(row: &'r sqlx::any::AnyRow) -> std::result::Result<Self, sqlx::Error> {
+                use sqlx::Row as _;
+                Ok($name { $($field: row!(@get row, $field, $ty $(, $raw)?)),* })
+            }
+        }
+    };
+    (@get $row:ident, $field:ident, $ty:ty) => {
+        $row.try_get(stringify!($field))?
+    };
+    (@get $row:ident, $field:ident, $ty:ty, $raw:ty) => {
+        <$ty>::try_from($row.try_get::<$raw, _>(stringify!($field))?)
+            .map_err(|e| sqlx::Error::ColumnDecode { index: stringify!($field).to_string(), source: Box::new(e) })?
+    };
+}
+
 mod accounts;
 pub mod batch;
 mod constraints;
@@ -333,8 +360,8 @@ impl From<sqlx::Error> for StorageError {
             WRITE_FAILED_AT.store(since_start().as_millis() as u64 + 1, std::sync::atomic::Ordering::Release);
         }
         match e {
-            // A row whose id, word or number does not read as its type.
-            // (sqlx 0.9's `FromRow` derive loses a `try_from` error's text: it says "unprintable".)
+            // A row whose id, word or number does not read as its type, with the reason (`row!`
+            // keeps a conversion's error; sqlx's own decoders may say "unprintable").
             sqlx::Error::ColumnDecode { index, source } => {
                 let detail = source.to_string();
                 let detail = if detail.starts_with("unprintable") { String::new() } else { format!(": {detail}") };
@@ -524,6 +551,38 @@ impl Checkpointer {
     }
 }
 
+/// The schema's migrations, in the binary, oldest first. sqlx's `migrate!` reads `migrations/` at
+/// compile time through the same proc-macro crate as its derive; this list names the files
+/// instead, and `tests::the_binary_holds_every_migration_as_sqlx_reads_it` checks it against the
+/// directory (a new file missing here fails that test).
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init.sql", include_str!("../../migrations/0001_init.sql")),
+    ("0002_fencing_and_changes.sql", include_str!("../../migrations/0002_fencing_and_changes.sql")),
+    ("0003_provider_jobs.sql", include_str!("../../migrations/0003_provider_jobs.sql")),
+    ("0004_accounts.sql", include_str!("../../migrations/0004_accounts.sql")),
+    ("0005_inline_blobs.sql", include_str!("../../migrations/0005_inline_blobs.sql")),
+    ("0006_tries_name_their_memo.sql", include_str!("../../migrations/0006_tries_name_their_memo.sql")),
+    ("0007_attempt_counts.sql", include_str!("../../migrations/0007_attempt_counts.sql")),
+];
+
+/// `MIGRATIONS` as sqlx would read them from the directory: the version before the first `_`, the
+/// rest of the name (without `.sql`, `_` as spaces) as the description, the SQL's own checksum,
+/// so a database migrated by an older build sees the same migrations.
+fn migrator() -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(file, sql)| {
+            let (version, rest) = file.split_once('_').expect("a migration's file name is <version>_<description>.sql");
+            let version = version.parse().expect("a migration's file name starts with its version");
+            let description = rest.trim_end_matches(".sql").replace('_', " ");
+            let no_tx = sql.starts_with("-- no-transaction");
+            Migration::new(version, description.into(), MigrationType::Simple, sqlx::SqlStr::from_static(sql), no_tx)
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and applies the migrations.
     pub async fn open(url: &str, max_connections: u32) -> Result<Store, StorageError> {
@@ -544,7 +603,7 @@ impl Store {
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.map_err(|e| StorageError::Connect(e.to_string()))?;
         }
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StorageError::Migrate(e.to_string()))?;
+        migrator().run(&pool).await.map_err(|e| StorageError::Migrate(e.to_string()))?;
         let commits = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
         let checkpointer = (backend == Backend::Sqlite).then(|| std::sync::Arc::new(Checkpointer::start(pool.clone(), commits.clone())));
         let writer = (backend == Backend::Sqlite)
@@ -688,6 +747,24 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+
+    /// What the binary migrates is what sqlx reads from `migrations/` (the file list, versions,
+    /// descriptions, checksums), so a file added there and not to `MIGRATIONS` fails here, and a
+    /// database migrated by a build that read the directory opens unchanged.
+    #[tokio::test]
+    async fn the_binary_holds_every_migration_as_sqlx_reads_it() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let read = sqlx::migrate::Migrator::new(dir).await.expect("sqlx reads the migrations directory");
+        let shape = |m: &sqlx::migrate::Migrator| {
+            m.iter()
+                .map(|m| (m.version, m.description.to_string(), m.migration_type, m.sql.as_str().to_string(), m.checksum.to_vec(), m.no_tx))
+                .collect::<Vec<_>>()
+        };
+        let (ours, theirs) = (shape(&super::migrator()), shape(&read));
+        assert_eq!(ours.len(), 7, "migrations 0001 to 0007");
+        assert_eq!(ours, theirs);
+        assert_eq!(ours[6].1, "attempt counts");
+    }
     /// A real SQLite READONLY error (through the `Any` driver, as the store meets it) retires the
     /// connections; a constraint's error does not. (PostgreSQL's 21000, which reads as 8 under
     /// the mask, is checked against a real server in `tests/it/scaleout.rs`.)

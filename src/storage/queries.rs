@@ -3,7 +3,7 @@
 //! Every statement is literal SQL that both databases run. Entities are read whole (`SELECT *`)
 //! into their `FromRow` rows, which pick their columns by name and check every id and word as
 //! they read it; `tests/it/storage.rs` runs every function here on SQLite and PostgreSQL.
-use sqlx::{AnyConnection, FromRow};
+use sqlx::AnyConnection;
 
 use super::batch::{Answer, Batch, Statement, StatementSet, Value, run_set, statement_set};
 use super::records::{BranchRow, CheckpointRow, RunRow, UnitTryRow, VideoRow, key_of};
@@ -636,14 +636,15 @@ pub async fn unit_tries_of_video(conn: &mut AnyConnection, video: VideoId) -> Re
     Ok(rows.into_iter().map(UnitTry::from).collect())
 }
 
-#[derive(Clone, Debug, PartialEq, FromRow)]
-pub struct MemoEntry {
-    pub key: String,
-    #[sqlx(try_from = "i64")]
-    pub phase: Phase,
-    pub provider: String,
-    pub output: String,
-    pub cost_micros: i64,
+row! {
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct MemoEntry {
+        pub key: String,
+        pub phase: Phase as i64,
+        pub provider: String,
+        pub output: String,
+        pub cost_micros: i64,
+    }
 }
 
 // ---- reclaiming (`gc`) ----------------------------------------------------------------------
@@ -757,14 +758,15 @@ pub async fn release_run(conn: &mut AnyConnection, lease: &Lease) -> Result<bool
 
 // ---- remote jobs ----------------------------------------------------------------------------
 
-/// A remote job a unit started (`provider_jobs`).
-#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
-pub struct ProviderJob {
-    pub call_key: String,
-    #[sqlx(try_from = "String")]
-    pub run_id: RunId,
-    pub provider: String,
-    pub job_id: String,
+row! {
+    /// A remote job a unit started (`provider_jobs`).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct ProviderJob {
+        pub call_key: String,
+        pub run_id: RunId as String,
+        pub provider: String,
+        pub job_id: String,
+    }
 }
 
 /// The job recorded for a unit's call, if any.

@@ -1,7 +1,5 @@
 //! Rows as stored (`FromRow`, ids and words checked as they are read), and their domain types
 //! (`domain::video`).
-use sqlx::FromRow;
-
 use crate::domain::video::{Branch, Checkpoint, Run, UnitTry, VideoInfo};
 use crate::domain::{
     AccountId, BranchId, CheckpointId, CheckpointStatus, FaultPlan, Manifest, Origin, Phase, RunId, RunKind, RunStatus, Timestamp,
@@ -40,23 +38,20 @@ impl<T: serde::de::DeserializeOwned> TryFrom<String> for Stored<T> {
     }
 }
 
-#[derive(FromRow)]
-pub(crate) struct VideoRow {
-    #[sqlx(try_from = "String")]
-    id: VideoId,
-    prompt: String,
-    title: String,
-    #[sqlx(try_from = "i64")]
-    beats: u32,
-    seed: i64,
-    auto_continue: i64,
-    #[sqlx(try_from = "String")]
-    fault_plan: Stored<FaultPlan>,
-    budget_micros: Option<i64>,
-    created_at: Timestamp,
-    changes: i64,
-    #[sqlx(try_from = "String")]
-    account_id: AccountId,
+row! {
+    pub(crate) struct VideoRow {
+        id: VideoId as String,
+        prompt: String,
+        title: String,
+        beats: u32 as i64,
+        seed: i64,
+        auto_continue: i64,
+        fault_plan: Stored<FaultPlan> as String,
+        budget_micros: Option<i64>,
+        created_at: Timestamp,
+        changes: i64,
+        account_id: AccountId as String,
+    }
 }
 
 impl From<VideoRow> for VideoInfo {
@@ -77,18 +72,15 @@ impl From<VideoRow> for VideoInfo {
     }
 }
 
-#[derive(FromRow)]
-pub(crate) struct BranchRow {
-    #[sqlx(try_from = "String")]
-    id: BranchId,
-    #[sqlx(try_from = "String")]
-    video_id: VideoId,
-    name: String,
-    #[sqlx(try_from = "Option<String>")]
-    head_id: Maybe<CheckpointId>,
-    #[sqlx(try_from = "Option<String>")]
-    forked_from: Maybe<CheckpointId>,
-    created_at: Timestamp,
+row! {
+    pub(crate) struct BranchRow {
+        id: BranchId as String,
+        video_id: VideoId as String,
+        name: String,
+        head_id: Maybe<CheckpointId> as Option<String>,
+        forked_from: Maybe<CheckpointId> as Option<String>,
+        created_at: Timestamp,
+    }
 }
 
 impl From<BranchRow> for Branch {
@@ -104,30 +96,21 @@ impl From<BranchRow> for Branch {
     }
 }
 
-#[derive(FromRow)]
-pub(crate) struct CheckpointRow {
-    #[sqlx(try_from = "String")]
-    id: CheckpointId,
-    #[sqlx(try_from = "String")]
-    video_id: VideoId,
-    #[sqlx(try_from = "String")]
-    branch_id: BranchId,
-    #[sqlx(try_from = "Option<String>")]
-    parent_id: Maybe<CheckpointId>,
-    #[sqlx(try_from = "i64")]
-    phase: Phase,
-    #[sqlx(try_from = "i64")]
-    version: u32,
-    #[sqlx(try_from = "String")]
-    status: CheckpointStatus,
-    #[sqlx(try_from = "String")]
-    origin: Origin,
-    #[sqlx(try_from = "String")]
-    manifest: Stored<Manifest>,
-    #[sqlx(try_from = "Option<String>")]
-    run_id: Maybe<RunId>,
-    created_at: Timestamp,
-    approved_at: Option<Timestamp>,
+row! {
+    pub(crate) struct CheckpointRow {
+        id: CheckpointId as String,
+        video_id: VideoId as String,
+        branch_id: BranchId as String,
+        parent_id: Maybe<CheckpointId> as Option<String>,
+        phase: Phase as i64,
+        version: u32 as i64,
+        status: CheckpointStatus as String,
+        origin: Origin as String,
+        manifest: Stored<Manifest> as String,
+        run_id: Maybe<RunId> as Option<String>,
+        created_at: Timestamp,
+        approved_at: Option<Timestamp>,
+    }
 }
 
 impl From<CheckpointRow> for Checkpoint {
@@ -149,41 +132,31 @@ impl From<CheckpointRow> for Checkpoint {
     }
 }
 
-#[derive(FromRow)]
-pub(crate) struct RunRow {
-    #[sqlx(try_from = "String")]
-    id: RunId,
-    #[sqlx(try_from = "String")]
-    video_id: VideoId,
-    #[sqlx(try_from = "String")]
-    branch_id: BranchId,
-    #[sqlx(try_from = "Option<String>")]
-    from_checkpoint: Maybe<CheckpointId>,
-    #[sqlx(try_from = "i64")]
-    phase: Phase,
-    #[sqlx(try_from = "i64")]
-    attempt: u32,
-    #[sqlx(try_from = "String")]
-    kind: RunKind,
-    #[sqlx(try_from = "String")]
-    status: RunStatus,
-    regenerate_beat: Option<i64>,
-    regenerate_seed: Option<i64>,
-    #[sqlx(try_from = "Option<String>")]
-    regenerate_of: Maybe<CheckpointId>,
-    error: Option<String>,
-    failed_unit: Option<i64>,
-    #[sqlx(try_from = "i64")]
-    units_total: u32,
-    #[sqlx(try_from = "i64")]
-    units_done: u32,
-    cost_micros: i64,
-    created_at: Timestamp,
-    started_at: Option<Timestamp>,
-    finished_at: Option<Timestamp>,
-    lease_owner: Option<String>,
-    lease_expires_at: Option<Timestamp>,
-    lease_token: i64,
+row! {
+    pub(crate) struct RunRow {
+        id: RunId as String,
+        video_id: VideoId as String,
+        branch_id: BranchId as String,
+        from_checkpoint: Maybe<CheckpointId> as Option<String>,
+        phase: Phase as i64,
+        attempt: u32 as i64,
+        kind: RunKind as String,
+        status: RunStatus as String,
+        regenerate_beat: Option<i64>,
+        regenerate_seed: Option<i64>,
+        regenerate_of: Maybe<CheckpointId> as Option<String>,
+        error: Option<String>,
+        failed_unit: Option<i64>,
+        units_total: u32 as i64,
+        units_done: u32 as i64,
+        cost_micros: i64,
+        created_at: Timestamp,
+        started_at: Option<Timestamp>,
+        finished_at: Option<Timestamp>,
+        lease_owner: Option<String>,
+        lease_expires_at: Option<Timestamp>,
+        lease_token: i64,
+    }
 }
 
 impl From<RunRow> for Run {
@@ -217,21 +190,18 @@ impl From<RunRow> for Run {
     }
 }
 
-#[derive(FromRow)]
-pub(crate) struct UnitTryRow {
-    #[sqlx(try_from = "String")]
-    run_id: RunId,
-    #[sqlx(try_from = "i64")]
-    unit: u32,
-    #[sqlx(try_from = "i64")]
-    try_no: u32,
-    #[sqlx(try_from = "String")]
-    outcome: TryOutcome,
-    message: Option<String>,
-    provider: String,
-    cost_micros: i64,
-    started_at: Timestamp,
-    finished_at: Timestamp,
+row! {
+    pub(crate) struct UnitTryRow {
+        run_id: RunId as String,
+        unit: u32 as i64,
+        try_no: u32 as i64,
+        outcome: TryOutcome as String,
+        message: Option<String>,
+        provider: String,
+        cost_micros: i64,
+        started_at: Timestamp,
+        finished_at: Timestamp,
+    }
 }
 
 impl From<UnitTryRow> for UnitTry {

@@ -8,7 +8,7 @@
 //!
 //! The same statements serve one video and a page of an account's videos: each is written once
 //! around the set of videos it reads (`one!` or `newest!`), so both stay literal SQL.
-use sqlx::{AnyConnection, FromRow};
+use sqlx::AnyConnection;
 use std::collections::HashMap;
 
 use super::StorageError;
@@ -74,7 +74,7 @@ impl Videos {
 
     async fn fetch<R>(self, conn: &mut AnyConnection, sql: &'static str) -> Result<Vec<R>>
     where
-        R: for<'r> FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
     {
         let query = sqlx::query_as(sql);
         let query = match self {
@@ -85,10 +85,11 @@ impl Videos {
     }
 }
 
-#[derive(FromRow)]
-struct SpentRow {
-    video_id: String,
-    micros: i64,
+row! {
+    struct SpentRow {
+        video_id: String,
+        micros: i64,
+    }
 }
 
 /// What the rules read of each video in `infos`: its branches, their lines, the runs they ask
@@ -187,12 +188,13 @@ pub async fn tree_page(conn: &mut AnyConnection, video: VideoId, limit: i64, off
     Ok((rows.into_iter().map(Checkpoint::from).collect(), total as u32))
 }
 
-#[derive(FromRow)]
-struct TallyRow {
-    run_id: String,
-    calls: i64,
-    memo_hits: i64,
-    failed_tries: i64,
+row! {
+    struct TallyRow {
+        run_id: String,
+        calls: i64,
+        memo_hits: i64,
+        failed_tries: i64,
+    }
 }
 
 /// One page of the branch's runs (the Attempts table), newest first, each with its tally.

@@ -262,13 +262,16 @@ async fn a_corrupt_row_is_reported_not_guessed() {
     .await
     .unwrap();
     let err = storage::list_videos(&mut tx, reelsmith::domain::AccountId::LOCAL, 10).await.unwrap_err();
-    assert!(matches!(&err, StorageError::Corrupt(m) if m == "column id does not read as its type"), "{err:?}");
+    assert!(matches!(&err, StorageError::Corrupt(m) if m.starts_with("column id does not read as its type: invalid character")), "{err:?}");
     let mut info = video_info(2);
     info.title = "Good".into();
     storage::insert_video(&mut tx, &info).await.unwrap();
     sqlx::query("UPDATE videos SET fault_plan = '{' WHERE id = $1").bind(info.id.to_string()).execute(&mut *tx).await.unwrap();
     let err = storage::get_video(&mut tx, info.id).await.unwrap_err();
-    assert!(matches!(&err, StorageError::Corrupt(m) if m == "column fault_plan does not read as its type"), "{err:?}");
+    assert!(
+        matches!(&err, StorageError::Corrupt(m) if m.starts_with("column fault_plan does not read as its type: invalid type: map, expected a sequence")),
+        "{err:?}"
+    );
 }
 
 /// Claimers racing for a queue of runs each get a different run, at once, with the first token;
@@ -405,7 +408,8 @@ async fn an_older_database_keeps_what_its_staged_units_held() {
     sqlx::any::install_default_drivers();
     let old_url = if url.starts_with("sqlite") { format!("{url}?mode=rwc") } else { url.clone() };
     let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&old_url).await.unwrap();
-    let mut old = sqlx::migrate!("./migrations");
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut old = sqlx::migrate::Migrator::new(migrations).await.unwrap();
     old.migrations = std::borrow::Cow::Owned(old.migrations.iter().filter(|m| m.version <= 5).cloned().collect());
     assert_eq!(old.migrations.len(), 5, "the migrations before the tries named their memo entries");
     old.run(&pool).await.unwrap();

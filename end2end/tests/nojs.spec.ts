@@ -50,6 +50,31 @@ test("a form posted without JavaScript that the server refuses goes back to the 
   await expect(page.locator(".video-list .video-card")).toHaveCount(before);
 });
 
+// A refused post goes back to the form with what was typed in it, beside the reason. (The test
+// server runs with fault injection, so its form has a fault plan, which the server checks.)
+test("without JavaScript a refused form keeps what was typed and says why", async ({ browser }) => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  if (authMode() === "accounts") await signUpBy(page.request);
+  await page.goto(base() + "/");
+  const before = await page.locator(".video-list .video-card").count();
+  const prompt = `Kept without JavaScript ${Date.now()}: gulls & tides </textarea><b>bold</b>, 100% sure? ü`;
+  await page.getByLabel("Prompt").fill(prompt);
+  await page.getByLabel("Beats").fill("3");
+  await page.getByLabel("Auto-continue").check();
+  await page.getByLabel("Fault plan").fill("nope");
+  await page.getByRole("button", { name: "Create video" }).click();
+  await page.waitForURL(/__err=/);
+  await expect(page.getByLabel("Prompt")).toHaveValue(prompt);
+  await expect(page.getByLabel("Beats")).toHaveValue("3");
+  // Not ticked from an address, which anyone can write: a person ticks it again.
+  await expect(page.getByLabel("Auto-continue")).not.toBeChecked();
+  await expect(page.getByLabel("Fault plan")).toHaveValue("nope");
+  await expect(page.locator("#fault_plan-error")).toContainText("not accepted");
+  await expect(page.locator(".video-list .video-card")).toHaveCount(before);
+  await context.close();
+});
+
 // The status page's buttons are forms: without JavaScript a person approves a phase and retries
 // a failed one, each post answered with the page again (reloaded here: nothing is live).
 test("without JavaScript the status page's Approve and Retry work", async ({ browser }) => {

@@ -123,6 +123,45 @@ pub fn posted_without_javascript() -> bool {
         .unwrap_or(false)
 }
 
+/// Where a form posted without JavaScript goes when the server refuses it: back to `page`, with
+/// the refusal (`__path`, `__err`, as Leptos writes them) and what was typed in the form's fields,
+/// so that the form shows both and nothing is typed again. The address stays within
+/// `MAX_REFUSED_ADDRESS`: a field that would not fit is left out (the next ones may still fit).
+#[cfg(feature = "ssr")]
+pub fn refused_form_url(page: &str, path: &str, error: &AppError, typed: &[(&str, &str)]) -> String {
+    use base64::Engine;
+    let error = base64::engine::general_purpose::URL_SAFE.encode(error.ser());
+    let refusal = format!("__path={}&__err={}", percent_encoded(path, b""), percent_encoded(&error, b""));
+    let mut url = format!("{page}?");
+    for (name, value) in typed.iter().filter(|(_, value)| !value.is_empty()) {
+        let field = format!("{}={}&", percent_encoded(name, b""), percent_encoded(value, b""));
+        if url.len() + field.len() + refusal.len() <= MAX_REFUSED_ADDRESS {
+            url += &field;
+        }
+    }
+    url + &refusal
+}
+
+/// The longest address a refused form is sent back to: a proxy in front of the server may refuse
+/// a longer one (nginx's default header buffers are 4–8 KB). A 2,000-character prompt in Latin
+/// letters fits; in letters that take three bytes, each written as three `%XX`, it does not.
+#[cfg(feature = "ssr")]
+pub const MAX_REFUSED_ADDRESS: usize = 4 * 1024;
+
+/// `s` for an address: every byte but ASCII letters, digits, `-_.~` and those in `keep` as `%XX`.
+#[cfg(feature = "ssr")]
+pub fn percent_encoded(s: &str, keep: &[u8]) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || keep.contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 #[cfg(feature = "ssr")]
 impl From<crate::pipeline::CoreError> for AppError {
     fn from(e: crate::pipeline::CoreError) -> Self {
@@ -146,5 +185,46 @@ impl From<crate::pipeline::CoreError> for AppError {
 impl From<crate::domain::InvalidInput> for AppError {
     fn from(i: crate::domain::InvalidInput) -> Self {
         AppError::InvalidInput { field: i.field, message: i.message }
+    }
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+    use leptos::server_fn::error::ServerFnUrlError;
+    use leptos_router::location::RequestUrl;
+
+    /// The address a refused form goes back to reads, as the page reads it, as what was typed and
+    /// the refusal; an empty field is left out, and so is one that would make the address too long.
+    #[test]
+    fn a_refused_form_goes_back_with_what_was_typed() {
+        let refusal = AppError::InvalidInput { field: "fault_plan".into(), message: "the fault plan is not valid JSON".into() };
+        let prompt = "Gulls & tides: 100% sure? ü 灯台 a+b=c #1\nline two </textarea>";
+        let long = "x".repeat(MAX_REFUSED_ADDRESS);
+        let typed = [("prompt", prompt), ("fault_plan", long.as_str()), ("beats", "3"), ("note", "")];
+        let url = refused_form_url("/", "/api/create_video", &refusal, &typed);
+        assert!(url.starts_with("/?") && url.is_ascii() && !url.contains([' ', '\n', '#', '+', '<']), "{url}");
+        let read = RequestUrl::new(&url).parse().expect("an address");
+        assert_eq!(read.path(), "/");
+        let q = read.search_params();
+        assert_eq!(q.get_str("prompt"), Some(prompt));
+        assert_eq!(q.get_str("beats"), Some("3"), "a field after one left out still goes");
+        assert_eq!(q.get_str("note"), None, "an empty field is left out");
+        assert_eq!(q.get_str("fault_plan"), None, "too long for the address");
+        assert_eq!(q.get_str("__path"), Some("/api/create_video"));
+        assert_eq!(ServerFnUrlError::<AppError>::decode_err(q.get_str("__err").unwrap()), refusal);
+
+        // The longest prompt the form sends: in Latin letters it fits; in CJK it does not, and
+        // the refusal still goes back whole.
+        let latin = "a tide ".repeat(2000 / 7);
+        let url = refused_form_url("/", "/api/create_video", &refusal, &[("prompt", latin.as_str()), ("beats", "3")]);
+        assert!(url.len() <= MAX_REFUSED_ADDRESS, "{}", url.len());
+        assert_eq!(RequestUrl::new(&url).parse().unwrap().search_params().get_str("prompt"), Some(latin.as_str()));
+        let cjk = "灯".repeat(2000);
+        let url = refused_form_url("/", "/api/create_video", &refusal, &[("prompt", cjk.as_str()), ("beats", "3")]);
+        assert!(url.len() <= MAX_REFUSED_ADDRESS, "{}", url.len());
+        let q = RequestUrl::new(&url).parse().unwrap().search_params().clone();
+        assert_eq!((q.get_str("prompt"), q.get_str("beats")), (None, Some("3")));
+        assert_eq!(ServerFnUrlError::<AppError>::decode_err(q.get_str("__err").unwrap()), refusal);
     }
 }

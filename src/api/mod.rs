@@ -98,10 +98,36 @@ pub async fn create_video(
     fault_plan: Option<String>,
     seed: Option<String>,
 ) -> Result<String, AppError> {
+    let made = make_video(&prompt, beats, auto_continue.as_deref(), fault_plan.as_deref(), seed).await;
+    if error::posted_without_javascript() {
+        match &made {
+            // Answered with the new video's page (the page's code goes there itself, with the id).
+            Ok(id) => leptos_axum::redirect(&format!("/videos/{id}")),
+            // Back to the form with what was typed (Leptos's own answer carries only the refusal),
+            // but the auto-continue box (`ui::pages::videos::Draft` says why).
+            Err(e) => {
+                let beats = beats.to_string();
+                let typed =
+                    [("prompt", prompt.as_str()), ("beats", beats.as_str()), ("fault_plan", fault_plan.as_deref().unwrap_or_default())];
+                leptos_axum::redirect(&error::refused_form_url("/", <CreateVideo as leptos::server_fn::ServerFn>::PATH, e, &typed));
+            }
+        }
+    }
+    made
+}
+
+#[cfg(feature = "ssr")]
+async fn make_video(
+    prompt: &str,
+    beats: u32,
+    auto_continue: Option<&str>,
+    fault_plan: Option<&str>,
+    seed: Option<String>,
+) -> Result<String, AppError> {
     let engine = engine()?;
     let owner: AccountId = viewer()?;
     let on = auto_continue.is_some_and(|v| !v.is_empty() && v != "false" && v != "off");
-    let new = NewVideo::parse(&prompt, beats, on, fault_plan.as_deref(), engine.config.fault_injection)?;
+    let new = NewVideo::parse(prompt, beats, on, fault_plan, engine.config.fault_injection)?;
     // A fixed seed lets tests compare two videos byte for byte; like fault plans, only on a
     // server started for testing.
     let seed = match seed.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -117,13 +143,7 @@ pub async fn create_video(
             message: format!("\"{raw}\" is not a seed (a whole number from 0 to {})", i64::MAX),
         })?),
     };
-    let id = engine.create_video(owner, new, seed).await?.to_string();
-    // A form posted without JavaScript is answered with the new video's page (the page's code
-    // goes there itself, with the id).
-    if error::posted_without_javascript() {
-        leptos_axum::redirect(&format!("/videos/{id}"));
-    }
-    Ok(id)
+    Ok(engine.create_video(owner, new, seed).await?.to_string())
 }
 
 /// The status page of one branch (`main` when none is named), at a page of the tree and of

@@ -37,9 +37,21 @@ pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// Text as markup reads it back: `&`, `<` and `>` as entities (an HTML element's text set as its
+/// inner HTML, a WebVTT cue, where `-->` would otherwise read as a timing line).
+pub fn markup_text(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{count, decimal, dollars};
+    use super::{count, decimal, dollars, markup_text};
+
+    #[test]
+    fn markup_text_escapes_what_markup_would_read() {
+        assert_eq!(markup_text("a </textarea><b>&amp; --> ok"), "a &lt;/textarea&gt;&lt;b&gt;&amp;amp; --&gt; ok");
+        assert_eq!(markup_text("plain ü 灯台"), "plain ü 灯台");
+    }
 
     #[test]
     fn decimals_round_half_away_from_zero_without_floats() {

@@ -74,8 +74,7 @@ pub fn webvtt(beats: &[BeatAudio<'_>], spans: &[(u64, u64)]) -> String {
         let end = if beat.pcm.samples.is_empty() { end } else { spoken };
         // A cue's text is markup: `<` opens a tag (the rest of the cue vanished) and `&` an
         // entity; `>` escaped also keeps "-->" from reading as a timing line.
-        let text =
-            beat.text.split_whitespace().collect::<Vec<_>>().join(" ").replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        let text = crate::domain::words::markup_text(&beat.text.split_whitespace().collect::<Vec<_>>().join(" "));
         out.push_str(&format!("\n{}\n{} --> {}\n{}\n", i + 1, vtt_time(start), vtt_time(end), text));
     }
     out

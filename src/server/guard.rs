@@ -148,10 +148,7 @@ fn refuse(status: StatusCode, why: &'static str) -> Response<Body> {
 
 fn to_signin(req: &Request) -> Response<Body> {
     let wanted = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let next: String = wanted
-        .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect();
+    let next = crate::api::error::percent_encoded(wanted, b"/");
     Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(header::LOCATION, format!("/signin?next={next}"))

@@ -360,12 +360,12 @@ impl From<sqlx::Error> for StorageError {
             WRITE_FAILED_AT.store(since_start().as_millis() as u64 + 1, std::sync::atomic::Ordering::Release);
         }
         match e {
-            // A row whose id, word or number does not read as its type, with the reason (`row!`
-            // keeps a conversion's error; sqlx's own decoders may say "unprintable").
+            // A row whose id, word or number does not read as its type, with the reason, cut
+            // short: it can quote what the column holds (an unknown word, a JSON value), and it
+            // goes to the log.
             sqlx::Error::ColumnDecode { index, source } => {
-                let detail = source.to_string();
-                let detail = if detail.starts_with("unprintable") { String::new() } else { format!(": {detail}") };
-                StorageError::Corrupt(format!("column {index} does not read as its type{detail}"))
+                let detail: String = source.to_string().chars().take(200).collect();
+                StorageError::Corrupt(format!("column {index} does not read as its type: {detail}"))
             }
             e => StorageError::Database(e),
         }
@@ -761,9 +761,9 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let (ours, theirs) = (shape(&super::migrator()), shape(&read));
-        assert_eq!(ours.len(), 7, "migrations 0001 to 0007");
         assert_eq!(ours, theirs);
-        assert_eq!(ours[6].1, "attempt counts");
+        let seventh = ours.iter().find(|m| m.0 == 7).expect("0007 is among them");
+        assert_eq!(seventh.1, "attempt counts");
     }
     /// A real SQLite READONLY error (through the `Any` driver, as the store meets it) retires the
     /// connections; a constraint's error does not. (PostgreSQL's 21000, which reads as 8 under

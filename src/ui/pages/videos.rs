@@ -5,6 +5,7 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::{AppError, CreateVideo, VideoSummary, dollars, list_videos, server_info};
 use crate::domain::video::VIDEOS_PAGE;
+use crate::domain::words::markup_text;
 use crate::ui::components::badge::StatusBadge;
 use crate::ui::components::pager::Pager;
 use crate::ui::components::posted::answer_shown;
@@ -16,15 +17,19 @@ pub fn VideosPage() -> impl IntoView {
     let query = use_query_map();
     let page = Memo::new(move |_| query.read().get("page").and_then(|p| p.parse::<u32>().ok()).unwrap_or(0));
     let videos = Resource::new(move || page.get(), |page| list_videos(Some(page)));
+    let draft = Draft::from_address(&query.get_untracked());
     view! {
         <div class="videos-page">
             <section class="card new-video">
                 <h1>"Make a video"</h1>
                 <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                    {move || Suspend::new(async move {
-                        let fault_injection = info.await.map(|i| i.fault_injection).unwrap_or(false);
-                        view! { <NewVideoForm fault_injection/> }
-                    })}
+                    {move || {
+                        let draft = draft.clone();
+                        Suspend::new(async move {
+                            let fault_injection = info.await.map(|i| i.fault_injection).unwrap_or(false);
+                            view! { <NewVideoForm fault_injection draft/> }
+                        })
+                    }}
                 </Transition>
             </section>
             <section class="video-list" aria-labelledby="videos-heading">
@@ -69,10 +74,38 @@ fn VideoCard(v: VideoSummary) -> impl IntoView {
     }
 }
 
-/// The page's one interactive part (an island): the form, its errors, and on success the new
-/// video's page.
+/// What a form posted without JavaScript had typed when the server refused it: the address it
+/// was sent back to carries it (`api::error::refused_form_url`), beside the refusal. Not the
+/// auto-continue box: anyone can write such an address, and a box ticked by a link would spend
+/// without asking at each phase; a person ticks it again.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Draft {
+    prompt: String,
+    beats: Option<String>,
+    fault_plan: String,
+}
+
+impl Draft {
+    fn from_address(query: &leptos_router::params::ParamsMap) -> Draft {
+        if query.get_str("__path") != Some(CreateVideo::PATH) {
+            return Draft::default();
+        }
+        let text = |name| query.get_str(name).unwrap_or_default().to_string();
+        Draft { prompt: text("prompt"), beats: query.get_str("beats").map(str::to_string), fault_plan: text("fault_plan") }
+    }
+}
+
+/// A textarea's first text, as its inner HTML: escaped, after a line break (the HTML parser drops
+/// one right after `<textarea>`, so a text's own first line break stays). Not a child text: an
+/// empty one is rendered as one space, which hides the placeholder and passes `required`.
+fn textarea_text(text: &str) -> String {
+    if text.is_empty() { String::new() } else { format!("\n{}", markup_text(text)) }
+}
+
+/// The page's one interactive part (an island): the form (with what a refused post had typed),
+/// its errors, and on success the new video's page.
 #[island]
-fn NewVideoForm(fault_injection: bool) -> impl IntoView {
+fn NewVideoForm(fault_injection: bool, draft: Draft) -> impl IntoView {
     let create = ServerAction::<CreateVideo>::new();
     let submit = move |ev: leptos::ev::SubmitEvent| {
         let form = Submitted::take(&ev);
@@ -110,12 +143,12 @@ fn NewVideoForm(fault_injection: bool) -> impl IntoView {
             <label for="prompt">"Prompt"</label>
             <textarea id="prompt" name="prompt" rows="3" required maxlength="2000"
                 aria-invalid=invalid("prompt") aria-describedby=described("prompt")
-                placeholder="A lighthouse keeper teaches a gull to read the tides"></textarea>
+                placeholder="A lighthouse keeper teaches a gull to read the tides" inner_html=textarea_text(&draft.prompt)></textarea>
             {field_error("prompt")}
             <div class="row">
                 <div>
                     <label for="beats">"Beats"</label>
-                    <input id="beats" name="beats" type="number" min="1" max="12" value="4" required
+                    <input id="beats" name="beats" type="number" min="1" max="12" value=draft.beats.unwrap_or_else(|| "4".into()) required
                         aria-invalid=invalid("beats") aria-describedby=described("beats")/>
                     {field_error("beats")}
                 </div>
@@ -128,7 +161,8 @@ fn NewVideoForm(fault_injection: bool) -> impl IntoView {
                 <label for="fault_plan">"Fault plan"</label>
                 <textarea id="fault_plan" name="fault_plan" rows="2" class="mono"
                     aria-invalid=invalid("fault_plan") aria-describedby=described("fault_plan")
-                    placeholder=r#"[{"phase":2,"beat":0,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"}]"#></textarea>
+                    placeholder=r#"[{"phase":2,"beat":0,"action":"fail","times":1,"message":"Replicate API error: 502 Bad Gateway"}]"#
+                    inner_html=textarea_text(&draft.fault_plan)></textarea>
                 <p class="hint">"Fault injection is on: a JSON array of rules that make phases fail on purpose."</p>
                 {field_error("fault_plan")}
             })}

@@ -594,16 +594,20 @@ impl Store {
             _ => url.to_string(),
         };
         let options = AnyConnectOptions::from_str(&url).map_err(|e| StorageError::BadUrl(format!("{}: {e}", redacted(&url))))?;
-        // One direct connection first: the pool would only say it timed out, this says why.
-        let probe =
-            <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options).await.map_err(|e| StorageError::Connect(e.to_string()))?;
-        let _ = sqlx::Connection::close(probe).await;
-        let pool =
-            pool_options(backend, max_connections).connect_with(options.clone()).await.map_err(|e| StorageError::Connect(e.to_string()))?;
+        // One direct connection first: the pool would only say it timed out, this says why. It
+        // also migrates the schema and is closed after: sqlx leaves a migration's statement
+        // unfinished on the connection that ran it, and SQLite refuses to checkpoint the WAL on
+        // such a connection ("database table is locked"; a pooled one made the checkpointer warn
+        // at every first start).
+        let connect = |e: sqlx::Error| StorageError::Connect(e.to_string());
+        let mut direct = <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options).await.map_err(connect)?;
+        set_up(&mut direct, backend).await.map_err(connect)?;
         if backend == Backend::Sqlite {
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await.map_err(|e| StorageError::Connect(e.to_string()))?;
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut direct).await.map_err(connect)?;
         }
-        migrator().run(&pool).await.map_err(|e| StorageError::Migrate(e.to_string()))?;
+        migrator().run(&mut direct).await.map_err(|e| StorageError::Migrate(e.to_string()))?;
+        let _ = sqlx::Connection::close(direct).await;
+        let pool = pool_options(backend, max_connections).connect_with(options.clone()).await.map_err(connect)?;
         let commits = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
         let checkpointer = (backend == Backend::Sqlite).then(|| std::sync::Arc::new(Checkpointer::start(pool.clone(), commits.clone())));
         let writer = (backend == Backend::Sqlite)
@@ -765,6 +769,29 @@ mod tests {
         let seventh = ours.iter().find(|m| m.0 == 7).expect("0007 is among them");
         assert_eq!(seventh.1, "attempt counts");
     }
+    /// A fresh database's pooled connections hold nothing open after the store migrated it: each
+    /// can checkpoint the WAL. (SQLite answers a checkpoint on a connection still inside a statement
+    /// with "database table is locked", which the checkpointer logged as a warning at every first
+    /// start.)
+    #[tokio::test]
+    async fn after_a_fresh_database_is_migrated_every_pooled_connection_can_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("reelsmith-fresh-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = super::Store::open(&format!("sqlite://{}/fresh.db", dir.display()), 4).await.unwrap();
+        let open = store.pool().size();
+        assert!(open >= 1, "the store keeps a connection");
+        let mut conns = Vec::new();
+        for _ in 0..open {
+            conns.push(store.pool().acquire().await.unwrap());
+        }
+        for conn in &mut conns {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut **conn).await.expect("a pooled connection checkpoints");
+        }
+        drop(conns);
+        store.pool().close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A real SQLite READONLY error (through the `Any` driver, as the store meets it) retires the
     /// connections; a constraint's error does not. (PostgreSQL's 21000, which reads as 8 under
     /// the mask, is checked against a real server in `tests/it/scaleout.rs`.)

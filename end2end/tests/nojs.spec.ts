@@ -56,7 +56,8 @@ test("without JavaScript a refused form keeps what was typed and says why", asyn
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();
   if (authMode() === "accounts") await signUpBy(page.request);
-  await page.goto(base() + "/");
+  // From the list's second page, which the refusal goes back to.
+  await page.goto(base() + "/?page=1");
   const before = await page.locator(".video-list .video-card").count();
   const prompt = `Kept without JavaScript ${Date.now()}: gulls & tides </textarea><b>bold</b>, 100% sure? ü`;
   await page.getByLabel("Prompt").fill(prompt);
@@ -65,6 +66,7 @@ test("without JavaScript a refused form keeps what was typed and says why", asyn
   await page.getByLabel("Fault plan").fill("nope");
   await page.getByRole("button", { name: "Create video" }).click();
   await page.waitForURL(/__err=/);
+  expect(new URL(page.url()).searchParams.get("page")).toBe("1");
   await expect(page.getByLabel("Prompt")).toHaveValue(prompt);
   await expect(page.getByLabel("Beats")).toHaveValue("3");
   // Not ticked from an address, which anyone can write: a person ticks it again.

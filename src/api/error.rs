@@ -142,6 +142,20 @@ pub fn refused_form_url(page: &str, path: &str, error: &AppError, typed: &[(&str
     url + &refusal
 }
 
+/// The page of the list (`/?page=N`) a form posted without JavaScript was sent from, read from
+/// its `Referer`: a refused form goes back to that page of the list.
+#[cfg(feature = "ssr")]
+pub fn list_page_posted_from() -> Option<u32> {
+    let parts = leptos::prelude::use_context::<axum::http::request::Parts>()?;
+    list_page_of(parts.headers.get(axum::http::header::REFERER)?.to_str().ok()?)
+}
+
+#[cfg(feature = "ssr")]
+fn list_page_of(referer: &str) -> Option<u32> {
+    let query = referer.split_once('?')?.1.split('#').next()?;
+    query.split('&').find_map(|pair| pair.strip_prefix("page=")?.parse().ok())
+}
+
 /// The longest address a refused form is sent back to: a proxy in front of the server may refuse
 /// a longer one (nginx's default header buffers are 4–8 KB). A 2,000-character prompt in Latin
 /// letters fits; in letters that take three bytes, each written as three `%XX`, it does not.
@@ -226,5 +240,15 @@ mod tests {
         let q = RequestUrl::new(&url).parse().unwrap().search_params().clone();
         assert_eq!((q.get_str("prompt"), q.get_str("beats")), (None, Some("3")));
         assert_eq!(ServerFnUrlError::<AppError>::decode_err(q.get_str("__err").unwrap()), refusal);
+    }
+
+    #[test]
+    fn a_refused_form_goes_back_to_the_page_of_the_list_it_was_on() {
+        assert_eq!(list_page_of("http://127.0.0.1:3000/?page=2"), Some(2));
+        assert_eq!(list_page_of("http://h/?prompt=x&page=12#top"), Some(12));
+        assert_eq!(list_page_of("http://h/"), None);
+        assert_eq!(list_page_of("http://h/?page=-1"), None);
+        assert_eq!(list_page_of("http://h/?page=2%3Cb%3E"), None, "only a number");
+        assert_eq!(list_page_of("http://h/?apage=3"), None);
     }
 }

@@ -106,9 +106,13 @@ pub async fn create_video(
             // Back to the form with what was typed (Leptos's own answer carries only the refusal),
             // but the auto-continue box (`ui::pages::videos::Draft` says why).
             Err(e) => {
-                let beats = beats.to_string();
-                let typed =
-                    [("prompt", prompt.as_str()), ("beats", beats.as_str()), ("fault_plan", fault_plan.as_deref().unwrap_or_default())];
+                let (beats, page) = (beats.to_string(), error::list_page_posted_from().map(|p| p.to_string()).unwrap_or_default());
+                let typed = [
+                    ("page", page.as_str()),
+                    ("prompt", prompt.as_str()),
+                    ("beats", beats.as_str()),
+                    ("fault_plan", fault_plan.as_deref().unwrap_or_default()),
+                ];
                 leptos_axum::redirect(&error::refused_form_url("/", <CreateVideo as leptos::server_fn::ServerFn>::PATH, e, &typed));
             }
         }

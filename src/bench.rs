@@ -248,7 +248,7 @@ impl StoryboardArtist for Recording {
     fn draw(&self, call: &UnitCall, script: Script, index: usize, seed: u64, w: u32, h: u32) -> Answer<Vec<u8>> {
         self.calls.note(Phase::Storyboard, index);
         if self.calls.flaky_first_frame && index == 0 && self.calls.refused.lock().expect("refused").insert(seed) {
-            return Box::pin(std::future::ready(Err(crate::pipeline::providers::ProviderError::Permanent("refused once".into()))));
+            return Box::pin(std::future::ready(Err(crate::pipeline::providers::ProviderError::Permanent("refused once".into()).into())));
         }
         self.inner.draw(call, script, index, seed, w, h)
     }

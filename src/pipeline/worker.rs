@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::commands::defer_decision;
 use super::faults;
-use super::providers::{ClipRequest, Costed, JobBook, ProviderError, RenderRequest, SpeechRequest, UnitCall};
+use super::providers::{ClipRequest, Costed, Failure, JobBook, ProviderError, RenderRequest, SpeechRequest, UnitCall};
 
 /// The tries of one unit so far that failed: transiently, and by a moderation refusal.
 #[derive(Default)]
@@ -92,20 +92,6 @@ impl Halt {
 /// What a provider answered for one try, its output stored as blobs: the output, its cost, and
 /// its blobs (with their bytes when they are small enough to go in the database).
 type Answer = Result<(UnitOutput, i64, Vec<NewBlob>), Failure>;
-
-/// A try that failed, and what it cost: output the provider was paid for and the engine then
-/// refuses (a script that fails its check, a narration too long to say) was still paid for.
-struct Failure {
-    error: ProviderError,
-    cost_micros: i64,
-}
-
-impl From<ProviderError> for Failure {
-    /// A failure the provider answered with: nothing to pay for.
-    fn from(error: ProviderError) -> Failure {
-        Failure { error, cost_micros: 0 }
-    }
-}
 
 /// What every unit of one run shares.
 struct UnitJob<'a> {
@@ -748,7 +734,7 @@ impl Engine {
         let phase = job.run.phase;
         let call = UnitCall { key: plan.key.clone(), run: job.run.id, jobs: JobBook::new(self.store.clone()) };
         let answer = match fail {
-            Some(message) => Err(ProviderError::Transient(message.to_string())),
+            Some(message) => Err(ProviderError::Transient(message.to_string()).into()),
             None => {
                 match input {
                     UnitInput::Narration { .. } => self.providers.count_narration_call(),
@@ -761,11 +747,22 @@ impl Engine {
             }
         };
         Ok(match answer {
+            // Output the provider was paid for and the engine refuses (a script that fails its
+            // check, a narration too long to say) was still paid for.
             Ok(costed) => match refused(&costed.value) {
-                Some(error) => Err(Failure { error, cost_micros: costed.cost_micros }),
-                None => self.store_output(costed).await,
+                Some(error) => Err(error.paid(costed.cost_micros)),
+                None => {
+                    let cost = costed.cost_micros;
+                    match self.store_output(costed).await {
+                        Ok(made) => Ok(made),
+                        // Paid for, and not kept. A remote job left in the job book is attached
+                        // to by the next try, which counts its cost once its output is kept; any
+                        // other answer is gone with this try, which counts it.
+                        Err(error) => Err(error.paid(if call.jobs.holds(&call).await { 0 } else { cost })),
+                    }
+                }
             },
-            Err(e) => Err(e.into()),
+            Err(failure) => Err(failure),
         })
     }
 
@@ -783,7 +780,7 @@ impl Engine {
         call: &UnitCall,
         input: UnitInput,
         known: &HashMap<String, Vec<u8>>,
-    ) -> Result<Costed<Produced>, ProviderError> {
+    ) -> Result<Costed<Produced>, Failure> {
         let p = &self.providers;
         Ok(match input {
             UnitInput::Script { prompt, beats, seed } => {
@@ -849,7 +846,7 @@ impl Engine {
     /// Keeps a unit's bytes: small ones (up to `INLINE_BLOB_MAX`) go into the database with the
     /// unit's group commit, larger ones into the blob store now; a full disk is a failure of
     /// this try, said plainly.
-    async fn store_output(&self, costed: Costed<Produced>) -> Answer {
+    async fn store_output(&self, costed: Costed<Produced>) -> Result<(UnitOutput, i64, Vec<NewBlob>), ProviderError> {
         let mut kept = Keep { blobs: &self.blobs, made: Vec::new() };
         let stored = async {
             Ok::<_, std::io::Error>(match costed.value {
@@ -880,9 +877,7 @@ impl Engine {
         .await;
         match stored {
             Ok(output) => Ok((output, costed.cost_micros, kept.made)),
-            // Not charged: the next try of a remote unit attaches to the same paid job and
-            // counts its cost then.
-            Err(e) => Err(ProviderError::Transient(format!("could not store the output: {e}")).into()),
+            Err(e) => Err(ProviderError::Transient(format!("could not store the output: {e}"))),
         }
     }
 

@@ -1,7 +1,8 @@
 //! A fresh database (SQLite file, or a new PostgreSQL database when REELSMITH_TEST_DATABASE_URL is
 //! set) and data directory per test, and helpers to step the worker by hand.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use tokio::sync::watch;
 
 use reelsmith::domain::{AccountId, NewVideo, VideoId};
@@ -181,4 +182,46 @@ pub async fn step_ok(engine: &Engine) -> reelsmith::domain::CheckpointId {
 /// Makes every running run's lease lapse, as if its worker had died.
 pub async fn expire_leases(env: &TestEnv) {
     sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE status = 'running'").execute(env.engine.store.pool()).await.unwrap();
+}
+
+pub fn chattr(flag: &str, file: &Path) -> Result<(), String> {
+    match Command::new("chattr").arg(flag).arg(file).output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!("`chattr {flag} {}` failed ({}): {}", file.display(), o.status, String::from_utf8_lossy(&o.stderr).trim())),
+        Err(e) => Err(format!("running `chattr` failed: {e}")),
+    }
+}
+
+/// Files made immutable (`chattr +i`: even root cannot write them, through already-open
+/// descriptors too; a directory takes no new entries); made writable again when released or
+/// dropped (a failing test too).
+pub struct Immutable(Vec<PathBuf>);
+
+impl Immutable {
+    /// Makes the files (and directories) that exist immutable, or fails the test: a test that
+    /// cannot set up must not pass (CI runs as root on a file system with `chattr`).
+    pub fn set(files: &[PathBuf]) -> Immutable {
+        let mut guard = Immutable(Vec::new());
+        for f in files.iter().filter(|f| f.exists()) {
+            if let Err(why) = chattr("+i", f) {
+                panic!("cannot make {} read-only: {why} — it needs root and a file system with `chattr +i` (CI has both)", f.display());
+            }
+            guard.0.push(f.clone());
+        }
+        guard
+    }
+
+    pub fn release(mut self) {
+        for f in std::mem::take(&mut self.0) {
+            chattr("-i", &f).unwrap();
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = chattr("-i", f);
+        }
+    }
 }

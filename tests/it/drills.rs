@@ -7,6 +7,7 @@
 //! when `GET /health` at that address names that instance. The drills run in parallel and one
 //! restarts its server, so a free-port guess or a bare "something accepts TCP" probe could talk
 //! to another drill's server.
+use crate::common::Immutable;
 use serde_json::Value;
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -380,47 +381,6 @@ async fn a_full_disk_fails_the_run_clearly_and_a_retry_succeeds_once_there_is_ro
     wait_for(addr, &video, "completed", 60).await;
     drop(server);
     drop(tmpfs);
-}
-
-fn chattr(flag: &str, file: &Path) -> Result<(), String> {
-    match Command::new("chattr").arg(flag).arg(file).output() {
-        Ok(o) if o.status.success() => Ok(()),
-        Ok(o) => Err(format!("`chattr {flag} {}` failed ({}): {}", file.display(), o.status, String::from_utf8_lossy(&o.stderr).trim())),
-        Err(e) => Err(format!("running `chattr` failed: {e}")),
-    }
-}
-
-/// Files made immutable (`chattr +i`: even root cannot write them, through already-open
-/// descriptors too); made writable again when released or dropped (a failing drill too).
-struct Immutable(Vec<PathBuf>);
-
-impl Immutable {
-    /// Makes the files that exist immutable, or fails the drill: a drill that cannot set up must
-    /// not pass (CI runs as root on a file system with `chattr`).
-    fn set(files: &[PathBuf]) -> Immutable {
-        let mut guard = Immutable(Vec::new());
-        for f in files.iter().filter(|f| f.exists()) {
-            if let Err(why) = chattr("+i", f) {
-                panic!("cannot set up the read-only drill: {why} — it needs root and a file system with `chattr +i` (CI has both)");
-            }
-            guard.0.push(f.clone());
-        }
-        guard
-    }
-
-    fn release(mut self) {
-        for f in std::mem::take(&mut self.0) {
-            chattr("-i", &f).unwrap();
-        }
-    }
-}
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        for f in &self.0 {
-            let _ = chattr("-i", f);
-        }
-    }
 }
 
 #[tokio::test]

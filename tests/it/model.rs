@@ -54,7 +54,8 @@ impl Switch {
     fn refuse<T: Send + 'static>(&self) -> Option<Answer<T>> {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.fail.load(Ordering::SeqCst).then(|| {
-            let answer: Answer<T> = Box::pin(std::future::ready(Err(ProviderError::Permanent("the model test failed this unit".into()))));
+            let answer: Answer<T> =
+                Box::pin(std::future::ready(Err(ProviderError::Permanent("the model test failed this unit".into()).into())));
             answer
         })
     }

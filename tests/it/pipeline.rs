@@ -517,7 +517,7 @@ impl StoryboardArtist for Refuses {
         height: u32,
     ) -> Answer<Vec<u8>> {
         if index == self.beat {
-            return Box::pin(async { Err(ProviderError::Permanent("the prompt was refused by the content policy".into())) });
+            return Box::pin(async { Err(ProviderError::Permanent("the prompt was refused by the content policy".into()).into()) });
         }
         Instantly.draw(call, script, index, seed, width, height)
     }

@@ -188,9 +188,10 @@ async fn each_error_class_is_handled_as_its_class() {
         let shown = run.error.clone().unwrap_or_default();
         assert!(shown.contains(error), "{name}: {shown}");
         assert!(!shown.contains(KEY) && !format!("{:?}", tries(&case.env, case.video).await).contains(KEY), "{name}: the key leaked");
-        if run.status == RunStatus::Succeeded {
-            assert_eq!(case.cost_of(0).await, 40_000, "{name}: the configured price per image");
-        }
+        // Billed: each image the answers carried (one that does not decode too); an error, an
+        // answer without an image and a timed-out request count nothing.
+        let images = u8::from(run.status == RunStatus::Succeeded || name == "not an image");
+        assert_eq!(case.cost_of(0).await, i64::from(images) * 40_000, "{name}: the configured price per image made");
     }
 }
 
@@ -254,6 +255,8 @@ async fn narration_comes_from_the_speech_api_with_the_same_error_classes() {
         assert_eq!((case.steps.as_str(), case.outcomes_of(1).await), ("SF", outcomes), "{name}");
         let shown = case.storyboard_run().await.error.unwrap_or_default();
         assert!(shown.contains("narration for beat 1") && shown.contains(error), "{name}: {shown}");
+        let billed = if name == "not a WAV" { chars * 100_000 } else { 0 };
+        assert_eq!(case.cost_of(1).await, billed, "{name}: speech that came back is billed, usable or not");
         assert!(!shown.contains(KEY) && !format!("{:?}", tries(&case.env, case.video).await).contains(KEY), "{name}: the key leaked");
     }
 }
@@ -349,6 +352,7 @@ async fn image_urls_are_downloaded_and_checked() {
         assert_eq!(downloads, generations, "{name}: one download per try, without the key");
         let requests = case.server.received_requests().await.unwrap();
         assert!(requests.iter().filter(|r| r.method.as_str() == "GET").all(|r| !r.headers.contains_key("authorization")), "{name}");
+        assert_eq!(case.cost_of(0).await, generations as i64 * 40_000, "{name}: every image made was billed, used or not");
     }
 }
 
@@ -399,6 +403,7 @@ async fn scripts_come_from_chat_completions_and_are_checked() {
             Some(expected) => {
                 assert!(run.error.as_deref().is_some_and(|e| e.contains(expected)), "{name}: {:?}", run.error);
                 assert_eq!(calls(&server, "POST", "/chat/completions").await, 1, "{name}: a permanent failure is not tried again");
+                assert_eq!(run.cost_micros, 150 + 1200, "{name}: the answer's tokens were billed though it could not be used");
             }
         }
     }
@@ -619,10 +624,13 @@ async fn an_unusable_output_fails_and_the_retry_creates_anew() {
         let failed = state(&env, video).await.runs.into_iter().find(|r| r.status == RunStatus::Failed).unwrap();
         assert!(failed.error.as_deref().is_some_and(|m| m.contains("Replicate")), "{name}: {:?}", failed.error);
         assert_eq!((fake.creates().await, jobs_left(&env).await), (1, 0), "{name}");
+        assert_eq!(failed.cost_micros, 3_500, "{name}: the prediction's 2.5 s were billed though its output is unusable");
         let board = state(&env, video).await.branch_named("main").unwrap().head_id;
         e.continue_video(video, board, None, true).await.unwrap();
         drain_expect(&e, "F").await;
         assert_eq!(fake.creates().await, 2, "{name}: the retry made a new prediction");
+        let spent: i64 = state(&env, video).await.runs.iter().filter(|r| r.phase == Phase::Clips).map(|r| r.cost_micros).sum();
+        assert_eq!(spent, 7_000, "{name}: two predictions, each billed once");
     }
 }
 
@@ -768,4 +776,73 @@ async fn a_phase_estimated_over_budget_is_refused_before_it_spends() {
     step_ok(&e).await;
     let spent: i64 = state(&env, video).await.runs.iter().map(|r| r.cost_micros).sum();
     assert_eq!(spent, 1 + 80_003 + 40_000, "the script, two frames and three narrations, then the one frame retried");
+}
+
+/// A picture that does not compress: its PNG stays far above what the database keeps inline, so
+/// the blob store's disk must take it.
+fn noisy_png(w: u32, h: u32) -> Vec<u8> {
+    let mut seed = 0x9e37_79b9_u32;
+    let img = image::RgbImage::from_fn(w, h, |_, _| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let [r, g, b, _] = seed.to_le_bytes();
+        image::Rgb([r, g, b])
+    });
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+    out
+}
+
+/// What the tries of beat 1's still cost, over every storyboard run of the video.
+async fn still_cost(env: &TestEnv, video: VideoId) -> i64 {
+    let boards: Vec<_> = state(env, video).await.runs.iter().filter(|r| r.phase == Phase::Storyboard).map(|r| r.id).collect();
+    tries(env, video).await.iter().filter(|t| boards.contains(&t.run_id) && t.unit == 0).map(|t| t.cost_micros).sum()
+}
+
+/// The blob store's directory made read-only before anything is written to it (a full or
+/// failing disk, for the outputs too large for the database).
+fn refusing_disk(env: &TestEnv) -> Immutable {
+    let blobs = env.dir.join("blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    Immutable::set(&[blobs])
+}
+
+/// An output the disk will not take was paid for all the same. An image from an API without jobs
+/// is gone with its try, so each try counts its image; a Replicate prediction stays in the job
+/// book, so the tries attach to it again and count nothing, and the retry that keeps its output
+/// counts it once.
+#[tokio::test]
+async fn an_output_the_disk_will_not_take_counts_what_it_cost_once() {
+    let server = MockServer::start().await;
+    let image = status(200, json!({"data": [{"b64_json": b64(&noisy_png(640, 360))}]}));
+    Mock::given(method("POST")).and(path("/v1/images/generations")).respond_with(image).mount(&server).await;
+    let env = remote_env(&table("storyboard", "openai", &server, "price_per_image = 0.04"), Providers::instant()).await;
+    let disk = refusing_disk(&env);
+    let video = new_video(&env.engine, "A fox on a full disk", 1, true, None).await;
+    drain_expect(&env.engine, "SF").await;
+    let board = state(&env, video).await.runs.into_iter().find(|r| r.phase == Phase::Storyboard).unwrap();
+    assert!(board.error.as_deref().is_some_and(|e| e.contains("could not store the output")), "{:?}", board.error);
+    assert_eq!(calls(&server, "POST", "/images/generations").await, 3, "three tries, an image each");
+    assert_eq!(still_cost(&env, video).await, 3 * 40_000, "three images made and billed, none kept");
+    drop(disk);
+
+    let fake = FakeReplicate::start(noisy_png(640, 360), "image/png").await;
+    fake.done.store(true, Ordering::SeqCst);
+    let prices = "price_per_second = 0.0014\npoll_ms = 20";
+    let env = remote_env(&table("storyboard", "replicate", &fake.server, prices), Providers::instant()).await;
+    let e = env.engine.clone();
+    let video = new_video(&e, "A fox on a full disk", 1, false, None).await;
+    let script = step_ok(&e).await;
+    let disk = refusing_disk(&env);
+    e.continue_video(video, Some(script), None, false).await.unwrap();
+    let outcome = step(&e).await;
+    assert!(matches!(&outcome, WorkOutcome::Failed { error } if error.contains("could not store the output")), "{outcome:?}");
+    assert_eq!((fake.creates().await, jobs_left(&env).await), (1, 1), "one prediction, kept in the book for the next try");
+    assert_eq!(still_cost(&env, video).await, 0, "each try attached to the same prediction; nothing kept, nothing counted yet");
+    disk.release();
+    e.continue_video(video, Some(script), None, true).await.unwrap();
+    step_ok(&e).await;
+    assert_eq!((fake.creates().await, jobs_left(&env).await), (1, 0), "the retry attached to the prediction and kept its output");
+    assert_eq!(still_cost(&env, video).await, 3_500, "the prediction's 2.5 s, counted once");
 }

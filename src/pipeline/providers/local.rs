@@ -17,9 +17,9 @@ fn blocking<T: Send + 'static>(
         let _guard = guard;
         match tokio::task::spawn_blocking(move || f(&stop)).await {
             Ok(Ok(value)) => Ok(Costed { value, cost_micros }),
-            Ok(Err(media::MediaError::Stopped)) => Err(ProviderError::Transient("stopped".into())),
-            Ok(Err(e)) => Err(ProviderError::Permanent(e.to_string())),
-            Err(e) => Err(ProviderError::Transient(format!("the media task stopped: {e}"))),
+            Ok(Err(media::MediaError::Stopped)) => Err(ProviderError::Transient("stopped".into()).into()),
+            Ok(Err(e)) => Err(ProviderError::Permanent(e.to_string()).into()),
+            Err(e) => Err(ProviderError::Transient(format!("the media task stopped: {e}")).into()),
         }
     })
 }

@@ -77,6 +77,21 @@ impl JobBook {
         Ok(Some(job.job_id))
     }
 
+    /// Whether a job of this call is in the book (a later try attaches to it). One that cannot
+    /// be read is taken to be there: a cost it would count is counted once it is used.
+    pub async fn holds(&self, call: &UnitCall) -> bool {
+        let held = async {
+            let mut tx = self.store.read().await?;
+            let job = storage::job_of_call(&mut tx, &call.key).await?;
+            let _ = tx.rollback().await;
+            Ok::<_, storage::StorageError>(job.is_some())
+        };
+        held.await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the job book");
+            true
+        })
+    }
+
     /// Records a job just created, before anyone waits on it.
     pub async fn record(&self, call: &UnitCall, provider: &str, job_id: &str) -> Result<(), storage::StorageError> {
         let job = ProviderJob { call_key: call.key.clone(), run_id: call.run, provider: provider.to_string(), job_id: job_id.to_string() };
@@ -162,7 +177,30 @@ pub struct RenderBytes {
     pub captions_vtt: Option<Vec<u8>>,
 }
 
-pub type Answer<T> = BoxFuture<'static, Result<Costed<T>, ProviderError>>;
+/// A call that failed, and what the provider billed for it first: an answer it made and charged
+/// for that cannot be used (a script of the wrong shape, an image that does not decode or cannot
+/// be downloaded, speech that is not a WAV) still counts against the video's budget.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: ProviderError,
+    pub cost_micros: i64,
+}
+
+impl From<ProviderError> for Failure {
+    /// A failure the provider answered with: nothing made, nothing to pay for.
+    fn from(error: ProviderError) -> Failure {
+        Failure { error, cost_micros: 0 }
+    }
+}
+
+impl ProviderError {
+    /// This error, after the provider made (and billed) `cost_micros` of output.
+    pub fn paid(self, cost_micros: i64) -> Failure {
+        Failure { error: self, cost_micros }
+    }
+}
+
+pub type Answer<T> = BoxFuture<'static, Result<Costed<T>, Failure>>;
 
 pub trait ScriptWriter: Send + Sync {
     /// Name and parameters; part of every memo key, so a new provider never reuses another's output.

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::config::PhaseTable;
 use super::{Endpoint, media, micros};
 use crate::domain::{Beat, Script};
-use crate::pipeline::providers::{Answer, Costed, ProviderError, ScriptWriter, StoryboardArtist, UnitCall};
+use crate::pipeline::providers::{Answer, Costed, Failure, ProviderError, ScriptWriter, StoryboardArtist, UnitCall};
 
 /// The most an image answer may weigh.
 const MAX_IMAGE_BYTES: usize = 32 << 20;
@@ -29,7 +29,8 @@ impl OpenAiScript {
         }
     }
 
-    async fn ask(self, prompt: String, beats: u32, seed: u64) -> Result<Costed<Script>, ProviderError> {
+    /// The script, and the tokens it took; an answer that cannot be used was billed all the same.
+    async fn ask(self, prompt: String, beats: u32, seed: u64) -> Result<Costed<Script>, Failure> {
         let body = json!({
             "model": self.model,
             "seed": seed % (1 << 31),
@@ -41,9 +42,9 @@ impl OpenAiScript {
             "response_format": {"type": "json_schema", "json_schema": {"name": "script", "strict": true, "schema": script_schema()}},
         });
         let answer = self.endpoint.post_json("/chat/completions", &body, &[]).await?;
-        let script = self.script_of(&answer, beats)?;
         let usage = |field: &str| answer.pointer(&format!("/usage/{field}")).and_then(Value::as_f64).unwrap_or(0.0);
         let cost = micros(usage("prompt_tokens") / 1000.0 * self.price_in + usage("completion_tokens") / 1000.0 * self.price_out);
+        let script = self.script_of(&answer, beats).map_err(|e| e.paid(cost))?;
         Ok(Costed { value: script, cost_micros: cost })
     }
 
@@ -126,22 +127,28 @@ impl OpenAiImages {
         }
     }
 
-    async fn generate(self, prompt: String, width: u32, height: u32) -> Result<Costed<Vec<u8>>, ProviderError> {
+    /// The image, at the configured price. An answer without an image made nothing; an image
+    /// that was made (an entry in the answer) and then cannot be used was billed all the same.
+    async fn generate(self, prompt: String, width: u32, height: u32) -> Result<Costed<Vec<u8>>, Failure> {
         let body = json!({"model": self.model, "prompt": prompt, "n": 1, "size": self.size});
         let answer = self.endpoint.post_json("/images/generations", &body, &[]).await?;
         let image =
             answer.pointer("/data/0").ok_or_else(|| ProviderError::Transient(format!("{}: no image in the answer", self.endpoint.name)))?;
-        let bytes = match (image.get("b64_json").and_then(Value::as_str), image.get("url").and_then(Value::as_str)) {
-            (Some(b64), _) => base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|e| ProviderError::Permanent(format!("{}: the image is not valid base64: {e}", self.endpoint.name)))?,
-            (None, Some(url)) => self.endpoint.download(url, "image/", MAX_IMAGE_BYTES).await?,
-            (None, None) => {
-                return Err(ProviderError::Permanent(format!("{}: the answer has neither b64_json nor url", self.endpoint.name)));
-            }
+        let cost = micros(self.price_per_image);
+        let made = async {
+            let bytes = match (image.get("b64_json").and_then(Value::as_str), image.get("url").and_then(Value::as_str)) {
+                (Some(b64), _) => base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|e| ProviderError::Permanent(format!("{}: the image is not valid base64: {e}", self.endpoint.name)))?,
+                (None, Some(url)) => self.endpoint.download(url, "image/", MAX_IMAGE_BYTES).await?,
+                (None, None) => {
+                    return Err(ProviderError::Permanent(format!("{}: the answer has neither b64_json nor url", self.endpoint.name)));
+                }
+            };
+            media::image(self.endpoint.name, bytes, width, height).await
         };
-        let png = media::image(self.endpoint.name, bytes, width, height).await?;
-        Ok(Costed { value: png, cost_micros: micros(self.price_per_image) })
+        let png = made.await.map_err(|e| e.paid(cost))?;
+        Ok(Costed { value: png, cost_micros: cost })
     }
 }
 

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use super::{Endpoint, is_gone, is_moderation, media, micros};
 use crate::domain::Script;
-use crate::pipeline::providers::{Answer, ClipAnimator, ClipBytes, ClipRequest, Costed, ProviderError, StoryboardArtist, UnitCall};
+use crate::pipeline::providers::{
+    Answer, ClipAnimator, ClipBytes, ClipRequest, Costed, Failure, ProviderError, StoryboardArtist, UnitCall,
+};
 
 const MAX_IMAGE_BYTES: usize = 32 << 20;
 const MAX_VIDEO_BYTES: usize = 256 << 20;
@@ -43,8 +45,8 @@ impl Replicate {
     /// Runs a prediction to its end (attaching to the call's earlier one if it is still out):
     /// its first output URL and what it cost. A prediction that cannot end well (gone, an output
     /// that is no URL, over `max_wait`) is forgotten, so the next try makes a new one instead of
-    /// attaching to it again.
-    async fn predict(&self, call: &UnitCall, input: Value) -> Result<(String, i64), ProviderError> {
+    /// attaching to it again; what it ran for is billed, so its failure carries that cost.
+    async fn predict(&self, call: &UnitCall, input: Value) -> Result<(String, i64), Failure> {
         let recorded = call.jobs.started(call).await.map_err(|e| ProviderError::Transient(format!("cannot read the job book: {e}")))?;
         let attached = match recorded {
             Some(id) => match self.endpoint.get_json(&format!("/predictions/{id}")).await {
@@ -57,7 +59,7 @@ impl Replicate {
                     self.forget(call).await;
                     None
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             },
             None => None,
         };
@@ -69,7 +71,7 @@ impl Replicate {
                 if let Err(e) = call.jobs.record(call, &self.id("job"), id).await {
                     // Unrecorded, nobody would attach to it: the next try would pay for another.
                     self.cancel_job(id.to_string()).await;
-                    return Err(ProviderError::Transient(format!("cannot record the prediction: {e}")));
+                    return Err(ProviderError::Transient(format!("cannot record the prediction: {e}")).into());
                 }
                 created
             }
@@ -83,28 +85,29 @@ impl Replicate {
                     if finished.is_err() {
                         self.forget(call).await;
                     }
-                    return finished;
+                    return finished.map_err(|e| e.paid(self.cost_of(&prediction)));
                 }
                 "failed" | "canceled" | "aborted" => {
                     self.forget(call).await;
-                    return Err(self.failure(&prediction));
+                    return Err(self.failure(&prediction).paid(self.cost_of(&prediction)));
                 }
                 status @ ("starting" | "processing") => {
                     if tokio::time::Instant::now() >= deadline {
                         let status = status.to_string();
                         self.cancel_job(id).await;
                         self.forget(call).await;
-                        return Err(ProviderError::Permanent(format!(
+                        let error = ProviderError::Permanent(format!(
                             "Replicate: the prediction was still {status} after {} s (max_wait_ms), and was cancelled",
                             self.max_wait.as_secs()
-                        )));
+                        ));
+                        return Err(error.paid(self.cost_of(&prediction)));
                     }
                     tokio::time::sleep(self.poll).await;
                     prediction = self.endpoint.get_json(&format!("/predictions/{id}")).await?;
                 }
                 other => {
                     self.forget(call).await;
-                    return Err(self.odd(&format!("the prediction has an unknown status {other:?}")));
+                    return Err(self.odd(&format!("the prediction has an unknown status {other:?}")).paid(self.cost_of(&prediction)));
                 }
             }
         }
@@ -127,8 +130,14 @@ impl Replicate {
     fn finished(&self, prediction: &Value) -> Result<(String, i64), ProviderError> {
         let output = prediction.get("output").ok_or_else(|| self.odd("the prediction succeeded without output"))?;
         let url = output.as_str().or_else(|| output.get(0).and_then(Value::as_str)).ok_or_else(|| self.odd("the output is not a URL"))?;
+        Ok((url.to_string(), self.cost_of(prediction)))
+    }
+
+    /// What a prediction ran for, at the configured price (Replicate bills a prediction's time
+    /// whether or not it succeeds; one that says nothing of its time counts nothing).
+    fn cost_of(&self, prediction: &Value) -> i64 {
         let seconds = prediction.pointer("/metrics/predict_time").and_then(Value::as_f64).unwrap_or(0.0);
-        Ok((url.to_string(), micros(seconds * self.price_per_second)))
+        micros(seconds * self.price_per_second)
     }
 
     fn failure(&self, prediction: &Value) -> ProviderError {
@@ -147,14 +156,20 @@ impl Replicate {
         ProviderError::Transient(format!("Replicate: {what}"))
     }
 
-    /// What became of a finished prediction's output. When it cannot be used (expired, the
-    /// wrong kind, too large, does not decode) the prediction is forgotten, so the next try makes
-    /// a new one instead of attaching to this one again.
-    async fn settle<T>(&self, call: &UnitCall, made: Result<T, ProviderError>) -> Result<T, ProviderError> {
-        if let Err(ProviderError::Permanent(_)) = &made {
-            self.forget(call).await;
+    /// What became of a finished prediction's output, which cost `cost`. When it cannot be used
+    /// (expired, the wrong kind, too large, does not decode) the prediction is forgotten, so the
+    /// next try makes a new one instead of attaching to this one again, and this try counts its
+    /// cost. When it only could not be fetched this time, the prediction stays in the job book:
+    /// the next try (or a retry's) attaches to it and counts the cost once, when it is used.
+    async fn settle<T>(&self, call: &UnitCall, made: Result<T, ProviderError>, cost: i64) -> Result<Costed<T>, Failure> {
+        match made {
+            Ok(value) => Ok(Costed { value, cost_micros: cost }),
+            Err(error @ ProviderError::Permanent(_)) => {
+                self.forget(call).await;
+                Err(error.paid(cost))
+            }
+            Err(error) => Err(error.into()),
         }
-        made
     }
 
     fn cancel_job(&self, job_id: String) -> BoxFuture<'static, ()> {
@@ -190,8 +205,7 @@ impl StoryboardArtist for ReplicateImages {
             let made = async {
                 media::image("Replicate", replicate.endpoint.download(&url, "image/", MAX_IMAGE_BYTES).await?, width, height).await
             };
-            let png = replicate.settle(&call, made.await).await?;
-            Ok(Costed { value: png, cost_micros: cost })
+            replicate.settle(&call, made.await, cost).await
         })
     }
     fn cancel(&self, job_id: String) -> BoxFuture<'static, ()> {
@@ -224,8 +238,7 @@ impl ClipAnimator for ReplicateClips {
                 let mp4 = replicate.endpoint.download(&url, "video/", MAX_VIDEO_BYTES).await?;
                 media::clip("Replicate", mp4, clip).await
             };
-            let clip = replicate.settle(&call, made.await).await?;
-            Ok(Costed { value: clip, cost_micros: cost })
+            replicate.settle(&call, made.await, cost).await
         })
     }
     fn cancel(&self, job_id: String) -> BoxFuture<'static, ()> {

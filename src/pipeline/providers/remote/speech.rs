@@ -5,7 +5,7 @@ use super::config::PhaseTable;
 use super::{Endpoint, micros};
 use crate::domain::narration::DEFAULT_WPM;
 use crate::media;
-use crate::pipeline::providers::{Answer, Costed, Narrator, ProviderError, SpeechBytes, SpeechRequest, UnitCall};
+use crate::pipeline::providers::{Answer, Costed, Failure, Narrator, ProviderError, SpeechBytes, SpeechRequest, UnitCall};
 
 /// The most a speech answer may weigh (a beat's narration is a few seconds).
 const MAX_SPEECH_BYTES: usize = 16 << 20;
@@ -29,18 +29,21 @@ impl OpenAiSpeech {
         }
     }
 
-    async fn speak(self, s: SpeechRequest) -> Result<Costed<SpeechBytes>, ProviderError> {
+    /// The speech, priced by its characters; speech that came back and cannot be used was billed
+    /// all the same.
+    async fn speak(self, s: SpeechRequest) -> Result<Costed<SpeechBytes>, Failure> {
         let name = self.endpoint.name;
         // The script's speed is in words per minute; the API's is a factor of its normal pace.
         let speed = (f64::from(s.speed_wpm) / f64::from(DEFAULT_WPM)).clamp(0.25, 4.0);
         let body = json!({"model": self.model, "input": s.text, "voice": self.voice, "response_format": "wav", "speed": speed});
         let bytes = self.endpoint.post_for_bytes("/audio/speech", &body, MAX_SPEECH_BYTES).await?;
-        let pcm = media::parse_wav(&bytes).map_err(|e| ProviderError::Permanent(format!("{name}: the speech is not a usable WAV: {e}")))?;
+        let cost = micros(s.text.chars().count() as f64 / 1000.0 * self.price_per_1k_chars);
+        let pcm = media::parse_wav(&bytes)
+            .map_err(|e| ProviderError::Permanent(format!("{name}: the speech is not a usable WAV: {e}")).paid(cost))?;
         let pcm = media::resample(&pcm, media::SAMPLE_RATE);
         if pcm.samples.is_empty() {
-            return Err(ProviderError::Permanent(format!("{name}: the speech is empty")));
+            return Err(ProviderError::Permanent(format!("{name}: the speech is empty")).paid(cost));
         }
-        let cost = micros(s.text.chars().count() as f64 / 1000.0 * self.price_per_1k_chars);
         Ok(Costed { value: SpeechBytes { duration_ms: pcm.duration_ms(), wav: media::wav_bytes(&pcm) }, cost_micros: cost })
     }
 }

@@ -49,14 +49,17 @@ setup: setup-apt
 
 # Debian packages: Chromium for the browser tests, nasm for a faster H.264 encoder, PostgreSQL for
 # the storage tests on the scale-out backend, Python's venv for the S3 test server, eSpeak NG for
-# the offline voice, and libopus (with pkg-config, so the opus crate links Debian's library
-# instead of building its own with cmake).
+# the offline voice, libopus (with pkg-config, so the opus crate links Debian's library
+# instead of building its own with cmake), and WenQuanYi Micro Hei for the letters DejaVu lacks
+# (Chinese, Japanese, Korean) in pictures' text.
 setup-apt:
 	@if ! command -v chromium >/dev/null || ! command -v nasm >/dev/null || [ -z "$(PG_BIN)" ] || ! python3 -c 'import ensurepip' 2>/dev/null \
-	    || ! command -v espeak-ng >/dev/null || ! command -v pkg-config >/dev/null || ! pkg-config --exists opus; then
-	  echo "installing Debian packages: chromium nasm postgresql python3-venv espeak-ng libopus-dev pkg-config"
+	    || ! command -v espeak-ng >/dev/null || ! command -v pkg-config >/dev/null || ! pkg-config --exists opus \
+	    || [ ! -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
+	  echo "installing Debian packages: chromium nasm postgresql python3-venv espeak-ng libopus-dev pkg-config fonts-wqy-microhei"
 	  apt-get update -qq
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nasm postgresql python3-venv espeak-ng libopus-dev pkg-config >/dev/null
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nasm postgresql python3-venv espeak-ng libopus-dev pkg-config \
+	    fonts-wqy-microhei >/dev/null
 	fi
 
 # The site is built first: the drills and the browser tests start the real binary, which refuses

@@ -1,35 +1,107 @@
-//! Text on pictures: the embedded DejaVu faces, word wrapping, and caption/title overlays
-//! that can be laid over RGB stills and YUV video frames alike.
+//! Text on pictures: the embedded DejaVu faces (with a system font for the letters they lack),
+//! word wrapping, and caption/title overlays that can be laid over RGB stills and YUV video
+//! frames alike.
+
+use std::cell::OnceCell;
+use std::sync::OnceLock;
 
 use ab_glyph::{Font, FontRef, GlyphId, PxScale, ScaleFont, point};
 
-pub(crate) fn regular() -> FontRef<'static> {
-    FontRef::try_from_slice(dejavu::sans::regular()).expect("the embedded DejaVu Sans is a valid font")
+/// Where the letters DejaVu lacks (Chinese, Japanese kana and kanji, Korean Hangul) are looked
+/// for, with the face's index in its file: Debian's WenQuanYi Micro Hei (`fonts-wqy-microhei`,
+/// which `make run` and `make test` install).
+const FALLBACK_FONTS: &[(&str, u32)] = &[("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", 0)];
+
+/// The fallback font's bytes and face index, read once, the first time a text needs a letter
+/// DejaVu lacks.
+fn fallback_font() -> Option<FontRef<'static>> {
+    static FOUND: OnceLock<Option<(&'static [u8], u32)>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let found = FALLBACK_FONTS.iter().find_map(|&(path, index)| {
+            let bytes = std::fs::read(path).ok()?;
+            FontRef::try_from_slice_and_index(&bytes, index).ok()?;
+            Some((&*Box::leak(bytes.into_boxed_slice()), index))
+        });
+        if found.is_none() {
+            tracing::warn!(
+                looked_in = ?FALLBACK_FONTS,
+                "no fallback font: letters DejaVu Sans lacks are drawn as boxes (install fonts-wqy-microhei)"
+            );
+        }
+        found
+    });
+    found.and_then(|(bytes, index)| FontRef::try_from_slice_and_index(bytes, index).ok())
 }
 
-pub(crate) fn bold() -> FontRef<'static> {
-    FontRef::try_from_slice(dejavu::sans::bold()).expect("the embedded DejaVu Sans Bold is a valid font")
+/// A DejaVu face and, for each letter it lacks, the fallback font (loaded when first needed).
+pub(crate) struct Face {
+    main: FontRef<'static>,
+    fallback: OnceCell<Option<FontRef<'static>>>,
+}
+
+impl Face {
+    fn of(bytes: &'static [u8]) -> Face {
+        Face { main: FontRef::try_from_slice(bytes).expect("the embedded DejaVu faces are valid fonts"), fallback: OnceCell::new() }
+    }
+
+    /// The font that draws `c`, and its glyph: DejaVu's when it has one, else the fallback's,
+    /// else DejaVu's box for a missing letter.
+    fn glyph(&self, c: char) -> (&FontRef<'static>, GlyphId) {
+        let id = self.main.glyph_id(c);
+        if id.0 != 0 || c.is_whitespace() || c.is_control() {
+            return (&self.main, id);
+        }
+        let fallback = self.fallback.get_or_init(fallback_font);
+        match fallback {
+            Some(font) if font.glyph_id(c).0 != 0 => (font, font.glyph_id(c)),
+            _ => (&self.main, id),
+        }
+    }
+
+    /// The main face at `px`, for a line's ascent and descent.
+    fn scaled(&self, px: f32) -> ab_glyph::PxScaleFont<&FontRef<'static>> {
+        self.main.as_scaled(PxScale::from(px))
+    }
+}
+
+pub(crate) fn regular() -> Face {
+    Face::of(dejavu::sans::regular())
+}
+
+pub(crate) fn bold() -> Face {
+    Face::of(dejavu::sans::bold())
+}
+
+/// Each letter of a line with its font, glyph and pen position at `px`, starting at `x0`;
+/// kerning applies between letters of the same font. Also the line's width.
+fn layout<'f>(face: &'f Face, px: f32, text: &str, x0: f32) -> (Vec<(&'f FontRef<'static>, GlyphId, f32)>, f32) {
+    let scale = PxScale::from(px);
+    let mut placed = Vec::with_capacity(text.len());
+    let mut x = x0;
+    let mut prev: Option<(&FontRef<'static>, GlyphId)> = None;
+    for c in text.chars() {
+        let (font, id) = face.glyph(c);
+        let scaled = font.as_scaled(scale);
+        if let Some((pf, pid)) = prev
+            && std::ptr::eq(pf, font)
+        {
+            x += scaled.kern(pid, id);
+        }
+        placed.push((font, id, x));
+        x += scaled.h_advance(id);
+        prev = Some((font, id));
+    }
+    (placed, x - x0)
 }
 
 /// Width in pixels of one line, laid out exactly as `raster_line` draws it.
-pub(crate) fn measure(font: &FontRef<'_>, px: f32, text: &str) -> f32 {
-    let scaled = font.as_scaled(PxScale::from(px));
-    let mut x = 0.0;
-    let mut prev: Option<GlyphId> = None;
-    for c in text.chars() {
-        let id = scaled.glyph_id(c);
-        if let Some(p) = prev {
-            x += scaled.kern(p, id);
-        }
-        x += scaled.h_advance(id);
-        prev = Some(id);
-    }
-    x
+pub(crate) fn measure(face: &Face, px: f32, text: &str) -> f32 {
+    layout(face, px, text, 0.0).1
 }
 
 /// Greedy word wrap. A word wider than a whole line is split between characters, so
 /// nothing is ever wider than `max_width` (unless a single glyph is).
-pub(crate) fn wrap(font: &FontRef<'_>, px: f32, text: &str, max_width: f32) -> Vec<String> {
+pub(crate) fn wrap(font: &Face, px: f32, text: &str, max_width: f32) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
@@ -63,7 +135,7 @@ pub(crate) fn wrap(font: &FontRef<'_>, px: f32, text: &str, max_width: f32) -> V
 }
 
 /// Shortens the last kept line until it ends in an ellipsis that fits.
-fn truncate_lines(font: &FontRef<'_>, px: f32, mut lines: Vec<String>, max_lines: usize, max_width: f32) -> Vec<String> {
+fn truncate_lines(font: &Face, px: f32, mut lines: Vec<String>, max_lines: usize, max_width: f32) -> Vec<String> {
     if lines.len() <= max_lines {
         return lines;
     }
@@ -83,20 +155,11 @@ fn truncate_lines(font: &FontRef<'_>, px: f32, mut lines: Vec<String>, max_lines
 /// Draws one line of coverage into `mask` (row-major, `mw` wide), keeping the maximum where
 /// glyph edges overlap so antialiasing never sums above full coverage.
 #[allow(clippy::too_many_arguments)]
-fn raster_line(mask: &mut [f32], mw: usize, font: &FontRef<'_>, px: f32, text: &str, x0: f32, baseline: f32, opacity: f32) {
+fn raster_line(mask: &mut [f32], mw: usize, face: &Face, px: f32, text: &str, x0: f32, baseline: f32, opacity: f32) {
     let mh = mask.len() / mw.max(1);
     let scale = PxScale::from(px);
-    let scaled = font.as_scaled(scale);
-    let mut x = x0;
-    let mut prev: Option<GlyphId> = None;
-    for c in text.chars() {
-        let id = scaled.glyph_id(c);
-        if let Some(p) = prev {
-            x += scaled.kern(p, id);
-        }
+    for (font, id, x) in layout(face, px, text, x0).0 {
         let glyph = id.with_scale_and_position(scale, point(x, baseline));
-        x += scaled.h_advance(id);
-        prev = Some(id);
         let Some(outlined) = font.outline_glyph(glyph) else {
             continue;
         };
@@ -219,7 +282,7 @@ pub(crate) fn caption_overlay(width: u32, height: u32, text: &str, marker: Optio
         (px, truncate_lines(&font, px, lines, 4, max_w))
     });
 
-    let scaled = font.as_scaled(PxScale::from(px));
+    let scaled = font.scaled(px);
     let (ascent, descent) = (scaled.ascent(), scaled.descent());
     let line_h = px * 1.3;
     let pad = px * 0.75;
@@ -247,7 +310,7 @@ pub(crate) fn caption_overlay(width: u32, height: u32, text: &str, marker: Optio
         raster_line(&mut mask, w, &font, px, line, margin, baseline.round(), 1.0);
     }
     if let Some(m) = marker {
-        let ms = font.as_scaled(PxScale::from(marker_px));
+        let ms = font.scaled(marker_px);
         let baseline = band_start + band / 2.0 + (ms.ascent() + ms.descent()) / 2.0;
         raster_line(&mut mask, w, &font, marker_px, m, width as f32 - margin - marker_w, baseline.round(), 0.8);
     }
@@ -281,7 +344,7 @@ pub(crate) fn title_overlay(width: u32, height: u32, title: &str) -> Overlay {
         (px, truncate_lines(&font, px, lines, 2, max_w))
     });
 
-    let scaled = font.as_scaled(PxScale::from(px));
+    let scaled = font.scaled(px);
     let (ascent, descent) = (scaled.ascent(), scaled.descent());
     let line_h = px * 1.2;
     let text_top = (48.0 * u).round();
@@ -439,6 +502,34 @@ mod tests {
         let base = 34.0 * 0.64;
         let max_w = 1280.0 - 2.0 * 0.045 * 1280.0 - (measure(&font, 34.0 * 0.62, "12 / 12") + 34.0);
         assert!(wrap(&font, base, text, max_w).len() <= 4);
+    }
+
+    /// A line's coverage, drawn as the overlays draw it.
+    fn line_mask(face: &Face, text: &str) -> Vec<f32> {
+        let (w, h) = (480, 60);
+        let mut mask = vec![0.0; w * h];
+        raster_line(&mut mask, w, face, 32.0, text, 4.0, 44.0, 1.0);
+        mask
+    }
+
+    #[test]
+    fn letters_dejavu_lacks_are_drawn_from_the_fallback_font() {
+        assert!(fallback_font().is_some(), "no fallback font in {FALLBACK_FONTS:?}: install fonts-wqy-microhei (make test does)");
+        let face = regular();
+        for c in "東京の夜景、서울".chars() {
+            assert_ne!(face.glyph(c).1, GlyphId(0), "{c} has a glyph");
+        }
+        // A missing letter is always the same box, so two of them swapped draw the same picture.
+        let without = Face { fallback: OnceCell::from(None), ..regular() };
+        assert_eq!(line_mask(&without, "東京"), line_mask(&without, "京東"), "DejaVu alone draws boxes");
+        assert_ne!(line_mask(&face, "東京"), line_mask(&face, "京東"), "the fallback draws the letters");
+        assert!(line_mask(&face, "東京").iter().sum::<f32>() > 50.0, "the letters have ink");
+        // Text DejaVu has is drawn exactly as before.
+        assert_eq!(line_mask(&face, "Tokyo at night"), line_mask(&without, "Tokyo at night"));
+        // A line without spaces wraps between letters, within the width.
+        let lines = wrap(&face, 32.0, &"東京の夜景".repeat(20), 300.0);
+        assert!(lines.len() > 1 && lines.iter().all(|l| measure(&face, 32.0, l) <= 300.0), "{lines:?}");
+        assert_eq!(lines.concat(), "東京の夜景".repeat(20), "no letter lost in the wrap");
     }
 
     #[test]

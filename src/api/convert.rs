@@ -99,6 +99,7 @@ fn error(e: ErrorCard) -> ErrorWire {
         run_id: e.run.to_string(),
         attempt: e.attempt,
         regenerating: e.regenerating,
+        also: e.also.map(|a| Box::new(error(*a))),
     }
 }
 

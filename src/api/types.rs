@@ -106,6 +106,9 @@ pub struct ErrorWire {
     /// A failed regeneration of `beat` (no retry on the card).
     #[serde(default)]
     pub regenerating: bool,
+    /// On a failed branch, a regeneration that failed after the branch's failure.
+    #[serde(default)]
+    pub also: Option<Box<ErrorWire>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -25,6 +25,9 @@ pub struct ErrorCard {
     /// A failed regeneration of `beat`: the version it was made from is unchanged, and the
     /// card offers no retry (the beat's own button makes it again).
     pub regenerating: bool,
+    /// On a failed branch, a beat made again after that failure that failed too: the card shows
+    /// the branch's failure and its retry, and says this one beside it.
+    pub also: Option<Box<ErrorCard>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,7 +175,7 @@ pub fn branch_report<'a>(video: &'a Video, tries: &[UnitTry], branch: &str, limi
 /// failure waits for approval, that failure (so the person sees what happened); and a failed
 /// regeneration that is the branch's latest run, on a branch that is not failed (a completed
 /// video's beat made again and failed said nothing). A failed branch shows its own failure
-/// and retry, even when a regeneration failed after it.
+/// and retry, and a regeneration that failed after it beside them (it said nothing of it).
 fn error_card(
     video: &Video,
     view: &BranchView,
@@ -182,7 +185,10 @@ fn error_card(
 ) -> Option<ErrorCard> {
     let latest_failed = latest.filter(|r| r.status.is_failure());
     match (status, view.latest_from_head.and_then(|v| video.run(v.id))) {
-        (BranchStatus::Failed, Some(r)) => Some(error_of(r)),
+        (BranchStatus::Failed, Some(r)) => {
+            let also = latest_failed.filter(|l| l.regenerate.is_some() && l.status == RunStatus::Failed).map(|l| Box::new(error_of(l)));
+            Some(ErrorCard { also, ..error_of(r) })
+        }
         (BranchStatus::Processing, _) => None,
         _ => match latest_failed {
             Some(r) if r.regenerate.is_some() => (r.status == RunStatus::Failed).then(|| error_of(r)),
@@ -207,6 +213,7 @@ fn error_of(r: &Run) -> ErrorCard {
         beat: r.regenerate.as_ref().map(|g| g.beat).or(r.failed_beat()),
         attempt: r.attempt,
         regenerating: r.regenerate.is_some(),
+        also: None,
     }
 }
 

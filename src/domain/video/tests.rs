@@ -193,6 +193,31 @@ fn a_failed_regeneration_on_an_approved_version_is_shown_too() {
     assert!(report.error.is_some_and(|e| e.regenerating && e.beat == Some(1)));
 }
 
+/// On a failed branch a beat made again that failed too is said beside the branch's failure,
+/// which keeps its retry (the card said only the branch's failure, and the person's click went
+/// unanswered). One that failed before the branch's failure is not news.
+#[test]
+fn a_failed_regeneration_on_a_failed_branch_is_said_beside_its_failure() {
+    let mut video = failed_regeneration(CheckpointStatus::Approved);
+    let regen = video.runs.iter().position(|r| r.regenerate.is_some()).unwrap();
+    // The clips failed (created at 102), then beat 2's still was made again and failed (103).
+    let mut clips = run(2, Some(11), Phase::Clips, 1, RunStatus::Failed);
+    clips.error = Some("the camera jammed".into());
+    video.runs.push(clips);
+    let report = branch_report(&video, &[], "main", Limits::default()).unwrap();
+    assert_eq!(report.status, BranchStatus::Failed);
+    let error = report.error.clone().expect("the branch's failure is shown");
+    assert_eq!((error.phase, error.regenerating, error.message.as_str()), (Phase::Clips, false, "the camera jammed"));
+    assert!(report.allowed.can_retry, "its retry is still offered");
+    let also = error.also.expect("the regeneration's failure is said too");
+    assert_eq!((also.run, also.phase, also.beat, also.regenerating), (video.runs[regen].id, Phase::Storyboard, Some(1), true));
+
+    // The regeneration failed before the branch did: only the branch's failure.
+    video.runs[regen].created_at = 50;
+    let report = branch_report(&video, &[], "main", Limits::default()).unwrap();
+    assert!(report.error.is_some_and(|e| e.phase == Phase::Clips && e.also.is_none()));
+}
+
 /// A version waiting for approval that nobody edited is no "new version you saved" after a
 /// failure: no card (it said so for any failed latest run).
 #[test]

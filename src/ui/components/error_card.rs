@@ -22,6 +22,7 @@ pub fn ErrorCard(s: VideoStatusWire, e: ErrorWire) -> impl IntoView {
             <h2 id="error-heading">{heading}</h2>
             <p class="error-text">{e.message.clone()}</p>
             <p class="muted">{where_(&e)}</p>
+            {e.also.clone().map(|g| view! { <p class="also-failed">{also_failed(&g)}</p> })}
             {(!failed).then(|| view! {
                 <p>"You saved a new version; retrying continues from it."</p>
             })}
@@ -46,6 +47,13 @@ fn where_(e: &ErrorWire) -> String {
         Some(b) => format!("Phase {} · {} · beat {} · attempt {}", e.phase.number(), e.phase.label(), b + 1, e.attempt),
         None => format!("Phase {} · {} · attempt {}", e.phase.number(), e.phase.label(), e.attempt),
     }
+}
+
+/// A beat made again after the branch failed, that failed too: said beside the branch's failure.
+fn also_failed(g: &ErrorWire) -> String {
+    let phase = g.phase.label().to_lowercase();
+    let beat = g.beat.map(|b| format!(" beat {}", b + 1)).unwrap_or_default();
+    format!("Making{beat} of the {phase} again failed too, and the {phase} is unchanged: {}", g.message)
 }
 
 /// A beat made again that failed: what it was made from is unchanged, so there is nothing to
@@ -79,5 +87,28 @@ fn RetryActions(s: VideoStatusWire, enabled: bool) -> impl IntoView {
                 label=s.retry_label.clone() busy="Retrying…".into() enabled/>
             {can_edit.then(|| view! { <EditButton label="Edit Previous Phase".into() small=false/> })}
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Phase;
+
+    #[test]
+    fn a_regeneration_that_failed_after_the_branch_is_said_in_a_sentence() {
+        let g = ErrorWire {
+            message: "OpenAI: HTTP 503: Service Unavailable".into(),
+            phase: Phase::Storyboard,
+            beat: Some(1),
+            run_id: "r".into(),
+            attempt: 1,
+            regenerating: true,
+            also: None,
+        };
+        assert_eq!(
+            also_failed(&g),
+            "Making beat 2 of the storyboard again failed too, and the storyboard is unchanged: OpenAI: HTTP 503: Service Unavailable"
+        );
     }
 }

@@ -17,13 +17,13 @@ S3_PORT ?= 25434
 export PATH := $(CURDIR)/end2end/node_modules/.bin:$(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: setup-apt run test dev build setup bench bench-peer check clippy s3venv test-unit test-postgres test-scaleout test-e2e clean-data
+.PHONY: setup-apt setup-apt-run setup-run run test dev build setup bench bench-peer check clippy s3venv test-unit test-postgres test-scaleout test-e2e clean-data
 
-run: setup build
+run: setup-run build
 	./target/release/reelsmith
 
 ## Live reload while developing; the only target that needs cargo-leptos (installed on first use).
-dev: setup
+dev: setup-run
 	@if ! cargo leptos --version 2>/dev/null | grep -q "$(CARGO_LEPTOS_VERSION)"; then
 	  echo "installing cargo-leptos $(CARGO_LEPTOS_VERSION) (about 11 minutes on 2 cores)"
 	  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
@@ -39,27 +39,42 @@ dev: setup
 build:
 	scripts/build-site.sh
 
-## setup: idempotent; each step is skipped when already satisfied.
-setup: setup-apt
+## setup: idempotent; each step is skipped when already satisfied. `setup-run` is what building
+## and serving need; `setup` adds what the tests and benchmarks need (a browser, a database
+## server, Python's venv), which `make run` on a new machine need not wait for.
+setup: setup-apt setup-run
+
+setup-run: setup-apt-run
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	@if [ ! -x end2end/node_modules/.bin/playwright ] || [ ! -x end2end/node_modules/.bin/wasm-opt ] \
 	    || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
 	  (cd end2end && npm ci --no-audit --no-fund)
 	fi
 
-# Debian packages: Chromium for the browser tests, nasm for a faster H.264 encoder, PostgreSQL for
-# the storage tests on the scale-out backend, Python's venv for the S3 test server, eSpeak NG for
-# the offline voice, libopus (with pkg-config, so the opus crate links Debian's library
-# instead of building its own with cmake), and WenQuanYi Micro Hei for the letters DejaVu lacks
-# (Chinese, Japanese, Korean) in pictures' text.
-setup-apt:
-	@if ! command -v chromium >/dev/null || ! command -v nasm >/dev/null || [ -z "$(PG_BIN)" ] || ! python3 -c 'import ensurepip' 2>/dev/null \
-	    || ! command -v espeak-ng >/dev/null || ! command -v pkg-config >/dev/null || ! pkg-config --exists opus \
-	    || [ ! -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
-	  echo "installing Debian packages: chromium nasm postgresql python3-venv espeak-ng libopus-dev pkg-config fonts-wqy-microhei"
+# Debian packages. To build and serve: nasm for a faster H.264 encoder, eSpeak NG for the offline
+# voice, libopus (with pkg-config, so the opus crate links Debian's library instead of building
+# its own with cmake), and WenQuanYi Micro Hei for the letters DejaVu lacks (Chinese, Japanese,
+# Korean) in pictures' text. For the tests as well: Chromium for the browser tests, PostgreSQL
+# for the storage tests on the scale-out backend, Python's venv for the S3 test server.
+RUN_DEBS := nasm espeak-ng libopus-dev pkg-config fonts-wqy-microhei
+TEST_DEBS := chromium postgresql python3-venv
+define have_run_debs
+command -v nasm >/dev/null && command -v espeak-ng >/dev/null && command -v pkg-config >/dev/null && pkg-config --exists opus \
+  && [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]
+endef
+
+setup-apt-run:
+	@if ! { $(have_run_debs); }; then
+	  echo "installing Debian packages: $(RUN_DEBS)"
 	  apt-get update -qq
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nasm postgresql python3-venv espeak-ng libopus-dev pkg-config \
-	    fonts-wqy-microhei >/dev/null
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(RUN_DEBS) >/dev/null
+	fi
+
+setup-apt:
+	@if ! { $(have_run_debs); } || ! command -v chromium >/dev/null || [ -z "$(PG_BIN)" ] || ! python3 -c 'import ensurepip' 2>/dev/null; then
+	  echo "installing Debian packages: $(RUN_DEBS) $(TEST_DEBS)"
+	  apt-get update -qq
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(RUN_DEBS) $(TEST_DEBS) >/dev/null
 	fi
 
 # The site is built first: the drills and the browser tests start the real binary, which refuses

@@ -21,6 +21,7 @@ pub use render::{Rendered, render_narrated, render_video};
 pub use script::write_script;
 pub use speech::{MAX_SPEECH_CHARS, Pcm, SAMPLE_RATE, parse_wav, resample, speak_espeak, wav_bytes};
 pub use storyboard::draw_storyboard;
+pub use text::letters_font_id;
 
 /// Tells long media work to stop between frames (the run was cancelled, lost its lease, or the
 /// server is shutting down), and counts the frames it encoded.

@@ -12,6 +12,16 @@ use ab_glyph::{Font, FontRef, GlyphId, PxScale, ScaleFont, point};
 /// which `make run` and `make test` install).
 const FALLBACK_FONTS: &[(&str, u32)] = &[("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", 0)];
 
+/// What a local provider that draws text adds to its id, so a memo key names the letters it was
+/// drawn with: "+wqy-microhei" where the fallback font is installed, nothing where it is not
+/// (those letters are boxes there, as in every output made before the fallback existed).
+/// Workers with and without the font then never share a key, and a text drawn with boxes is not
+/// reused where letters would be drawn.
+pub fn letters_font_id() -> &'static str {
+    static ID: OnceLock<&'static str> = OnceLock::new();
+    ID.get_or_init(|| if FALLBACK_FONTS.iter().any(|(path, _)| std::path::Path::new(path).is_file()) { "+wqy-microhei" } else { "" })
+}
+
 /// The fallback font's bytes and face index, read once, the first time a text needs a letter
 /// DejaVu lacks.
 fn fallback_font() -> Option<FontRef<'static>> {
@@ -72,11 +82,10 @@ pub(crate) fn bold() -> Face {
     Face::of(dejavu::sans::bold())
 }
 
-/// Each letter of a line with its font, glyph and pen position at `px`, starting at `x0`;
-/// kerning applies between letters of the same font. Also the line's width.
-fn layout<'f>(face: &'f Face, px: f32, text: &str, x0: f32) -> (Vec<(&'f FontRef<'static>, GlyphId, f32)>, f32) {
+/// Lays out a line at `px` from `x0`: `each` gets every letter's font, glyph and pen position
+/// (kerning applies between letters of the same font); the answer is the line's width.
+fn layout<'f>(face: &'f Face, px: f32, text: &str, x0: f32, mut each: impl FnMut(&'f FontRef<'static>, GlyphId, f32)) -> f32 {
     let scale = PxScale::from(px);
-    let mut placed = Vec::with_capacity(text.len());
     let mut x = x0;
     let mut prev: Option<(&FontRef<'static>, GlyphId)> = None;
     for c in text.chars() {
@@ -87,16 +96,16 @@ fn layout<'f>(face: &'f Face, px: f32, text: &str, x0: f32) -> (Vec<(&'f FontRef
         {
             x += scaled.kern(pid, id);
         }
-        placed.push((font, id, x));
+        each(font, id, x);
         x += scaled.h_advance(id);
         prev = Some((font, id));
     }
-    (placed, x - x0)
+    x - x0
 }
 
 /// Width in pixels of one line, laid out exactly as `raster_line` draws it.
 pub(crate) fn measure(face: &Face, px: f32, text: &str) -> f32 {
-    layout(face, px, text, 0.0).1
+    layout(face, px, text, 0.0, |_, _, _| {})
 }
 
 /// Greedy word wrap. A word wider than a whole line is split between characters, so
@@ -158,10 +167,10 @@ fn truncate_lines(font: &Face, px: f32, mut lines: Vec<String>, max_lines: usize
 fn raster_line(mask: &mut [f32], mw: usize, face: &Face, px: f32, text: &str, x0: f32, baseline: f32, opacity: f32) {
     let mh = mask.len() / mw.max(1);
     let scale = PxScale::from(px);
-    for (font, id, x) in layout(face, px, text, x0).0 {
+    layout(face, px, text, x0, |font, id, x| {
         let glyph = id.with_scale_and_position(scale, point(x, baseline));
         let Some(outlined) = font.outline_glyph(glyph) else {
-            continue;
+            return;
         };
         let bounds = outlined.px_bounds();
         outlined.draw(|gx, gy, cov| {
@@ -172,7 +181,7 @@ fn raster_line(mask: &mut [f32], mw: usize, face: &Face, px: f32, text: &str, x0
                 *cell = cell.max(cov.clamp(0.0, 1.0) * opacity);
             }
         });
-    }
+    });
 }
 
 /// A full-width strip of the picture darkened and/or lit with white text.

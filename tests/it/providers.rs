@@ -429,7 +429,7 @@ impl FakeReplicate {
         Mock::given(method("GET")).and(path("/v1/predictions/p-1")).respond_with(poll).mount(&server).await;
         Mock::given(method("POST"))
             .and(path_regex("^/v1/predictions/p-1/cancel$"))
-            .respond_with(status(200, json!({})))
+            .respond_with(status(200, json!({"id": "p-1", "status": "canceled", "metrics": {"predict_time": 1.5}})))
             .mount(&server)
             .await;
         let file = ResponseTemplate::new(200).set_body_raw(output, content_type);
@@ -551,6 +551,7 @@ async fn a_prediction_that_never_finishes_is_cancelled_after_max_wait() {
     assert!(failed.error.as_deref().is_some_and(|m| m.contains("still processing") && m.contains("max_wait_ms")), "{:?}", failed.error);
     assert_eq!(calls(&fake.server, "POST", "/predictions/p-1/cancel").await, 1, "cancelled, not left running");
     assert_eq!((fake.creates().await, jobs_left(&env).await), (1, 0), "a permanent failure: not tried again, not recorded");
+    assert_eq!(failed.cost_micros, 2_100, "the 1.5 s it ran before the cancel, at $0.0014 per second");
 }
 
 /// Cancelling the run cancels its prediction (once), and forgets it.

@@ -52,7 +52,7 @@ impl ScriptWriter for LocalScript {
 
 impl StoryboardArtist for LocalStoryboard {
     fn id(&self) -> String {
-        "local-storyboard/1".into()
+        format!("local-storyboard/1{}", media::letters_font_id())
     }
     fn unit_price(&self) -> i64 {
         STORYBOARD_PRICE
@@ -64,7 +64,7 @@ impl StoryboardArtist for LocalStoryboard {
 
 impl ClipAnimator for LocalClips {
     fn id(&self) -> String {
-        "local-clips/1".into()
+        format!("local-clips/1{}", media::letters_font_id())
     }
     fn unit_price(&self) -> i64 {
         CLIP_PRICE
@@ -86,7 +86,7 @@ impl ClipAnimator for LocalClips {
 impl Renderer for LocalRender {
     fn id(&self) -> String {
         // 2: WebVTT cues are escaped (a render of 1 lost the text of a caption holding a "<").
-        "local-render/2".into()
+        format!("local-render/2{}", media::letters_font_id())
     }
     fn unit_price(&self) -> i64 {
         RENDER_PRICE

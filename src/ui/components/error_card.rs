@@ -2,7 +2,7 @@
 use leptos::prelude::*;
 
 use crate::api::{ErrorWire, VideoStatusWire, dollars};
-use crate::domain::BranchStatus;
+use crate::domain::{BranchStatus, Phase};
 use crate::ui::components::editor::EditButton;
 use crate::ui::components::timeline::ContinueButton;
 
@@ -51,9 +51,15 @@ fn where_(e: &ErrorWire) -> String {
 
 /// A beat made again after the branch failed, that failed too: said beside the branch's failure.
 fn also_failed(g: &ErrorWire) -> String {
-    let phase = g.phase.label().to_lowercase();
     let beat = g.beat.map(|b| format!(" beat {}", b + 1)).unwrap_or_default();
-    format!("Making{beat} of the {phase} again failed too, and the {phase} is unchanged: {}", g.message)
+    format!("Making{beat} of the {} again failed too, and {}: {}", g.phase.label().to_lowercase(), unchanged(g.phase), g.message)
+}
+
+/// "the storyboard is unchanged", "the clips are unchanged".
+fn unchanged(phase: Phase) -> String {
+    let name = phase.label().to_lowercase();
+    let verb = if name.ends_with('s') { "are" } else { "is" };
+    format!("the {name} {verb} unchanged")
 }
 
 /// A beat made again that failed: what it was made from is unchanged, so there is nothing to
@@ -67,8 +73,8 @@ fn RegenerationFailed(e: ErrorWire) -> impl IntoView {
             <p class="error-text">{e.message.clone()}</p>
             <p class="muted">{where_(&e)}</p>
             <p>{format!(
-                "The {} is unchanged. Make the beat again with its Regenerate button, or go on with it as it is.",
-                e.phase.label().to_lowercase()
+                "{}. Make the beat again with its Regenerate button, or go on with it as it is.",
+                capitalised(&unchanged(e.phase))
             )}</p>
         </section>
     }
@@ -90,10 +96,14 @@ fn RetryActions(s: VideoStatusWire, enabled: bool) -> impl IntoView {
     }
 }
 
+fn capitalised(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Phase;
 
     #[test]
     fn a_regeneration_that_failed_after_the_branch_is_said_in_a_sentence() {
@@ -110,5 +120,8 @@ mod tests {
             also_failed(&g),
             "Making beat 2 of the storyboard again failed too, and the storyboard is unchanged: OpenAI: HTTP 503: Service Unavailable"
         );
+        let clips = ErrorWire { phase: Phase::Clips, beat: Some(0), ..g };
+        assert!(also_failed(&clips).starts_with("Making beat 1 of the clips again failed too, and the clips are unchanged: "));
+        assert_eq!(capitalised(&unchanged(Phase::Clips)), "The clips are unchanged");
     }
 }

@@ -45,7 +45,9 @@ impl Replicate {
     /// Runs a prediction to its end (attaching to the call's earlier one if it is still out):
     /// its first output URL and what it cost. A prediction that cannot end well (gone, an output
     /// that is no URL, over `max_wait`) is forgotten, so the next try makes a new one instead of
-    /// attaching to it again; what it ran for is billed, so its failure carries that cost.
+    /// attaching to it again; what it ran for is billed, so its failure carries that cost. The
+    /// try that takes it out of the job book charges it: while the book still holds it (the
+    /// write failed), a later try attaches to it and charges it once it is out.
     async fn predict(&self, call: &UnitCall, input: Value) -> Result<(String, i64), Failure> {
         let recorded = call.jobs.started(call).await.map_err(|e| ProviderError::Transient(format!("cannot read the job book: {e}")))?;
         let attached = match recorded {
@@ -56,7 +58,7 @@ impl Replicate {
                 // running still, and a later try attaches to it.
                 Err(e) if is_gone(&e) => {
                     tracing::info!(error = %e, "a recorded Replicate prediction is gone; making a new one");
-                    self.forget(call).await;
+                    let _ = self.forget(call).await;
                     None
                 }
                 Err(e) => return Err(e.into()),
@@ -81,42 +83,51 @@ impl Replicate {
             let id = text(&prediction, "id").ok_or_else(|| self.odd("the prediction has no id"))?.to_string();
             match text(&prediction, "status").unwrap_or_default() {
                 "succeeded" => {
-                    let finished = self.finished(&prediction);
-                    if finished.is_err() {
-                        self.forget(call).await;
-                    }
-                    return finished.map_err(|e| e.paid(self.cost_of(&prediction)));
+                    return match self.finished(&prediction) {
+                        Ok(done) => Ok(done),
+                        Err(e) => Err(e.paid(self.charged(self.forget(call).await, &prediction))),
+                    };
                 }
                 "failed" | "canceled" | "aborted" => {
-                    self.forget(call).await;
-                    return Err(self.failure(&prediction).paid(self.cost_of(&prediction)));
+                    return Err(self.failure(&prediction).paid(self.charged(self.forget(call).await, &prediction)));
                 }
                 status @ ("starting" | "processing") => {
                     if tokio::time::Instant::now() >= deadline {
                         let status = status.to_string();
-                        self.cancel_job(id).await;
-                        self.forget(call).await;
+                        // The cancel's answer is the prediction as it ended, with the time it ran.
+                        let ended = cancel_prediction(&self.endpoint, &id).await.unwrap_or(prediction);
                         let error = ProviderError::Permanent(format!(
                             "Replicate: the prediction was still {status} after {} s (max_wait_ms), and was cancelled",
                             self.max_wait.as_secs()
                         ));
-                        return Err(error.paid(self.cost_of(&prediction)));
+                        return Err(error.paid(self.charged(self.forget(call).await, &ended)));
                     }
                     tokio::time::sleep(self.poll).await;
                     prediction = self.endpoint.get_json(&format!("/predictions/{id}")).await?;
                 }
                 other => {
-                    self.forget(call).await;
-                    return Err(self.odd(&format!("the prediction has an unknown status {other:?}")).paid(self.cost_of(&prediction)));
+                    let error = self.odd(&format!("the prediction has an unknown status {other:?}"));
+                    return Err(error.paid(self.charged(self.forget(call).await, &prediction)));
                 }
             }
         }
     }
 
-    async fn forget(&self, call: &UnitCall) {
-        if let Err(e) = call.jobs.forget(call).await {
-            tracing::warn!(error = %e, "cannot forget a Replicate prediction");
+    /// Takes the call's prediction out of the job book; whether it is out.
+    async fn forget(&self, call: &UnitCall) -> bool {
+        match call.jobs.forget(call).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot forget a Replicate prediction");
+                false
+            }
         }
+    }
+
+    /// What a try charges for a prediction it ends with: its time when the try took it out of the
+    /// job book, else nothing (the try that does so charges it).
+    fn charged(&self, forgotten: bool, prediction: &Value) -> i64 {
+        if forgotten { self.cost_of(prediction) } else { 0 }
     }
 
     async fn create(&self, input: Value) -> Result<Value, ProviderError> {
@@ -165,8 +176,8 @@ impl Replicate {
         match made {
             Ok(value) => Ok(Costed { value, cost_micros: cost }),
             Err(error @ ProviderError::Permanent(_)) => {
-                self.forget(call).await;
-                Err(error.paid(cost))
+                let forgotten = self.forget(call).await;
+                Err(error.paid(if forgotten { cost } else { 0 }))
             }
             Err(error) => Err(error.into()),
         }
@@ -175,10 +186,19 @@ impl Replicate {
     fn cancel_job(&self, job_id: String) -> BoxFuture<'static, ()> {
         let endpoint = self.endpoint.clone();
         Box::pin(async move {
-            if let Err(e) = endpoint.post_json(&format!("/predictions/{job_id}/cancel"), &json!({}), &[]).await {
-                tracing::warn!(error = %e, "cannot cancel a Replicate prediction");
-            }
+            let _ = cancel_prediction(&endpoint, &job_id).await;
         })
+    }
+}
+
+/// Cancels a prediction; Replicate answers with the prediction as cancelled.
+async fn cancel_prediction(endpoint: &Endpoint, job_id: &str) -> Option<Value> {
+    match endpoint.post_json(&format!("/predictions/{job_id}/cancel"), &json!({}), &[]).await {
+        Ok(prediction) => Some(prediction),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot cancel a Replicate prediction");
+            None
+        }
     }
 }
 

@@ -267,3 +267,44 @@ async fn the_pages_estimate_plans_with_the_seeds_the_run_will_use() {
     assert_eq!(shown.estimate_micros, run.cost_micros, "the estimate is what the run cost");
     assert_eq!(run.cost_micros, 1, "one still drawn, at the instant provider's price");
 }
+
+/// A beat made again that failed after its branch failed is said on the status page, under the
+/// branch's failure, which keeps its retry (the page said only the branch's failure).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_regeneration_on_a_failed_branch_is_on_the_page() {
+    let env = env().await;
+    let e = &env.engine;
+    let plan = r#"[{"phase":3,"action":"fail","times":9,"message":"the camera jammed"}]"#;
+    let video = new_video(e, "A storm at the lighthouse", 2, true, Some(plan)).await;
+    drain_expect(e, "SSF").await;
+    let state = e.video_state(video).await.unwrap();
+    let main = state.branch_named("main").unwrap().clone();
+    let board = state.checkpoints.iter().find(|c| c.phase == Phase::Storyboard).unwrap().id;
+    let regenerate = Some(reelsmith::domain::video::Regenerate { beat: 1, seed: 7, of: board });
+    let start = RunStart { phase: Phase::Storyboard, from: Some(board), attempt: 1, kind: RunKind::Regenerate, regenerate };
+    let later = state.runs.iter().map(|r| r.created_at).max().unwrap() + 1;
+    let regen = Run::queued(RunId(Uuid::new_v4()), &main, start, later);
+    let mut tx = e.store.write().await.unwrap();
+    storage::insert_run(&mut tx, &regen).await.unwrap();
+    tx.commit().await.unwrap();
+    // A run is inserted queued; its end is written apart.
+    sqlx::query("UPDATE runs SET status = 'failed', error = $1, failed_unit = 1 WHERE id = $2")
+        .bind("the pencil broke")
+        .bind(regen.id.to_string())
+        .execute(e.store.pool())
+        .await
+        .unwrap();
+
+    let web = crate::web::Web::start(&env, reelsmith::server::options::AuthMode::None).await;
+    let page = web.get(None, &format!("/videos/{video}"), &[]).await;
+    let html = page.body.as_str().unwrap_or_default();
+    assert_eq!(page.status, 200, "{html}");
+    for said in [
+        "The clips phase failed",
+        "the camera jammed",
+        "Making beat 2 of the storyboard again failed too, and the storyboard is unchanged: the pencil broke",
+        "Retry from Last Checkpoint",
+    ] {
+        assert!(html.contains(said), "the page says {said:?}");
+    }
+}

@@ -63,10 +63,7 @@ impl JobBook {
     /// The job this call started earlier (before a crash, a takeover, or in an earlier run of
     /// the unit), if it is still out; it is this call's run's from now on.
     pub async fn started(&self, call: &UnitCall) -> Result<Option<String>, storage::StorageError> {
-        let mut tx = self.store.read().await?;
-        let job = storage::job_of_call(&mut tx, &call.key).await?;
-        let _ = tx.rollback().await;
-        let Some(job) = job else { return Ok(None) };
+        let Some(job) = self.recorded(call).await? else { return Ok(None) };
         if job.run_id != call.run {
             let (key, from, run) = (call.key.clone(), job.run_id, call.run);
             if !self.store.write_retrying(async move |tx| storage::move_job(tx, &key, from, run).await).await? {
@@ -80,16 +77,18 @@ impl JobBook {
     /// Whether a job of this call is in the book (a later try attaches to it). One that cannot
     /// be read is taken to be there: a cost it would count is counted once it is used.
     pub async fn holds(&self, call: &UnitCall) -> bool {
-        let held = async {
-            let mut tx = self.store.read().await?;
-            let job = storage::job_of_call(&mut tx, &call.key).await?;
-            let _ = tx.rollback().await;
-            Ok::<_, storage::StorageError>(job.is_some())
-        };
-        held.await.unwrap_or_else(|e| {
+        self.recorded(call).await.map(|job| job.is_some()).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the job book");
             true
         })
+    }
+
+    /// The call's job as the book holds it.
+    async fn recorded(&self, call: &UnitCall) -> Result<Option<ProviderJob>, storage::StorageError> {
+        let mut tx = self.store.read().await?;
+        let job = storage::job_of_call(&mut tx, &call.key).await?;
+        let _ = tx.rollback().await;
+        Ok(job)
     }
 
     /// Records a job just created, before anyone waits on it.
